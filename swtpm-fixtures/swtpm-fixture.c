@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* swtpm-fixture.c: start, stop, reboot and measure into a private swtpm (see swtpm-fixture.h). */
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "swtpm-fixture.h"
+#include "test-util.h"
+#include "tpm2.h"
+
+#define SWTPM_START_TIMEOUT_MS 10000u
+#define SWTPM_STOP_TIMEOUT_MS 5000u
+
+SwtpmFixture *swtpm_fixture_free(SwtpmFixture *f) {
+        if (!f)
+                return NULL;
+        (void) swtpm_fixture_stop(f);
+        if (f->dir)
+                (void) rm_rf(f->dir);
+        free(f->dir);
+        free(f->state_dir);
+        free(f->socket_path);
+        free(f->log_path);
+        free(f->tcti);
+        free(f);
+        return NULL;
+}
+
+int swtpm_fixture_new(const char *name, SwtpmFixture **ret) {
+        _cleanup_(swtpm_fixture_freep) SwtpmFixture *f = NULL;
+        int r;
+
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        r = test_tmpdir_new(name, &f->dir);
+        if (r < 0)
+                return r;
+        f->state_dir = path_join(f->dir, "state");
+        f->socket_path = path_join(f->dir, "tpm.sock");
+        f->log_path = path_join(f->dir, "swtpm.log");
+        if (!f->state_dir || !f->socket_path || !f->log_path)
+                return -ENOMEM;
+        if (asprintf(&f->tcti, "swtpm:path=%s", f->socket_path) < 0) {
+                f->tcti = NULL;
+                return -ENOMEM;
+        }
+        if (strlen(f->socket_path) + strlen(".ctrl") >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+                return -ENAMETOOLONG;
+        if (mkdir(f->state_dir, 0700) < 0)
+                return -errno;
+
+        r = swtpm_fixture_start(f);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(f);
+        return 0;
+}
+
+static int socket_accepts(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+
+        strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        return 0;
+}
+
+int swtpm_fixture_start(SwtpmFixture *f) {
+        _cleanup_free_ char *state = NULL, *server = NULL, *ctrl = NULL;
+        int r;
+
+        if (f->pid > 0)
+                return -EBUSY;
+
+        if (asprintf(&state, "dir=%s", f->state_dir) < 0 ||
+            asprintf(&server, "type=unixio,path=%s", f->socket_path) < 0 ||
+            asprintf(&ctrl, "type=unixio,path=%s.ctrl", f->socket_path) < 0)
+                return -ENOMEM;
+
+        /* startup-clear: the TPM comes up as after a platform reset, with TPM2_Startup already done,
+         * as firmware leaves a real one. */
+        char *argv[] = {
+                (char *) "swtpm", (char *) "socket", (char *) "--tpm2",
+                (char *) "--tpmstate", state,
+                (char *) "--server", server,
+                (char *) "--ctrl", ctrl,
+                (char *) "--flags", (char *) "not-need-init,startup-clear",
+                NULL,
+        };
+        r = test_spawn(argv, f->log_path, /* pass_fd= */ -1, &f->pid);
+        if (r < 0)
+                return r;
+
+        for (unsigned waited = 0; waited < SWTPM_START_TIMEOUT_MS; waited += 10) {
+                if (socket_accepts(f->socket_path) == 0) {
+                        _cleanup_free_ char *ctrl_path = NULL;
+                        if (asprintf(&ctrl_path, "%s.ctrl", f->socket_path) < 0)
+                                return -ENOMEM;
+                        if (socket_accepts(ctrl_path) == 0)
+                                return 0;
+                }
+                if (!test_process_running(f->pid)) {
+                        f->pid = 0;
+                        return -ECHILD;
+                }
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        }
+        (void) swtpm_fixture_kill(f);
+        return -ETIMEDOUT;
+}
+
+int swtpm_fixture_kill(SwtpmFixture *f) {
+        int r;
+
+        if (f->pid <= 0)
+                return 0;
+        (void) kill(f->pid, SIGKILL);
+        r = test_process_stop(f->pid, SWTPM_STOP_TIMEOUT_MS);
+        f->pid = 0;
+        return r < 0 ? r : 0;
+}
+
+int swtpm_fixture_stop(SwtpmFixture *f) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        int r;
+
+        if (f->pid <= 0)
+                return 0;
+
+        /* An orderly shutdown keeps the TPM from counting this as an unclean power loss (which a
+         * real TPM may treat as a dictionary-attack event). Best effort: the test may have broken
+         * the TPM on purpose. */
+        if (tpm2_context_new(f->tcti, &c) >= 0)
+                (void) Esys_Shutdown(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_SU_CLEAR);
+        c = tpm2_context_free(c);
+
+        r = test_process_stop(f->pid, SWTPM_STOP_TIMEOUT_MS);
+        f->pid = 0;
+        return r < 0 ? r : 0;
+}
+
+int swtpm_fixture_reboot(SwtpmFixture *f) {
+        int r;
+
+        r = swtpm_fixture_stop(f);
+        if (r < 0)
+                return r;
+        return swtpm_fixture_start(f);
+}
+
+int swtpm_fixture_extend_pcr(SwtpmFixture *f, unsigned pcr, const void *data, size_t size) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        TPML_DIGEST_VALUES *digests = NULL;
+        TPM2B_EVENT event = {};
+        TSS2_RC rc;
+        int r;
+
+        if (pcr > TPM2_PCR_INDEX_MAX || size > sizeof(event.buffer))
+                return -EINVAL;
+        event.size = (UINT16) size;
+        memcpy(event.buffer, data, size);
+
+        r = tpm2_context_new(f->tcti, &c);
+        if (r < 0)
+                return r;
+        rc = Esys_PCR_Event(c->esys, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &event,
+                            &digests);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_PCR_Event");
+        Esys_Free(digests);
+        return 0;
+}

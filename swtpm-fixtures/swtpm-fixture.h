@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * swtpm-fixture.h: a private software TPM 2.0 for one test.
+ *
+ * Each fixture owns a fresh directory holding the swtpm state and its unix sockets (no TCP port, so
+ * tests never collide), and hands out the TCTI string the code under test should use. The swtpm
+ * process is stopped by PID and reaped when the fixture is freed; it also dies with the test
+ * process. A "reboot" stops the TPM in order and starts it again on the same state: PCRs reset,
+ * persistent objects and NV survive, exactly as across a server reboot.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <tss2/tss2_tpm2_types.h>
+
+#include "macro.h"
+
+typedef struct SwtpmFixture {
+        char *dir;         /* owned, removed on free */
+        char *state_dir;   /* dir/state: the TPM's NV, survives reboots */
+        char *socket_path; /* dir/tpm.sock; the control channel is tpm.sock.ctrl, as the TCTI expects */
+        char *log_path;
+        char *tcti;        /* "swtpm:path=<socket_path>" */
+        pid_t pid;
+} SwtpmFixture;
+
+/* Creates a directory named after name and starts a TPM with a fresh state in it. */
+int swtpm_fixture_new(const char *name, SwtpmFixture **ret);
+SwtpmFixture *swtpm_fixture_free(SwtpmFixture *f);
+DEFINE_TRIVIAL_CLEANUP_FUNC(SwtpmFixture *, swtpm_fixture_free);
+
+int swtpm_fixture_start(SwtpmFixture *f);
+/* Orderly: TPM2_Shutdown(CLEAR), then SIGTERM, then SIGKILL after a bounded wait; reaps. */
+int swtpm_fixture_stop(SwtpmFixture *f);
+int swtpm_fixture_reboot(SwtpmFixture *f);
+/* Kills the TPM without a shutdown, as a power cut does. */
+int swtpm_fixture_kill(SwtpmFixture *f);
+
+/* Measures data into PCR pcr of every active bank (TPM2_PCR_Event), as firmware or a boot loader
+ * would: the way a test simulates a changed boot chain. */
+int swtpm_fixture_extend_pcr(SwtpmFixture *f, unsigned pcr, const void *data, size_t size);

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * luks-fixture.h: LUKS2 image files for tests, and key checks that need no device-mapper.
+ *
+ * Images are sparse files formatted with sealvol's production parameters (LUKS2, aes-xts-plain64,
+ * 512-bit volume key) but with the cheapest PBKDF2, so a test opens them in microseconds.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LUKS_IMAGE_SIZE_DEFAULT (UINT64_C(32) * 1024 * 1024)
+
+int luks_image_new(const char *dir, const char *name, uint64_t size, const void *passphrase, size_t len,
+                   char **ret_path);
+/* Verifies a passphrase against every keyslot without mapping anything: the keyslot number, or
+ * -EPERM when no keyslot opens with it. */
+int luks_image_test_passphrase(const char *path, const void *passphrase, size_t len);

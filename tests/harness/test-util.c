@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* test-util.c: directories, skip policy and child processes for the test harness. */
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "test-util.h"
+
+bool test_in_ci(void) {
+        return streq_ptr(getenv("CI"), "true");
+}
+
+void test_require(bool present, const char *what) {
+        if (present)
+                return;
+        if (test_in_ci()) {
+                fprintf(stderr, "FAIL: %s is missing, and with CI=true a skipped test is a failure.\n", what);
+                exit(EXIT_FAILURE);
+        }
+        fprintf(stderr, "SKIP: %s is missing.\n", what);
+        exit(TEST_EXIT_SKIP);
+}
+
+bool test_have_executable(const char *name) {
+        const char *path = getenv("PATH");
+        _cleanup_free_ char *copy = NULL;
+        char *save = NULL;
+
+        if (strchr(name, '/'))
+                return access(name, X_OK) == 0;
+        copy = strdup(path ? path : "/usr/bin:/bin");
+        if (!copy)
+                return false;
+        for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+                _cleanup_free_ char *p = path_join(d, name);
+                if (p && access(p, X_OK) == 0)
+                        return true;
+        }
+        return false;
+}
+
+char *path_join(const char *a, const char *b) {
+        char *p;
+
+        if (asprintf(&p, "%s/%s", a, b) < 0)
+                return NULL;
+        return p;
+}
+
+int test_tmpdir_new(const char *name, char **ret) {
+        const char *root = getenv("SEALVOL_TEST_TMPDIR");
+        char *p;
+
+        if (isempty(root))
+                root = "/tmp";
+        if (mkdir(root, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        if (asprintf(&p, "%s/%s.XXXXXX", root, name) < 0)
+                return -ENOMEM;
+        if (!mkdtemp(p) || chmod(p, 0755) < 0) {
+                int r = -errno;
+                free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        (void) st;
+        (void) ftw;
+        if (type == FTW_DP)
+                return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
+        return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int rm_rf(const char *path) {
+        if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return 0;
+}
+
+int test_spawn(char *const argv[], const char *log_path, int pass_fd, pid_t *ret_pid) {
+        pid_t parent = getpid(), pid;
+
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                int devnull, log;
+
+                /* Tie the child's life to ours, and close the race where we died before prctl. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(127);
+                devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                if (devnull < 0 || log < 0 || dup2(devnull, STDIN_FILENO) < 0 ||
+                    dup2(log, STDOUT_FILENO) < 0 || dup2(log, STDERR_FILENO) < 0)
+                        _exit(127);
+                if (pass_fd >= 0 && dup2(pass_fd, 3) < 0)
+                        _exit(127);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+
+        *ret_pid = pid;
+        return 0;
+}
+
+bool test_process_running(pid_t pid) {
+        return pid > 0 && waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+int test_process_stop(pid_t pid, unsigned timeout_ms) {
+        int status;
+
+        if (pid <= 0)
+                return -ESRCH;
+        (void) kill(pid, SIGTERM);
+        for (unsigned waited = 0;; waited += 10) {
+                pid_t p = waitpid(pid, &status, WNOHANG);
+                if (p == pid)
+                        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                if (p < 0)
+                        return -errno;
+                if (waited >= timeout_ms)
+                        break;
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        }
+        (void) kill(pid, SIGKILL);
+        if (waitpid(pid, &status, 0) < 0)
+                return -errno;
+        return 128 + SIGKILL;
+}
+
+char *test_read_file(const char *path) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        char *buf = NULL;
+        size_t n = 0;
+
+        if (!f)
+                return NULL;
+        if (getdelim(&buf, &n, '\0', f) < 0) {
+                free(buf);
+                return strdup("");
+        }
+        return buf;
+}

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-util.h: what every sealvol test shares: per-test directories, the skip policy, and child
+ * processes that are always stopped by PID.
+ *
+ * Skip policy: a test that lacks something it needs exits 77 (meson's "skipped"), except with
+ * CI=true, where the machine is supposed to have everything and a skip is a failure.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+#define TEST_EXIT_SKIP 77
+
+bool test_in_ci(void);
+
+/* Call from main() before running tests: returns when present, otherwise exits (77, or 1 in CI). */
+void test_require(bool present, const char *what);
+bool test_have_executable(const char *name);
+
+/* A fresh directory (mode 0755, so tests that drop privileges can reach sockets in it) under
+ * $SEALVOL_TEST_TMPDIR, or /tmp when unset. */
+int test_tmpdir_new(const char *name, char **ret);
+int rm_rf(const char *path);
+
+char *path_join(const char *a, const char *b);
+
+/* Starts argv with stdin from /dev/null and stdout+stderr appended to log_path. If pass_fd >= 0 it
+ * becomes fd 3 in the child. The child gets SIGKILL if the test process dies, so an aborted test
+ * (sanitizer report, crash) does not leave it behind. */
+int test_spawn(char *const argv[], const char *log_path, int pass_fd, pid_t *ret_pid);
+/* SIGTERM, then SIGKILL after timeout_ms; always reaps. Returns the exit status or -errno. */
+int test_process_stop(pid_t pid, unsigned timeout_ms);
+bool test_process_running(pid_t pid);
+
+/* Reads a whole (small) file; NULL on error. For log excerpts in failure messages. */
+char *test_read_file(const char *path);
