@@ -23,6 +23,19 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
+/* IN_SET(r, -ENOLCK, -ENODEV): x equals one of the listed values. */
+#define IN_SET(x, first, ...)                                                   \
+        ({                                                                      \
+                const __typeof__(first) _set_[] = { first, __VA_ARGS__ };       \
+                bool _found_ = false;                                           \
+                for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++)            \
+                        if (_set_[_i_] == (x)) {                                \
+                                _found_ = true;                                 \
+                                break;                                          \
+                        }                                                       \
+                _found_;                                                        \
+        })
+
 #define XCONCATENATE(x, y) x##y
 #define CONCATENATE(x, y) XCONCATENATE(x, y)
 #define UNIQ_T(x) CONCATENATE(__unique_prefix_##x, __COUNTER__)

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* tpm2.c: opening the TPM by TCTI string, error mapping, and the basic ESAPI operations. */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
 #include "log.h"
 #include "secmem.h"
 #include "tpm2.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
 
 const char *tpm2_tcti_select(const char *configured) {
         const char *e = getenv(TPM2_TCTI_ENV);
@@ -162,34 +166,576 @@ int tpm2_get_random(Tpm2Context *c, void *buf, size_t n) {
         return 0;
 }
 
-int tpm2_pcr_read(Tpm2Context *c, TPMI_ALG_HASH bank, unsigned index, void *ret_digest, size_t *ret_size) {
-        TPML_PCR_SELECTION sel = {
+static void pcr_selection_from_mask(TPMI_ALG_HASH bank, uint32_t mask, TPML_PCR_SELECTION *ret) {
+        *ret = (TPML_PCR_SELECTION) {
                 .count = 1,
                 .pcrSelections[0] = { .hash = bank, .sizeofSelect = 3 },
         };
-        TPML_PCR_SELECTION *sel_out = NULL;
-        TPML_DIGEST *values = NULL;
-        UINT32 update_counter;
+        for (unsigned i = 0; i < 3; i++)
+                ret->pcrSelections[0].pcrSelect[i] = (uint8_t) (mask >> (8 * i));
+}
+
+static uint32_t pcr_selection_to_mask(const TPMS_PCR_SELECTION *s) {
+        uint32_t mask = 0;
+
+        for (unsigned i = 0; i < s->sizeofSelect && i < 3; i++)
+                mask |= (uint32_t) s->pcrSelect[i] << (8 * i);
+        return mask;
+}
+
+static uint16_t hash_alg_size(TPMI_ALG_HASH alg) {
+        switch (alg) {
+        case TPM2_ALG_SHA1:
+                return TPM2_SHA1_DIGEST_SIZE;
+        case TPM2_ALG_SHA256:
+                return TPM2_SHA256_DIGEST_SIZE;
+        case TPM2_ALG_SHA384:
+                return TPM2_SHA384_DIGEST_SIZE;
+        case TPM2_ALG_SHA512:
+                return TPM2_SHA512_DIGEST_SIZE;
+        default:
+                return 0;
+        }
+}
+
+static const struct {
+        TPMI_ALG_HASH alg;
+        const char *name;
+} hash_algs[] = {
+        { TPM2_ALG_SHA1, "sha1" },
+        { TPM2_ALG_SHA256, "sha256" },
+        { TPM2_ALG_SHA384, "sha384" },
+        { TPM2_ALG_SHA512, "sha512" },
+};
+
+const char *tpm2_hash_alg_to_string(TPMI_ALG_HASH alg) {
+        for (size_t i = 0; i < ELEMENTSOF(hash_algs); i++)
+                if (hash_algs[i].alg == alg)
+                        return hash_algs[i].name;
+        return NULL;
+}
+
+int tpm2_hash_alg_from_string(const char *s, TPMI_ALG_HASH *ret) {
+        for (size_t i = 0; i < ELEMENTSOF(hash_algs); i++)
+                if (streq_ptr(s, hash_algs[i].name)) {
+                        *ret = hash_algs[i].alg;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+char *tpm2_pcr_mask_to_string(uint32_t mask, char *buf, size_t size) {
+        size_t n = 0;
+
+        if (size == 0)
+                return buf;
+        buf[0] = '\0';
+        for (unsigned i = 0; i <= TPM2_PCR_INDEX_MAX; i++) {
+                int k;
+
+                if (!(mask & (UINT32_C(1) << i)))
+                        continue;
+                k = snprintf(buf + n, size - n, "%s%u", n > 0 ? "," : "", i);
+                if (k < 0 || (size_t) k >= size - n)
+                        break;
+                n += (size_t) k;
+        }
+        return buf;
+}
+
+int tpm2_pcr_mask_from_string(const char *s, uint32_t *ret) {
+        uint32_t mask = 0;
+
+        if (isempty(s))
+                return -EINVAL;
+        for (const char *p = s;;) {
+                char *end;
+                unsigned long v;
+
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                errno = 0;
+                v = strtoul(p, &end, 10);
+                if (errno != 0 || v > TPM2_PCR_INDEX_MAX)
+                        return -EINVAL;
+                mask |= UINT32_C(1) << v;
+                if (*end == '\0')
+                        break;
+                if (*end != ',' && *end != '+')
+                        return -EINVAL;
+                p = end + 1;
+        }
+        *ret = mask;
+        return 0;
+}
+
+int tpm2_pcr_read_values(Tpm2Context *c, TPMI_ALG_HASH bank, uint32_t mask, Tpm2PcrValues *ret) {
+        Tpm2PcrValues v = { .bank = bank, .mask = mask, .digest_size = hash_alg_size(bank) };
+        uint32_t remaining = mask;
+
+        if (v.digest_size == 0)
+                return -EOPNOTSUPP;
+        if (mask == 0 || (mask & ~TPM2_PCR_MASK_ALL))
+                return -EINVAL;
+
+        /* One PCR_Read returns at most 8 digests (TPM 2.0 Part 3, 22.4): ask again for the rest. */
+        while (remaining != 0) {
+                TPML_PCR_SELECTION sel, *sel_out = NULL;
+                TPML_DIGEST *values = NULL;
+                UINT32 update_counter;
+                uint32_t got;
+                unsigned k = 0;
+                TSS2_RC rc;
+
+                pcr_selection_from_mask(bank, remaining, &sel);
+                rc = Esys_PCR_Read(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel, &update_counter,
+                                   &sel_out, &values);
+                if (rc != TSS2_RC_SUCCESS)
+                        return tpm2_rc_to_errno(rc, "Esys_PCR_Read");
+
+                got = sel_out->count == 1 ? pcr_selection_to_mask(&sel_out->pcrSelections[0]) & remaining : 0;
+                for (unsigned i = 0; i <= TPM2_PCR_INDEX_MAX && got; i++) {
+                        if (!(got & (UINT32_C(1) << i)))
+                                continue;
+                        if (k >= values->count || values->digests[k].size != v.digest_size) {
+                                got = 0;
+                                break;
+                        }
+                        memcpy(v.digests[i], values->digests[k].buffer, v.digest_size);
+                        k++;
+                }
+                Esys_Free(sel_out);
+                Esys_Free(values);
+                /* A bank the TPM does not allocate comes back as an empty selection, not an error. */
+                if (got == 0)
+                        return -EOPNOTSUPP;
+                remaining &= ~got;
+        }
+
+        *ret = v;
+        return 0;
+}
+
+uint32_t tpm2_pcr_values_diff(const Tpm2PcrValues *a, const Tpm2PcrValues *b) {
+        uint32_t diff = 0;
+
+        for (unsigned i = 0; i <= TPM2_PCR_INDEX_MAX; i++) {
+                uint32_t bit = UINT32_C(1) << i;
+
+                if (!((a->mask | b->mask) & bit))
+                        continue;
+                if ((a->mask & bit) != (b->mask & bit) || a->digest_size != b->digest_size ||
+                    memcmp(a->digests[i], b->digests[i], a->digest_size) != 0)
+                        diff |= bit;
+        }
+        return diff;
+}
+
+static void flush_handle(Tpm2Context *c, ESYS_TR *h) {
+        if (*h != ESYS_TR_NONE)
+                (void) Esys_FlushContext(c->esys, *h);
+        *h = ESYS_TR_NONE;
+}
+
+/* TCG TPM v2.0 Provisioning Guidance, SRK template: a restricted, non-duplicable ECC P-256 decryption
+ * key usable without authorisation and exempt from dictionary-attack accounting. */
+static const TPM2B_PUBLIC srk_template = {
+        .publicArea = {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                                    TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+                .parameters.eccDetail = {
+                        .symmetric = {
+                                .algorithm = TPM2_ALG_AES,
+                                .keyBits.aes = 128,
+                                .mode.aes = TPM2_ALG_CFB,
+                        },
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf.scheme = TPM2_ALG_NULL,
+                },
+        },
+};
+
+static int srk_create(Tpm2Context *c, ESYS_TR *ret) {
+        TPM2B_SENSITIVE_CREATE sensitive = {};
+        TPM2B_DATA outside = {};
+        TPML_PCR_SELECTION creation_pcrs = {};
+        TPM2B_PUBLIC *pub = NULL;
+        TPM2B_CREATION_DATA *creation_data = NULL;
+        TPM2B_DIGEST *creation_hash = NULL;
+        TPMT_TK_CREATION *ticket = NULL;
+        ESYS_TR transient = ESYS_TR_NONE, persistent = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                &sensitive, &srk_template, &outside, &creation_pcrs, &transient, &pub,
+                                &creation_data, &creation_hash, &ticket);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_CreatePrimary (SRK)");
+        Esys_Free(pub);
+        Esys_Free(creation_data);
+        Esys_Free(creation_hash);
+        Esys_Free(ticket);
+
+        rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, transient, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                               ESYS_TR_NONE, TPM2_SRK_HANDLE, &persistent);
+        flush_handle(c, &transient);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_EvictControl (SRK)");
+
+        *ret = persistent;
+        return 0;
+}
+
+/* An SRK somebody else persisted (systemd, tpm2-tools) is fine if it is a storage key: restricted,
+ * decrypting, non-signing, bound to this TPM. */
+static int srk_check(Tpm2Context *c, ESYS_TR srk) {
+        TPM2B_PUBLIC *pub = NULL;
+        TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM |
+                           TPMA_OBJECT_FIXEDPARENT;
         TSS2_RC rc;
         int r = 0;
 
-        if (index > TPM2_PCR_INDEX_MAX)
-                return -EINVAL;
-        sel.pcrSelections[0].pcrSelect[index / 8] = (uint8_t) (1u << (index % 8));
-
-        rc = Esys_PCR_Read(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel, &update_counter, &sel_out,
-                           &values);
+        rc = Esys_ReadPublic(c->esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_rc_to_errno(rc, "Esys_PCR_Read");
-
-        /* A bank the TPM does not implement comes back as an empty selection, not an error. */
-        if (values->count != 1 || values->digests[0].size > sizeof(TPMU_HA))
-                r = -EOPNOTSUPP;
-        else {
-                memcpy(ret_digest, values->digests[0].buffer, values->digests[0].size);
-                *ret_size = values->digests[0].size;
+                return tpm2_rc_to_errno(rc, "Esys_ReadPublic (SRK)");
+        if ((pub->publicArea.objectAttributes & need) != need ||
+            (pub->publicArea.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) ||
+            (pub->publicArea.type != TPM2_ALG_ECC && pub->publicArea.type != TPM2_ALG_RSA)) {
+                log_debug("Object at 0x%08x is not a storage root key (type 0x%04x, attributes 0x%08x).",
+                          (unsigned) TPM2_SRK_HANDLE, pub->publicArea.type, pub->publicArea.objectAttributes);
+                r = -ENOTUNIQ;
         }
-        Esys_Free(sel_out);
-        Esys_Free(values);
+        Esys_Free(pub);
         return r;
+}
+
+int tpm2_srk_get(Tpm2Context *c, bool create, ESYS_TR *ret_srk) {
+        ESYS_TR srk = ESYS_TR_NONE;
+        TSS2_RC rc;
+        int r;
+
+        rc = Esys_TR_FromTPMPublic(c->esys, TPM2_SRK_HANDLE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &srk);
+        if (rc == TSS2_RC_SUCCESS) {
+                if (create) {
+                        r = srk_check(c, srk);
+                        if (r < 0) {
+                                (void) Esys_TR_Close(c->esys, &srk);
+                                return r;
+                        }
+                }
+                *ret_srk = srk;
+                return 0;
+        }
+        if (tpm2_rc_base(rc) != TPM2_RC_HANDLE)
+                return tpm2_rc_to_errno(rc, "Esys_TR_FromTPMPublic (SRK)");
+        if (!create)
+                return -ENXIO;
+
+        log_debug("No SRK at 0x%08x, creating one.", (unsigned) TPM2_SRK_HANDLE);
+        return srk_create(c, ret_srk);
+}
+
+/* A session salted with the SRK: its key is derived from a secret only this TPM can decrypt, so
+ * parameter encryption under it keeps secrets off the bus (TPM 2.0 Part 1, 19.6 and 21). */
+static int start_salted_session(Tpm2Context *c, ESYS_TR srk, TPM2_SE type, TPMA_SESSION attributes,
+                                ESYS_TR *ret) {
+        static const TPMT_SYM_DEF aes_cfb = {
+                .algorithm = TPM2_ALG_AES,
+                .keyBits.aes = 128,
+                .mode.aes = TPM2_ALG_CFB,
+        };
+        ESYS_TR session = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        rc = Esys_StartAuthSession(c->esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+                                   type, &aes_cfb, TPM2_ALG_SHA256, &session);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_StartAuthSession");
+        rc = Esys_TRSess_SetAttributes(c->esys, session, attributes, 0xff);
+        if (rc != TSS2_RC_SUCCESS) {
+                flush_handle(c, &session);
+                return tpm2_rc_to_errno(rc, "Esys_TRSess_SetAttributes");
+        }
+        *ret = session;
+        return 0;
+}
+
+/* pcrDigest for PolicyPCR: the hash, with the policy's algorithm, of the selected PCR values
+ * concatenated in index order (TPM 2.0 Part 3, 23.7). */
+static int pcr_values_policy_digest(const Tpm2PcrValues *pcrs, TPM2B_DIGEST *ret) {
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *md = EVP_MD_CTX_new();
+        unsigned n = 0;
+
+        if (!md)
+                return -ENOMEM;
+        if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+                return -EIO;
+        for (unsigned i = 0; i <= TPM2_PCR_INDEX_MAX; i++)
+                if ((pcrs->mask & (UINT32_C(1) << i)) &&
+                    EVP_DigestUpdate(md, pcrs->digests[i], pcrs->digest_size) != 1)
+                        return -EIO;
+        if (EVP_DigestFinal_ex(md, ret->buffer, &n) != 1)
+                return -EIO;
+        ret->size = (UINT16) n;
+        return 0;
+}
+
+/* The authPolicy of a PolicyPCR over exactly these values, computed by the TPM in a trial session,
+ * so the formula is the TPM's own. */
+static int policy_pcr_digest(Tpm2Context *c, const Tpm2PcrValues *pcrs, TPM2B_DIGEST *ret) {
+        static const TPMT_SYM_DEF sym_null = { .algorithm = TPM2_ALG_NULL };
+        ESYS_TR session = ESYS_TR_NONE;
+        TPML_PCR_SELECTION sel;
+        TPM2B_DIGEST pcr_digest, *policy = NULL;
+        TSS2_RC rc;
+        int r;
+
+        r = pcr_values_policy_digest(pcrs, &pcr_digest);
+        if (r < 0)
+                return r;
+        pcr_selection_from_mask(pcrs->bank, pcrs->mask, &sel);
+
+        rc = Esys_StartAuthSession(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   ESYS_TR_NONE, NULL, TPM2_SE_TRIAL, &sym_null, TPM2_ALG_SHA256, &session);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_StartAuthSession (trial)");
+        rc = Esys_PolicyPCR(c->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pcr_digest, &sel);
+        if (rc == TSS2_RC_SUCCESS)
+                rc = Esys_PolicyGetDigest(c->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &policy);
+        flush_handle(c, &session);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "PolicyPCR (trial)");
+
+        *ret = *policy;
+        Esys_Free(policy);
+        return 0;
+}
+
+static int srk_name(Tpm2Context *c, ESYS_TR srk, TPM2B_NAME *ret) {
+        TPM2B_NAME *name = NULL;
+        TSS2_RC rc;
+
+        rc = Esys_TR_GetName(c->esys, srk, &name);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_TR_GetName (SRK)");
+        *ret = *name;
+        Esys_Free(name);
+        return 0;
+}
+
+int tpm2_seal(Tpm2Context *c, const Tpm2PcrValues *pcrs, bool noda, const void *secret, size_t size,
+              Tpm2Sealed *ret) {
+        TPM2B_SENSITIVE_CREATE sensitive = {};
+        CLEANUP_ERASE(sensitive);
+        TPM2B_PUBLIC template = {
+                .publicArea = {
+                        .type = TPM2_ALG_KEYEDHASH,
+                        .nameAlg = TPM2_ALG_SHA256,
+                        /* No userWithAuth: only the policy opens it. No sensitiveDataOrigin: the data
+                         * is ours. */
+                        .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                            TPMA_OBJECT_ADMINWITHPOLICY | (noda ? TPMA_OBJECT_NODA : 0),
+                        .parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL,
+                },
+        };
+        TPM2B_DATA outside = {};
+        TPML_PCR_SELECTION creation_pcrs = {};
+        TPM2B_PRIVATE *priv = NULL;
+        TPM2B_PUBLIC *pub = NULL;
+        TPM2B_CREATION_DATA *creation_data = NULL;
+        TPM2B_DIGEST *creation_hash = NULL;
+        TPMT_TK_CREATION *ticket = NULL;
+        ESYS_TR srk = ESYS_TR_NONE, session = ESYS_TR_NONE;
+        Tpm2Sealed sealed = {};
+        TSS2_RC rc;
+        int r;
+
+        if (size == 0 || size > TPM2_SEALED_SECRET_MAX || size > sizeof(sensitive.sensitive.data.buffer))
+                return -EINVAL;
+        if (hash_alg_size(pcrs->bank) == 0 || pcrs->mask == 0 || (pcrs->mask & ~TPM2_PCR_MASK_ALL))
+                return -EINVAL;
+
+        r = tpm2_srk_get(c, /* create= */ true, &srk);
+        if (r < 0)
+                return r;
+        r = srk_name(c, srk, &sealed.srk_name);
+        if (r >= 0)
+                r = policy_pcr_digest(c, pcrs, &sealed.policy);
+        if (r < 0)
+                goto finish;
+        template.publicArea.authPolicy = sealed.policy;
+
+        sensitive.sensitive.data.size = (UINT16) size;
+        memcpy(sensitive.sensitive.data.buffer, secret, size);
+
+        /* DECRYPT: the first command parameter (inSensitive) travels encrypted. */
+        r = start_salted_session(c, srk, TPM2_SE_HMAC, TPMA_SESSION_DECRYPT | TPMA_SESSION_CONTINUESESSION,
+                                 &session);
+        if (r < 0)
+                goto finish;
+        rc = Esys_Create(c->esys, srk, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &template, &outside,
+                         &creation_pcrs, &priv, &pub, &creation_data, &creation_hash, &ticket);
+        flush_handle(c, &session);
+        if (rc != TSS2_RC_SUCCESS) {
+                r = tpm2_rc_to_errno(rc, "Esys_Create (sealed object)");
+                goto finish;
+        }
+
+        sealed.public = *pub;
+        sealed.private = *priv;
+        Esys_Free(priv);
+        Esys_Free(pub);
+        Esys_Free(creation_data);
+        Esys_Free(creation_hash);
+        Esys_Free(ticket);
+        *ret = sealed;
+        r = 0;
+finish:
+        (void) Esys_TR_Close(c->esys, &srk);
+        return r;
+}
+
+static int unseal_once(Tpm2Context *c, ESYS_TR srk, ESYS_TR object, const Tpm2PcrValues *pcrs,
+                       void **ret_secret, size_t *ret_size, TSS2_RC *ret_rc) {
+        ESYS_TR session = ESYS_TR_NONE;
+        TPML_PCR_SELECTION sel;
+        TPM2B_DIGEST empty = {};
+        TPM2B_SENSITIVE_DATA *out = NULL;
+        void *secret;
+        TSS2_RC rc;
+        int r;
+
+        /* ENCRYPT: the first response parameter (the unsealed data) travels encrypted. */
+        r = start_salted_session(c, srk, TPM2_SE_POLICY, TPMA_SESSION_ENCRYPT, &session);
+        if (r < 0)
+                return r;
+
+        /* An empty pcrDigest makes the TPM use the PCRs' current values; the result matches the
+         * object's authPolicy only if they equal the sealed ones. */
+        pcr_selection_from_mask(pcrs->bank, pcrs->mask, &sel);
+        rc = Esys_PolicyPCR(c->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &sel);
+        if (rc == TSS2_RC_SUCCESS)
+                rc = Esys_Unseal(c->esys, object, session, ESYS_TR_NONE, ESYS_TR_NONE, &out);
+        /* The session is not continued, so the TPM flushed it with the command; flush only on error. */
+        if (rc != TSS2_RC_SUCCESS) {
+                flush_handle(c, &session);
+                *ret_rc = rc;
+                return tpm2_rc_to_errno(rc, "Unseal");
+        }
+
+        secret = secure_memdup(out->buffer, out->size);
+        *ret_size = out->size;
+        explicit_bzero(out->buffer, sizeof(out->buffer));
+        Esys_Free(out);
+        if (!secret)
+                return -errno;
+        *ret_secret = secret;
+        return 0;
+}
+
+int tpm2_unseal(Tpm2Context *c, const Tpm2PcrValues *pcrs, const Tpm2Sealed *sealed, void **ret_secret,
+                size_t *ret_size, uint32_t *ret_changed_pcrs) {
+        ESYS_TR srk = ESYS_TR_NONE, object = ESYS_TR_NONE;
+        TPM2B_NAME name;
+        uint32_t changed = 0;
+        TSS2_RC rc;
+        int r;
+
+        if (hash_alg_size(pcrs->bank) == 0 || pcrs->mask == 0 || (pcrs->mask & ~TPM2_PCR_MASK_ALL))
+                return -EINVAL;
+
+        r = tpm2_srk_get(c, /* create= */ false, &srk);
+        if (r < 0)
+                return r;
+        r = srk_name(c, srk, &name);
+        if (r < 0)
+                goto finish;
+        /* Another TPM, or this one after its storage hierarchy was cleared: the SRK is a new key. */
+        if (name.size != sealed->srk_name.size || memcmp(name.name, sealed->srk_name.name, name.size) != 0) {
+                r = -ENXIO;
+                goto finish;
+        }
+
+        rc = Esys_Load(c->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sealed->private,
+                       &sealed->public, &object);
+        if (rc != TSS2_RC_SUCCESS) {
+                r = tpm2_rc_to_errno(rc, "Esys_Load (sealed object)");
+                /* The parent is the right one, so an object it refuses is a damaged one. */
+                if (!IN_SET(r, -ENOLCK, -ENODEV, -ENOMEM, -EAGAIN))
+                        r = -EBADMSG;
+                goto finish;
+        }
+
+        for (unsigned attempt = 1;; attempt++) {
+                Tpm2PcrValues now;
+                TSS2_RC urc = TSS2_RC_SUCCESS;
+
+                r = unseal_once(c, srk, object, pcrs, ret_secret, ret_size, &urc);
+                if (r >= 0 || attempt >= TPM2_UNSEAL_RETRY_MAX)
+                        break;
+                if (tpm2_rc_base(urc) == TPM2_RC_PCR_CHANGED)
+                        continue;
+                if (tpm2_rc_base(urc) != TPM2_RC_POLICY_FAIL)
+                        break;
+
+                /* Say which PCRs moved. If none did, one changed and changed back: try again. */
+                r = tpm2_pcr_read_values(c, pcrs->bank, pcrs->mask, &now);
+                if (r < 0)
+                        break;
+                changed = tpm2_pcr_values_diff(pcrs, &now);
+                r = -ESTALE;
+                if (changed != 0)
+                        break;
+        }
+        flush_handle(c, &object);
+
+        if (r == -EPERM)
+                r = -ESTALE;
+        if (r == -ESTALE && ret_changed_pcrs)
+                *ret_changed_pcrs = changed;
+finish:
+        (void) Esys_TR_Close(c->esys, &srk);
+        return r;
+}
+
+int tpm2_get_lockout_info(Tpm2Context *c, uint32_t *ret_counter, uint32_t *ret_max_tries, bool *ret_in_lockout) {
+        TPMS_CAPABILITY_DATA *cap = NULL;
+        uint32_t counter = 0, max_tries = 0, permanent = 0;
+        TPMI_YES_NO more;
+        TSS2_RC rc;
+
+        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                                TPM2_PT_PERMANENT, 1, &more, &cap);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_GetCapability (PT_PERMANENT)");
+        if (cap->data.tpmProperties.count == 1 &&
+            cap->data.tpmProperties.tpmProperty[0].property == TPM2_PT_PERMANENT)
+                permanent = cap->data.tpmProperties.tpmProperty[0].value;
+        Esys_Free(cap);
+
+        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                                TPM2_PT_LOCKOUT_COUNTER, 2, &more, &cap);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_GetCapability (PT_LOCKOUT_COUNTER)");
+        for (UINT32 i = 0; i < cap->data.tpmProperties.count; i++) {
+                TPMS_TAGGED_PROPERTY *p = &cap->data.tpmProperties.tpmProperty[i];
+
+                if (p->property == TPM2_PT_LOCKOUT_COUNTER)
+                        counter = p->value;
+                else if (p->property == TPM2_PT_MAX_AUTH_FAIL)
+                        max_tries = p->value;
+        }
+        Esys_Free(cap);
+
+        if (ret_counter)
+                *ret_counter = counter;
+        if (ret_max_tries)
+                *ret_max_tries = max_tries;
+        if (ret_in_lockout)
+                *ret_in_lockout = permanent & TPMA_PERMANENT_INLOCKOUT;
+        return 0;
 }

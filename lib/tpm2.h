@@ -11,6 +11,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <tss2/tss2_esys.h>
@@ -20,6 +21,13 @@
 #define TPM2_TCTI_DEFAULT "device:/dev/tpmrm0"
 #define TPM2_TCTI_ENV "SEALVOL_TCTI"
 #define TPM2_PCR_INDEX_MAX 23u
+#define TPM2_PCR_MASK_ALL ((UINT32_C(1) << (TPM2_PCR_INDEX_MAX + 1)) - 1)
+/* The TCG's well-known handle for the storage root key (TCG TPM v2.0 Provisioning Guidance). */
+#define TPM2_SRK_HANDLE UINT32_C(0x81000001)
+/* A PCR that changes between PolicyPCR and Unseal makes the TPM answer TPM_RC_PCR_CHANGED; try again,
+ * a bounded number of times. */
+#define TPM2_UNSEAL_RETRY_MAX 5u
+#define TPM2_SEALED_SECRET_MAX 128u
 
 typedef struct Tpm2Context {
         char *tcti_string;
@@ -35,6 +43,23 @@ int tpm2_context_new(const char *tcti, Tpm2Context **ret);
 Tpm2Context *tpm2_context_free(Tpm2Context *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Tpm2Context *, tpm2_context_free);
 
+/* The values of a set of PCRs of one bank, in index order. */
+typedef struct Tpm2PcrValues {
+        TPMI_ALG_HASH bank;
+        uint32_t mask; /* bit i set: PCR i is part of the set */
+        uint16_t digest_size;
+        uint8_t digests[TPM2_PCR_INDEX_MAX + 1][sizeof(TPMU_HA)];
+} Tpm2PcrValues;
+
+/* A secret sealed to the TPM: the TPM-encrypted object and what it is bound to. Nothing here is
+ * secret: the private part is encrypted with the SRK's seed, which never leaves the TPM. */
+typedef struct Tpm2Sealed {
+        TPM2B_PUBLIC public;
+        TPM2B_PRIVATE private;
+        TPM2B_NAME srk_name;  /* which TPM (storage hierarchy seed) can load it */
+        TPM2B_DIGEST policy;  /* PolicyPCR digest over the recorded PCR values */
+} Tpm2Sealed;
+
 /* TSS2_RC -> -errno: -ENOLCK DA lockout, -EAGAIN PCR changed / TPM busy, -EPERM policy or
  * authorisation failure, -EBADMSG integrity check failed (object from another TPM), -ENODEV or
  * -ECONNREFUSED transport failures, -ENOMEM, else -ENOTRECOVERABLE. Logs the decoded text at debug. */
@@ -42,5 +67,36 @@ int tpm2_rc_to_errno(TSS2_RC rc, const char *what);
 
 int tpm2_get_random(Tpm2Context *c, void *buf, size_t n);
 
-/* Reads one PCR of one bank into ret_digest (room for sizeof(TPMU_HA)), returns its size. */
-int tpm2_pcr_read(Tpm2Context *c, TPMI_ALG_HASH bank, unsigned index, void *ret_digest, size_t *ret_size);
+/* Reads the PCRs in mask (bit i: PCR i) of one bank. -EOPNOTSUPP if the TPM has no such bank. */
+int tpm2_pcr_read_values(Tpm2Context *c, TPMI_ALG_HASH bank, uint32_t mask, Tpm2PcrValues *ret);
+/* The PCRs (as a mask) whose values differ between two sets of the same selection. */
+uint32_t tpm2_pcr_values_diff(const Tpm2PcrValues *a, const Tpm2PcrValues *b);
+/* Formats a mask as "7" or "0,2,7" into buf. */
+char *tpm2_pcr_mask_to_string(uint32_t mask, char *buf, size_t size);
+int tpm2_pcr_mask_from_string(const char *s, uint32_t *ret);
+int tpm2_hash_alg_from_string(const char *s, TPMI_ALG_HASH *ret);
+const char *tpm2_hash_alg_to_string(TPMI_ALG_HASH alg);
+
+/* Returns the storage root key at TPM2_SRK_HANDLE, a restricted decryption key. With create, makes
+ * and persists one from the TCG's ECC P-256 SRK template when there is none (CreatePrimary +
+ * EvictControl). Without create, a missing SRK is -ENXIO: this is not the TPM (or the storage
+ * hierarchy was cleared). */
+int tpm2_srk_get(Tpm2Context *c, bool create, ESYS_TR *ret_srk);
+
+/* Seals secret under the SRK as a keyed-hash object that can be unsealed only when the PCRs of
+ * pcrs->bank in pcrs->mask hold exactly the values in pcrs (PolicyPCR). noda exempts it from the
+ * dictionary-attack counter, right when no PIN guards it. The secret reaches the TPM encrypted
+ * (salted session, parameter encryption). */
+int tpm2_seal(Tpm2Context *c, const Tpm2PcrValues *pcrs, bool noda, const void *secret, size_t size,
+              Tpm2Sealed *ret);
+
+/* Unseals in a salted policy session with response encryption, so the secret never crosses the bus
+ * to the TPM in clear; the result is in secure memory. Errors: -ENXIO the object belongs to another
+ * TPM (SRK missing or a different one), -ESTALE the PCR values differ from pcrs (the differing PCRs
+ * in *ret_changed_pcrs, which may be 0 if they changed back in between), -ENOLCK the TPM is in
+ * dictionary-attack lockout, -EBADMSG the object is malformed, -ENODEV no TPM. */
+int tpm2_unseal(Tpm2Context *c, const Tpm2PcrValues *pcrs, const Tpm2Sealed *sealed, void **ret_secret,
+                size_t *ret_size, uint32_t *ret_changed_pcrs);
+
+/* The TPM's dictionary-attack state (TPM_PT_LOCKOUT_COUNTER / MAX_AUTH_FAIL / in lockout). */
+int tpm2_get_lockout_info(Tpm2Context *c, uint32_t *ret_counter, uint32_t *ret_max_tries, bool *ret_in_lockout);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * test-tpm2-swtpm.c: lib/tpm2.c against a real (software) TPM: TCTI selection, random bytes, PCR
- * reads, a measured change of PCR 7, a reboot that resets it, and the errors for a missing TPM.
+ * reads, a measured change of PCR 7, a reboot that resets it, sealing and unsealing with a PCR
+ * policy, and the errors for a missing TPM, another TPM, a damaged object and a changed PCR.
  */
 
 #include <setjmp.h>
@@ -9,11 +10,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 #include <openssl/sha.h>
 
+#include "secmem.h"
 #include "swtpm-fixture.h"
 #include "test-util.h"
 #include "tpm2.h"
@@ -62,13 +65,12 @@ static void test_get_random(void **state) {
 
 static void read_pcr7(SwtpmFixture *f, uint8_t ret[static SHA256_DIGEST_LENGTH]) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-        uint8_t digest[sizeof(TPMU_HA)];
-        size_t n = 0;
+        Tpm2PcrValues v;
 
         assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
-        assert_int_equal(tpm2_pcr_read(c, TPM2_ALG_SHA256, 7, digest, &n), 0);
-        assert_int_equal(n, SHA256_DIGEST_LENGTH);
-        memcpy(ret, digest, n);
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, UINT32_C(1) << 7, &v), 0);
+        assert_int_equal(v.digest_size, SHA256_DIGEST_LENGTH);
+        memcpy(ret, v.digests[7], SHA256_DIGEST_LENGTH);
 }
 
 static void test_pcr_extend_and_reboot(void **state) {
@@ -96,14 +98,212 @@ static void test_pcr_extend_and_reboot(void **state) {
         assert_memory_equal(pcr, zero, sizeof(pcr));
 }
 
-static void test_pcr_read_refuses_bad_index(void **state) {
+static void test_pcr_read_values(void **state) {
         SwtpmFixture *f = *state;
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-        uint8_t digest[sizeof(TPMU_HA)];
-        size_t n;
+        Tpm2PcrValues all, some;
+        uint8_t zero[SHA256_DIGEST_LENGTH] = {};
 
         assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
-        assert_int_equal(tpm2_pcr_read(c, TPM2_ALG_SHA256, 24, digest, &n), -EINVAL);
+        /* All 24 PCRs: more than one PCR_Read answers (at most 8 digests each). */
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, TPM2_PCR_MASK_ALL, &all), 0);
+        assert_int_equal(all.mask, TPM2_PCR_MASK_ALL);
+        assert_memory_equal(all.digests[7], zero, sizeof(zero));
+        /* PCRs 17-22 reset to all ones (TPM PC Client profile: locality-controlled PCRs). */
+        assert_int_equal(all.digests[17][0], 0xff);
+
+        assert_int_equal(swtpm_fixture_extend_pcr(f, 2, "x", 1), 0);
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, (1u << 0) | (1u << 2) | (1u << 7), &some), 0);
+        assert_int_equal(tpm2_pcr_values_diff(&all, &some), TPM2_PCR_MASK_ALL & ~((1u << 0) | (1u << 7)));
+
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, 0, &some), -EINVAL);
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, 1u << 24, &some), -EINVAL);
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SM3_256, 1u << 7, &some), -EOPNOTSUPP);
+}
+
+static void test_pcr_mask_strings(void **state) {
+        char buf[128];
+        uint32_t mask;
+
+        (void) state;
+        assert_int_equal(tpm2_pcr_mask_from_string("7", &mask), 0);
+        assert_int_equal(mask, 1u << 7);
+        assert_int_equal(tpm2_pcr_mask_from_string("0,2+7", &mask), 0);
+        assert_int_equal(mask, (1u << 0) | (1u << 2) | (1u << 7));
+        assert_string_equal(tpm2_pcr_mask_to_string(mask, buf, sizeof(buf)), "0,2,7");
+        assert_string_equal(tpm2_pcr_mask_to_string(TPM2_PCR_MASK_ALL, buf, sizeof(buf)),
+                            "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23");
+        assert_int_equal(tpm2_pcr_mask_from_string("24", &mask), -EINVAL);
+        assert_int_equal(tpm2_pcr_mask_from_string("7,", &mask), -EINVAL);
+        assert_int_equal(tpm2_pcr_mask_from_string("", &mask), -EINVAL);
+        assert_int_equal(tpm2_pcr_mask_from_string("-1", &mask), -EINVAL);
+        assert_int_equal(tpm2_pcr_mask_from_string("7x", &mask), -EINVAL);
+}
+
+static const uint8_t test_secret[32] = "sealvol test secret, 32 bytes.!";
+
+static void seal_to_pcrs(SwtpmFixture *f, uint32_t mask, Tpm2PcrValues *ret_pcrs, Tpm2Sealed *ret_sealed) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+
+        assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, mask, ret_pcrs), 0);
+        assert_int_equal(tpm2_seal(c, ret_pcrs, /* noda= */ true, test_secret, sizeof(test_secret), ret_sealed), 0);
+}
+
+static int unseal(SwtpmFixture *f, const Tpm2PcrValues *pcrs, const Tpm2Sealed *sealed, uint32_t *ret_changed) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        _cleanup_secure_ void *secret = NULL;
+        size_t size = 0;
+        int r;
+
+        assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
+        r = tpm2_unseal(c, pcrs, sealed, &secret, &size, ret_changed);
+        if (r < 0)
+                return r;
+        assert_int_equal(size, sizeof(test_secret));
+        assert_int_equal(secure_size(secret), sizeof(test_secret));
+        assert_memory_equal(secret, test_secret, size);
+        return 0;
+}
+
+static void test_seal_unseal_reboot_extend(void **state) {
+        SwtpmFixture *f = *state;
+        Tpm2PcrValues pcrs;
+        Tpm2Sealed sealed;
+        uint32_t changed = 0;
+
+        seal_to_pcrs(f, 1u << 7, &pcrs, &sealed);
+        assert_true(sealed.public.publicArea.objectAttributes & TPMA_OBJECT_NODA);
+        assert_false(sealed.public.publicArea.objectAttributes & TPMA_OBJECT_USERWITHAUTH);
+        assert_int_equal(unseal(f, &pcrs, &sealed, NULL), 0);
+
+        /* Same TPM after a reboot: the SRK persisted, PCR 7 is back to its boot value. */
+        assert_int_equal(swtpm_fixture_reboot(f), 0);
+        assert_int_equal(unseal(f, &pcrs, &sealed, NULL), 0);
+
+        /* A changed boot chain: refused, and PCR 7 is named. */
+        assert_int_equal(swtpm_fixture_extend_pcr(f, 7, "new boot loader", 15), 0);
+        assert_int_equal(unseal(f, &pcrs, &sealed, &changed), -ESTALE);
+        assert_int_equal(changed, 1u << 7);
+}
+
+static void test_seal_several_pcrs_names_the_changed_one(void **state) {
+        SwtpmFixture *f = *state;
+        uint32_t mask = (1u << 0) | (1u << 2) | (1u << 4) | (1u << 7) | (1u << 9) | (1u << 11) | (1u << 14) |
+                        (1u << 15) | (1u << 16);
+        Tpm2PcrValues pcrs;
+        Tpm2Sealed sealed;
+        uint32_t changed = 0;
+
+        seal_to_pcrs(f, mask, &pcrs, &sealed);
+        assert_int_equal(unseal(f, &pcrs, &sealed, NULL), 0);
+        assert_int_equal(swtpm_fixture_extend_pcr(f, 4, "kernel", 6), 0);
+        assert_int_equal(swtpm_fixture_extend_pcr(f, 5, "not in the policy", 17), 0);
+        assert_int_equal(unseal(f, &pcrs, &sealed, &changed), -ESTALE);
+        assert_int_equal(changed, 1u << 4);
+}
+
+/* Everything sent to and received from the TPM goes through the pcap TCTI into a capture file; the
+ * secret must appear in it neither when sealed nor when unsealed. */
+static void test_secret_never_on_the_bus(void **state) {
+        SwtpmFixture *f = *state;
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        _cleanup_secure_ void *secret = NULL;
+        _cleanup_free_ char *capture = path_join(f->dir, "bus.pcap"), *tcti = NULL, *data = NULL;
+        uint8_t rnd[32];
+        Tpm2PcrValues pcrs;
+        Tpm2Sealed sealed;
+        size_t size, n;
+        FILE *file;
+
+        assert_non_null(capture);
+        assert_true(asprintf(&tcti, "pcap:%s", f->tcti) > 0);
+        assert_int_equal(setenv("TCTI_PCAP_FILE", capture, 1), 0);
+        assert_int_equal(tpm2_context_new(tcti, &c), 0);
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, 1u << 7, &pcrs), 0);
+        assert_int_equal(tpm2_seal(c, &pcrs, true, test_secret, sizeof(test_secret), &sealed), 0);
+        assert_int_equal(tpm2_unseal(c, &pcrs, &sealed, &secret, &size, NULL), 0);
+        assert_memory_equal(secret, test_secret, sizeof(test_secret));
+        /* The control: what travels in clear is in the capture. */
+        assert_int_equal(tpm2_get_random(c, rnd, sizeof(rnd)), 0);
+        c = tpm2_context_free(c);
+        assert_int_equal(unsetenv("TCTI_PCAP_FILE"), 0);
+
+        file = fopen(capture, "re");
+        assert_non_null(file);
+        data = malloc(1024 * 1024);
+        assert_non_null(data);
+        n = fread(data, 1, 1024 * 1024, file);
+        fclose(file);
+        assert_true(n > 0);
+        assert_non_null(memmem(data, n, rnd, sizeof(rnd)));
+        assert_null(memmem(data, n, test_secret, sizeof(test_secret)));
+        assert_null(memmem(data, n, test_secret, 8));
+}
+
+static void test_unseal_on_another_tpm(void **state) {
+        SwtpmFixture *f = *state;
+        _cleanup_(swtpm_fixture_freep) SwtpmFixture *other = NULL;
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        ESYS_TR srk;
+        Tpm2PcrValues pcrs;
+        Tpm2Sealed sealed;
+
+        seal_to_pcrs(f, 1u << 7, &pcrs, &sealed);
+
+        /* A fresh TPM has no SRK at all. */
+        assert_int_equal(swtpm_fixture_new("test-tpm2-other", &other), 0);
+        assert_int_equal(unseal(other, &pcrs, &sealed, NULL), -ENXIO);
+
+        /* With its own SRK, the name differs. */
+        assert_int_equal(tpm2_context_new(other->tcti, &c), 0);
+        assert_int_equal(tpm2_srk_get(c, /* create= */ true, &srk), 0);
+        assert_int_equal(unseal(other, &pcrs, &sealed, NULL), -ENXIO);
+}
+
+static void test_unseal_damaged_object(void **state) {
+        SwtpmFixture *f = *state;
+        Tpm2PcrValues pcrs;
+        Tpm2Sealed sealed, bad;
+
+        seal_to_pcrs(f, 1u << 7, &pcrs, &sealed);
+
+        bad = sealed;
+        bad.private.buffer[bad.private.size / 2] ^= 0x01;
+        assert_int_equal(unseal(f, &pcrs, &bad, NULL), -EBADMSG);
+
+        bad = sealed;
+        bad.public.publicArea.objectAttributes |= TPMA_OBJECT_USERWITHAUTH;
+        assert_int_equal(unseal(f, &pcrs, &bad, NULL), -EBADMSG);
+
+        /* And nothing was harmed: the real object still opens. */
+        assert_int_equal(unseal(f, &pcrs, &sealed, NULL), 0);
+}
+
+static void test_seal_refuses_bad_sizes(void **state) {
+        SwtpmFixture *f = *state;
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        uint8_t big[TPM2_SEALED_SECRET_MAX + 1] = {};
+        Tpm2PcrValues pcrs;
+        Tpm2Sealed sealed;
+
+        assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
+        assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, 1u << 7, &pcrs), 0);
+        assert_int_equal(tpm2_seal(c, &pcrs, true, big, 0, &sealed), -EINVAL);
+        assert_int_equal(tpm2_seal(c, &pcrs, true, big, sizeof(big), &sealed), -EINVAL);
+}
+
+static void test_lockout_info(void **state) {
+        SwtpmFixture *f = *state;
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        uint32_t counter = 99, max_tries = 0;
+        bool in_lockout = true;
+
+        assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
+        assert_int_equal(tpm2_get_lockout_info(c, &counter, &max_tries, &in_lockout), 0);
+        assert_int_equal(counter, 0);
+        assert_true(max_tries > 0);
+        assert_false(in_lockout);
 }
 
 static void test_missing_tpm(void **state) {
@@ -139,7 +339,15 @@ int main(void) {
                 cmocka_unit_test(test_tcti_select),
                 cmocka_unit_test_setup_teardown(test_get_random, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pcr_extend_and_reboot, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_pcr_read_refuses_bad_index, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pcr_read_values, setup, teardown),
+                cmocka_unit_test(test_pcr_mask_strings),
+                cmocka_unit_test_setup_teardown(test_seal_unseal_reboot_extend, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_seal_several_pcrs_names_the_changed_one, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_secret_never_on_the_bus, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_unseal_on_another_tpm, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_unseal_damaged_object, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_seal_refuses_bad_sizes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lockout_info, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_missing_tpm, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tpm_dies_under_us, setup, teardown),
         };
