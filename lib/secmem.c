@@ -104,7 +104,7 @@ void *secure_free(void *p) {
         /* The whole mapping, header included: nothing about the secret, not even its size, stays.
          * Unmapping also unlocks. */
         explicit_bzero(h, map_size);
-                (void) munmap(h, map_size);
+        (void) munmap(h, map_size);
         return NULL;
 }
 

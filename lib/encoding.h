@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* encoding.h: hex and base64 for the JSON fields of tokens and sealed blobs. Strict decoders: what
+ * they accept is exactly what the encoders produce. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Lowercase hex, NUL-terminated. */
+char *hex_encode(const void *data, size_t size);
+/* Exactly 2*n hex digits (either case); -EINVAL otherwise. */
+int hex_decode(const char *s, void **ret, size_t *ret_size);
+int hex_decode_fixed(const char *s, void *ret, size_t size);
+
+/* RFC 4648 base64 with padding, no line breaks. */
+char *base64_encode(const void *data, size_t size);
+int base64_decode(const char *s, void **ret, size_t *ret_size);

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * fileio.h: reading bounded files and replacing files atomically.
+ *
+ * write_file_atomic() is how every piece of sealvol state reaches the disk: a crash at any moment
+ * leaves the old content or the new content under the name, never a mix and never nothing.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Writes data to a temporary file next to path (mode, fsync), renames it over path, and fsyncs the
+ * directory so the rename itself is durable. */
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
+
+/* Reads a whole regular file of at most max bytes; the result is NUL-terminated (not counted in
+ * *ret_size). -EFBIG when larger, -EBADF-like errors as errno says. */
+int read_file_full(const char *path, size_t max, char **ret, size_t *ret_size);

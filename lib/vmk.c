@@ -1,0 +1,510 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vmk.c: creating, sealing, storing and unsealing the server's volume master key (see vmk.h). */
+
+#include <json.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+#include <string.h>
+#include <time.h>
+#include <tss2/tss2_mu.h>
+
+#include "encoding.h"
+#include "fileio.h"
+#include "log.h"
+#include "secmem.h"
+#include "vmk.h"
+
+#define VMK_BLOB_FORMAT "sealvol-sealed-vmk"
+#define VMK_KEYSLOT_LABEL "sealvol tpm keyslot v1"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_KDF *, EVP_KDF_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_KDF_CTX *, EVP_KDF_CTX_free);
+
+int vmk_generate(uint8_t **ret_vmk) {
+        _cleanup_secure_ uint8_t *vmk = secure_alloc(VMK_SIZE);
+
+        if (!vmk)
+                return negative_errno();
+        if (RAND_priv_bytes(vmk, VMK_SIZE) != 1)
+                return -EIO;
+        *ret_vmk = TAKE_PTR(vmk);
+        return 0;
+}
+
+/* The canonical form libcryptsetup gives: lowercase 8-4-4-4-12. Anything else would derive a
+ * different key for the same volume, so it is refused rather than normalised. */
+static bool is_canonical_uuid(const char *s) {
+        if (!s || strlen(s) != 36)
+                return false;
+        for (size_t i = 0; i < 36; i++) {
+                if (i == 8 || i == 13 || i == 18 || i == 23) {
+                        if (s[i] != '-')
+                                return false;
+                } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        }
+        return true;
+}
+
+int vmk_derive_keyslot_passphrase(const uint8_t vmk[static VMK_SIZE], const char *volume_uuid,
+                                  uint8_t **ret_passphrase) {
+        _cleanup_(EVP_KDF_freep) EVP_KDF *kdf = NULL;
+        _cleanup_(EVP_KDF_CTX_freep) EVP_KDF_CTX *ctx = NULL;
+        _cleanup_secure_ uint8_t *out = NULL;
+        OSSL_PARAM params[5];
+
+        if (!is_canonical_uuid(volume_uuid))
+                return -EINVAL;
+
+        kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+        if (!kdf)
+                return -EOPNOTSUPP;
+        ctx = EVP_KDF_CTX_new(kdf);
+        out = secure_alloc(VMK_KEYSLOT_PASSPHRASE_SIZE);
+        if (!ctx || !out)
+                return -ENOMEM;
+
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *) "SHA256", 0);
+        params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *) vmk, VMK_SIZE);
+        params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *) volume_uuid,
+                                                      strlen(volume_uuid));
+        params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *) VMK_KEYSLOT_LABEL,
+                                                      strlen(VMK_KEYSLOT_LABEL));
+        params[4] = OSSL_PARAM_construct_end();
+        if (EVP_KDF_derive(ctx, out, VMK_KEYSLOT_PASSPHRASE_SIZE, params) != 1)
+                return -EIO;
+
+        *ret_passphrase = TAKE_PTR(out);
+        return 0;
+}
+
+/* ---- the blob file --------------------------------------------------------------------------- */
+
+typedef struct MarshaledSealed {
+        uint8_t public[sizeof(TPM2B_PUBLIC)];
+        size_t public_size;
+        uint8_t private[sizeof(TPM2B_PRIVATE)];
+        size_t private_size;
+} MarshaledSealed;
+
+static int marshal_sealed(const Tpm2Sealed *s, MarshaledSealed *ret) {
+        MarshaledSealed m = {};
+
+        if (Tss2_MU_TPM2B_PUBLIC_Marshal(&s->public, m.public, sizeof(m.public), &m.public_size) !=
+                    TSS2_RC_SUCCESS ||
+            Tss2_MU_TPM2B_PRIVATE_Marshal(&s->private, m.private, sizeof(m.private), &m.private_size) !=
+                    TSS2_RC_SUCCESS)
+                return -EINVAL;
+        *ret = m;
+        return 0;
+}
+
+/* SHA-256 over every field in a fixed binary order: a blob damaged in a way that still parses is
+ * caught here, with a clear "damaged" error, rather than by the TPM as a puzzling refusal. */
+static int blob_digest(const VmkBlob *b, const MarshaledSealed *m, uint8_t ret[static 32]) {
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        uint8_t header[4 + 1 + 2 + 4 + 8];
+        unsigned n = 0;
+        int ok;
+
+        if (!md)
+                return -ENOMEM;
+        header[0] = (uint8_t) b->version;
+        header[1] = (uint8_t) (b->version >> 8);
+        header[2] = (uint8_t) (b->version >> 16);
+        header[3] = (uint8_t) (b->version >> 24);
+        header[4] = b->noda;
+        header[5] = (uint8_t) b->pcrs.bank;
+        header[6] = (uint8_t) (b->pcrs.bank >> 8);
+        for (unsigned i = 0; i < 4; i++)
+                header[7 + i] = (uint8_t) (b->pcrs.mask >> (8 * i));
+        for (unsigned i = 0; i < 8; i++)
+                header[11 + i] = (uint8_t) (b->created >> (8 * i));
+
+        ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(md, VMK_BLOB_FORMAT, sizeof(VMK_BLOB_FORMAT)) == 1 &&
+             EVP_DigestUpdate(md, header, sizeof(header)) == 1 &&
+             EVP_DigestUpdate(md, b->vmk_id.bytes, sizeof(b->vmk_id.bytes)) == 1;
+        for (unsigned i = 0; ok && i <= TPM2_PCR_INDEX_MAX; i++)
+                if (b->pcrs.mask & (UINT32_C(1) << i))
+                        ok = EVP_DigestUpdate(md, b->pcrs.digests[i], b->pcrs.digest_size) == 1;
+        ok = ok && EVP_DigestUpdate(md, m->public, m->public_size) == 1 &&
+             EVP_DigestUpdate(md, m->private, m->private_size) == 1 &&
+             EVP_DigestUpdate(md, b->sealed.srk_name.name, b->sealed.srk_name.size) == 1 &&
+             EVP_DigestUpdate(md, b->sealed.policy.buffer, b->sealed.policy.size) == 1 &&
+             EVP_DigestFinal_ex(md, ret, &n) == 1;
+        EVP_MD_CTX_free(md);
+        return ok ? 0 : -EIO;
+}
+
+static int json_add_string(json_object *o, const char *key, const char *value) {
+        json_object *v;
+
+        if (!value)
+                return -ENOMEM;
+        v = json_object_new_string(value);
+        if (!v)
+                return -ENOMEM;
+        if (json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int json_add_owned(json_object *o, const char *key, json_object *v) {
+        if (!v)
+                return -ENOMEM;
+        if (json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int json_add_hex(json_object *o, const char *key, const void *data, size_t size) {
+        _cleanup_free_ char *hex = hex_encode(data, size);
+        return json_add_string(o, key, hex);
+}
+
+static int json_add_base64(json_object *o, const char *key, const void *data, size_t size) {
+        _cleanup_free_ char *b64 = base64_encode(data, size);
+        return json_add_string(o, key, b64);
+}
+
+int vmk_blob_to_json(const VmkBlob *b, char **ret) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *pcrs = NULL, *values = NULL;
+        char id[GUID_STRING_MAX], created[sizeof("YYYY-MM-DDTHH:MM:SSZ") + 8], handle[16];
+        uint8_t digest[32];
+        MarshaledSealed m;
+        const char *bank = tpm2_hash_alg_to_string(b->pcrs.bank);
+        time_t t = (time_t) b->created;
+        struct tm tm;
+        char *s;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        if (!bank || !gmtime_r(&t, &tm))
+                return -EINVAL;
+        r = marshal_sealed(&b->sealed, &m);
+        if (r < 0)
+                return r;
+        r = blob_digest(b, &m, digest);
+        if (r < 0)
+                return r;
+        strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(handle, sizeof(handle), "0x%08x", (unsigned) TPM2_SRK_HANDLE);
+
+        pcrs = json_object_new_array();
+        values = json_object_new_array();
+        if (!pcrs || !values)
+                return -ENOMEM;
+        for (unsigned i = 0; i <= TPM2_PCR_INDEX_MAX; i++) {
+                _cleanup_free_ char *hex = NULL;
+
+                if (!(b->pcrs.mask & (UINT32_C(1) << i)))
+                        continue;
+                hex = hex_encode(b->pcrs.digests[i], b->pcrs.digest_size);
+                if (!hex || json_object_array_add(pcrs, json_object_new_int((int32_t) i)) < 0 ||
+                    json_object_array_add(values, json_object_new_string(hex)) < 0)
+                        return -ENOMEM;
+        }
+
+        if ((r = json_add_string(o, "format", VMK_BLOB_FORMAT)) < 0 ||
+            (r = json_add_owned(o, "version", json_object_new_int((int32_t) b->version))) < 0 ||
+            (r = json_add_string(o, "vmk_id", guid_format(&b->vmk_id, id))) < 0 ||
+            (r = json_add_string(o, "created", created)) < 0 ||
+            (r = json_add_owned(o, "noda", json_object_new_boolean(b->noda))) < 0 ||
+            (r = json_add_string(o, "pcr_bank", bank)) < 0 ||
+            (r = json_add_owned(o, "pcrs", TAKE_PTR(pcrs))) < 0 ||
+            (r = json_add_owned(o, "pcr_values", TAKE_PTR(values))) < 0 ||
+            (r = json_add_string(o, "srk_handle", handle)) < 0 ||
+            (r = json_add_hex(o, "srk_name", b->sealed.srk_name.name, b->sealed.srk_name.size)) < 0 ||
+            (r = json_add_hex(o, "policy", b->sealed.policy.buffer, b->sealed.policy.size)) < 0 ||
+            (r = json_add_base64(o, "public", m.public, m.public_size)) < 0 ||
+            (r = json_add_base64(o, "private", m.private, m.private_size)) < 0 ||
+            (r = json_add_hex(o, "digest", digest, sizeof(digest))) < 0)
+                return r;
+
+        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static const char *const blob_keys[] = {
+        "format", "version", "vmk_id", "created", "noda", "pcr_bank", "pcrs", "pcr_values",
+        "srk_handle", "srk_name", "policy", "public", "private", "digest",
+};
+
+static const char *json_get_string(json_object *o, const char *key) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+                return NULL;
+        return json_object_get_string(v);
+}
+
+static int parse_hex_into(const char *s, uint8_t *buf, size_t max, UINT16 *ret_size) {
+        _cleanup_free_ void *data = NULL;
+        size_t n;
+
+        if (hex_decode(s, &data, &n) < 0 || n > max)
+                return -EBADMSG;
+        memcpy(buf, data, n);
+        *ret_size = (UINT16) n;
+        return 0;
+}
+
+static int parse_time(const char *s, uint64_t *ret) {
+        struct tm tm = {};
+        const char *end;
+        time_t t;
+
+        if (!s)
+                return -EBADMSG;
+        end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (!end || *end != '\0')
+                return -EBADMSG;
+        t = timegm(&tm);
+        if (t < 0)
+                return -EBADMSG;
+        *ret = (uint64_t) t;
+        return 0;
+}
+
+static int parse_pcrs(json_object *o, VmkBlob *b) {
+        json_object *pcrs, *values;
+        const char *bank = json_get_string(o, "pcr_bank");
+        size_t n;
+        int r;
+
+        r = tpm2_hash_alg_from_string(bank, &b->pcrs.bank);
+        if (r < 0)
+                return -EBADMSG;
+        if (!json_object_object_get_ex(o, "pcrs", &pcrs) || !json_object_is_type(pcrs, json_type_array) ||
+            !json_object_object_get_ex(o, "pcr_values", &values) || !json_object_is_type(values, json_type_array))
+                return -EBADMSG;
+        n = json_object_array_length(pcrs);
+        if (n == 0 || n > TPM2_PCR_INDEX_MAX + 1 || json_object_array_length(values) != n)
+                return -EBADMSG;
+
+        b->pcrs.mask = 0;
+        b->pcrs.digest_size = 0;
+        for (size_t i = 0; i < n; i++) {
+                json_object *p = json_object_array_get_idx(pcrs, i), *v = json_object_array_get_idx(values, i);
+                int64_t index;
+                UINT16 size;
+
+                if (!json_object_is_type(p, json_type_int) || !json_object_is_type(v, json_type_string))
+                        return -EBADMSG;
+                index = json_object_get_int64(p);
+                /* Strictly ascending: one canonical form, no duplicates. */
+                if (index < 0 || index > TPM2_PCR_INDEX_MAX || (b->pcrs.mask >> index) != 0)
+                        return -EBADMSG;
+                if (parse_hex_into(json_object_get_string(v), b->pcrs.digests[index], sizeof(TPMU_HA), &size) < 0)
+                        return -EBADMSG;
+                if (i > 0 && size != b->pcrs.digest_size)
+                        return -EBADMSG;
+                b->pcrs.digest_size = size;
+                b->pcrs.mask |= UINT32_C(1) << index;
+        }
+        /* The digest size must be the bank's. */
+        if ((b->pcrs.bank == TPM2_ALG_SHA256 && b->pcrs.digest_size != TPM2_SHA256_DIGEST_SIZE) ||
+            (b->pcrs.bank == TPM2_ALG_SHA384 && b->pcrs.digest_size != TPM2_SHA384_DIGEST_SIZE) ||
+            (b->pcrs.bank == TPM2_ALG_SHA512 && b->pcrs.digest_size != TPM2_SHA512_DIGEST_SIZE) ||
+            (b->pcrs.bank == TPM2_ALG_SHA1 && b->pcrs.digest_size != TPM2_SHA1_DIGEST_SIZE))
+                return -EBADMSG;
+        return 0;
+}
+
+static int parse_sealed(json_object *o, VmkBlob *b, MarshaledSealed *m) {
+        _cleanup_free_ void *pub = NULL, *priv = NULL;
+        size_t pub_n, priv_n, off;
+        char handle[16];
+
+        snprintf(handle, sizeof(handle), "0x%08x", (unsigned) TPM2_SRK_HANDLE);
+        if (!streq_ptr(json_get_string(o, "srk_handle"), handle))
+                return -EBADMSG;
+        if (parse_hex_into(json_get_string(o, "srk_name"), b->sealed.srk_name.name,
+                           sizeof(b->sealed.srk_name.name), &b->sealed.srk_name.size) < 0 ||
+            parse_hex_into(json_get_string(o, "policy"), b->sealed.policy.buffer, sizeof(b->sealed.policy.buffer),
+                           &b->sealed.policy.size) < 0)
+                return -EBADMSG;
+
+        if (base64_decode(json_get_string(o, "public"), &pub, &pub_n) < 0 ||
+            base64_decode(json_get_string(o, "private"), &priv, &priv_n) < 0)
+                return -EBADMSG;
+        /* Each must be exactly one marshaled structure, nothing more. */
+        off = 0;
+        if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(pub, pub_n, &off, &b->sealed.public) != TSS2_RC_SUCCESS || off != pub_n)
+                return -EBADMSG;
+        off = 0;
+        if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(priv, priv_n, &off, &b->sealed.private) != TSS2_RC_SUCCESS ||
+            off != priv_n)
+                return -EBADMSG;
+        if (pub_n > sizeof(m->public) || priv_n > sizeof(m->private))
+                return -EBADMSG;
+        memcpy(m->public, pub, pub_n);
+        m->public_size = pub_n;
+        memcpy(m->private, priv, priv_n);
+        m->private_size = priv_n;
+        return 0;
+}
+
+int vmk_blob_from_json(const char *json, size_t size, VmkBlob *ret) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        json_tokener *tok;
+        json_object *v;
+        VmkBlob b = {};
+        MarshaledSealed m = {};
+        uint8_t digest[32], expected[32];
+        int64_t version;
+        int r;
+
+        if (size > VMK_BLOB_SIZE_MAX)
+                return -EBADMSG;
+        /* Shallow: the format has two levels; anything deeper is not ours. */
+        tok = json_tokener_new_ex(4);
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, json, (int) size);
+        r = json_tokener_get_error(tok) == json_tokener_success &&
+            (size_t) json_tokener_get_parse_end(tok) == size;
+        json_tokener_free(tok);
+        if (!r || !json_object_is_type(o, json_type_object))
+                return -EBADMSG;
+
+        if (!streq_ptr(json_get_string(o, "format"), VMK_BLOB_FORMAT))
+                return -EBADMSG;
+        if (!json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        version = json_object_get_int64(v);
+        if (version < 1)
+                return -EBADMSG;
+        /* A newer sealvol wrote this: refuse cleanly rather than misread it. */
+        if (version > VMK_BLOB_VERSION)
+                return -EPROTONOSUPPORT;
+        b.version = (unsigned) version;
+
+        /* Strict: every key known, none missing. */
+        if (json_object_object_length(o) != (int) ELEMENTSOF(blob_keys))
+                return -EBADMSG;
+        for (size_t i = 0; i < ELEMENTSOF(blob_keys); i++)
+                if (!json_object_object_get_ex(o, blob_keys[i], NULL))
+                        return -EBADMSG;
+
+        if (guid_parse(json_get_string(o, "vmk_id"), &b.vmk_id) < 0)
+                return -EBADMSG;
+        if (parse_time(json_get_string(o, "created"), &b.created) < 0)
+                return -EBADMSG;
+        if (!json_object_object_get_ex(o, "noda", &v) || !json_object_is_type(v, json_type_boolean))
+                return -EBADMSG;
+        b.noda = json_object_get_boolean(v);
+
+        r = parse_pcrs(o, &b);
+        if (r < 0)
+                return r;
+        r = parse_sealed(o, &b, &m);
+        if (r < 0)
+                return r;
+
+        if (hex_decode_fixed(json_get_string(o, "digest"), expected, sizeof(expected)) < 0)
+                return -EBADMSG;
+        r = blob_digest(&b, &m, digest);
+        if (r < 0)
+                return r;
+        if (memcmp(digest, expected, sizeof(digest)) != 0)
+                return -EBADMSG;
+
+        *ret = b;
+        return 0;
+}
+
+int vmk_blob_read(const char *path, VmkBlob *ret) {
+        _cleanup_free_ char *json = NULL;
+        size_t size;
+        int r;
+
+        r = read_file_full(path, VMK_BLOB_SIZE_MAX, &json, &size);
+        if (r == -EFBIG)
+                return -EBADMSG;
+        if (r < 0)
+                return r;
+        return vmk_blob_from_json(json, size, ret);
+}
+
+int vmk_seal_to_file(Tpm2Context *c, const uint8_t vmk[static VMK_SIZE], const Guid *identity,
+                     TPMI_ALG_HASH bank, uint32_t pcr_mask, const char *path, VmkBlob *ret_blob) {
+        _cleanup_secure_ void *check = NULL;
+        _cleanup_free_ char *json = NULL;
+        VmkBlob b = {
+                .version = VMK_BLOB_VERSION,
+                .created = (uint64_t) time(NULL),
+                .noda = true, /* no PIN: a wrong-PCR unseal must not count against the DA lockout */
+        };
+        size_t n = 0;
+        int r;
+
+        if (identity)
+                b.vmk_id = *identity;
+        else {
+                r = guid_generate(&b.vmk_id);
+                if (r < 0)
+                        return r;
+        }
+
+        r = tpm2_pcr_read_values(c, bank, pcr_mask, &b.pcrs);
+        if (r < 0)
+                return r;
+        r = tpm2_seal(c, &b.pcrs, b.noda, vmk, VMK_SIZE, &b.sealed);
+        if (r < 0)
+                return r;
+
+        /* Prove the new blob opens before anything depends on it (a PCR that moved between the read
+         * and the seal shows up here, not at the next boot). */
+        r = tpm2_unseal(c, &b.pcrs, &b.sealed, &check, &n, NULL);
+        if (r < 0)
+                return r;
+        if (n != VMK_SIZE || !memeq_secure(check, vmk, VMK_SIZE))
+                return -EIO;
+
+        r = vmk_blob_to_json(&b, &json);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(path, json, strlen(json), 0600);
+        if (r < 0)
+                return r;
+
+        if (ret_blob)
+                *ret_blob = b;
+        return 0;
+}
+
+int vmk_unseal_from_file(Tpm2Context *c, const char *path, uint8_t **ret_vmk, VmkBlob *ret_blob,
+                         uint32_t *ret_changed_pcrs) {
+        _cleanup_secure_ void *vmk = NULL;
+        VmkBlob b;
+        size_t n = 0;
+        int r;
+
+        r = vmk_blob_read(path, &b);
+        if (r < 0)
+                return r;
+        r = tpm2_unseal(c, &b.pcrs, &b.sealed, &vmk, &n, ret_changed_pcrs);
+        if (r < 0)
+                return r;
+        if (n != VMK_SIZE)
+                return -EBADMSG;
+
+        *ret_vmk = TAKE_PTR(vmk);
+        if (ret_blob)
+                *ret_blob = b;
+        return 0;
+}

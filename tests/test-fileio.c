@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-fileio.c: atomic replacement survives SIGKILL at any moment (the file always holds the old or
+ * the new content in full), bounded reads, and the strict hex/base64 codecs.
+ */
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <openssl/rand.h>
+
+#include "encoding.h"
+#include "fileio.h"
+#include "test-util.h"
+
+#define CONTENT_SIZE (256 * 1024)
+#define KILL_ROUNDS 40
+
+static int setup(void **state) {
+        char *dir = NULL;
+
+        if (test_tmpdir_new("test-fileio", &dir) < 0)
+                return -1;
+        *state = dir;
+        return 0;
+}
+
+static int teardown(void **state) {
+        char *dir = *state;
+        int r = rm_rf(dir);
+
+        free(dir);
+        return r < 0 ? -1 : 0;
+}
+
+static void test_atomic_write_survives_sigkill(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *path = path_join(dir, "state.json");
+        _cleanup_free_ char *a = malloc(CONTENT_SIZE), *b = malloc(CONTENT_SIZE);
+
+        assert_non_null(path);
+        assert_non_null(a);
+        assert_non_null(b);
+        memset(a, 'a', CONTENT_SIZE);
+        memset(b, 'b', CONTENT_SIZE);
+        assert_int_equal(write_file_atomic(path, a, CONTENT_SIZE, 0600), 0);
+
+        for (unsigned round = 0; round < KILL_ROUNDS; round++) {
+                _cleanup_free_ char *got = NULL;
+                unsigned delay_us;
+                struct stat st;
+                size_t n;
+                pid_t pid;
+
+                assert_int_equal(RAND_bytes((unsigned char *) &delay_us, sizeof(delay_us)), 1);
+                delay_us %= 20000;
+
+                pid = fork();
+                assert_true(pid >= 0);
+                if (pid == 0)
+                        /* Replace the file over and over, alternating contents, until killed. */
+                        for (unsigned i = 0;; i++)
+                                if (write_file_atomic(path, i % 2 ? a : b, CONTENT_SIZE, 0600) < 0)
+                                        _exit(1);
+
+                (void) nanosleep(&(struct timespec) { .tv_nsec = (long) delay_us * 1000 }, NULL);
+                assert_int_equal(kill(pid, SIGKILL), 0);
+                assert_int_equal(waitpid(pid, NULL, 0), pid);
+
+                assert_int_equal(read_file_full(path, CONTENT_SIZE, &got, &n), 0);
+                assert_int_equal(n, CONTENT_SIZE);
+                assert_true(memcmp(got, a, n) == 0 || memcmp(got, b, n) == 0);
+                assert_int_equal(stat(path, &st), 0);
+                assert_int_equal(st.st_mode & 07777, 0600);
+        }
+}
+
+static void test_atomic_write_mode_and_errors(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *path = path_join(dir, "f"), *got = NULL;
+        _cleanup_free_ char *missing = path_join(dir, "no-such-dir/f");
+        struct stat st;
+        size_t n;
+
+        assert_int_equal(write_file_atomic(path, "x", 1, 0640), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0640);
+        assert_int_equal(write_file_atomic(path, "hello", 5, 0600), 0);
+        assert_int_equal(read_file_full(path, 5, &got, &n), 0);
+        assert_int_equal(n, 5);
+        assert_string_equal(got, "hello");
+        free(got);
+        got = NULL;
+        assert_int_equal(read_file_full(path, 4, &got, &n), -EFBIG);
+        assert_null(got);
+        assert_int_equal(write_file_atomic(missing, "x", 1, 0600), -ENOENT);
+        assert_int_equal(read_file_full(dir, 100, &got, &n), -EBADFD);
+}
+
+static void test_hex(void **state) {
+        _cleanup_free_ char *s = NULL;
+        _cleanup_free_ void *d = NULL;
+        uint8_t fixed[3];
+        size_t n;
+
+        (void) state;
+        s = hex_encode("\x00\x01\xab\xff", 4);
+        assert_string_equal(s, "0001abff");
+        assert_int_equal(hex_decode("0001ABff", &d, &n), 0);
+        assert_int_equal(n, 4);
+        assert_memory_equal(d, "\x00\x01\xab\xff", 4);
+        assert_int_equal(hex_decode("abc", &d, &n), -EINVAL);
+        assert_int_equal(hex_decode("zz", &d, &n), -EINVAL);
+        assert_int_equal(hex_decode_fixed("0a0b0c", fixed, 3), 0);
+        assert_memory_equal(fixed, "\x0a\x0b\x0c", 3);
+        assert_int_equal(hex_decode_fixed("0a0b", fixed, 3), -EINVAL);
+}
+
+static void test_base64(void **state) {
+        static const struct {
+                const char *plain, *encoded;
+        } vectors[] = {
+                /* RFC 4648, section 10. */
+                { "", "" },         { "f", "Zg==" },        { "fo", "Zm8=" },         { "foo", "Zm9v" },
+                { "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+        };
+        static const char *const bad[] = { "Zg=", "Zg", "Z===", " Zm9v", "Zm9v\n", "Zm9!", "Zh==", "Zm9vYmFy====" };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+                _cleanup_free_ char *e = base64_encode(vectors[i].plain, strlen(vectors[i].plain));
+                _cleanup_free_ void *d = NULL;
+                size_t n;
+
+                assert_string_equal(e, vectors[i].encoded);
+                assert_int_equal(base64_decode(vectors[i].encoded, &d, &n), 0);
+                assert_int_equal(n, strlen(vectors[i].plain));
+                assert_memory_equal(d, vectors[i].plain, n);
+        }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                void *d = NULL;
+                size_t n;
+
+                assert_int_equal(base64_decode(bad[i], &d, &n), -EINVAL);
+                assert_null(d);
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_atomic_write_survives_sigkill, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_atomic_write_mode_and_errors, setup, teardown),
+                cmocka_unit_test(test_hex),
+                cmocka_unit_test(test_base64),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-vmk.c: the VMK against swtpm: seal to a file, unseal after a reboot, refuse a changed boot,
+ * another TPM, and every kind of damaged or foreign blob file, without changing the file; reseal
+ * to new PCR values; derive keyslot passphrases (known answer).
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "fileio.h"
+#include "secmem.h"
+#include "swtpm-fixture.h"
+#include "test-util.h"
+#include "vmk.h"
+
+typedef struct Fixture {
+        SwtpmFixture *tpm;
+        Tpm2Context *c;
+        char *path;
+} Fixture;
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof(*f));
+
+        if (!f || swtpm_fixture_new("test-vmk", &f->tpm) < 0 || tpm2_context_new(f->tpm->tcti, &f->c) < 0)
+                return -1;
+        f->path = path_join(f->tpm->dir, "vmk.sealed");
+        *state = f;
+        return f->path ? 0 : -1;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+
+        tpm2_context_free(f->c);
+        swtpm_fixture_free(f->tpm);
+        free(f->path);
+        free(f);
+        return 0;
+}
+
+/* After the TPM restarted, the old ESAPI connection is gone: open a new one. */
+static void reconnect(Fixture *f) {
+        f->c = tpm2_context_free(f->c);
+        assert_int_equal(tpm2_context_new(f->tpm->tcti, &f->c), 0);
+}
+
+static void create(Fixture *f, uint8_t **ret_vmk, VmkBlob *ret_blob) {
+        assert_int_equal(vmk_generate(ret_vmk), 0);
+        assert_int_equal(secure_size(*ret_vmk), VMK_SIZE);
+        assert_int_equal(vmk_seal_to_file(f->c, *ret_vmk, NULL, TPM2_ALG_SHA256, VMK_PCR_MASK_DEFAULT, f->path,
+                                          ret_blob),
+                         0);
+}
+
+static void test_seal_reboot_unseal(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL, *again = NULL;
+        VmkBlob blob, read;
+        struct stat st;
+
+        create(f, &vmk, &blob);
+        assert_int_equal(stat(f->path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_false(guid_is_null(&blob.vmk_id));
+        assert_true(blob.noda);
+        assert_int_equal(blob.pcrs.mask, 1u << 7);
+
+        assert_int_equal(swtpm_fixture_reboot(f->tpm), 0);
+        reconnect(f);
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, &read, NULL), 0);
+        assert_memory_equal(vmk, again, VMK_SIZE);
+        assert_true(guid_equal(&blob.vmk_id, &read.vmk_id));
+        assert_int_equal(read.created, blob.created);
+}
+
+static void test_changed_pcr_then_reseal(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL, *again = NULL;
+        VmkBlob blob, resealed;
+        uint32_t changed = 0;
+
+        create(f, &vmk, &blob);
+        assert_int_equal(swtpm_fixture_extend_pcr(f->tpm, 7, "db update", 9), 0);
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, &changed), -ESTALE);
+        assert_null(again);
+        assert_int_equal(changed, 1u << 7);
+
+        /* After a legitimate change, the same VMK (same identity) is sealed to the new values. */
+        assert_int_equal(vmk_seal_to_file(f->c, vmk, &blob.vmk_id, TPM2_ALG_SHA256, VMK_PCR_MASK_DEFAULT, f->path,
+                                          &resealed),
+                         0);
+        assert_true(guid_equal(&blob.vmk_id, &resealed.vmk_id));
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, NULL), 0);
+        assert_memory_equal(vmk, again, VMK_SIZE);
+}
+
+static void test_another_tpm(void **state) {
+        Fixture *f = *state;
+        _cleanup_(swtpm_fixture_freep) SwtpmFixture *other = NULL;
+        _cleanup_(tpm2_context_freep) Tpm2Context *oc = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL, *again = NULL;
+        VmkBlob blob;
+
+        create(f, &vmk, &blob);
+        assert_int_equal(swtpm_fixture_new("test-vmk-other", &other), 0);
+        assert_int_equal(tpm2_context_new(other->tcti, &oc), 0);
+        assert_int_equal(vmk_unseal_from_file(oc, f->path, &again, NULL, NULL), -ENXIO);
+}
+
+/* Writes a variant of the blob, checks it is refused with the expected error, and that the refusal
+ * left the file exactly as it was. */
+static void expect_refused(Fixture *f, const char *content, size_t size, int error) {
+        _cleanup_free_ char *variant = path_join(f->tpm->dir, "variant.sealed"), *after = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL;
+        size_t n;
+
+        assert_non_null(variant);
+        assert_int_equal(write_file_atomic(variant, content, size, 0600), 0);
+        assert_int_equal(vmk_unseal_from_file(f->c, variant, &vmk, NULL, NULL), error);
+        assert_null(vmk);
+        assert_int_equal(read_file_full(variant, 2 * VMK_BLOB_SIZE_MAX, &after, &n), 0);
+        assert_int_equal(n, size);
+        assert_memory_equal(after, content, size);
+}
+
+static char *replace_once(const char *s, const char *from, const char *to) {
+        const char *p = strstr(s, from);
+        char *out;
+
+        assert_non_null(p);
+        assert_true(asprintf(&out, "%.*s%s%s", (int) (p - s), s, to, p + strlen(from)) > 0);
+        return out;
+}
+
+static void test_damaged_and_foreign_blobs(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL;
+        _cleanup_free_ char *json = NULL;
+        VmkBlob blob;
+        size_t n;
+
+        create(f, &vmk, &blob);
+        assert_int_equal(read_file_full(f->path, VMK_BLOB_SIZE_MAX, &json, &n), 0);
+
+        /* Missing. */
+        _cleanup_free_ char *missing = path_join(f->tpm->dir, "nothing-here");
+        assert_int_equal(vmk_unseal_from_file(f->c, missing, &vmk, NULL, NULL), -ENOENT);
+
+        /* Truncated anywhere. */
+        for (size_t cut = 0; cut < n; cut += n / 7 + 1)
+                expect_refused(f, json, cut, -EBADMSG);
+
+        /* Not JSON, JSON but not ours, trailing garbage. */
+        expect_refused(f, "\x7f" "ELF", 4, -EBADMSG);
+        expect_refused(f, "[]", 2, -EBADMSG);
+        _cleanup_free_ char *trailing = NULL;
+        assert_true(asprintf(&trailing, "%s{}", json) > 0);
+        expect_refused(f, trailing, strlen(trailing), -EBADMSG);
+
+        /* A newer format version: refused as such. */
+        _cleanup_free_ char *v2 = replace_once(json, "\"version\": 1", "\"version\": 2");
+        expect_refused(f, v2, strlen(v2), -EPROTONOSUPPORT);
+
+        /* Well-formed but altered fields: the digest catches them. */
+        _cleanup_free_ char *other_id = replace_once(json, "\"vmk_id\": \"", "\"vmk_id\": \"0");
+        expect_refused(f, other_id, strlen(other_id), -EBADMSG);
+        _cleanup_free_ char *noda = replace_once(json, "\"noda\": true", "\"noda\": false");
+        expect_refused(f, noda, strlen(noda), -EBADMSG);
+        _cleanup_free_ char *pcr = replace_once(json, "\"pcrs\": [\n    7\n  ]", "\"pcrs\": [\n    8\n  ]");
+        expect_refused(f, pcr, strlen(pcr), -EBADMSG);
+
+        /* An extra or a missing key. */
+        _cleanup_free_ char *extra = replace_once(json, "{", "{ \"comment\": \"hi\",");
+        expect_refused(f, extra, strlen(extra), -EBADMSG);
+        _cleanup_free_ char *less = replace_once(json, "\"noda\": true,", "");
+        expect_refused(f, less, strlen(less), -EBADMSG);
+
+        /* A blob over the size limit. */
+        _cleanup_free_ char *huge = malloc(VMK_BLOB_SIZE_MAX + 2);
+        assert_non_null(huge);
+        memset(huge, ' ', VMK_BLOB_SIZE_MAX + 1);
+        huge[VMK_BLOB_SIZE_MAX + 1] = '\0';
+        expect_refused(f, huge, VMK_BLOB_SIZE_MAX + 1, -EBADMSG);
+
+        /* And the real one still opens. */
+        _cleanup_secure_ uint8_t *again = NULL;
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, NULL), 0);
+        assert_memory_equal(vmk, again, VMK_SIZE);
+}
+
+static void test_blob_json_round_trip(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL;
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        VmkBlob blob, parsed;
+
+        create(f, &vmk, &blob);
+        assert_int_equal(vmk_blob_to_json(&blob, &a), 0);
+        assert_int_equal(vmk_blob_from_json(a, strlen(a), &parsed), 0);
+        assert_int_equal(vmk_blob_to_json(&parsed, &b), 0);
+        assert_string_equal(a, b);
+        /* No secret in the file: the VMK does not appear in it in any form we write. */
+        assert_null(memmem(a, strlen(a), vmk, VMK_SIZE));
+}
+
+static void test_derive_keyslot_passphrase(void **state) {
+        /* Known answer, computed independently from RFC 5869 with Python's hmac module:
+         * HKDF-SHA256(IKM = 00..1f, salt = the UUID text, info = "sealvol tpm keyslot v1"). */
+        static const uint8_t expected[VMK_KEYSLOT_PASSPHRASE_SIZE] = {
+                0x8b, 0x2b, 0x82, 0xf3, 0x88, 0x5f, 0x3d, 0x05, 0xeb, 0x7f, 0x8e, 0x5a, 0x5b, 0xc3, 0x96, 0x91,
+                0x7e, 0x0c, 0x4f, 0xbc, 0x6f, 0xf6, 0x45, 0x9c, 0x19, 0x53, 0x7a, 0x4e, 0x14, 0x41, 0xa2, 0x4f,
+        };
+        _cleanup_secure_ uint8_t *a = NULL, *b = NULL;
+        uint8_t vmk[VMK_SIZE];
+        uint8_t *none = NULL;
+
+        (void) state;
+        for (unsigned i = 0; i < VMK_SIZE; i++)
+                vmk[i] = (uint8_t) i;
+        assert_int_equal(vmk_derive_keyslot_passphrase(vmk, "0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60", &a), 0);
+        assert_int_equal(secure_size(a), VMK_KEYSLOT_PASSPHRASE_SIZE);
+        assert_memory_equal(a, expected, sizeof(expected));
+
+        /* Another volume, another passphrase. */
+        assert_int_equal(vmk_derive_keyslot_passphrase(vmk, "0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f61", &b), 0);
+        assert_memory_not_equal(a, b, VMK_KEYSLOT_PASSPHRASE_SIZE);
+
+        /* Only the canonical spelling: an uppercase UUID would silently derive another key. */
+        assert_int_equal(vmk_derive_keyslot_passphrase(vmk, "0F5C4B22-7D36-4CF1-9A3E-1B2C3D4E5F60", &none), -EINVAL);
+        assert_int_equal(vmk_derive_keyslot_passphrase(vmk, "0f5c4b227d364cf19a3e1b2c3d4e5f60", &none), -EINVAL);
+        assert_int_equal(vmk_derive_keyslot_passphrase(vmk, "", &none), -EINVAL);
+        assert_int_equal(vmk_derive_keyslot_passphrase(vmk, NULL, &none), -EINVAL);
+        assert_null(none);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_derive_keyslot_passphrase),
+                cmocka_unit_test_setup_teardown(test_seal_reboot_unseal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_changed_pcr_then_reseal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_another_tpm, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_damaged_and_foreign_blobs, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_json_round_trip, setup, teardown),
+        };
+
+        test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
