@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* vmk.c: creating, sealing, storing and unsealing the server's volume master key (see vmk.h). */
 
-#include <json.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
@@ -12,6 +11,7 @@
 
 #include "encoding.h"
 #include "fileio.h"
+#include "json-util.h"
 #include "log.h"
 #include "secmem.h"
 #include "vmk.h"
@@ -19,7 +19,6 @@
 #define VMK_BLOB_FORMAT "sealvol-sealed-vmk"
 #define VMK_KEYSLOT_LABEL "sealvol tpm keyslot v1"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_KDF *, EVP_KDF_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_KDF_CTX *, EVP_KDF_CTX_free);
 
@@ -140,55 +139,18 @@ static int blob_digest(const VmkBlob *b, const MarshaledSealed *m, uint8_t ret[s
         return ok ? 0 : -EIO;
 }
 
-static int json_add_string(json_object *o, const char *key, const char *value) {
-        json_object *v;
-
-        if (!value)
-                return -ENOMEM;
-        v = json_object_new_string(value);
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-static int json_add_owned(json_object *o, const char *key, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-static int json_add_hex(json_object *o, const char *key, const void *data, size_t size) {
-        _cleanup_free_ char *hex = hex_encode(data, size);
-        return json_add_string(o, key, hex);
-}
-
-static int json_add_base64(json_object *o, const char *key, const void *data, size_t size) {
-        _cleanup_free_ char *b64 = base64_encode(data, size);
-        return json_add_string(o, key, b64);
-}
-
 int vmk_blob_to_json(const VmkBlob *b, char **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *pcrs = NULL, *values = NULL;
-        char id[GUID_STRING_MAX], created[sizeof("YYYY-MM-DDTHH:MM:SSZ") + 8], handle[16];
+        char id[GUID_STRING_MAX], handle[16];
         uint8_t digest[32];
         MarshaledSealed m;
         const char *bank = tpm2_hash_alg_to_string(b->pcrs.bank);
-        time_t t = (time_t) b->created;
-        struct tm tm;
         char *s;
         int r;
 
         if (!o)
                 return -ENOMEM;
-        if (!bank || !gmtime_r(&t, &tm))
+        if (!bank)
                 return -EINVAL;
         r = marshal_sealed(&b->sealed, &m);
         if (r < 0)
@@ -196,7 +158,6 @@ int vmk_blob_to_json(const VmkBlob *b, char **ret) {
         r = blob_digest(b, &m, digest);
         if (r < 0)
                 return r;
-        strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
         snprintf(handle, sizeof(handle), "0x%08x", (unsigned) TPM2_SRK_HANDLE);
 
         pcrs = json_object_new_array();
@@ -217,7 +178,7 @@ int vmk_blob_to_json(const VmkBlob *b, char **ret) {
         if ((r = json_add_string(o, "format", VMK_BLOB_FORMAT)) < 0 ||
             (r = json_add_owned(o, "version", json_object_new_int((int32_t) b->version))) < 0 ||
             (r = json_add_string(o, "vmk_id", guid_format(&b->vmk_id, id))) < 0 ||
-            (r = json_add_string(o, "created", created)) < 0 ||
+            (r = json_add_time(o, "created", b->created)) < 0 ||
             (r = json_add_owned(o, "noda", json_object_new_boolean(b->noda))) < 0 ||
             (r = json_add_string(o, "pcr_bank", bank)) < 0 ||
             (r = json_add_owned(o, "pcrs", TAKE_PTR(pcrs))) < 0 ||
@@ -230,8 +191,7 @@ int vmk_blob_to_json(const VmkBlob *b, char **ret) {
             (r = json_add_hex(o, "digest", digest, sizeof(digest))) < 0)
                 return r;
 
-        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
+        s = json_format(o);
         if (!s)
                 return -ENOMEM;
         *ret = s;
@@ -240,16 +200,8 @@ int vmk_blob_to_json(const VmkBlob *b, char **ret) {
 
 static const char *const blob_keys[] = {
         "format", "version", "vmk_id", "created", "noda", "pcr_bank", "pcrs", "pcr_values",
-        "srk_handle", "srk_name", "policy", "public", "private", "digest",
+        "srk_handle", "srk_name", "policy", "public", "private", "digest", NULL,
 };
-
-static const char *json_get_string(json_object *o, const char *key) {
-        json_object *v;
-
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                return NULL;
-        return json_object_get_string(v);
-}
 
 static int parse_hex_into(const char *s, uint8_t *buf, size_t max, UINT16 *ret_size) {
         _cleanup_free_ void *data = NULL;
@@ -259,23 +211,6 @@ static int parse_hex_into(const char *s, uint8_t *buf, size_t max, UINT16 *ret_s
                 return -EBADMSG;
         memcpy(buf, data, n);
         *ret_size = (UINT16) n;
-        return 0;
-}
-
-static int parse_time(const char *s, uint64_t *ret) {
-        struct tm tm = {};
-        const char *end;
-        time_t t;
-
-        if (!s)
-                return -EBADMSG;
-        end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        if (!end || *end != '\0')
-                return -EBADMSG;
-        t = timegm(&tm);
-        if (t < 0)
-                return -EBADMSG;
-        *ret = (uint64_t) t;
         return 0;
 }
 
@@ -360,7 +295,6 @@ static int parse_sealed(json_object *o, VmkBlob *b, MarshaledSealed *m) {
 
 int vmk_blob_from_json(const char *json, size_t size, VmkBlob *ret) {
         _cleanup_(json_object_putp) json_object *o = NULL;
-        json_tokener *tok;
         json_object *v;
         VmkBlob b = {};
         MarshaledSealed m = {};
@@ -371,15 +305,9 @@ int vmk_blob_from_json(const char *json, size_t size, VmkBlob *ret) {
         if (size > VMK_BLOB_SIZE_MAX)
                 return -EBADMSG;
         /* Shallow: the format has two levels; anything deeper is not ours. */
-        tok = json_tokener_new_ex(4);
-        if (!tok)
-                return -ENOMEM;
-        o = json_tokener_parse_ex(tok, json, (int) size);
-        r = json_tokener_get_error(tok) == json_tokener_success &&
-            (size_t) json_tokener_get_parse_end(tok) == size;
-        json_tokener_free(tok);
-        if (!r || !json_object_is_type(o, json_type_object))
-                return -EBADMSG;
+        r = json_parse_object(json, size, 4, &o);
+        if (r < 0)
+                return r;
 
         if (!streq_ptr(json_get_string(o, "format"), VMK_BLOB_FORMAT))
                 return -EBADMSG;
@@ -394,15 +322,12 @@ int vmk_blob_from_json(const char *json, size_t size, VmkBlob *ret) {
         b.version = (unsigned) version;
 
         /* Strict: every key known, none missing. */
-        if (json_object_object_length(o) != (int) ELEMENTSOF(blob_keys))
+        if (json_check_keys(o, blob_keys) < 0)
                 return -EBADMSG;
-        for (size_t i = 0; i < ELEMENTSOF(blob_keys); i++)
-                if (!json_object_object_get_ex(o, blob_keys[i], NULL))
-                        return -EBADMSG;
 
         if (guid_parse(json_get_string(o, "vmk_id"), &b.vmk_id) < 0)
                 return -EBADMSG;
-        if (parse_time(json_get_string(o, "created"), &b.created) < 0)
+        if (json_get_time(o, "created", &b.created) < 0)
                 return -EBADMSG;
         if (!json_object_object_get_ex(o, "noda", &v) || !json_object_is_type(v, json_type_boolean))
                 return -EBADMSG;
