@@ -9,10 +9,9 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "log.h"
+#include "openssl-util.h"
 #include "secmem.h"
 #include "tpm2.h"
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
 
 const char *tpm2_tcti_select(const char *configured) {
         const char *e = getenv(TPM2_TCTI_ENV);

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * openssl-util.h: cleanup helpers for OpenSSL 3 types, and turning OpenSSL's error queue into a
+ * debug log line.
+ *
+ * OpenSSL reports failures on a per-thread error queue rather than through errno. Library code
+ * drains that queue where it maps a failure to -errno, so a stale entry never gets attributed to a
+ * later, unrelated call.
+ */
+#pragma once
+
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "macro.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY_CTX *, EVP_PKEY_CTX_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free_all);
+DEFINE_TRIVIAL_CLEANUP_FUNC(CMS_ContentInfo *, CMS_ContentInfo_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(ASN1_OBJECT *, ASN1_OBJECT_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(ASN1_BIT_STRING *, ASN1_BIT_STRING_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EXTENDED_KEY_USAGE *, EXTENDED_KEY_USAGE_free);
+
+/* For buffers OpenSSL allocated (i2d output, PEM names and headers). */
+static inline void openssl_freep(void *p) {
+        OPENSSL_free(*(void **) p);
+}
+
+/* Logs every entry of the thread's OpenSSL error queue at debug level, prefixed with what, empties
+ * the queue, and returns error (a negative errno) so callers can write
+ *         return log_openssl_errors(-EBADMSG, "Failed to parse certificate");
+ */
+int log_openssl_errors(int error, const char *what);

@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* volume.c: provisioning, opening and changing the protectors of a sealvol volume (see volume.h). */
+
+#include <blkid.h>
+#include <openssl/rand.h>
+#include <string.h>
+#include <time.h>
+
+#include "dra.h"
+#include "log.h"
+#include "recovery.h"
+#include "secmem.h"
+#include "volume.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(blkid_probe, blkid_free_probe);
+
+static void quiet_cryptsetup_log(int level, const char *msg, void *userdata) {
+        (void) userdata;
+        /* libcryptsetup's messages go to our debug log; the caller reports the error once. */
+        if (level == CRYPT_LOG_ERROR || level == CRYPT_LOG_VERBOSE || level == CRYPT_LOG_DEBUG)
+                log_debug("libcryptsetup: %.*s", (int) strcspn(msg, "\n"), msg);
+}
+
+Volume *volume_free(Volume *v) {
+        if (!v)
+                return NULL;
+        crypt_free(v->cd);
+        volume_token_done(&v->token);
+        free(v->device);
+        free(v);
+        return NULL;
+}
+
+static int set_keyslot_pbkdf(struct crypt_device *cd, uint32_t iterations) {
+        struct crypt_pbkdf_type pbkdf = {
+                .type = CRYPT_KDF_PBKDF2,
+                .hash = "sha256",
+                .iterations = iterations,
+                .flags = CRYPT_PBKDF_NO_BENCHMARK,
+        };
+        return crypt_set_pbkdf_type(cd, &pbkdf);
+}
+
+static int token_write(Volume *v) {
+        _cleanup_free_ char *json = NULL;
+        int r;
+
+        v->token.updated = (uint64_t) time(NULL);
+        r = volume_token_to_json(&v->token, &json);
+        if (r < 0)
+                return r;
+        /* One metadata update: LUKS2 writes both header copies with a new sequence id, so a crash
+         * leaves the old token or the new one. */
+        r = crypt_token_json_set(v->cd, v->token_id >= 0 ? v->token_id : CRYPT_ANY_TOKEN, json);
+        if (r < 0)
+                return r;
+        v->token_id = r;
+        return 0;
+}
+
+static bool keyslot_active(Volume *v, int slot) {
+        crypt_keyslot_info s = crypt_keyslot_status(v->cd, slot);
+        return s == CRYPT_SLOT_ACTIVE || s == CRYPT_SLOT_ACTIVE_LAST;
+}
+
+/* Destroys a keyslot unless it is the last one: the journal never leaves a volume without keys. */
+static int keyslot_destroy(Volume *v, int slot) {
+        crypt_keyslot_info s = crypt_keyslot_status(v->cd, slot);
+
+        if (s == CRYPT_SLOT_INACTIVE)
+                return 0;
+        if (s == CRYPT_SLOT_ACTIVE_LAST)
+                return -EBUSY;
+        return crypt_keyslot_destroy(v->cd, slot);
+}
+
+/* Finishes what a crash interrupted: a pending keyslot was never trusted (its secret was never
+ * released, or its escrow never confirmed), so it goes; retiring keyslots go as planned. */
+static int journal_finish(Volume *v) {
+        int r;
+
+        if (!v->token.has_pending && v->token.n_retiring == 0)
+                return 0;
+
+        log_debug("%s: finishing an interrupted protector change.", v->device);
+        if (v->token.has_pending) {
+                r = keyslot_destroy(v, v->token.pending.keyslot);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < v->token.n_retiring; i++) {
+                r = keyslot_destroy(v, v->token.retiring[i]);
+                if (r < 0)
+                        return r;
+        }
+        v->token.has_pending = false;
+        free(v->token.pending.dra_cms);
+        v->token.pending = (Protector) {};
+        v->token.n_retiring = 0;
+        return token_write(v);
+}
+
+static int find_token(struct crypt_device *cd, int *ret_id, const char **ret_json) {
+        int found = -1;
+
+        for (int i = 0; i < crypt_token_max(CRYPT_LUKS2); i++) {
+                const char *type = NULL;
+                crypt_token_info info = crypt_token_status(cd, i, &type);
+
+                if (info == CRYPT_TOKEN_INACTIVE || info == CRYPT_TOKEN_INVALID || !streq_ptr(type, VOLUME_TOKEN_TYPE))
+                        continue;
+                /* Two tokens would be two truths about the same keyslots. */
+                if (found >= 0)
+                        return -EBADMSG;
+                found = i;
+        }
+        if (found < 0)
+                return -ENOMSG;
+        if (crypt_token_json_get(cd, found, ret_json) < 0)
+                return -EBADMSG;
+        *ret_id = found;
+        return 0;
+}
+
+static int volume_new(const char *device, Volume **ret) {
+        _cleanup_(volume_freep) Volume *v = calloc(1, sizeof(Volume));
+        int r;
+
+        if (!v)
+                return -ENOMEM;
+        v->token_id = -1;
+        v->device = strdup(device);
+        if (!v->device)
+                return -ENOMEM;
+        crypt_set_log_callback(NULL, quiet_cryptsetup_log, NULL);
+        r = crypt_init(&v->cd, device);
+        if (r < 0)
+                return r;
+        crypt_set_log_callback(v->cd, quiet_cryptsetup_log, NULL);
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+int volume_load(const char *device, Volume **ret) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        const char *json = NULL;
+        int r;
+
+        r = volume_new(device, &v);
+        if (r < 0)
+                return r;
+        r = crypt_load(v->cd, CRYPT_LUKS2, NULL);
+        if (r == -EINVAL)
+                return -EMEDIUMTYPE;
+        if (r < 0)
+                return r;
+
+        r = find_token(v->cd, &v->token_id, &json);
+        if (r < 0)
+                return r;
+        r = volume_token_from_json(json, strlen(json), crypt_get_uuid(v->cd), &v->token);
+        if (r < 0)
+                return r;
+
+        /* Every keyslot the token relies on must exist. */
+        for (size_t i = 0; i < _PROTECTOR_TYPE_MAX; i++)
+                if (v->token.has[i] && !keyslot_active(v, v->token.protectors[i].keyslot))
+                        return -EBADMSG;
+
+        r = journal_finish(v);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+/* A device that holds anything (a file system, a partition table, RAID or LUKS metadata) is somebody's
+ * data: provisioning an empty volume over it is refused. */
+static int check_device_is_empty(const char *device) {
+        _cleanup_(blkid_free_probep) blkid_probe pr = blkid_new_probe_from_filename(device);
+        int r;
+
+        if (!pr)
+                return errno > 0 ? -errno : -EIO;
+        blkid_probe_enable_superblocks(pr, 1);
+        blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
+        blkid_probe_enable_partitions(pr, 1);
+        r = blkid_do_safeprobe(pr);
+        if (r == 1)
+                return 0; /* nothing found */
+        if (r == 0 || r == -2)
+                return -EEXIST; /* one signature, or several */
+        return -EIO;
+}
+
+static int add_keyslot_by_volume_key(Volume *v, uint32_t iterations, const void *pass, size_t size) {
+        int r;
+
+        r = set_keyslot_pbkdf(v->cd, iterations);
+        if (r < 0)
+                return r;
+        return crypt_keyslot_add_by_volume_key(v->cd, CRYPT_ANY_SLOT, NULL, 0, pass, size);
+}
+
+static int verify_keyslot(Volume *v, int slot, const void *pass, size_t size) {
+        int r = crypt_activate_by_passphrase(v->cd, NULL, slot, pass, size, 0);
+        return r < 0 ? r : r == slot ? 0 : -EIO;
+}
+
+static int make_dra_protector(X509 *cert, uint8_t **ret_secret, Protector *ret) {
+        _cleanup_secure_ uint8_t *secret = secure_alloc(VOLUME_DRA_SECRET_SIZE);
+        Protector p = { .type = PROTECTOR_DRA, .created = (uint64_t) time(NULL) };
+        int r;
+
+        if (!secret)
+                return negative_errno();
+        if (RAND_priv_bytes(secret, VOLUME_DRA_SECRET_SIZE) != 1)
+                return -EIO;
+        r = guid_generate(&p.key_id);
+        if (r < 0)
+                return r;
+        r = dra_cert_fingerprint(cert, p.dra_fingerprint);
+        if (r < 0)
+                return r;
+        r = dra_wrap(cert, secret, VOLUME_DRA_SECRET_SIZE, &p.dra_cms, &p.dra_cms_size);
+        if (r < 0)
+                return r;
+        *ret_secret = TAKE_PTR(secret);
+        *ret = p;
+        return 0;
+}
+
+int volume_provision(const char *device, const VolumeProvisionParams *p, char **ret_recovery_password,
+                     Volume **ret) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ uint8_t *tpm_pass = NULL, *recovery_key = NULL, *dra_secret = NULL;
+        _cleanup_secure_ char *password = NULL;
+        struct crypt_params_luks2 params = { .subsystem = "sealvol" };
+        Protector dra = {};
+        uint32_t recovery_iterations = p->recovery_iterations ?: VOLUME_RECOVERY_PBKDF2_ITERATIONS;
+        const char *uuid;
+        int r, slot;
+
+        if (!p->vmk || guid_is_null(&p->vmk_id) || recovery_iterations < VOLUME_PBKDF2_ITERATIONS_MIN ||
+            (p->hostname && strlen(p->hostname) > VOLUME_HOSTNAME_MAX))
+                return -EINVAL;
+
+        r = check_device_is_empty(device);
+        if (r < 0)
+                return r;
+        r = volume_new(device, &v);
+        if (r < 0)
+                return r;
+
+        /* Our keyslots each get an explicit PBKDF; setting one before formatting also spares
+         * crypt_format() its Argon2 benchmark (about a second here), whose result we would not use. */
+        r = set_keyslot_pbkdf(v->cd, VOLUME_PBKDF2_ITERATIONS_MIN);
+        if (r < 0)
+                return r;
+
+        /* A fresh 512-bit volume key from libcryptsetup's generator; it stays in libcryptsetup. */
+        r = crypt_format(v->cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, NULL, 64, &params);
+        if (r < 0)
+                return r;
+        uuid = crypt_get_uuid(v->cd);
+
+        v->token = (VolumeToken) {
+                .version = VOLUME_TOKEN_VERSION,
+                .vmk_id = p->vmk_id,
+                .created = (uint64_t) time(NULL),
+        };
+        snprintf(v->token.volume_uuid, sizeof(v->token.volume_uuid), "%s", uuid);
+        snprintf(v->token.hostname, sizeof(v->token.hostname), "%s", strempty(p->hostname));
+
+        /* tpm */
+        r = vmk_derive_keyslot_passphrase(p->vmk, uuid, &tpm_pass);
+        if (r < 0)
+                return r;
+        slot = add_keyslot_by_volume_key(v, VOLUME_PBKDF2_ITERATIONS_MIN, tpm_pass, VMK_KEYSLOT_PASSPHRASE_SIZE);
+        if (slot < 0)
+                return slot;
+        v->token.protectors[PROTECTOR_TPM] = (Protector) { .type = PROTECTOR_TPM, .keyslot = slot,
+                                                           .created = v->token.created };
+        r = guid_generate(&v->token.protectors[PROTECTOR_TPM].key_id);
+        if (r < 0)
+                return r;
+        v->token.has[PROTECTOR_TPM] = true;
+
+        /* recovery: the passphrase is the password exactly as displayed, so stock cryptsetup takes it. */
+        r = recovery_key_generate(&recovery_key);
+        if (r < 0)
+                return r;
+        r = recovery_password_format(recovery_key, &password);
+        if (r < 0)
+                return r;
+        slot = add_keyslot_by_volume_key(v, recovery_iterations, password, strlen(password));
+        if (slot < 0)
+                return slot;
+        v->token.protectors[PROTECTOR_RECOVERY] = (Protector) { .type = PROTECTOR_RECOVERY, .keyslot = slot,
+                                                                .created = v->token.created };
+        r = guid_generate(&v->token.protectors[PROTECTOR_RECOVERY].key_id);
+        if (r < 0)
+                return r;
+        v->token.has[PROTECTOR_RECOVERY] = true;
+
+        /* dra */
+        if (p->dra_cert) {
+                r = make_dra_protector(p->dra_cert, &dra_secret, &dra);
+                if (r < 0)
+                        return r;
+                slot = add_keyslot_by_volume_key(v, VOLUME_PBKDF2_ITERATIONS_MIN, dra_secret, VOLUME_DRA_SECRET_SIZE);
+                if (slot < 0) {
+                        free(dra.dra_cms);
+                        return slot;
+                }
+                dra.keyslot = slot;
+                v->token.protectors[PROTECTOR_DRA] = dra;
+                v->token.has[PROTECTOR_DRA] = true;
+        }
+
+        r = token_write(v);
+        if (r < 0)
+                return r;
+
+        /* Every protector opens the volume before anyone relies on it. */
+        r = verify_keyslot(v, v->token.protectors[PROTECTOR_TPM].keyslot, tpm_pass, VMK_KEYSLOT_PASSPHRASE_SIZE);
+        if (r >= 0)
+                r = verify_keyslot(v, v->token.protectors[PROTECTOR_RECOVERY].keyslot, password, strlen(password));
+        if (r >= 0 && p->dra_cert)
+                r = verify_keyslot(v, v->token.protectors[PROTECTOR_DRA].keyslot, dra_secret, VOLUME_DRA_SECRET_SIZE);
+        if (r < 0)
+                return r;
+
+        *ret_recovery_password = TAKE_PTR(password);
+        if (ret)
+                *ret = TAKE_PTR(v);
+        return 0;
+}
+
+/* ---- opening ------------------------------------------------------------------------------------ */
+
+int volume_vmk_passphrase(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
+                          uint8_t **ret_passphrase) {
+        if (!v->token.has[PROTECTOR_TPM])
+                return -ENOENT;
+        /* Bound to another server's VMK: deriving would only produce a wrong key and a KDF run. */
+        if (!guid_equal(vmk_id, &v->token.vmk_id))
+                return -EREMOTE;
+        return vmk_derive_keyslot_passphrase(vmk, v->token.volume_uuid, ret_passphrase);
+}
+
+int volume_open_vmk(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, const char *name,
+                    uint32_t flags) {
+        _cleanup_secure_ uint8_t *pass = NULL;
+        int r;
+
+        r = volume_vmk_passphrase(v, vmk, vmk_id, &pass);
+        if (r < 0)
+                return r;
+        return crypt_activate_by_passphrase(v->cd, name, v->token.protectors[PROTECTOR_TPM].keyslot, (char *) pass,
+                                            VMK_KEYSLOT_PASSPHRASE_SIZE, flags);
+}
+
+int volume_open_recovery(Volume *v, const char *password, const char *name, uint32_t flags,
+                         unsigned *ret_bad_block) {
+        _cleanup_secure_ uint8_t *key = NULL;
+        _cleanup_secure_ char *canonical = NULL;
+        int r;
+
+        if (!v->token.has[PROTECTOR_RECOVERY])
+                return -ENOENT;
+        /* Parsed first: a typo is reported with its block, before any KDF runs. */
+        r = recovery_password_parse(password, &key, ret_bad_block);
+        if (r < 0)
+                return r;
+        r = recovery_password_format(key, &canonical);
+        if (r < 0)
+                return r;
+        return crypt_activate_by_passphrase(v->cd, name, v->token.protectors[PROTECTOR_RECOVERY].keyslot, canonical,
+                                            strlen(canonical), flags);
+}
+
+int volume_open_dra(Volume *v, EVP_PKEY *key, const char *name, uint32_t flags) {
+        _cleanup_secure_ void *secret = NULL;
+        size_t size = 0;
+        int r;
+
+        if (!v->token.has[PROTECTOR_DRA])
+                return -ENOENT;
+        r = dra_unwrap(key, v->token.protectors[PROTECTOR_DRA].dra_cms, v->token.protectors[PROTECTOR_DRA].dra_cms_size,
+                       &secret, &size);
+        if (r < 0)
+                return r;
+        return crypt_activate_by_passphrase(v->cd, name, v->token.protectors[PROTECTOR_DRA].keyslot, secret, size,
+                                            flags);
+}
+
+/* ---- changes ------------------------------------------------------------------------------------ */
+
+static int free_keyslot(Volume *v) {
+        for (int slot = 0; slot < crypt_keyslot_max(CRYPT_LUKS2) && slot < VOLUME_KEYSLOT_MAX; slot++)
+                if (crypt_keyslot_status(v->cd, slot) == CRYPT_SLOT_INACTIVE)
+                        return slot;
+        return -ENOSPC;
+}
+
+/* Replaces the protector of p->type (or adds one) with p, whose keyslot passphrase is pass:
+ *   1. journal: the token names the new keyslot as pending (it is not trusted yet);
+ *   2. add the keyslot, authorised by auth, and verify it opens;
+ *   3. escrow (recovery passwords), which may veto;
+ *   4. swap: the token names the new keyslot as the protector and the old one as retiring;
+ *   5. destroy the old keyslot, and clear the journal.
+ * A crash anywhere leaves a token whose live protectors all open the volume; volume_load() finishes
+ * the journal. Takes ownership of p->dra_cms. */
+static int replace_protector(Volume *v, const void *auth, size_t auth_size, Protector *p, const void *pass,
+                             size_t pass_size, uint32_t iterations, VolumeEscrowFn escrow, void *userdata,
+                             const Guid *new_vmk_id) {
+        ProtectorType type = p->type;
+        int slot, old = v->token.has[type] ? v->token.protectors[type].keyslot : -1, r;
+
+        if (v->token.has_pending || v->token.n_retiring > 0) {
+                free(p->dra_cms);
+                return -EBUSY;
+        }
+        slot = free_keyslot(v);
+        if (slot < 0) {
+                free(p->dra_cms);
+                return slot;
+        }
+        p->keyslot = slot;
+        v->token.pending = *p;
+        v->token.has_pending = true;
+        *p = (Protector) {};
+        r = token_write(v);
+        if (r < 0)
+                goto fail;
+
+        r = set_keyslot_pbkdf(v->cd, iterations);
+        if (r < 0)
+                goto fail;
+        r = crypt_keyslot_add_by_passphrase(v->cd, slot, auth, auth_size, pass, pass_size);
+        if (r < 0)
+                goto fail;
+        r = verify_keyslot(v, slot, pass, pass_size);
+        if (r < 0)
+                goto fail;
+
+        if (escrow) {
+                r = escrow(v, &v->token.pending, pass, userdata);
+                if (r < 0)
+                        goto fail;
+        }
+
+        free(v->token.protectors[type].dra_cms);
+        v->token.protectors[type] = v->token.pending;
+        v->token.has[type] = true;
+        v->token.pending = (Protector) {};
+        v->token.has_pending = false;
+        if (old >= 0)
+                v->token.retiring[v->token.n_retiring++] = old;
+        if (new_vmk_id)
+                v->token.vmk_id = *new_vmk_id;
+        r = token_write(v);
+        if (r < 0)
+                return r; /* the journal on disk still says pending: the next load undoes it */
+
+        return journal_finish(v);
+
+fail:
+        /* Undo what we can now; what we cannot, the journal undoes at the next load. */
+        if (keyslot_active(v, slot) && keyslot_destroy(v, slot) < 0)
+                return r;
+        free(v->token.pending.dra_cms);
+        v->token.pending = (Protector) {};
+        v->token.has_pending = false;
+        (void) token_write(v);
+        return r;
+}
+
+int volume_rotate_recovery(Volume *v, const void *auth, size_t auth_size, uint32_t iterations,
+                           VolumeEscrowFn escrow, void *userdata, char **ret_password) {
+        _cleanup_secure_ uint8_t *key = NULL;
+        _cleanup_secure_ char *password = NULL;
+        Protector p = { .type = PROTECTOR_RECOVERY, .created = (uint64_t) time(NULL) };
+        int r;
+
+        if (iterations == 0)
+                iterations = VOLUME_RECOVERY_PBKDF2_ITERATIONS;
+        if (iterations < VOLUME_PBKDF2_ITERATIONS_MIN)
+                return -EINVAL;
+        r = guid_generate(&p.key_id);
+        if (r < 0)
+                return r;
+        r = recovery_key_generate(&key);
+        if (r < 0)
+                return r;
+        r = recovery_password_format(key, &password);
+        if (r < 0)
+                return r;
+        r = replace_protector(v, auth, auth_size, &p, password, strlen(password), iterations, escrow, userdata, NULL);
+        if (r < 0)
+                return r;
+        *ret_password = TAKE_PTR(password);
+        return 0;
+}
+
+int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t new_vmk[static VMK_SIZE],
+                    const Guid *new_vmk_id) {
+        _cleanup_secure_ uint8_t *pass = NULL;
+        Protector p = { .type = PROTECTOR_TPM, .created = (uint64_t) time(NULL) };
+        int r;
+
+        if (guid_is_null(new_vmk_id))
+                return -EINVAL;
+        r = guid_generate(&p.key_id);
+        if (r < 0)
+                return r;
+        r = vmk_derive_keyslot_passphrase(new_vmk, v->token.volume_uuid, &pass);
+        if (r < 0)
+                return r;
+        return replace_protector(v, auth, auth_size, &p, pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
+                                 VOLUME_PBKDF2_ITERATIONS_MIN, NULL, NULL, new_vmk_id);
+}
+
+int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert) {
+        _cleanup_secure_ uint8_t *secret = NULL;
+        Protector p;
+        int r;
+
+        r = make_dra_protector(cert, &secret, &p);
+        if (r < 0)
+                return r;
+        return replace_protector(v, auth, auth_size, &p, secret, VOLUME_DRA_SECRET_SIZE, VOLUME_PBKDF2_ITERATIONS_MIN,
+                                 NULL, NULL, NULL);
+}

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * volume.h: a sealvol volume: a LUKS2 device whose keyslots are sealvol's protectors, described by
+ * one "sealvol" token (docs/token-format.md).
+ *
+ *   keyslot "tpm"       passphrase = HKDF-SHA256(VMK, volume UUID), minimal PBKDF2
+ *   keyslot "recovery"  passphrase = the 48-digit recovery password as displayed
+ *   keyslot "dra"       passphrase = 32 random bytes, CMS-encrypted to the DRA certificate in the token
+ *
+ * Every change to the protectors is crash-safe: the token journals what is in progress ("pending"
+ * keyslots that are not yet trusted, "retiring" keyslots on their way out), a new keyslot is verified
+ * before the token refers to it, and the old one is destroyed only after. Whoever loads the volume
+ * next finishes the journal. At every moment the volume opens with its previous protectors.
+ */
+#pragma once
+
+#include <libcryptsetup.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guid.h"
+#include "vmk.h"
+
+#define VOLUME_TOKEN_TYPE "sealvol"
+#define VOLUME_TOKEN_VERSION 1
+#define VOLUME_TOKEN_SIZE_MAX (32u * 1024u)
+#define VOLUME_UUID_STRING_MAX 37
+#define VOLUME_HOSTNAME_MAX 255
+#define VOLUME_DRA_SECRET_SIZE 32
+#define VOLUME_KEYSLOT_MAX 32
+#define ESCROW_RECORDS_MAX 16
+#define ESCROW_LOCATION_MAX 1024
+
+/* Full-entropy inputs (VMK-derived, DRA random): the KDF adds nothing, so the cheapest one. */
+#define VOLUME_PBKDF2_ITERATIONS_MIN 1000u
+/* The recovery password carries 128 random bits, so its KDF is not what resists guessing. It keeps one
+ * try well under a second (about 0.4 s here: PBKDF2-SHA256 derives the 64-byte keyslot key as two
+ * blocks, at ~5M iterations/s), is the same on every machine, and needs no memory at the recovery
+ * console (docs/token-format.md). */
+#define VOLUME_RECOVERY_PBKDF2_ITERATIONS (UINT32_C(1) << 20)
+
+typedef enum ProtectorType {
+        PROTECTOR_TPM,
+        PROTECTOR_RECOVERY,
+        PROTECTOR_DRA,
+        _PROTECTOR_TYPE_MAX,
+        _PROTECTOR_TYPE_INVALID = -EINVAL,
+} ProtectorType;
+
+const char *protector_type_to_string(ProtectorType t);
+ProtectorType protector_type_from_string(const char *s);
+
+typedef enum EscrowState {
+        ESCROW_PENDING,
+        ESCROW_DONE,
+        ESCROW_FAILED,
+        _ESCROW_STATE_MAX,
+        _ESCROW_STATE_INVALID = -EINVAL,
+} EscrowState;
+
+/* Where a recovery password was sent, and how that went. Filled by the escrow code. */
+typedef struct EscrowRecord {
+        char target[16]; /* "ad", "spool", "hook" */
+        EscrowState state;
+        uint64_t time;
+        bool verified;
+        char location[ESCROW_LOCATION_MAX]; /* AD object DN, spool file, hook name */
+} EscrowRecord;
+
+typedef struct Protector {
+        ProtectorType type;
+        int keyslot;
+        Guid key_id;
+        uint64_t created;
+        /* dra */
+        uint8_t dra_fingerprint[32];
+        uint8_t *dra_cms;
+        size_t dra_cms_size;
+        /* recovery */
+        EscrowRecord escrow[ESCROW_RECORDS_MAX];
+        size_t n_escrow;
+} Protector;
+
+typedef struct VolumeToken {
+        unsigned version;
+        char volume_uuid[VOLUME_UUID_STRING_MAX];
+        Guid vmk_id;
+        char hostname[VOLUME_HOSTNAME_MAX + 1];
+        uint64_t created;
+        uint64_t updated;
+        Protector protectors[_PROTECTOR_TYPE_MAX];
+        bool has[_PROTECTOR_TYPE_MAX];
+        /* The journal of an unfinished change. */
+        Protector pending;
+        bool has_pending;
+        int retiring[VOLUME_KEYSLOT_MAX];
+        size_t n_retiring;
+} VolumeToken;
+
+void volume_token_done(VolumeToken *t);
+
+int volume_token_to_json(const VolumeToken *t, char **ret);
+/* Strict: unknown or missing fields, duplicate or out-of-range keyslots, a keyslot used twice:
+ * -EBADMSG; a newer version: -EPROTONOSUPPORT; a token written for another volume (its UUID is not
+ * header_uuid): -EXDEV. */
+int volume_token_from_json(const char *json, size_t size, const char *header_uuid, VolumeToken *ret);
+
+typedef struct Volume {
+        struct crypt_device *cd;
+        char *device;
+        int token_id;
+        VolumeToken token;
+} Volume;
+
+Volume *volume_free(Volume *v);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Volume *, volume_free);
+
+/* Loads the header and the token and finishes any journalled change. Errors: -EMEDIUMTYPE not
+ * LUKS2, -ENOMSG no sealvol token, -EBADMSG a malformed token (or two), -EPROTONOSUPPORT a newer
+ * token, -EXDEV a token copied from another volume. */
+int volume_load(const char *device, Volume **ret);
+
+typedef struct VolumeProvisionParams {
+        const uint8_t *vmk; /* VMK_SIZE bytes */
+        Guid vmk_id;
+        const char *hostname;
+        X509 *dra_cert;            /* NULL: no DRA protector */
+        uint32_t recovery_iterations; /* 0: VOLUME_RECOVERY_PBKDF2_ITERATIONS */
+} VolumeProvisionParams;
+
+/* Formats device (an image file or a block device holding no signature at all: -EEXIST otherwise)
+ * as a new sealvol volume, and returns its recovery password (secure memory, canonical form). */
+int volume_provision(const char *device, const VolumeProvisionParams *p, char **ret_recovery_password,
+                     Volume **ret);
+
+/* The passphrase of the volume's "tpm" keyslot, derived from the VMK: -EREMOTE if the volume is
+ * bound to another VMK (another server), -ENOENT if it has no tpm protector. */
+int volume_vmk_passphrase(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
+                          uint8_t **ret_passphrase);
+
+/* Opens (name != NULL: maps through device-mapper) or only verifies (name == NULL) the volume key
+ * with one protector; returns the keyslot that opened. -ENOENT: no such protector; -EPERM: the
+ * keyslot refused the key. */
+int volume_open_vmk(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, const char *name,
+                    uint32_t flags);
+/* A malformed password fails before any KDF runs: -EINVAL / -EDOM / -ERANGE with *ret_bad_block
+ * (1-8, or 0 when no single block is at fault). */
+int volume_open_recovery(Volume *v, const char *password, const char *name, uint32_t flags,
+                         unsigned *ret_bad_block);
+/* With the DRA's private key: -EKEYREJECTED when the key is not the DRA's the volume is wrapped to. */
+int volume_open_dra(Volume *v, EVP_PKEY *key, const char *name, uint32_t flags);
+
+/* Called once a new recovery password is in place and verified, before the old one is destroyed:
+ * a negative return aborts the rotation (the old password stays, the new keyslot goes). */
+typedef int (*VolumeEscrowFn)(Volume *v, const Protector *p, const char *password, void *userdata);
+
+/* The changes. Each is authorised by the passphrase of any working keyslot (auth): the VMK-derived
+ * one (volume_vmk_passphrase()), the recovery password, or the DRA secret. */
+int volume_rotate_recovery(Volume *v, const void *auth, size_t auth_size, uint32_t iterations,
+                           VolumeEscrowFn escrow, void *userdata, char **ret_password);
+/* Binds the volume to new_vmk (a rebind on this server, or adoption by a reinstalled one). */
+int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t new_vmk[static VMK_SIZE],
+                    const Guid *new_vmk_id);
+/* Replaces (or adds) the DRA protector, wrapped to cert. */
+int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert);

@@ -1,0 +1,628 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-volume.c: sealvol volumes on LUKS2 image files: provisioning, opening with every protector
+ * (ours and stock cryptsetup), refusal of bad input with the header left untouched, and crash-safe
+ * protector changes (SIGKILL at random moments never loses the volume).
+ */
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <openssl/rand.h>
+
+#include "dra.h"
+#include "luks-fixture.h"
+#include "recovery.h"
+#include "secmem.h"
+#include "test-util.h"
+#include "volume.h"
+
+/* Tests use the cheapest KDF for recovery keyslots; production's cost has its own test below. */
+#define FAST VOLUME_PBKDF2_ITERATIONS_MIN
+#define KILL_ROUNDS 30
+
+typedef struct Fixture {
+        char *dir;
+        char *image;
+        uint8_t vmk[VMK_SIZE];
+        Guid vmk_id;
+} Fixture;
+
+static int new_image(const char *dir, const char *name, char **ret) {
+        _cleanup_free_ char *path = path_join(dir, name);
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!path)
+                return -ENOMEM;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || ftruncate(fd, (off_t) LUKS_IMAGE_SIZE_DEFAULT) < 0)
+                return -errno;
+        *ret = TAKE_PTR(path);
+        return 0;
+}
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof(*f));
+
+        if (!f || test_tmpdir_new("test-volume", &f->dir) < 0 || new_image(f->dir, "disk.img", &f->image) < 0)
+                return -1;
+        if (RAND_bytes(f->vmk, sizeof(f->vmk)) != 1 || guid_generate(&f->vmk_id) < 0)
+                return -1;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        int r = rm_rf(f->dir);
+
+        free(f->dir);
+        free(f->image);
+        free(f);
+        return r < 0 ? -1 : 0;
+}
+
+static void provision(Fixture *f, const char *image, char **ret_password) {
+        VolumeProvisionParams p = {
+                .vmk = f->vmk,
+                .vmk_id = f->vmk_id,
+                .hostname = "server1.example.com",
+                .recovery_iterations = FAST,
+        };
+        assert_int_equal(volume_provision(image, &p, ret_password, NULL), 0);
+}
+
+static Volume *load(const char *image) {
+        Volume *v = NULL;
+
+        assert_int_equal(volume_load(image, &v), 0);
+        return v;
+}
+
+/* SHA-256 of the whole image: "nothing changed on disk" is checked, not assumed. */
+static void image_digest(const char *path, uint8_t ret[static 32]) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        uint8_t buf[65536];
+        size_t n;
+
+        assert_non_null(f);
+        assert_non_null(md);
+        assert_int_equal(EVP_DigestInit_ex(md, EVP_sha256(), NULL), 1);
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+                assert_int_equal(EVP_DigestUpdate(md, buf, n), 1);
+        assert_int_equal(EVP_DigestFinal_ex(md, ret, NULL), 1);
+        EVP_MD_CTX_free(md);
+}
+
+/* Runs a command with input on stdin; returns its exit status. */
+static int run_with_stdin(char *const argv[], const void *input, size_t size) {
+        int fds[2], status;
+        pid_t pid;
+
+        assert_int_equal(pipe(fds), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int devnull = open("/dev/null", O_WRONLY);
+                if (dup2(fds[0], STDIN_FILENO) < 0 || dup2(devnull, STDOUT_FILENO) < 0 ||
+                    dup2(devnull, STDERR_FILENO) < 0)
+                        _exit(127);
+                close(fds[1]);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        close(fds[0]);
+        assert_true(write(fds[1], input, size) == (ssize_t) size);
+        close(fds[1]);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int stock_test_passphrase(const char *image, const void *pass, size_t size) {
+        char *argv[] = { (char *) "cryptsetup", (char *) "open", (char *) "--test-passphrase",
+                         (char *) "--key-file", (char *) "-", (char *) image, NULL };
+        return run_with_stdin(argv, pass, size);
+}
+
+static void test_provision_and_open_every_way(void **state) {
+        Fixture *f = *state;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ char *password = NULL;
+        _cleanup_secure_ uint8_t *pass = NULL;
+        _cleanup_free_ char *dump = NULL;
+        char spaced[RECOVERY_PASSWORD_LEN + 1], bare[RECOVERY_PASSWORD_BLOCKS * 6 + 1];
+        size_t k = 0;
+
+        provision(f, f->image, &password);
+        assert_int_equal(secure_size(password), RECOVERY_PASSWORD_LEN + 1);
+        assert_int_equal(strlen(password), RECOVERY_PASSWORD_LEN);
+
+        v = load(f->image);
+        assert_true(v->token.has[PROTECTOR_TPM]);
+        assert_true(v->token.has[PROTECTOR_RECOVERY]);
+        assert_false(v->token.has[PROTECTOR_DRA]);
+        assert_false(v->token.has_pending);
+        assert_true(guid_equal(&v->token.vmk_id, &f->vmk_id));
+        assert_string_equal(v->token.volume_uuid, crypt_get_uuid(v->cd));
+        assert_string_equal(v->token.hostname, "server1.example.com");
+        assert_false(guid_equal(&v->token.protectors[PROTECTOR_TPM].key_id,
+                                &v->token.protectors[PROTECTOR_RECOVERY].key_id));
+
+        /* Ours: the VMK path and the recovery password as displayed, with spaces, and bare. */
+        assert_int_equal(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0), v->token.protectors[PROTECTOR_TPM].keyslot);
+        assert_int_equal(volume_open_recovery(v, password, NULL, 0, NULL),
+                         v->token.protectors[PROTECTOR_RECOVERY].keyslot);
+        snprintf(spaced, sizeof(spaced), "%s", password);
+        for (char *c = spaced; *c; c++)
+                if (*c == '-')
+                        *c = ' ';
+        assert_true(volume_open_recovery(v, spaced, NULL, 0, NULL) >= 0);
+        for (const char *c = password; *c; c++)
+                if (*c != '-')
+                        bare[k++] = *c;
+        bare[k] = '\0';
+        assert_true(volume_open_recovery(v, bare, NULL, 0, NULL) >= 0);
+
+        /* Stock cryptsetup: the recovery password as displayed, and the VMK-derived passphrase. */
+        assert_int_equal(stock_test_passphrase(f->image, password, strlen(password)), 0);
+        assert_int_equal(volume_vmk_passphrase(v, f->vmk, &f->vmk_id, &pass), 0);
+        assert_int_equal(stock_test_passphrase(f->image, pass, VMK_KEYSLOT_PASSPHRASE_SIZE), 0);
+        assert_int_not_equal(stock_test_passphrase(f->image, "nope", 4), 0);
+
+        /* Stock luksDump shows the token. */
+        _cleanup_free_ char *cmd = NULL, *out = path_join(f->dir, "dump.txt");
+        assert_true(asprintf(&cmd, "cryptsetup luksDump '%s' > '%s' 2>&1", f->image, out) > 0);
+        assert_int_equal(system(cmd), 0);
+        dump = test_read_file(out);
+        assert_non_null(dump);
+        assert_non_null(strstr(dump, "sealvol"));
+        assert_non_null(strstr(dump, "aes-xts-plain64"));
+}
+
+static void test_bad_input_changes_nothing(void **state) {
+        Fixture *f = *state;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ char *password = NULL;
+        uint8_t before[32], after[32], other_vmk[VMK_SIZE];
+        char typo[RECOVERY_PASSWORD_LEN + 1];
+        unsigned block = 0;
+        Guid other_id;
+
+        provision(f, f->image, &password);
+        v = load(f->image);
+        image_digest(f->image, before);
+
+        /* A typo in block 5: caught by the parser, with the block named. */
+        snprintf(typo, sizeof(typo), "%s", password);
+        typo[4 * 7 + 5] = typo[4 * 7 + 5] == '0' ? '1' : '0';
+        assert_int_equal(volume_open_recovery(v, typo, NULL, 0, &block), -EDOM);
+        assert_int_equal(block, 5);
+        assert_int_equal(volume_open_recovery(v, "123", NULL, 0, &block), -EINVAL);
+
+        /* Well-formed but wrong. */
+        assert_int_equal(volume_open_recovery(v, "000000-000000-000000-000000-000000-000000-000000-000000", NULL, 0,
+                                              NULL),
+                         -EPERM);
+
+        /* Another server's VMK, and the right identity with the wrong key. */
+        assert_int_equal(RAND_bytes(other_vmk, sizeof(other_vmk)), 1);
+        assert_int_equal(guid_generate(&other_id), 0);
+        assert_int_equal(volume_open_vmk(v, other_vmk, &other_id, NULL, 0), -EREMOTE);
+        assert_int_equal(volume_open_vmk(v, other_vmk, &f->vmk_id, NULL, 0), -EPERM);
+        assert_int_equal(volume_open_dra(v, NULL, NULL, 0), -ENOENT);
+
+        v = volume_free(v);
+        image_digest(f->image, after);
+        assert_memory_equal(before, after, sizeof(before));
+}
+
+static void test_refuses_devices_with_data(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ char *password = NULL, *again = NULL;
+        _cleanup_free_ char *plain = NULL;
+        uint8_t before[32], after[32];
+        VolumeProvisionParams p = { .vmk = f->vmk, .vmk_id = f->vmk_id, .recovery_iterations = FAST };
+        Volume *v = NULL;
+
+        provision(f, f->image, &password);
+        image_digest(f->image, before);
+        assert_int_equal(volume_provision(f->image, &p, &again, NULL), -EEXIST);
+        image_digest(f->image, after);
+        assert_memory_equal(before, after, sizeof(before));
+
+        /* Plain LUKS2 without our token: not ours to open. */
+        assert_int_equal(luks_image_new(f->dir, "plain.img", LUKS_IMAGE_SIZE_DEFAULT, "x", 1, &plain), 0);
+        assert_int_equal(volume_load(plain, &v), -ENOMSG);
+        /* Not LUKS at all. */
+        _cleanup_free_ char *empty = NULL;
+        assert_int_equal(new_image(f->dir, "empty.img", &empty), 0);
+        assert_int_equal(volume_load(empty, &v), -EMEDIUMTYPE);
+        assert_null(v);
+}
+
+static void set_token(const char *image, const char *json) {
+        struct crypt_device *cd = NULL;
+
+        assert_int_equal(crypt_init(&cd, image), 0);
+        assert_int_equal(crypt_load(cd, CRYPT_LUKS2, NULL), 0);
+        assert_true(crypt_token_json_set(cd, 0, json) >= 0);
+        crypt_free(cd);
+}
+
+static char *get_token(const char *image) {
+        struct crypt_device *cd = NULL;
+        const char *json;
+        char *copy;
+
+        assert_int_equal(crypt_init(&cd, image), 0);
+        assert_int_equal(crypt_load(cd, CRYPT_LUKS2, NULL), 0);
+        assert_int_equal(crypt_token_json_get(cd, 0, &json), 0);
+        copy = strdup(json);
+        crypt_free(cd);
+        return copy;
+}
+
+static char *replace_once(const char *s, const char *from, const char *to) {
+        const char *p = strstr(s, from);
+        char *out;
+
+        assert_non_null(p);
+        assert_true(asprintf(&out, "%.*s%s%s", (int) (p - s), s, to, p + strlen(from)) > 0);
+        return out;
+}
+
+static void test_damaged_and_foreign_tokens(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ char *password = NULL, *password2 = NULL;
+        _cleanup_free_ char *other = NULL, *json = NULL, *json2 = NULL;
+        Volume *v = NULL;
+
+        provision(f, f->image, &password);
+        assert_int_equal(new_image(f->dir, "other.img", &other), 0);
+        provision(f, other, &password2);
+        json = get_token(f->image);
+        json2 = get_token(other);
+
+        /* (libcryptsetup hands tokens back in compact JSON.) Another volume's token: refused as such,
+         * even though it names the same VMK. */
+        set_token(f->image, json2);
+        assert_int_equal(volume_load(f->image, &v), -EXDEV);
+
+        /* A newer version, an unknown field, a duplicate keyslot, an out-of-range keyslot. */
+        _cleanup_free_ char *newer = replace_once(json, "\"sealvol_version\":1", "\"sealvol_version\":2");
+        set_token(f->image, newer);
+        assert_int_equal(volume_load(f->image, &v), -EPROTONOSUPPORT);
+
+        _cleanup_free_ char *unknown = replace_once(json, "\"hostname\"", "\"colour\": \"red\", \"hostname\"");
+        set_token(f->image, unknown);
+        assert_int_equal(volume_load(f->image, &v), -EBADMSG);
+
+        _cleanup_free_ char *dup = replace_once(json, "\"keyslot\":1", "\"keyslot\":0");
+        set_token(f->image, dup);
+        assert_int_equal(volume_load(f->image, &v), -EBADMSG);
+
+        _cleanup_free_ char *range = replace_once(json, "\"keyslot\":1", "\"keyslot\":99");
+        set_token(f->image, range);
+        assert_int_equal(volume_load(f->image, &v), -EBADMSG);
+
+        _cleanup_free_ char *bad_id = replace_once(json, "\"key_id\":\"", "\"key_id\":\"X");
+        set_token(f->image, bad_id);
+        assert_int_equal(volume_load(f->image, &v), -EBADMSG);
+        assert_null(v);
+
+        /* The original token back: everything opens again. */
+        set_token(f->image, json);
+        v = load(f->image);
+        assert_true(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0) >= 0);
+        assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
+        volume_free(v);
+}
+
+typedef struct EscrowCheck {
+        const char *image;
+        const char *old_password;
+        char *seen;
+        bool old_still_opened;
+        int veto;
+} EscrowCheck;
+
+static int escrow_check(Volume *v, const Protector *p, const char *password, void *userdata) {
+        EscrowCheck *c = userdata;
+
+        assert_int_equal(p->type, PROTECTOR_RECOVERY);
+        c->seen = strdup(password);
+        /* Escrow happens while the old password still works. */
+        c->old_still_opened = volume_open_recovery(v, c->old_password, NULL, 0, NULL) >= 0;
+        return c->veto;
+}
+
+static void test_rotate_recovery(void **state) {
+        Fixture *f = *state;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ char *old = NULL, *new = NULL;
+        _cleanup_secure_ uint8_t *auth = NULL;
+        EscrowCheck check = {};
+        Guid old_id;
+
+        provision(f, f->image, &old);
+        v = load(f->image);
+        old_id = v->token.protectors[PROTECTOR_RECOVERY].key_id;
+        assert_int_equal(volume_vmk_passphrase(v, f->vmk, &f->vmk_id, &auth), 0);
+
+        /* Escrow vetoes: the old password stays, nothing is pending. */
+        check = (EscrowCheck) { .old_password = old, .veto = -EHOSTUNREACH };
+        assert_int_equal(volume_rotate_recovery(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, FAST, escrow_check, &check, &new),
+                         -EHOSTUNREACH);
+        assert_null(new);
+        v = volume_free(v);
+        v = load(f->image);
+        assert_true(volume_open_recovery(v, old, NULL, 0, NULL) >= 0);
+        assert_int_equal(volume_open_recovery(v, check.seen, NULL, 0, NULL), -EPERM);
+        assert_false(v->token.has_pending);
+        free(check.seen);
+
+        /* Escrow accepts: the new password opens, the old one no longer does. */
+        check = (EscrowCheck) { .old_password = old };
+        assert_int_equal(volume_rotate_recovery(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, FAST, escrow_check, &check, &new),
+                         0);
+        assert_true(check.old_still_opened);
+        assert_string_equal(check.seen, new);
+        free(check.seen);
+        v = volume_free(v);
+        v = load(f->image);
+        assert_true(volume_open_recovery(v, new, NULL, 0, NULL) >= 0);
+        assert_int_equal(volume_open_recovery(v, old, NULL, 0, NULL), -EPERM);
+        assert_false(guid_equal(&old_id, &v->token.protectors[PROTECTOR_RECOVERY].key_id));
+        assert_int_equal(v->token.n_retiring, 0);
+        assert_true(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0) >= 0);
+
+        /* Authorised by the recovery password itself, as after a recovery unlock. */
+        _cleanup_secure_ char *third = NULL;
+        assert_int_equal(volume_rotate_recovery(v, new, strlen(new), FAST, NULL, NULL, &third), 0);
+        assert_true(volume_open_recovery(v, third, NULL, 0, NULL) >= 0);
+        assert_int_equal(volume_open_recovery(v, new, NULL, 0, NULL), -EPERM);
+
+        /* A wrong authorisation changes nothing. */
+        _cleanup_secure_ char *fourth = NULL;
+        assert_int_equal(volume_rotate_recovery(v, "wrong", 5, FAST, NULL, NULL, &fourth), -EPERM);
+        assert_true(volume_open_recovery(v, third, NULL, 0, NULL) >= 0);
+}
+
+static void test_bind_new_vmk(void **state) {
+        Fixture *f = *state;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ char *password = NULL;
+        uint8_t new_vmk[VMK_SIZE];
+        Guid new_id;
+
+        provision(f, f->image, &password);
+        v = load(f->image);
+        assert_int_equal(RAND_bytes(new_vmk, sizeof(new_vmk)), 1);
+        assert_int_equal(guid_generate(&new_id), 0);
+
+        /* Adoption by a reinstalled server: authorised by the recovery password. */
+        assert_int_equal(volume_bind_vmk(v, password, strlen(password), new_vmk, &new_id), 0);
+        v = volume_free(v);
+        v = load(f->image);
+        assert_true(guid_equal(&v->token.vmk_id, &new_id));
+        assert_true(volume_open_vmk(v, new_vmk, &new_id, NULL, 0) >= 0);
+        assert_int_equal(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0), -EREMOTE);
+        assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
+}
+
+/* The escrow callback of the child: publishes each new password before the swap, as escrow would. */
+static int escrow_to_pipe(Volume *v, const Protector *p, const char *password, void *userdata) {
+        int fd = *(int *) userdata;
+        char line[RECOVERY_PASSWORD_LEN + 2];
+
+        (void) v;
+        (void) p;
+        snprintf(line, sizeof(line), "%s\n", password);
+        return write(fd, line, strlen(line)) == (ssize_t) strlen(line) ? 0 : -EIO;
+}
+
+static void test_sigkill_during_changes(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ char *initial = NULL;
+        char known[256][128];
+        size_t n_known = 0;
+        uint8_t vmks[2][VMK_SIZE];
+        Guid ids[2];
+
+        provision(f, f->image, &initial);
+        snprintf(known[n_known++], sizeof(known[0]), "%s", initial);
+        memcpy(vmks[0], f->vmk, VMK_SIZE);
+        ids[0] = f->vmk_id;
+        assert_int_equal(RAND_bytes(vmks[1], VMK_SIZE), 1);
+        assert_int_equal(guid_generate(&ids[1]), 0);
+
+        for (unsigned round = 0; round < KILL_ROUNDS; round++) {
+                _cleanup_(volume_freep) Volume *v = NULL;
+                _cleanup_fclose_ FILE *in = NULL;
+                char line[128];
+                unsigned delay_us;
+                int fds[2], opened = 0;
+                pid_t pid;
+
+                assert_int_equal(pipe(fds), 0);
+                assert_int_equal(RAND_bytes((unsigned char *) &delay_us, sizeof(delay_us)), 1);
+                delay_us %= 60000;
+
+                pid = fork();
+                assert_true(pid >= 0);
+                if (pid == 0) {
+                        /* Rotate the recovery password and flip between two VMKs, forever. */
+                        close(fds[0]);
+                        for (unsigned i = 0;; i++) {
+                                _cleanup_(volume_freep) Volume *cv = NULL;
+                                _cleanup_secure_ uint8_t *auth = NULL;
+                                _cleanup_secure_ char *pw = NULL;
+                                unsigned cur;
+
+                                if (volume_load(f->image, &cv) < 0)
+                                        _exit(2);
+                                cur = guid_equal(&cv->token.vmk_id, &ids[0]) ? 0 : 1;
+                                if (volume_vmk_passphrase(cv, vmks[cur], &ids[cur], &auth) < 0)
+                                        _exit(3);
+                                if (i % 2 == 0) {
+                                        if (volume_rotate_recovery(cv, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, FAST,
+                                                                   escrow_to_pipe, &fds[1], &pw) < 0)
+                                                _exit(4);
+                                } else if (volume_bind_vmk(cv, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, vmks[!cur],
+                                                           &ids[!cur]) < 0)
+                                        _exit(5);
+                        }
+                }
+                close(fds[1]);
+                (void) nanosleep(&(struct timespec) { .tv_nsec = (long) delay_us * 1000 }, NULL);
+                assert_int_equal(kill(pid, SIGKILL), 0);
+                int status;
+                assert_int_equal(waitpid(pid, &status, 0), pid);
+                assert_true(WIFSIGNALED(status)); /* the child was killed, it did not fail */
+
+                in = fdopen(fds[0], "r");
+                assert_non_null(in);
+                while (fgets(line, sizeof(line), in) && n_known < ELEMENTSOF(known)) {
+                        line[strcspn(line, "\n")] = '\0';
+                        snprintf(known[n_known++], sizeof(known[0]), "%s", line);
+                }
+
+                /* Loading finishes the journal; then the VMK it names and one known password open. */
+                v = load(f->image);
+                assert_false(v->token.has_pending);
+                assert_int_equal(v->token.n_retiring, 0);
+                unsigned cur = guid_equal(&v->token.vmk_id, &ids[0]) ? 0 : 1;
+                assert_true(volume_open_vmk(v, vmks[cur], &ids[cur], NULL, 0) >= 0);
+                for (size_t i = n_known; i > 0 && !opened; i--)
+                        opened = volume_open_recovery(v, known[i - 1], NULL, 0, NULL) >= 0;
+                assert_true(opened);
+        }
+}
+
+static X509 *load_dra_cert(const char *name) {
+        _cleanup_free_ char *path = NULL;
+        X509 *cert = NULL;
+
+        assert_true(asprintf(&path, "%s/dra-%s.crt", getenv("SEALVOL_DRA_FIXTURES"), name) > 0);
+        assert_int_equal(dra_cert_load_file(path, &cert), 0);
+        return cert;
+}
+
+static EVP_PKEY *load_dra_key(const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        EVP_PKEY *key = NULL;
+
+        assert_true(asprintf(&path, "%s/dra-%s.key", getenv("SEALVOL_DRA_FIXTURES"), name) > 0);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(dra_key_load_fd(fd, &key), 0);
+        return key;
+}
+
+/* The operator's path with stock tools only: openssl cms -decrypt | cryptsetup open --test-passphrase. */
+static int stock_dra_open(Fixture *f, Volume *v, const char *key_name) {
+        _cleanup_free_ char *blob = path_join(f->dir, "dra.cms"), *cmd = NULL;
+        _cleanup_fclose_ FILE *out = NULL;
+
+        assert_non_null(blob);
+        out = fopen(blob, "we");
+        assert_non_null(out);
+        assert_int_equal(fwrite(v->token.protectors[PROTECTOR_DRA].dra_cms, 1,
+                                v->token.protectors[PROTECTOR_DRA].dra_cms_size, out),
+                         v->token.protectors[PROTECTOR_DRA].dra_cms_size);
+        out = safe_fclose(out);
+        assert_true(asprintf(&cmd,
+                             "openssl cms -decrypt -binary -inform DER -in '%s' -inkey '%s/dra-%s.key' 2>/dev/null | "
+                             "cryptsetup open --test-passphrase --key-file - '%s' 2>/dev/null",
+                             blob, getenv("SEALVOL_DRA_FIXTURES"), key_name, f->image) > 0);
+        return system(cmd);
+}
+
+static void test_dra_protector(void **state) {
+        Fixture *f = *state;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ char *password = NULL;
+        _cleanup_secure_ uint8_t *auth = NULL;
+        X509 *rsa = load_dra_cert("rsa2048"), *ec = load_dra_cert("ec256");
+        EVP_PKEY *rsa_key = load_dra_key("rsa2048"), *ec_key = load_dra_key("ec256");
+        VolumeProvisionParams p = {
+                .vmk = f->vmk,
+                .vmk_id = f->vmk_id,
+                .dra_cert = rsa,
+                .recovery_iterations = FAST,
+        };
+        uint8_t fp[DRA_FINGERPRINT_SIZE];
+
+        assert_int_equal(volume_provision(f->image, &p, &password, NULL), 0);
+        v = load(f->image);
+        assert_true(v->token.has[PROTECTOR_DRA]);
+        assert_int_equal(dra_cert_fingerprint(rsa, fp), 0);
+        assert_memory_equal(v->token.protectors[PROTECTOR_DRA].dra_fingerprint, fp, sizeof(fp));
+        assert_true(volume_open_dra(v, rsa_key, NULL, 0) >= 0);
+        assert_int_equal(volume_open_dra(v, ec_key, NULL, 0), -EKEYREJECTED);
+        assert_int_equal(stock_dra_open(f, v, "rsa2048"), 0);
+
+        /* A renewed DRA certificate (here: an EC one): the old key no longer opens, the new one does. */
+        assert_int_equal(volume_vmk_passphrase(v, f->vmk, &f->vmk_id, &auth), 0);
+        assert_int_equal(volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, ec), 0);
+        v = volume_free(v);
+        v = load(f->image);
+        assert_true(volume_open_dra(v, ec_key, NULL, 0) >= 0);
+        assert_int_equal(volume_open_dra(v, rsa_key, NULL, 0), -EKEYREJECTED);
+        assert_int_equal(stock_dra_open(f, v, "ec256"), 0);
+        assert_int_not_equal(stock_dra_open(f, v, "rsa2048"), 0);
+        assert_true(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0) >= 0);
+        assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
+
+        X509_free(rsa);
+        X509_free(ec);
+        EVP_PKEY_free(rsa_key);
+        EVP_PKEY_free(ec_key);
+}
+
+static void test_production_recovery_kdf_cost(void **state) {
+        Fixture *f = *state;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ char *password = NULL;
+        VolumeProvisionParams p = { .vmk = f->vmk, .vmk_id = f->vmk_id };
+        struct crypt_pbkdf_type pbkdf;
+
+        assert_int_equal(volume_provision(f->image, &p, &password, &v), 0);
+        assert_int_equal(crypt_keyslot_get_pbkdf(v->cd, v->token.protectors[PROTECTOR_RECOVERY].keyslot, &pbkdf), 0);
+        assert_string_equal(pbkdf.type, CRYPT_KDF_PBKDF2);
+        assert_string_equal(pbkdf.hash, "sha256");
+        assert_int_equal(pbkdf.iterations, VOLUME_RECOVERY_PBKDF2_ITERATIONS);
+        assert_int_equal(crypt_keyslot_get_pbkdf(v->cd, v->token.protectors[PROTECTOR_TPM].keyslot, &pbkdf), 0);
+        assert_int_equal(pbkdf.iterations, VOLUME_PBKDF2_ITERATIONS_MIN);
+        assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_provision_and_open_every_way, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refuses_devices_with_data, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_damaged_and_foreign_tokens, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rotate_recovery, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bind_new_vmk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_sigkill_during_changes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_protector, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_production_recovery_kdf_cost, setup, teardown),
+        };
+
+        test_require(test_have_executable("cryptsetup"), "cryptsetup (Debian package cryptsetup-bin)");
+        test_require(!isempty(getenv("SEALVOL_DRA_FIXTURES")), "SEALVOL_DRA_FIXTURES (the generated DRA certificates)");
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
