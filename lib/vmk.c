@@ -9,6 +9,7 @@
 #include <time.h>
 #include <tss2/tss2_mu.h>
 
+#include "dra.h"
 #include "encoding.h"
 #include "fileio.h"
 #include "json-util.h"
@@ -18,6 +19,8 @@
 
 #define VMK_BLOB_FORMAT "sealvol-sealed-vmk"
 #define VMK_KEYSLOT_LABEL "sealvol tpm keyslot v1"
+#define VMK_CHECK_LABEL "sealvol vmk check v1"
+#define VMK_EXPORT_FORMAT "sealvol-vmk-export"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_KDF *, EVP_KDF_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_KDF_CTX *, EVP_KDF_CTX_free);
@@ -48,35 +51,128 @@ static bool is_canonical_uuid(const char *s) {
         return true;
 }
 
-int vmk_derive_keyslot_passphrase(const uint8_t vmk[static VMK_SIZE], const char *volume_uuid,
-                                  uint8_t **ret_passphrase) {
-        _cleanup_(EVP_KDF_freep) EVP_KDF *kdf = NULL;
+static int hkdf_sha256(const uint8_t *key, size_t key_size, const void *salt, size_t salt_size, const char *info,
+                       uint8_t *out, size_t out_size) {
+        _cleanup_(EVP_KDF_freep) EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
         _cleanup_(EVP_KDF_CTX_freep) EVP_KDF_CTX *ctx = NULL;
-        _cleanup_secure_ uint8_t *out = NULL;
-        OSSL_PARAM params[5];
+        OSSL_PARAM params[5], *p = params;
 
-        if (!is_canonical_uuid(volume_uuid))
-                return -EINVAL;
-
-        kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
         if (!kdf)
                 return -EOPNOTSUPP;
         ctx = EVP_KDF_CTX_new(kdf);
-        out = secure_alloc(VMK_KEYSLOT_PASSPHRASE_SIZE);
-        if (!ctx || !out)
+        if (!ctx)
                 return -ENOMEM;
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *) "SHA256", 0);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *) key, key_size);
+        if (salt_size > 0)
+                *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *) salt, salt_size);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *) info, strlen(info));
+        *p = OSSL_PARAM_construct_end();
+        return EVP_KDF_derive(ctx, out, out_size, params) == 1 ? 0 : -EIO;
+}
 
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *) "SHA256", 0);
-        params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *) vmk, VMK_SIZE);
-        params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *) volume_uuid,
-                                                      strlen(volume_uuid));
-        params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *) VMK_KEYSLOT_LABEL,
-                                                      strlen(VMK_KEYSLOT_LABEL));
-        params[4] = OSSL_PARAM_construct_end();
-        if (EVP_KDF_derive(ctx, out, VMK_KEYSLOT_PASSPHRASE_SIZE, params) != 1)
-                return -EIO;
+int vmk_derive_keyslot_passphrase(const uint8_t vmk[static VMK_SIZE], const char *volume_uuid,
+                                  uint8_t **ret_passphrase) {
+        _cleanup_secure_ uint8_t *out = NULL;
+        int r;
 
+        if (!is_canonical_uuid(volume_uuid))
+                return -EINVAL;
+        out = secure_alloc(VMK_KEYSLOT_PASSPHRASE_SIZE);
+        if (!out)
+                return negative_errno();
+        r = hkdf_sha256(vmk, VMK_SIZE, volume_uuid, strlen(volume_uuid), VMK_KEYSLOT_LABEL, out,
+                        VMK_KEYSLOT_PASSPHRASE_SIZE);
+        if (r < 0)
+                return r;
         *ret_passphrase = TAKE_PTR(out);
+        return 0;
+}
+
+int vmk_key_check_value(const uint8_t vmk[static VMK_SIZE], uint8_t ret[static VMK_KEY_CHECK_SIZE]) {
+        return hkdf_sha256(vmk, VMK_SIZE, NULL, 0, VMK_CHECK_LABEL, ret, VMK_KEY_CHECK_SIZE);
+}
+
+int vmk_export_dra(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, X509 *cert,
+                   const char *const *extra_ekus, char **ret_json) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        _cleanup_free_ uint8_t *cms = NULL;
+        uint8_t kcv[VMK_KEY_CHECK_SIZE], fp[DRA_FINGERPRINT_SIZE];
+        char id[GUID_STRING_MAX];
+        size_t cms_size = 0;
+        char *s;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        if (dra_cert_check(cert, extra_ekus, time(NULL), NULL) < 0)
+                return -EKEYREJECTED;
+        if ((r = vmk_key_check_value(vmk, kcv)) < 0 || (r = dra_cert_fingerprint(cert, fp)) < 0 ||
+            (r = dra_wrap(cert, vmk, VMK_SIZE, &cms, &cms_size)) < 0)
+                return r;
+
+        if ((r = json_add_string(o, "format", VMK_EXPORT_FORMAT)) < 0 ||
+            (r = json_add_owned(o, "version", json_object_new_int(VMK_EXPORT_VERSION))) < 0 ||
+            (r = json_add_string(o, "vmk_id", guid_format(vmk_id, id))) < 0 ||
+            (r = json_add_time(o, "created", (uint64_t) time(NULL))) < 0 ||
+            (r = json_add_hex(o, "dra_fingerprint", fp, sizeof(fp))) < 0 ||
+            (r = json_add_hex(o, "key_check", kcv, sizeof(kcv))) < 0 ||
+            (r = json_add_base64(o, "cms", cms, cms_size)) < 0)
+                return r;
+        s = json_format(o);
+        if (!s)
+                return -ENOMEM;
+        *ret_json = s;
+        return 0;
+}
+
+int vmk_import_dra(const char *json, size_t size, EVP_PKEY *key, uint8_t **ret_vmk, Guid *ret_vmk_id) {
+        static const char *const keys[] = { "format", "version", "vmk_id", "created", "dra_fingerprint",
+                                            "key_check", "cms", NULL };
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ void *cms = NULL;
+        _cleanup_secure_ void *vmk = NULL;
+        uint8_t kcv[VMK_KEY_CHECK_SIZE], expected[VMK_KEY_CHECK_SIZE], fp[DRA_FINGERPRINT_SIZE];
+        size_t cms_size, vmk_size = 0;
+        json_object *v;
+        uint64_t created;
+        Guid id;
+        int r;
+
+        if (size > VMK_BLOB_SIZE_MAX)
+                return -EBADMSG;
+        r = json_parse_object(json, size, 3, &o);
+        if (r < 0)
+                return r;
+        if (!streq_ptr(json_get_string(o, "format"), VMK_EXPORT_FORMAT) ||
+            !json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int) ||
+            json_object_get_int64(v) < 1)
+                return -EBADMSG;
+        if (json_object_get_int64(v) > VMK_EXPORT_VERSION)
+                return -EPROTONOSUPPORT;
+        if (json_check_keys(o, keys) < 0 || guid_parse(json_get_string(o, "vmk_id"), &id) < 0 ||
+            json_get_time(o, "created", &created) < 0 ||
+            hex_decode_fixed(json_get_string(o, "dra_fingerprint"), fp, sizeof(fp)) < 0 ||
+            hex_decode_fixed(json_get_string(o, "key_check"), expected, sizeof(expected)) < 0 ||
+            base64_decode(json_get_string(o, "cms"), &cms, &cms_size) < 0)
+                return -EBADMSG;
+
+        r = dra_unwrap(key, cms, cms_size, &vmk, &vmk_size);
+        if (r < 0)
+                return r;
+        /* CMS with AES-CBC has no integrity of its own: the key check value is what says this is the
+         * VMK and not bytes that merely decrypted. */
+        if (vmk_size != VMK_SIZE)
+                return -EBADMSG;
+        r = vmk_key_check_value(vmk, kcv);
+        if (r < 0)
+                return r;
+        if (!memeq_secure(kcv, expected, sizeof(kcv)))
+                return -EBADMSG;
+
+        *ret_vmk = TAKE_PTR(vmk);
+        if (ret_vmk_id)
+                *ret_vmk_id = id;
         return 0;
 }
 

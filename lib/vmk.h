@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "guid.h"
 #include "tpm2.h"
 
@@ -20,6 +23,8 @@
 #define VMK_KEYSLOT_PASSPHRASE_SIZE 32
 #define VMK_BLOB_VERSION 1
 #define VMK_BLOB_SIZE_MAX (64u * 1024u)
+#define VMK_EXPORT_VERSION 1
+#define VMK_KEY_CHECK_SIZE 16
 /* Sealing default: PCR 7 (Secure Boot policy) of the SHA-256 bank, as BitLocker does on UEFI. */
 #define VMK_PCR_MASK_DEFAULT (UINT32_C(1) << 7)
 
@@ -55,3 +60,18 @@ int vmk_blob_read(const char *path, VmkBlob *ret);
  * The UUID binds it to one volume: a keyslot copied to another disk opens nothing. */
 int vmk_derive_keyslot_passphrase(const uint8_t vmk[static VMK_SIZE], const char *volume_uuid,
                                   uint8_t **ret_passphrase);
+
+/* A value that identifies the VMK without revealing it (HKDF-SHA256 of the VMK with the info
+ * "sealvol vmk check v1"): lets an imported VMK be checked before anything is sealed with it. */
+int vmk_key_check_value(const uint8_t vmk[static VMK_SIZE], uint8_t ret[static VMK_KEY_CHECK_SIZE]);
+
+/* The server-level "external key" of BitLocker's chain: the VMK wrapped to the DRA certificate as
+ * CMS EnvelopedData, in a small JSON document with its identity and key check value
+ * (docs/sealed-vmk.md). With the DRA private key it opens every volume of the server after the TPM
+ * or the main board is lost; `openssl cms -decrypt` on its "cms" field yields the 32 VMK bytes. A
+ * certificate that fails dra_cert_check() is -EKEYREJECTED. */
+int vmk_export_dra(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, X509 *cert,
+                   const char *const *extra_ekus, char **ret_json);
+/* -EBADMSG malformed or its key check value does not match, -EPROTONOSUPPORT newer version,
+ * -EKEYREJECTED not wrapped to this key. */
+int vmk_import_dra(const char *json, size_t size, EVP_PKEY *key, uint8_t **ret_vmk, Guid *ret_vmk_id);

@@ -176,10 +176,30 @@ int volume_load(const char *device, Volume **ret) {
         return 0;
 }
 
+/* A provisioning that was interrupted before its token was written leaves a LUKS2 header that we
+ * formatted (subsystem "sealvol") and no sealvol token: nobody can have used it, so it may be formatted
+ * again. Anything else is somebody's: -EEXIST, or -EUCLEAN for a LUKS header too damaged to load. */
+static int is_interrupted_provisioning(const char *device) {
+        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+        const char *json;
+        int id;
+
+        if (crypt_init(&cd, device) < 0)
+                return -EIO;
+        /* LUKS magic but no header that loads: a crash inside crypt_format() (ours, or somebody's
+         * damaged volume; we cannot tell, so we do not overwrite it). */
+        if (crypt_load(cd, CRYPT_LUKS2, NULL) < 0)
+                return -EUCLEAN;
+        if (streq_ptr(crypt_get_subsystem(cd), VOLUME_LUKS2_SUBSYSTEM) && find_token(cd, &id, &json) == -ENOMSG)
+                return 0;
+        return -EEXIST;
+}
+
 /* A device that holds anything (a file system, a partition table, RAID or LUKS metadata) is somebody's
  * data: provisioning an empty volume over it is refused. */
 static int check_device_is_empty(const char *device) {
         _cleanup_(blkid_free_probep) blkid_probe pr = blkid_new_probe_from_filename(device);
+        const char *type = NULL;
         int r;
 
         if (!pr)
@@ -190,6 +210,8 @@ static int check_device_is_empty(const char *device) {
         r = blkid_do_safeprobe(pr);
         if (r == 1)
                 return 0; /* nothing found */
+        if (r == 0 && blkid_probe_lookup_value(pr, "TYPE", &type, NULL) == 0 && streq_ptr(type, "crypto_LUKS"))
+                return is_interrupted_provisioning(device);
         if (r == 0 || r == -2)
                 return -EEXIST; /* one signature, or several */
         return -EIO;
@@ -237,7 +259,7 @@ int volume_provision(const char *device, const VolumeProvisionParams *p, char **
         _cleanup_(volume_freep) Volume *v = NULL;
         _cleanup_secure_ uint8_t *tpm_pass = NULL, *recovery_key = NULL, *dra_secret = NULL;
         _cleanup_secure_ char *password = NULL;
-        struct crypt_params_luks2 params = { .subsystem = "sealvol" };
+        struct crypt_params_luks2 params = { .subsystem = VOLUME_LUKS2_SUBSYSTEM };
         Protector dra = {};
         uint32_t recovery_iterations = p->recovery_iterations ?: VOLUME_RECOVERY_PBKDF2_ITERATIONS;
         const char *uuid;
@@ -246,6 +268,9 @@ int volume_provision(const char *device, const VolumeProvisionParams *p, char **
         if (!p->vmk || guid_is_null(&p->vmk_id) || recovery_iterations < VOLUME_PBKDF2_ITERATIONS_MIN ||
             (p->hostname && strlen(p->hostname) > VOLUME_HOSTNAME_MAX))
                 return -EINVAL;
+        /* Refused before anything is written (callers wanting the reason call dra_cert_check()). */
+        if (p->dra_cert && dra_cert_check(p->dra_cert, p->dra_extra_ekus, time(NULL), NULL) < 0)
+                return -EKEYREJECTED;
 
         r = check_device_is_empty(device);
         if (r < 0)
@@ -320,16 +345,22 @@ int volume_provision(const char *device, const VolumeProvisionParams *p, char **
                 v->token.has[PROTECTOR_DRA] = true;
         }
 
-        r = token_write(v);
-        if (r < 0)
-                return r;
-
-        /* Every protector opens the volume before anyone relies on it. */
+        /* Every protector opens the volume, and the recovery password is escrowed, before the token
+         * makes it a sealvol volume: a volume with a token is a complete one. */
         r = verify_keyslot(v, v->token.protectors[PROTECTOR_TPM].keyslot, tpm_pass, VMK_KEYSLOT_PASSPHRASE_SIZE);
         if (r >= 0)
                 r = verify_keyslot(v, v->token.protectors[PROTECTOR_RECOVERY].keyslot, password, strlen(password));
         if (r >= 0 && p->dra_cert)
                 r = verify_keyslot(v, v->token.protectors[PROTECTOR_DRA].keyslot, dra_secret, VOLUME_DRA_SECRET_SIZE);
+        if (r < 0)
+                return r;
+        if (p->escrow) {
+                r = p->escrow(v, &v->token.protectors[PROTECTOR_RECOVERY], password, p->userdata);
+                if (r < 0)
+                        return r;
+        }
+
+        r = token_write(v);
         if (r < 0)
                 return r;
 
@@ -524,10 +555,13 @@ int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t
                                  VOLUME_PBKDF2_ITERATIONS_MIN, NULL, NULL, new_vmk_id);
 }
 
-int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert) {
+int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert, const char *const *extra_ekus) {
         _cleanup_secure_ uint8_t *secret = NULL;
         Protector p;
         int r;
+
+        if (dra_cert_check(cert, extra_ekus, time(NULL), NULL) < 0)
+                return -EKEYREJECTED;
 
         r = make_dra_protector(cert, &secret, &p);
         if (r < 0)

@@ -24,6 +24,8 @@
 #include "vmk.h"
 
 #define VOLUME_TOKEN_TYPE "sealvol"
+/* Set at format time; tells an interrupted provisioning from somebody else's LUKS2 volume. */
+#define VOLUME_LUKS2_SUBSYSTEM "sealvol"
 #define VOLUME_TOKEN_VERSION 1
 #define VOLUME_TOKEN_SIZE_MAX (32u * 1024u)
 #define VOLUME_UUID_STRING_MAX 37
@@ -122,16 +124,28 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Volume *, volume_free);
  * token, -EXDEV a token copied from another volume. */
 int volume_load(const char *device, Volume **ret);
 
+/* Called once a new recovery password is in place and verified, and before anything relies on it
+ * (provisioning: before the token is written; rotation: before the old password is destroyed). A
+ * negative return aborts: the new keyslot goes, the old state stays. */
+typedef int (*VolumeEscrowFn)(Volume *v, const Protector *p, const char *password, void *userdata);
+
 typedef struct VolumeProvisionParams {
         const uint8_t *vmk; /* VMK_SIZE bytes */
         Guid vmk_id;
         const char *hostname;
-        X509 *dra_cert;            /* NULL: no DRA protector */
-        uint32_t recovery_iterations; /* 0: VOLUME_RECOVERY_PBKDF2_ITERATIONS */
+        X509 *dra_cert;                     /* NULL: no DRA protector */
+        const char *const *dra_extra_ekus;  /* EKU OIDs accepted besides DESIGN.md's */
+        uint32_t recovery_iterations;       /* 0: VOLUME_RECOVERY_PBKDF2_ITERATIONS */
+        VolumeEscrowFn escrow;              /* NULL: none */
+        void *userdata;
 } VolumeProvisionParams;
 
-/* Formats device (an image file or a block device holding no signature at all: -EEXIST otherwise)
- * as a new sealvol volume, and returns its recovery password (secure memory, canonical form). */
+/* Formats device (an image file or a block device holding no signature at all, or our own interrupted
+ * provisioning: -EEXIST otherwise; -EUCLEAN for a LUKS header too damaged to load, which a crash
+ * inside the formatting itself can leave: the operator wipes it, e.g. wipefs -a) as a new sealvol volume, and returns its recovery password (secure
+ * memory, canonical form). A DRA certificate that fails dra_cert_check() is -EKEYREJECTED, before
+ * anything is written. A crash leaves either a complete volume or one volume_load() calls -ENOMSG,
+ * which may be provisioned again. */
 int volume_provision(const char *device, const VolumeProvisionParams *p, char **ret_recovery_password,
                      Volume **ret);
 
@@ -152,10 +166,6 @@ int volume_open_recovery(Volume *v, const char *password, const char *name, uint
 /* With the DRA's private key: -EKEYREJECTED when the key is not the DRA's the volume is wrapped to. */
 int volume_open_dra(Volume *v, EVP_PKEY *key, const char *name, uint32_t flags);
 
-/* Called once a new recovery password is in place and verified, before the old one is destroyed:
- * a negative return aborts the rotation (the old password stays, the new keyslot goes). */
-typedef int (*VolumeEscrowFn)(Volume *v, const Protector *p, const char *password, void *userdata);
-
 /* The changes. Each is authorised by the passphrase of any working keyslot (auth): the VMK-derived
  * one (volume_vmk_passphrase()), the recovery password, or the DRA secret. */
 int volume_rotate_recovery(Volume *v, const void *auth, size_t auth_size, uint32_t iterations,
@@ -163,5 +173,5 @@ int volume_rotate_recovery(Volume *v, const void *auth, size_t auth_size, uint32
 /* Binds the volume to new_vmk (a rebind on this server, or adoption by a reinstalled one). */
 int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t new_vmk[static VMK_SIZE],
                     const Guid *new_vmk_id);
-/* Replaces (or adds) the DRA protector, wrapped to cert. */
-int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert);
+/* Replaces (or adds) the DRA protector, wrapped to cert (checked as at provisioning). */
+int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert, const char *const *extra_ekus);

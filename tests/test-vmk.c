@@ -11,10 +11,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
 
+#include "dra.h"
 #include "fileio.h"
 #include "secmem.h"
 #include "swtpm-fixture.h"
@@ -242,6 +244,94 @@ static void test_derive_keyslot_passphrase(void **state) {
         assert_null(none);
 }
 
+static X509 *dra_cert(const char *name) {
+        _cleanup_free_ char *path = NULL;
+        X509 *cert = NULL;
+
+        assert_true(asprintf(&path, "%s/dra-%s.crt", getenv("SEALVOL_DRA_FIXTURES"), name) > 0);
+        assert_int_equal(dra_cert_load_file(path, &cert), 0);
+        return cert;
+}
+
+static EVP_PKEY *dra_key(const char *name) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        EVP_PKEY *key = NULL;
+
+        assert_true(asprintf(&path, "%s/dra-%s.key", getenv("SEALVOL_DRA_FIXTURES"), name) > 0);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(dra_key_load_fd(fd, &key), 0);
+        return key;
+}
+
+static void test_export_to_dra(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL, *imported = NULL;
+        _cleanup_free_ char *json = NULL, *cmd = NULL, *blob = path_join(f->tpm->dir, "vmk.cms"),
+                            *out = path_join(f->tpm->dir, "vmk.out"), *plain = NULL;
+        X509 *rsa = dra_cert("rsa2048"), *ec = dra_cert("ec384"), *bad = dra_cert("rsa-ku-sign");
+        EVP_PKEY *rsa_key = dra_key("rsa2048"), *ec_key = dra_key("ec384");
+        uint8_t kcv1[VMK_KEY_CHECK_SIZE], kcv2[VMK_KEY_CHECK_SIZE];
+        char *none = NULL;
+        VmkBlob blob_info;
+        Guid id;
+        size_t n;
+
+        create(f, &vmk, &blob_info);
+        assert_int_equal(vmk_export_dra(vmk, &blob_info.vmk_id, rsa, NULL, &json), 0);
+        assert_null(memmem(json, strlen(json), vmk, VMK_SIZE));
+
+        /* Back with the DRA key: the same VMK and identity; with another key: refused. */
+        assert_int_equal(vmk_import_dra(json, strlen(json), rsa_key, &imported, &id), 0);
+        assert_memory_equal(imported, vmk, VMK_SIZE);
+        assert_true(guid_equal(&id, &blob_info.vmk_id));
+        imported = secure_free(imported);
+        assert_int_equal(vmk_import_dra(json, strlen(json), ec_key, &imported, &id), -EKEYREJECTED);
+        assert_null(imported);
+
+        /* A wrong key check value is caught. */
+        assert_int_equal(vmk_key_check_value(vmk, kcv1), 0);
+        _cleanup_free_ char *hex = NULL;
+        hex = calloc(1, 2 * VMK_KEY_CHECK_SIZE + 1);
+        assert_non_null(hex);
+        for (size_t i = 0; i < VMK_KEY_CHECK_SIZE; i++)
+                sprintf(hex + 2 * i, "%02x", kcv1[i]);
+        _cleanup_free_ char *tampered = strdup(json);
+        char *p = strstr(tampered, hex);
+        assert_non_null(p);
+        p[0] = p[0] == '0' ? '1' : '0';
+        assert_int_equal(vmk_import_dra(tampered, strlen(tampered), rsa_key, &imported, &id), -EBADMSG);
+        assert_int_equal(vmk_import_dra("{}", 2, rsa_key, &imported, &id), -EBADMSG);
+
+        /* Stock openssl opens the "cms" field and yields the 32 VMK bytes. */
+        assert_int_equal(vmk_export_dra(vmk, &blob_info.vmk_id, ec, NULL, &none), 0);
+        _cleanup_free_ char *ec_json = none;
+        const char *c = strstr(ec_json, "\"cms\": \"");
+        assert_non_null(c);
+        c += strlen("\"cms\": \"");
+        _cleanup_free_ char *b64 = strndup(c, strcspn(c, "\""));
+        assert_true(asprintf(&cmd,
+                             "printf '%%s' '%s' | openssl base64 -d -A > '%s' && "
+                             "openssl cms -decrypt -binary -inform DER -in '%s' -inkey '%s/dra-ec384.key' > '%s'",
+                             b64, blob, blob, getenv("SEALVOL_DRA_FIXTURES"), out) > 0);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(read_file_full(out, 1024, &plain, &n), 0);
+        assert_int_equal(n, VMK_SIZE);
+        assert_memory_equal(plain, vmk, VMK_SIZE);
+
+        /* Same VMK, same check value; a certificate that may not be a DRA is refused. */
+        assert_int_equal(vmk_key_check_value(vmk, kcv2), 0);
+        assert_memory_equal(kcv1, kcv2, sizeof(kcv1));
+        assert_int_equal(vmk_export_dra(vmk, &blob_info.vmk_id, bad, NULL, &none), -EKEYREJECTED);
+
+        X509_free(rsa);
+        X509_free(ec);
+        X509_free(bad);
+        EVP_PKEY_free(rsa_key);
+        EVP_PKEY_free(ec_key);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_derive_keyslot_passphrase),
@@ -250,8 +340,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_another_tpm, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_and_foreign_blobs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_json_round_trip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_export_to_dra, setup, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
+        test_require(!isempty(getenv("SEALVOL_DRA_FIXTURES")), "SEALVOL_DRA_FIXTURES (the generated DRA certificates)");
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

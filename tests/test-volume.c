@@ -576,7 +576,16 @@ static void test_dra_protector(void **state) {
 
         /* A renewed DRA certificate (here: an EC one): the old key no longer opens, the new one does. */
         assert_int_equal(volume_vmk_passphrase(v, f->vmk, &f->vmk_id, &auth), 0);
-        assert_int_equal(volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, ec), 0);
+        /* A certificate that may not serve as a DRA is refused, and nothing changes. */
+        X509 *sign_only = load_dra_cert("rsa-ku-sign");
+        uint8_t before[32], after[32];
+        image_digest(f->image, before);
+        assert_int_equal(volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, sign_only, NULL), -EKEYREJECTED);
+        image_digest(f->image, after);
+        assert_memory_equal(before, after, sizeof(before));
+        X509_free(sign_only);
+
+        assert_int_equal(volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, ec, NULL), 0);
         v = volume_free(v);
         v = load(f->image);
         assert_true(volume_open_dra(v, ec_key, NULL, 0) >= 0);
@@ -590,6 +599,100 @@ static void test_dra_protector(void **state) {
         X509_free(ec);
         EVP_PKEY_free(rsa_key);
         EVP_PKEY_free(ec_key);
+}
+
+static void test_refused_dra_cert_at_provisioning(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ char *password = NULL;
+        X509 *cert = load_dra_cert("rsa-eku-server");
+        VolumeProvisionParams p = { .vmk = f->vmk, .vmk_id = f->vmk_id, .dra_cert = cert, .recovery_iterations = FAST };
+        uint8_t before[32], after[32];
+        Volume *v = NULL;
+
+        image_digest(f->image, before);
+        assert_int_equal(volume_provision(f->image, &p, &password, NULL), -EKEYREJECTED);
+        assert_null(password);
+        image_digest(f->image, after);
+        assert_memory_equal(before, after, sizeof(before));
+        assert_int_equal(volume_load(f->image, &v), -EMEDIUMTYPE);
+        X509_free(cert);
+}
+
+static int provision_escrow_check(Volume *v, const Protector *p, const char *password, void *userdata) {
+        /* Escrow runs on a volume whose protectors all open, before the token exists. */
+        assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
+        assert_int_equal(p->type, PROTECTOR_RECOVERY);
+        return *(int *) userdata;
+}
+
+static void test_provisioning_escrow_and_sigkill(void **state) {
+        Fixture *f = *state;
+        int veto = -ECONNREFUSED, accept = 0;
+        VolumeProvisionParams p = { .vmk = f->vmk, .vmk_id = f->vmk_id, .recovery_iterations = FAST,
+                                    .escrow = provision_escrow_check, .userdata = &veto };
+        _cleanup_secure_ char *password = NULL;
+        Volume *v = NULL;
+
+        /* Escrow refused ("require escrow"): no sealvol volume comes of it, and it can be redone. */
+        assert_int_equal(volume_provision(f->image, &p, &password, NULL), -ECONNREFUSED);
+        assert_int_equal(volume_load(f->image, &v), -ENOMSG);
+        p.userdata = &accept;
+        assert_int_equal(volume_provision(f->image, &p, &password, &v), 0);
+        assert_true(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0) >= 0);
+        v = volume_free(v);
+
+        /* Killed at a random moment: either complete, or cleanly not a sealvol volume and provisioned
+         * again; never anything in between. */
+        p.escrow = NULL;
+        unsigned complete = 0, interrupted = 0, damaged = 0;
+        for (unsigned round = 0; round < KILL_ROUNDS; round++) {
+                _cleanup_free_ char *image = NULL, *name = NULL;
+                _cleanup_secure_ char *pw = NULL;
+                unsigned delay_us;
+                pid_t pid;
+                int r;
+
+                assert_true(asprintf(&name, "kill%u.img", round) > 0);
+                assert_int_equal(new_image(f->dir, name, &image), 0);
+                assert_int_equal(RAND_bytes((unsigned char *) &delay_us, sizeof(delay_us)), 1);
+                delay_us %= 150000;
+
+                pid = fork();
+                assert_true(pid >= 0);
+                if (pid == 0) {
+                        _cleanup_secure_ char *cpw = NULL;
+                        _exit(volume_provision(image, &p, &cpw, NULL) < 0 ? 1 : 0);
+                }
+                (void) nanosleep(&(struct timespec) { .tv_nsec = (long) delay_us * 1000 }, NULL);
+                (void) kill(pid, SIGKILL);
+                assert_int_equal(waitpid(pid, NULL, 0), pid);
+
+                r = volume_load(image, &v);
+                if (r == 0) {
+                        assert_true(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0) >= 0);
+                        v = volume_free(v);
+                        complete++;
+                } else {
+                        interrupted++;
+                        assert_true(r == -ENOMSG || r == -EMEDIUMTYPE);
+                        r = volume_provision(image, &p, &pw, &v);
+                        if (r == -EUCLEAN) {
+                                /* Killed inside crypt_format(): a header too damaged to tell whose it
+                                 * is. Refused, as it should be; the operator wipes it. */
+                                damaged++;
+                                assert_int_equal(truncate(image, 0), 0);
+                                assert_int_equal(truncate(image, (off_t) LUKS_IMAGE_SIZE_DEFAULT), 0);
+                                r = volume_provision(image, &p, &pw, &v);
+                        }
+                        assert_int_equal(r, 0);
+                        assert_true(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0) >= 0);
+                        assert_true(volume_open_recovery(v, pw, NULL, 0, NULL) >= 0);
+                        v = volume_free(v);
+                }
+                (void) unlink(image);
+        }
+        print_message("provisioning killed %u times: %u complete, %u interrupted and redone (%u in the header "
+                      "write)\n", KILL_ROUNDS, complete, interrupted, damaged);
 }
 
 static void test_production_recovery_kdf_cost(void **state) {
@@ -619,6 +722,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_bind_new_vmk, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sigkill_during_changes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_protector, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refused_dra_cert_at_provisioning, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_provisioning_escrow_and_sigkill, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_production_recovery_kdf_cost, setup, teardown),
         };
 
