@@ -470,8 +470,16 @@ int vmk_seal_to_file(Tpm2Context *c, const uint8_t vmk[static VMK_SIZE], const G
                 .created = (uint64_t) time(NULL),
                 .noda = true, /* no PIN: a wrong-PCR unseal must not count against the DA lockout */
         };
+        uint8_t any = 0;
         size_t n = 0;
         int r;
+
+        /* All zeroes is never a generated key: it is what a wiped buffer looks like (secure memory
+         * reads as zeroes in a forked child), and sealing it would lose the real one. */
+        for (size_t i = 0; i < VMK_SIZE; i++)
+                any |= vmk[i];
+        if (any == 0)
+                return -EINVAL;
 
         if (identity)
                 b.vmk_id = *identity;

@@ -18,6 +18,7 @@
 
 #include "dra.h"
 #include "fileio.h"
+#include "kill-points.h"
 #include "secmem.h"
 #include "swtpm-fixture.h"
 #include "test-util.h"
@@ -103,6 +104,12 @@ static void test_changed_pcr_then_reseal(void **state) {
         assert_true(guid_equal(&blob.vmk_id, &resealed.vmk_id));
         assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, NULL), 0);
         assert_memory_equal(vmk, again, VMK_SIZE);
+
+        /* A wiped buffer is not a VMK. */
+        uint8_t zero[VMK_SIZE] = {};
+        assert_int_equal(vmk_seal_to_file(f->c, zero, &blob.vmk_id, TPM2_ALG_SHA256, VMK_PCR_MASK_DEFAULT, f->path,
+                                          NULL),
+                         -EINVAL);
 }
 
 static void test_another_tpm(void **state) {
@@ -244,6 +251,52 @@ static void test_derive_keyslot_passphrase(void **state) {
         assert_null(none);
 }
 
+typedef struct ResealContext {
+        const char *tcti;
+        const char *path;
+        /* A copy in ordinary memory: secure memory reads as zeroes in a forked child (MADV_WIPEONFORK). */
+        uint8_t vmk[VMK_SIZE];
+        const Guid *id;
+} ResealContext;
+
+static int reseal(void *userdata) {
+        ResealContext *c = userdata;
+        _cleanup_(tpm2_context_freep) Tpm2Context *tc = NULL;
+        int r;
+
+        r = tpm2_context_new(c->tcti, &tc);
+        if (r < 0)
+                return r;
+        return vmk_seal_to_file(tc, c->vmk, c->id, TPM2_ALG_SHA256, VMK_PCR_MASK_DEFAULT, c->path, NULL);
+}
+
+/* A reseal (after a firmware update, say) killed at each of its steps on disk: the file always holds
+ * the old blob or the new one, and it always unseals. */
+static void test_reseal_killed_at_every_step(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL;
+        ResealContext c = { .tcti = f->tpm->tcti, .path = f->path };
+        VmkBlob blob;
+        bool completed = false;
+        unsigned k;
+
+        create(f, &vmk, &blob);
+        memcpy(c.vmk, vmk, VMK_SIZE);
+        c.id = &blob.vmk_id;
+        for (k = 1; !completed; k++) {
+                _cleanup_secure_ uint8_t *again = NULL;
+                VmkBlob now;
+
+                assert_true(k < 100);
+                assert_int_equal(test_run_killed_at(reseal, &c, f->tpm->dir, k, &completed), 0);
+                assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, &now, NULL), 0);
+                assert_memory_equal(again, vmk, VMK_SIZE);
+                assert_true(guid_equal(&now.vmk_id, &blob.vmk_id));
+        }
+        explicit_bzero(c.vmk, sizeof(c.vmk));
+        print_message("reseal: killed at each of its %u steps on disk, the blob always unsealed\n", k - 2);
+}
+
 static X509 *dra_cert(const char *name) {
         _cleanup_free_ char *path = NULL;
         X509 *cert = NULL;
@@ -341,6 +394,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_damaged_and_foreign_blobs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_json_round_trip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_export_to_dra, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reseal_killed_at_every_step, setup, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");

@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "dra.h"
+#include "kill-points.h"
 #include "luks-fixture.h"
 #include "recovery.h"
 #include "secmem.h"
@@ -695,6 +696,188 @@ static void test_provisioning_escrow_and_sigkill(void **state) {
                       "write)\n", KILL_ROUNDS, complete, interrupted, damaged);
 }
 
+/* Copies only the data segments of a sparse image, so restoring a provisioned image is cheap. */
+static void copy_sparse(const char *from, const char *to) {
+        _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC), out = -EBADF;
+        off_t size, data = 0;
+
+        assert_true(in >= 0);
+        size = lseek(in, 0, SEEK_END);
+        out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(out >= 0);
+        assert_int_equal(ftruncate(out, size), 0);
+        while ((data = lseek(in, data, SEEK_DATA)) >= 0) {
+                off_t hole = lseek(in, data, SEEK_HOLE), off = data;
+
+                assert_true(hole > data);
+                while (off < hole) {
+                        loff_t src = off, dst = off;
+                        ssize_t n = copy_file_range(in, &src, out, &dst, (size_t) (hole - off), 0);
+                        assert_true(n > 0);
+                        off += n;
+                }
+                data = hole;
+        }
+}
+
+typedef enum StepOp {
+        STEP_PROVISION,
+        STEP_ROTATE_RECOVERY,
+        STEP_BIND_VMK,
+        STEP_SET_DRA,
+        _STEP_OP_MAX,
+} StepOp;
+
+typedef struct StepContext {
+        Fixture *f;
+        StepOp op;
+        const char *image;
+        uint8_t new_vmk[VMK_SIZE];
+        Guid new_vmk_id;
+        X509 *new_dra;
+        int escrow_fd;
+} StepContext;
+
+/* Runs in the traced child. */
+static int step_change(void *userdata) {
+        StepContext *c = userdata;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ uint8_t *auth = NULL;
+        _cleanup_secure_ char *pw = NULL;
+        int r;
+
+        if (c->op == STEP_PROVISION) {
+                VolumeProvisionParams p = { .vmk = c->f->vmk, .vmk_id = c->f->vmk_id, .recovery_iterations = FAST };
+                return volume_provision(c->image, &p, &pw, NULL);
+        }
+
+        r = volume_load(c->image, &v);
+        if (r < 0)
+                return r;
+        r = volume_vmk_passphrase(v, c->f->vmk, &c->f->vmk_id, &auth);
+        if (r < 0)
+                return r;
+        switch (c->op) {
+        case STEP_ROTATE_RECOVERY:
+                return volume_rotate_recovery(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, FAST, escrow_to_pipe,
+                                              &c->escrow_fd, &pw);
+        case STEP_BIND_VMK:
+                return volume_bind_vmk(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, c->new_vmk, &c->new_vmk_id);
+        case STEP_SET_DRA:
+                return volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, c->new_dra, NULL);
+        default:
+                return -EINVAL;
+        }
+}
+
+/* What must hold after the change was killed at any step: the volume loads (finishing the journal)
+ * and opens with its VMK (old, or new after a completed swap), a recovery password the operator was
+ * given or that was escrowed, and the DRA key it is wrapped to. */
+static void check_after_kill(StepContext *c, const char *initial_password, char escrowed[][128], size_t n_escrowed,
+                             EVP_PKEY *old_dra_key, EVP_PKEY *new_dra_key, unsigned *ret_redone) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        int r, opened = 0;
+
+        r = volume_load(c->image, &v);
+        if (c->op == STEP_PROVISION && r < 0) {
+                _cleanup_secure_ char *pw = NULL;
+                VolumeProvisionParams p = { .vmk = c->f->vmk, .vmk_id = c->f->vmk_id, .recovery_iterations = FAST };
+
+                assert_true(r == -ENOMSG || r == -EMEDIUMTYPE);
+                r = volume_provision(c->image, &p, &pw, &v);
+                if (r == -EUCLEAN) { /* killed inside the LUKS2 header write itself */
+                        assert_int_equal(truncate(c->image, 0), 0);
+                        assert_int_equal(truncate(c->image, (off_t) LUKS_IMAGE_SIZE_DEFAULT), 0);
+                        r = volume_provision(c->image, &p, &pw, &v);
+                }
+                assert_int_equal(r, 0);
+                (*ret_redone)++;
+                assert_true(volume_open_recovery(v, pw, NULL, 0, NULL) >= 0);
+        }
+        assert_int_equal(r, 0);
+        assert_false(v->token.has_pending);
+        assert_int_equal(v->token.n_retiring, 0);
+
+        if (guid_equal(&v->token.vmk_id, &c->f->vmk_id))
+                assert_true(volume_open_vmk(v, c->f->vmk, &c->f->vmk_id, NULL, 0) >= 0);
+        else
+                assert_true(volume_open_vmk(v, c->new_vmk, &c->new_vmk_id, NULL, 0) >= 0);
+
+        if (initial_password) {
+                opened = volume_open_recovery(v, initial_password, NULL, 0, NULL) >= 0;
+                for (size_t i = 0; i < n_escrowed && !opened; i++)
+                        opened = volume_open_recovery(v, escrowed[i], NULL, 0, NULL) >= 0;
+                assert_true(opened);
+        }
+        if (old_dra_key)
+                assert_true(volume_open_dra(v, old_dra_key, NULL, 0) >= 0 ||
+                            volume_open_dra(v, new_dra_key, NULL, 0) >= 0);
+}
+
+static void test_kill_at_every_step(void **state) {
+        Fixture *f = *state;
+        static const char *const names[_STEP_OP_MAX] = { "provisioning", "recovery rotation", "VMK rebind",
+                                                         "DRA change" };
+        X509 *rsa = load_dra_cert("rsa2048"), *ec = load_dra_cert("ec256");
+        EVP_PKEY *rsa_key = load_dra_key("rsa2048"), *ec_key = load_dra_key("ec256");
+
+        for (StepOp op = 0; op < _STEP_OP_MAX; op++) {
+                StepContext c = { .f = f, .op = op, .new_dra = ec };
+                _cleanup_free_ char *pristine = NULL, *pristine_name = NULL;
+                _cleanup_secure_ char *initial = NULL;
+                unsigned k, redone = 0;
+                bool completed = false;
+
+                assert_int_equal(RAND_bytes(c.new_vmk, VMK_SIZE), 1);
+                assert_int_equal(guid_generate(&c.new_vmk_id), 0);
+
+                /* One provisioned volume, restored before each kill. */
+                assert_true(asprintf(&pristine_name, "pristine-%d.img", op) > 0);
+                assert_int_equal(new_image(f->dir, pristine_name, &pristine), 0);
+                if (op != STEP_PROVISION) {
+                        VolumeProvisionParams p = { .vmk = f->vmk, .vmk_id = f->vmk_id, .dra_cert = rsa,
+                                                    .recovery_iterations = FAST };
+                        assert_int_equal(volume_provision(pristine, &p, &initial, NULL), 0);
+                }
+
+                for (k = 1; !completed; k++) {
+                        _cleanup_free_ char *image = NULL, *name = NULL;
+                        char escrowed[4][128];
+                        size_t n_escrowed = 0;
+                        int fds[2];
+
+                        assert_true(k < 1000);
+                        assert_true(asprintf(&name, "step-%d-%u.img", op, k) > 0);
+                        image = path_join(f->dir, name);
+                        assert_non_null(image);
+                        copy_sparse(pristine, image);
+                        c.image = image;
+
+                        assert_int_equal(pipe(fds), 0);
+                        c.escrow_fd = fds[1];
+                        assert_int_equal(test_run_killed_at(step_change, &c, f->dir, k, &completed), 0);
+                        close(fds[1]);
+                        _cleanup_fclose_ FILE *in = fdopen(fds[0], "r");
+                        assert_non_null(in);
+                        while (n_escrowed < ELEMENTSOF(escrowed) && fgets(escrowed[n_escrowed], 128, in)) {
+                                escrowed[n_escrowed][strcspn(escrowed[n_escrowed], "\n")] = '\0';
+                                n_escrowed++;
+                        }
+
+                        check_after_kill(&c, initial, escrowed, n_escrowed, op == STEP_PROVISION ? NULL : rsa_key,
+                                         ec_key, &redone);
+                        (void) unlink(image);
+                }
+                print_message("%s: killed at each of its %u steps on disk, every time recoverable%s\n", names[op],
+                              k - 2, op == STEP_PROVISION ? " (an interrupted one is provisioned again)" : "");
+        }
+
+        X509_free(rsa);
+        X509_free(ec);
+        EVP_PKEY_free(rsa_key);
+        EVP_PKEY_free(ec_key);
+}
+
 static void test_production_recovery_kdf_cost(void **state) {
         Fixture *f = *state;
         _cleanup_(volume_freep) Volume *v = NULL;
@@ -724,6 +907,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_dra_protector, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refused_dra_cert_at_provisioning, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_provisioning_escrow_and_sigkill, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_kill_at_every_step, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_production_recovery_kdf_cost, setup, teardown),
         };
 
