@@ -306,6 +306,71 @@ static void test_lockout_info(void **state) {
         assert_false(in_lockout);
 }
 
+/* Drives the TPM into dictionary-attack lockout with a PIN-protected (DA-counted) object and wrong
+ * PINs: the lockout is its own error, the counter is readable, and a noDA sealed secret (the VMK
+ * without PIN) still unseals, so a lockout never blocks the boot. */
+static void test_lockout(void **state) {
+        SwtpmFixture *f = *state;
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        TPM2B_SENSITIVE_CREATE sensitive = { .sensitive = { .userAuth = { .size = 4, .buffer = "1234" },
+                                                            .data = { .size = 5, .buffer = "guess" } } };
+        TPM2B_PUBLIC template = {
+                .publicArea = {
+                        .type = TPM2_ALG_KEYEDHASH,
+                        .nameAlg = TPM2_ALG_SHA256,
+                        .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH,
+                        .parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL,
+                },
+        };
+        TPM2B_AUTH wrong = { .size = 4, .buffer = "0000" };
+        TPM2B_DATA outside = {};
+        TPML_PCR_SELECTION none = {};
+        TPM2B_PRIVATE *priv = NULL;
+        TPM2B_PUBLIC *pub = NULL;
+        TPM2B_CREATION_DATA *cd = NULL;
+        TPM2B_DIGEST *ch = NULL;
+        TPMT_TK_CREATION *tk = NULL;
+        ESYS_TR srk, obj;
+        Tpm2PcrValues pcrs;
+        Tpm2Sealed sealed;
+        uint32_t counter = 0, max_tries = 0;
+        bool in_lockout = false;
+        int r = 0;
+
+        seal_to_pcrs(f, 1u << 7, &pcrs, &sealed);
+
+        assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
+        assert_int_equal(tpm2_srk_get(c, false, &srk), 0);
+        assert_int_equal(Esys_Create(c->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                                     &template, &outside, &none, &priv, &pub, &cd, &ch, &tk),
+                         TSS2_RC_SUCCESS);
+        assert_int_equal(Esys_Load(c->esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj),
+                         TSS2_RC_SUCCESS);
+        assert_int_equal(Esys_TR_SetAuth(c->esys, obj, &wrong), TSS2_RC_SUCCESS);
+        assert_int_equal(tpm2_get_lockout_info(c, NULL, &max_tries, NULL), 0);
+
+        for (unsigned i = 0; i <= max_tries && r != -ENOLCK; i++) {
+                TPM2B_SENSITIVE_DATA *out = NULL;
+                TSS2_RC rc = Esys_Unseal(c->esys, obj, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &out);
+
+                assert_int_not_equal(rc, TSS2_RC_SUCCESS);
+                r = tpm2_rc_to_errno(rc, "Unseal with a wrong PIN");
+                assert_true(r == -EPERM || r == -ENOLCK);
+        }
+        assert_int_equal(r, -ENOLCK);
+        assert_int_equal(tpm2_get_lockout_info(c, &counter, NULL, &in_lockout), 0);
+        assert_true(in_lockout);
+        assert_true(counter >= max_tries);
+
+        (void) Esys_FlushContext(c->esys, obj);
+        Esys_Free(priv);
+        Esys_Free(pub);
+        Esys_Free(cd);
+        Esys_Free(ch);
+        Esys_Free(tk);
+        assert_int_equal(unseal(f, &pcrs, &sealed, NULL), 0);
+}
+
 static void test_missing_tpm(void **state) {
         SwtpmFixture *f = *state;
         _cleanup_free_ char *gone = NULL;
@@ -348,6 +413,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unseal_damaged_object, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_seal_refuses_bad_sizes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lockout_info, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lockout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_missing_tpm, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tpm_dies_under_us, setup, teardown),
         };
