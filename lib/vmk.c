@@ -89,6 +89,19 @@ int vmk_derive_keyslot_passphrase(const uint8_t vmk[static VMK_SIZE], const char
         return 0;
 }
 
+int vmk_derive_key(const uint8_t vmk[static VMK_SIZE], const char *salt, const char *label, uint8_t **ret_key) {
+        _cleanup_secure_ uint8_t *out = secure_alloc(32);
+        int r;
+
+        if (!out)
+                return negative_errno();
+        r = hkdf_sha256(vmk, VMK_SIZE, salt, strlen(salt), label, out, 32);
+        if (r < 0)
+                return r;
+        *ret_key = TAKE_PTR(out);
+        return 0;
+}
+
 int vmk_key_check_value(const uint8_t vmk[static VMK_SIZE], uint8_t ret[static VMK_KEY_CHECK_SIZE]) {
         return hkdf_sha256(vmk, VMK_SIZE, NULL, 0, VMK_CHECK_LABEL, ret, VMK_KEY_CHECK_SIZE);
 }

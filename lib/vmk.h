@@ -61,6 +61,10 @@ int vmk_blob_read(const char *path, VmkBlob *ret);
 int vmk_derive_keyslot_passphrase(const uint8_t vmk[static VMK_SIZE], const char *volume_uuid,
                                   uint8_t **ret_passphrase);
 
+/* A 256-bit key for one purpose, derived from the VMK: HKDF-SHA256 with salt (text) and label as info.
+ * In secure memory. */
+int vmk_derive_key(const uint8_t vmk[static VMK_SIZE], const char *salt, const char *label, uint8_t **ret_key);
+
 /* A value that identifies the VMK without revealing it (HKDF-SHA256 of the VMK with the info
  * "sealvol vmk check v1"): lets an imported VMK be checked before anything is sealed with it. */
 int vmk_key_check_value(const uint8_t vmk[static VMK_SIZE], uint8_t ret[static VMK_KEY_CHECK_SIZE]);

@@ -42,10 +42,12 @@ static EscrowState escrow_state_from_string(const char *s) {
         return _ESCROW_STATE_INVALID;
 }
 
-static void protector_done(Protector *p) {
+void protector_done(Protector *p) {
         free(p->dra_cms);
-        p->dra_cms = NULL;
-        p->dra_cms_size = 0;
+        free(p->wrapped_password);
+        free(p->wrapped_vmk);
+        p->dra_cms = p->wrapped_password = p->wrapped_vmk = NULL;
+        p->dra_cms_size = p->wrapped_password_size = p->wrapped_vmk_size = 0;
 }
 
 void volume_token_done(VolumeToken *t) {
@@ -102,6 +104,10 @@ static int protector_to_json(const Protector *p, json_object **ret) {
                                 return -ENOMEM;
                         }
                 }
+                /* Empty strings when absent. */
+                if ((r = json_add_base64(o, "wrapped_password", p->wrapped_password, p->wrapped_password_size)) < 0 ||
+                    (r = json_add_base64(o, "wrapped_vmk", p->wrapped_vmk, p->wrapped_vmk_size)) < 0)
+                        return r;
         } else if (p->type == PROTECTOR_DRA) {
                 if ((r = json_add_hex(o, "dra_fingerprint", p->dra_fingerprint, sizeof(p->dra_fingerprint))) < 0 ||
                     (r = json_add_base64(o, "dra_cms", p->dra_cms, p->dra_cms_size)) < 0)
@@ -239,10 +245,11 @@ static int escrow_from_json(json_object *o, EscrowRecord *ret) {
 
 static int protector_from_json(json_object *o, Protector *ret) {
         static const char *const keys_tpm[] = { "type", "keyslot", "key_id", "created", NULL };
-        static const char *const keys_recovery[] = { "type", "keyslot", "key_id", "created", "escrow", NULL };
+        static const char *const keys_recovery[] = { "type",   "keyslot",          "key_id",      "created",
+                                                     "escrow", "wrapped_password", "wrapped_vmk", NULL };
         static const char *const keys_dra[] = { "type",    "keyslot",         "key_id",
                                                 "created", "dra_fingerprint", "dra_cms", NULL };
-        _cleanup_free_ void *cms = NULL;
+        _cleanup_free_ void *cms = NULL, *wpw = NULL, *wvmk = NULL;
         Protector p = {};
         int64_t slot;
         int r;
@@ -271,6 +278,11 @@ static int protector_from_json(json_object *o, Protector *ret) {
                 for (size_t i = 0; i < p.n_escrow; i++)
                         if (escrow_from_json(json_object_array_get_idx(a, i), &p.escrow[i]) < 0)
                                 return -EBADMSG;
+                if (base64_decode(json_get_string(o, "wrapped_password"), &wpw, &p.wrapped_password_size) < 0 ||
+                    base64_decode(json_get_string(o, "wrapped_vmk"), &wvmk, &p.wrapped_vmk_size) < 0)
+                        return -EBADMSG;
+                p.wrapped_password = p.wrapped_password_size > 0 ? TAKE_PTR(wpw) : NULL;
+                p.wrapped_vmk = p.wrapped_vmk_size > 0 ? TAKE_PTR(wvmk) : NULL;
         } else if (p.type == PROTECTOR_DRA) {
                 if (hex_decode_fixed(json_get_string(o, "dra_fingerprint"), p.dra_fingerprint,
                                      sizeof(p.dra_fingerprint)) < 0 ||

@@ -2,10 +2,12 @@
 /* volume.c: provisioning, opening and changing the protectors of a sealvol volume (see volume.h). */
 
 #include <blkid.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <string.h>
 #include <time.h>
 
+#include "aead.h"
 #include "dra.h"
 #include "log.h"
 #include "recovery.h"
@@ -95,7 +97,7 @@ static int journal_finish(Volume *v) {
                         return r;
         }
         v->token.has_pending = false;
-        free(v->token.pending.dra_cms);
+        protector_done(&v->token.pending);
         v->token.pending = (Protector) {};
         v->token.n_retiring = 0;
         return token_write(v);
@@ -231,6 +233,156 @@ static int verify_keyslot(Volume *v, int slot, const void *pass, size_t size) {
         return r < 0 ? r : r == slot ? 0 : -EIO;
 }
 
+/* ---- the wrapped copies of the recovery password and of the VMK ---------------------------------- */
+
+#define RECOVERY_WRAP_LABEL "sealvol recovery password wrap v1"
+#define WRAPPED_VMK_SALT_SIZE 16
+#define WRAPPED_VMK_HEADER_SIZE (4 + WRAPPED_VMK_SALT_SIZE)
+
+/* Both wraps are bound to this volume, this protector and this VMK: a blob moved elsewhere, or left
+ * behind by a re-binding, does not open. */
+static void recovery_aad(const char *uuid, const Guid *key_id, const Guid *vmk_id, char ret[static 128]) {
+        char k[GUID_STRING_MAX], m[GUID_STRING_MAX];
+
+        snprintf(ret, 128, "sealvol recovery v1|%s|%s|%s", uuid, guid_format(key_id, k), guid_format(vmk_id, m));
+}
+
+static int password_key(const char *password, const uint8_t salt[static WRAPPED_VMK_SALT_SIZE], uint32_t iterations,
+                        uint8_t **ret) {
+        _cleanup_secure_ uint8_t *key = secure_alloc(AEAD_KEY_SIZE);
+
+        if (!key)
+                return negative_errno();
+        /* The same cost as the keyslot, so this copy is no cheaper to attack than the keyslot itself. */
+        if (PKCS5_PBKDF2_HMAC(password, (int) strlen(password), salt, WRAPPED_VMK_SALT_SIZE, (int) iterations,
+                              EVP_sha256(), AEAD_KEY_SIZE, key) != 1)
+                return -EIO;
+        *ret = TAKE_PTR(key);
+        return 0;
+}
+
+/* Fills p's wrapped_password (under a VMK-derived key) and wrapped_vmk (under a password-derived key:
+ * iterations u32 LE || salt || IV || ciphertext || tag). */
+static int wrap_recovery(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, const char *uuid,
+                         const char *password, uint32_t iterations, Protector *p) {
+        _cleanup_secure_ uint8_t *vmk_key = NULL, *pw_key = NULL;
+        _cleanup_free_ uint8_t *wpw = NULL, *sealed = NULL, *wvmk = NULL;
+        uint8_t salt[WRAPPED_VMK_SALT_SIZE];
+        size_t wpw_size, sealed_size;
+        char aad[128];
+        int r;
+
+        recovery_aad(uuid, &p->key_id, vmk_id, aad);
+        r = vmk_derive_key(vmk, uuid, RECOVERY_WRAP_LABEL, &vmk_key);
+        if (r < 0)
+                return r;
+        r = aead_seal(vmk_key, aad, strlen(aad), password, strlen(password), &wpw, &wpw_size);
+        if (r < 0)
+                return r;
+
+        if (RAND_bytes(salt, sizeof(salt)) != 1)
+                return -EIO;
+        r = password_key(password, salt, iterations, &pw_key);
+        if (r < 0)
+                return r;
+        r = aead_seal(pw_key, aad, strlen(aad), vmk, VMK_SIZE, &sealed, &sealed_size);
+        if (r < 0)
+                return r;
+        wvmk = malloc(WRAPPED_VMK_HEADER_SIZE + sealed_size);
+        if (!wvmk)
+                return -ENOMEM;
+        for (unsigned i = 0; i < 4; i++)
+                wvmk[i] = (uint8_t) (iterations >> (8 * i));
+        memcpy(wvmk + 4, salt, sizeof(salt));
+        memcpy(wvmk + WRAPPED_VMK_HEADER_SIZE, sealed, sealed_size);
+
+        free(p->wrapped_password);
+        free(p->wrapped_vmk);
+        p->wrapped_password = TAKE_PTR(wpw);
+        p->wrapped_password_size = wpw_size;
+        p->wrapped_vmk = TAKE_PTR(wvmk);
+        p->wrapped_vmk_size = WRAPPED_VMK_HEADER_SIZE + sealed_size;
+        return 0;
+}
+
+int volume_read_recovery_password(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
+                                  char **ret_password) {
+        const Protector *p = &v->token.protectors[PROTECTOR_RECOVERY];
+        _cleanup_secure_ uint8_t *key = NULL;
+        _cleanup_secure_ void *plain = NULL;
+        _cleanup_secure_ uint8_t *check = NULL;
+        char aad[128];
+        size_t size;
+        int r;
+
+        if (!v->token.has[PROTECTOR_RECOVERY])
+                return -ENOENT;
+        if (!guid_equal(vmk_id, &v->token.vmk_id))
+                return -EREMOTE;
+        if (p->wrapped_password_size == 0)
+                return -ENODATA;
+
+        recovery_aad(v->token.volume_uuid, &p->key_id, vmk_id, aad);
+        r = vmk_derive_key(vmk, v->token.volume_uuid, RECOVERY_WRAP_LABEL, &key);
+        if (r < 0)
+                return r;
+        r = aead_open(key, aad, strlen(aad), p->wrapped_password, p->wrapped_password_size, &plain, &size);
+        if (r < 0)
+                return r;
+        /* Only ever a well-formed password comes out. */
+        if (size != RECOVERY_PASSWORD_LEN || recovery_password_parse(plain, &check, NULL) < 0)
+                return -EBADMSG;
+
+        *ret_password = TAKE_PTR(plain);
+        return 0;
+}
+
+int volume_recover_vmk(Volume *v, const char *password, uint8_t **ret_vmk, Guid *ret_vmk_id,
+                       unsigned *ret_bad_block) {
+        const Protector *p = &v->token.protectors[PROTECTOR_RECOVERY];
+        _cleanup_secure_ uint8_t *key = NULL, *parsed = NULL, *pw_key = NULL;
+        _cleanup_secure_ char *canonical = NULL;
+        _cleanup_secure_ void *vmk = NULL;
+        uint32_t iterations = 0;
+        char aad[128];
+        size_t size;
+        int r;
+
+        if (!v->token.has[PROTECTOR_RECOVERY])
+                return -ENOENT;
+        r = recovery_password_parse(password, &parsed, ret_bad_block);
+        if (r < 0)
+                return r;
+        if (p->wrapped_vmk_size <= WRAPPED_VMK_HEADER_SIZE)
+                return -ENODATA;
+        r = recovery_password_format(parsed, &canonical);
+        if (r < 0)
+                return r;
+
+        for (unsigned i = 0; i < 4; i++)
+                iterations |= (uint32_t) p->wrapped_vmk[i] << (8 * i);
+        /* The cost comes from the token: bounded, so a forged token cannot make us spin for hours. */
+        if (iterations < VOLUME_PBKDF2_ITERATIONS_MIN || iterations > 16 * VOLUME_RECOVERY_PBKDF2_ITERATIONS)
+                return -EBADMSG;
+        r = password_key(canonical, p->wrapped_vmk + 4, iterations, &pw_key);
+        if (r < 0)
+                return r;
+        recovery_aad(v->token.volume_uuid, &p->key_id, &v->token.vmk_id, aad);
+        r = aead_open(pw_key, aad, strlen(aad), p->wrapped_vmk + WRAPPED_VMK_HEADER_SIZE,
+                      p->wrapped_vmk_size - WRAPPED_VMK_HEADER_SIZE, &vmk, &size);
+        if (r == -EBADMSG)
+                return -EPERM; /* the tag is what says the password is wrong */
+        if (r < 0)
+                return r;
+        if (size != VMK_SIZE)
+                return -EBADMSG;
+
+        *ret_vmk = TAKE_PTR(vmk);
+        if (ret_vmk_id)
+                *ret_vmk_id = v->token.vmk_id;
+        return 0;
+}
+
 static int make_dra_protector(X509 *cert, uint8_t **ret_secret, Protector *ret) {
         _cleanup_secure_ uint8_t *secret = secure_alloc(VOLUME_DRA_SECRET_SIZE);
         Protector p = { .type = PROTECTOR_DRA, .created = (uint64_t) time(NULL) };
@@ -325,10 +477,14 @@ int volume_provision(const char *device, const VolumeProvisionParams *p, char **
                 return slot;
         v->token.protectors[PROTECTOR_RECOVERY] = (Protector) { .type = PROTECTOR_RECOVERY, .keyslot = slot,
                                                                 .created = v->token.created };
+        v->token.has[PROTECTOR_RECOVERY] = true;
         r = guid_generate(&v->token.protectors[PROTECTOR_RECOVERY].key_id);
         if (r < 0)
                 return r;
-        v->token.has[PROTECTOR_RECOVERY] = true;
+        r = wrap_recovery(p->vmk, &p->vmk_id, uuid, password, recovery_iterations,
+                          &v->token.protectors[PROTECTOR_RECOVERY]);
+        if (r < 0)
+                return r;
 
         /* dra */
         if (p->dra_cert) {
@@ -447,17 +603,17 @@ static int free_keyslot(Volume *v) {
  * the journal. Takes ownership of p->dra_cms. */
 static int replace_protector(Volume *v, const void *auth, size_t auth_size, Protector *p, const void *pass,
                              size_t pass_size, uint32_t iterations, VolumeEscrowFn escrow, void *userdata,
-                             const Guid *new_vmk_id) {
+                             const Guid *new_vmk_id, Protector *recovery_update) {
         ProtectorType type = p->type;
         int slot, old = v->token.has[type] ? v->token.protectors[type].keyslot : -1, r;
 
         if (v->token.has_pending || v->token.n_retiring > 0) {
-                free(p->dra_cms);
+                protector_done(p);
                 return -EBUSY;
         }
         slot = free_keyslot(v);
         if (slot < 0) {
-                free(p->dra_cms);
+                protector_done(p);
                 return slot;
         }
         p->keyslot = slot;
@@ -484,7 +640,7 @@ static int replace_protector(Volume *v, const void *auth, size_t auth_size, Prot
                         goto fail;
         }
 
-        free(v->token.protectors[type].dra_cms);
+        protector_done(&v->token.protectors[type]);
         v->token.protectors[type] = v->token.pending;
         v->token.has[type] = true;
         v->token.pending = (Protector) {};
@@ -493,6 +649,16 @@ static int replace_protector(Volume *v, const void *auth, size_t auth_size, Prot
                 v->token.retiring[v->token.n_retiring++] = old;
         if (new_vmk_id)
                 v->token.vmk_id = *new_vmk_id;
+        if (recovery_update && v->token.has[PROTECTOR_RECOVERY]) {
+                Protector *rp = &v->token.protectors[PROTECTOR_RECOVERY];
+
+                free(rp->wrapped_password);
+                free(rp->wrapped_vmk);
+                rp->wrapped_password = TAKE_PTR(recovery_update->wrapped_password);
+                rp->wrapped_password_size = recovery_update->wrapped_password_size;
+                rp->wrapped_vmk = TAKE_PTR(recovery_update->wrapped_vmk);
+                rp->wrapped_vmk_size = recovery_update->wrapped_vmk_size;
+        }
         r = token_write(v);
         if (r < 0)
                 return r; /* the journal on disk still says pending: the next load undoes it */
@@ -503,16 +669,16 @@ fail:
         /* Undo what we can now; what we cannot, the journal undoes at the next load. */
         if (keyslot_active(v, slot) && keyslot_destroy(v, slot) < 0)
                 return r;
-        free(v->token.pending.dra_cms);
+        protector_done(&v->token.pending);
         v->token.pending = (Protector) {};
         v->token.has_pending = false;
         (void) token_write(v);
         return r;
 }
 
-int volume_rotate_recovery(Volume *v, const void *auth, size_t auth_size, uint32_t iterations,
+int volume_rotate_recovery(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, uint32_t iterations,
                            VolumeEscrowFn escrow, void *userdata, char **ret_password) {
-        _cleanup_secure_ uint8_t *key = NULL;
+        _cleanup_secure_ uint8_t *key = NULL, *auth = NULL;
         _cleanup_secure_ char *password = NULL;
         Protector p = { .type = PROTECTOR_RECOVERY, .created = (uint64_t) time(NULL) };
         int r;
@@ -521,6 +687,9 @@ int volume_rotate_recovery(Volume *v, const void *auth, size_t auth_size, uint32
                 iterations = VOLUME_RECOVERY_PBKDF2_ITERATIONS;
         if (iterations < VOLUME_PBKDF2_ITERATIONS_MIN)
                 return -EINVAL;
+        r = volume_vmk_passphrase(v, vmk, vmk_id, &auth);
+        if (r < 0)
+                return r;
         r = guid_generate(&p.key_id);
         if (r < 0)
                 return r;
@@ -530,29 +699,64 @@ int volume_rotate_recovery(Volume *v, const void *auth, size_t auth_size, uint32
         r = recovery_password_format(key, &password);
         if (r < 0)
                 return r;
-        r = replace_protector(v, auth, auth_size, &p, password, strlen(password), iterations, escrow, userdata, NULL);
+        r = wrap_recovery(vmk, vmk_id, v->token.volume_uuid, password, iterations, &p);
+        if (r < 0) {
+                protector_done(&p);
+                return r;
+        }
+        r = replace_protector(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, &p, password, strlen(password), iterations,
+                              escrow, userdata, NULL, NULL);
         if (r < 0)
                 return r;
         *ret_password = TAKE_PTR(password);
         return 0;
 }
 
+static uint32_t recovery_keyslot_iterations(Volume *v) {
+        struct crypt_pbkdf_type pbkdf;
+
+        if (crypt_keyslot_get_pbkdf(v->cd, v->token.protectors[PROTECTOR_RECOVERY].keyslot, &pbkdf) < 0 ||
+            pbkdf.iterations < VOLUME_PBKDF2_ITERATIONS_MIN)
+                return VOLUME_RECOVERY_PBKDF2_ITERATIONS;
+        return pbkdf.iterations;
+}
+
 int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t new_vmk[static VMK_SIZE],
-                    const Guid *new_vmk_id) {
-        _cleanup_secure_ uint8_t *pass = NULL;
+                    const Guid *new_vmk_id, const char *recovery_password) {
+        _cleanup_secure_ uint8_t *pass = NULL, *parsed = NULL;
+        _cleanup_secure_ char *canonical = NULL;
         Protector p = { .type = PROTECTOR_TPM, .created = (uint64_t) time(NULL) };
+        Protector update = {};
         int r;
 
         if (guid_is_null(new_vmk_id))
                 return -EINVAL;
+        /* The recovery password's wrapped copies follow the VMK: re-made when the password is known,
+         * dropped otherwise (they would name a VMK the volume no longer uses). */
+        if (recovery_password && v->token.has[PROTECTOR_RECOVERY]) {
+                r = recovery_password_parse(recovery_password, &parsed, NULL);
+                if (r < 0)
+                        return r;
+                r = recovery_password_format(parsed, &canonical);
+                if (r < 0)
+                        return r;
+                update.key_id = v->token.protectors[PROTECTOR_RECOVERY].key_id;
+                r = wrap_recovery(new_vmk, new_vmk_id, v->token.volume_uuid, canonical,
+                                  recovery_keyslot_iterations(v), &update);
+                if (r < 0) {
+                        protector_done(&update);
+                        return r;
+                }
+        }
+
         r = guid_generate(&p.key_id);
-        if (r < 0)
-                return r;
-        r = vmk_derive_keyslot_passphrase(new_vmk, v->token.volume_uuid, &pass);
-        if (r < 0)
-                return r;
-        return replace_protector(v, auth, auth_size, &p, pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
-                                 VOLUME_PBKDF2_ITERATIONS_MIN, NULL, NULL, new_vmk_id);
+        if (r >= 0)
+                r = vmk_derive_keyslot_passphrase(new_vmk, v->token.volume_uuid, &pass);
+        if (r >= 0)
+                r = replace_protector(v, auth, auth_size, &p, pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
+                                      VOLUME_PBKDF2_ITERATIONS_MIN, NULL, NULL, new_vmk_id, &update);
+        protector_done(&update);
+        return r;
 }
 
 int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert, const char *const *extra_ekus) {
@@ -567,5 +771,5 @@ int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert, co
         if (r < 0)
                 return r;
         return replace_protector(v, auth, auth_size, &p, secret, VOLUME_DRA_SECRET_SIZE, VOLUME_PBKDF2_ITERATIONS_MIN,
-                                 NULL, NULL, NULL);
+                                 NULL, NULL, NULL, NULL);
 }

@@ -83,7 +83,13 @@ typedef struct Protector {
         /* recovery */
         EscrowRecord escrow[ESCROW_RECORDS_MAX];
         size_t n_escrow;
+        uint8_t *wrapped_password; /* the password under a VMK-derived key (AES-256-GCM); may be absent */
+        size_t wrapped_password_size;
+        uint8_t *wrapped_vmk;      /* the VMK under a password-derived key (PBKDF2, AES-256-GCM); may be absent */
+        size_t wrapped_vmk_size;
 } Protector;
+
+void protector_done(Protector *p);
 
 typedef struct VolumeToken {
         unsigned version;
@@ -166,12 +172,27 @@ int volume_open_recovery(Volume *v, const char *password, const char *name, uint
 /* With the DRA's private key: -EKEYREJECTED when the key is not the DRA's the volume is wrapped to. */
 int volume_open_dra(Volume *v, EVP_PKEY *key, const char *name, uint32_t flags);
 
-/* The changes. Each is authorised by the passphrase of any working keyslot (auth): the VMK-derived
- * one (volume_vmk_passphrase()), the recovery password, or the DRA secret. */
-int volume_rotate_recovery(Volume *v, const void *auth, size_t auth_size, uint32_t iterations,
+/* The recovery password, read back with the VMK (for escrow and its retries; BitLocker keeps it the
+ * same way): -ENODATA when the volume holds no copy (after an adoption without it: rotate), -EREMOTE
+ * another VMK. */
+int volume_read_recovery_password(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
+                                  char **ret_password);
+/* The server's VMK, recovered with one volume's recovery password: after a firmware change the TPM
+ * refuses, and this is how the VMK is resealed and every other volume opened (as BitLocker's data
+ * volumes auto-unlock once the OS volume is recovered). The password is then to be rotated, and the
+ * VMK with it. -ENODATA no copy, -EPERM wrong password, -EINVAL/-EDOM/-ERANGE malformed. */
+int volume_recover_vmk(Volume *v, const char *password, uint8_t **ret_vmk, Guid *ret_vmk_id,
+                       unsigned *ret_bad_block);
+
+/* The changes. */
+/* A new recovery password, authorised by (and wrapped with) the VMK the volume is bound to. */
+int volume_rotate_recovery(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, uint32_t iterations,
                            VolumeEscrowFn escrow, void *userdata, char **ret_password);
-/* Binds the volume to new_vmk (a rebind on this server, or adoption by a reinstalled one). */
+/* Binds the volume to new_vmk (a VMK rotation on this server, or adoption by a reinstalled one),
+ * authorised by the passphrase of any working keyslot. With the recovery password, its wrapped copies
+ * follow the new VMK; without (NULL), they are dropped and the password should be rotated. */
 int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t new_vmk[static VMK_SIZE],
-                    const Guid *new_vmk_id);
-/* Replaces (or adds) the DRA protector, wrapped to cert (checked as at provisioning). */
+                    const Guid *new_vmk_id, const char *recovery_password);
+/* Replaces (or adds) the DRA protector, wrapped to cert (checked as at provisioning), authorised by
+ * the passphrase of any working keyslot. */
 int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert, const char *const *extra_ekus);

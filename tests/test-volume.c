@@ -352,18 +352,16 @@ static void test_rotate_recovery(void **state) {
         Fixture *f = *state;
         _cleanup_(volume_freep) Volume *v = NULL;
         _cleanup_secure_ char *old = NULL, *new = NULL;
-        _cleanup_secure_ uint8_t *auth = NULL;
         EscrowCheck check = {};
         Guid old_id;
 
         provision(f, f->image, &old);
         v = load(f->image);
         old_id = v->token.protectors[PROTECTOR_RECOVERY].key_id;
-        assert_int_equal(volume_vmk_passphrase(v, f->vmk, &f->vmk_id, &auth), 0);
 
         /* Escrow vetoes: the old password stays, nothing is pending. */
         check = (EscrowCheck) { .old_password = old, .veto = -EHOSTUNREACH };
-        assert_int_equal(volume_rotate_recovery(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, FAST, escrow_check, &check, &new),
+        assert_int_equal(volume_rotate_recovery(v, f->vmk, &f->vmk_id, FAST, escrow_check, &check, &new),
                          -EHOSTUNREACH);
         assert_null(new);
         v = volume_free(v);
@@ -375,8 +373,7 @@ static void test_rotate_recovery(void **state) {
 
         /* Escrow accepts: the new password opens, the old one no longer does. */
         check = (EscrowCheck) { .old_password = old };
-        assert_int_equal(volume_rotate_recovery(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, FAST, escrow_check, &check, &new),
-                         0);
+        assert_int_equal(volume_rotate_recovery(v, f->vmk, &f->vmk_id, FAST, escrow_check, &check, &new), 0);
         assert_true(check.old_still_opened);
         assert_string_equal(check.seen, new);
         free(check.seen);
@@ -388,16 +385,86 @@ static void test_rotate_recovery(void **state) {
         assert_int_equal(v->token.n_retiring, 0);
         assert_true(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0) >= 0);
 
-        /* Authorised by the recovery password itself, as after a recovery unlock. */
+        /* Only with the VMK the volume is bound to; a failed attempt changes nothing. */
         _cleanup_secure_ char *third = NULL;
-        assert_int_equal(volume_rotate_recovery(v, new, strlen(new), FAST, NULL, NULL, &third), 0);
-        assert_true(volume_open_recovery(v, third, NULL, 0, NULL) >= 0);
-        assert_int_equal(volume_open_recovery(v, new, NULL, 0, NULL), -EPERM);
+        uint8_t wrong[VMK_SIZE];
+        Guid wrong_id;
+        assert_int_equal(RAND_bytes(wrong, sizeof(wrong)), 1);
+        assert_int_equal(guid_generate(&wrong_id), 0);
+        assert_int_equal(volume_rotate_recovery(v, wrong, &f->vmk_id, FAST, NULL, NULL, &third), -EPERM);
+        assert_int_equal(volume_rotate_recovery(v, wrong, &wrong_id, FAST, NULL, NULL, &third), -EREMOTE);
+        assert_null(third);
+        assert_true(volume_open_recovery(v, new, NULL, 0, NULL) >= 0);
+        assert_false(v->token.has_pending);
+}
 
-        /* A wrong authorisation changes nothing. */
-        _cleanup_secure_ char *fourth = NULL;
-        assert_int_equal(volume_rotate_recovery(v, "wrong", 5, FAST, NULL, NULL, &fourth), -EPERM);
-        assert_true(volume_open_recovery(v, third, NULL, 0, NULL) >= 0);
+static void test_read_password_and_recover_vmk(void **state) {
+        Fixture *f = *state;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ char *password = NULL, *read = NULL, *rotated = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL;
+        uint8_t new_vmk[VMK_SIZE];
+        unsigned block = 0;
+        Guid id, new_id;
+
+        provision(f, f->image, &password);
+        v = load(f->image);
+
+        /* Read back with the VMK, as escrow (and its retries) will. */
+        assert_int_equal(volume_read_recovery_password(v, f->vmk, &f->vmk_id, &read), 0);
+        assert_string_equal(read, password);
+        assert_int_equal(secure_size(read), RECOVERY_PASSWORD_LEN + 1);
+        read = secure_free(read);
+        assert_int_equal(RAND_bytes(new_vmk, sizeof(new_vmk)), 1);
+        assert_int_equal(guid_generate(&new_id), 0);
+        assert_int_equal(volume_read_recovery_password(v, new_vmk, &new_id, &read), -EREMOTE);
+        assert_int_equal(volume_read_recovery_password(v, new_vmk, &f->vmk_id, &read), -EBADMSG);
+
+        /* The server's VMK from one recovery password (after a firmware change). */
+        assert_int_equal(volume_recover_vmk(v, password, &vmk, &id, NULL), 0);
+        assert_memory_equal(vmk, f->vmk, VMK_SIZE);
+        assert_true(guid_equal(&id, &f->vmk_id));
+        vmk = secure_free(vmk);
+        assert_int_equal(volume_recover_vmk(v, "000000-000000-000000-000000-000000-000000-000000-000000", &vmk, &id,
+                                            NULL),
+                         -EPERM);
+        assert_int_equal(volume_recover_vmk(v, "000000-000000-000001-000000-000000-000000-000000-000000", &vmk, &id,
+                                            &block),
+                         -EDOM);
+        assert_int_equal(block, 3);
+
+        /* Rotated: the new password reads back and recovers the VMK, the old one no longer does. */
+        assert_int_equal(volume_rotate_recovery(v, f->vmk, &f->vmk_id, FAST, NULL, NULL, &rotated), 0);
+        assert_int_equal(volume_read_recovery_password(v, f->vmk, &f->vmk_id, &read), 0);
+        assert_string_equal(read, rotated);
+        read = secure_free(read);
+        assert_int_equal(volume_recover_vmk(v, password, &vmk, &id, NULL), -EPERM);
+        assert_int_equal(volume_recover_vmk(v, rotated, &vmk, &id, NULL), 0);
+        vmk = secure_free(vmk);
+
+        /* Re-bound with the password known: its copies follow the new VMK. */
+        _cleanup_secure_ uint8_t *auth = NULL;
+        assert_int_equal(volume_vmk_passphrase(v, f->vmk, &f->vmk_id, &auth), 0);
+        assert_int_equal(volume_bind_vmk(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, new_vmk, &new_id, rotated), 0);
+        assert_int_equal(volume_read_recovery_password(v, new_vmk, &new_id, &read), 0);
+        assert_string_equal(read, rotated);
+        read = secure_free(read);
+        assert_int_equal(volume_recover_vmk(v, rotated, &vmk, &id, NULL), 0);
+        assert_memory_equal(vmk, new_vmk, VMK_SIZE);
+        assert_true(guid_equal(&id, &new_id));
+        vmk = secure_free(vmk);
+
+        /* Re-bound without it (adoption with the DRA key, say): no copies until the next rotation. */
+        auth = secure_free(auth);
+        assert_int_equal(volume_vmk_passphrase(v, new_vmk, &new_id, &auth), 0);
+        assert_int_equal(volume_bind_vmk(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, f->vmk, &f->vmk_id, NULL), 0);
+        assert_int_equal(volume_read_recovery_password(v, f->vmk, &f->vmk_id, &read), -ENODATA);
+        assert_int_equal(volume_recover_vmk(v, rotated, &vmk, &id, NULL), -ENODATA);
+        assert_true(volume_open_recovery(v, rotated, NULL, 0, NULL) >= 0);
+        rotated = secure_free(rotated);
+        assert_int_equal(volume_rotate_recovery(v, f->vmk, &f->vmk_id, FAST, NULL, NULL, &rotated), 0);
+        assert_int_equal(volume_read_recovery_password(v, f->vmk, &f->vmk_id, &read), 0);
+        assert_string_equal(read, rotated);
 }
 
 static void test_bind_new_vmk(void **state) {
@@ -413,7 +480,7 @@ static void test_bind_new_vmk(void **state) {
         assert_int_equal(guid_generate(&new_id), 0);
 
         /* Adoption by a reinstalled server: authorised by the recovery password. */
-        assert_int_equal(volume_bind_vmk(v, password, strlen(password), new_vmk, &new_id), 0);
+        assert_int_equal(volume_bind_vmk(v, password, strlen(password), new_vmk, &new_id, password), 0);
         v = volume_free(v);
         v = load(f->image);
         assert_true(guid_equal(&v->token.vmk_id, &new_id));
@@ -477,11 +544,11 @@ static void test_sigkill_during_changes(void **state) {
                                 if (volume_vmk_passphrase(cv, vmks[cur], &ids[cur], &auth) < 0)
                                         _exit(3);
                                 if (i % 2 == 0) {
-                                        if (volume_rotate_recovery(cv, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, FAST,
-                                                                   escrow_to_pipe, &fds[1], &pw) < 0)
+                                        if (volume_rotate_recovery(cv, vmks[cur], &ids[cur], FAST, escrow_to_pipe,
+                                                                   &fds[1], &pw) < 0)
                                                 _exit(4);
                                 } else if (volume_bind_vmk(cv, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, vmks[!cur],
-                                                           &ids[!cur]) < 0)
+                                                           &ids[!cur], NULL) < 0)
                                         _exit(5);
                         }
                 }
@@ -759,10 +826,9 @@ static int step_change(void *userdata) {
                 return r;
         switch (c->op) {
         case STEP_ROTATE_RECOVERY:
-                return volume_rotate_recovery(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, FAST, escrow_to_pipe,
-                                              &c->escrow_fd, &pw);
+                return volume_rotate_recovery(v, c->f->vmk, &c->f->vmk_id, FAST, escrow_to_pipe, &c->escrow_fd, &pw);
         case STEP_BIND_VMK:
-                return volume_bind_vmk(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, c->new_vmk, &c->new_vmk_id);
+                return volume_bind_vmk(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, c->new_vmk, &c->new_vmk_id, NULL);
         case STEP_SET_DRA:
                 return volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, c->new_dra, NULL);
         default:
@@ -798,10 +864,15 @@ static void check_after_kill(StepContext *c, const char *initial_password, char 
         assert_false(v->token.has_pending);
         assert_int_equal(v->token.n_retiring, 0);
 
-        if (guid_equal(&v->token.vmk_id, &c->f->vmk_id))
-                assert_true(volume_open_vmk(v, c->f->vmk, &c->f->vmk_id, NULL, 0) >= 0);
-        else
-                assert_true(volume_open_vmk(v, c->new_vmk, &c->new_vmk_id, NULL, 0) >= 0);
+        const uint8_t *vmk = guid_equal(&v->token.vmk_id, &c->f->vmk_id) ? c->f->vmk : c->new_vmk;
+        assert_true(volume_open_vmk(v, vmk, &v->token.vmk_id, NULL, 0) >= 0);
+
+        /* The wrapped copy of the password, when there is one, is the live password. */
+        _cleanup_secure_ char *read = NULL;
+        r = volume_read_recovery_password(v, vmk, &v->token.vmk_id, &read);
+        assert_true(r == 0 || r == -ENODATA);
+        if (r == 0)
+                assert_true(volume_open_recovery(v, read, NULL, 0, NULL) >= 0);
 
         if (initial_password) {
                 opened = volume_open_recovery(v, initial_password, NULL, 0, NULL) >= 0;
@@ -902,6 +973,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_refuses_devices_with_data, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_and_foreign_tokens, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate_recovery, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_password_and_recover_vmk, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bind_new_vmk, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sigkill_during_changes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_protector, setup, teardown),
