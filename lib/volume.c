@@ -137,6 +137,9 @@ static int volume_new(const char *device, Volume **ret) {
                 return -ENOMEM;
         crypt_set_log_callback(NULL, quiet_cryptsetup_log, NULL);
         r = crypt_init(&v->cd, device);
+        /* libcryptsetup says "not a block device" for a path that does not exist at all. */
+        if (r == -ENOTBLK && access(device, F_OK) < 0)
+                return -errno;
         if (r < 0)
                 return r;
         crypt_set_log_callback(v->cd, quiet_cryptsetup_log, NULL);

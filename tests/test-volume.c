@@ -249,6 +249,8 @@ static void test_refuses_devices_with_data(void **state) {
         _cleanup_free_ char *empty = NULL;
         assert_int_equal(new_image(f->dir, "empty.img", &empty), 0);
         assert_int_equal(volume_load(empty, &v), -EMEDIUMTYPE);
+        _cleanup_free_ char *missing = path_join(f->dir, "no-such.img");
+        assert_int_equal(volume_load(missing, &v), -ENOENT);
         assert_null(v);
 }
 
