@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* conf.c: the strict INI parser for sealvol.conf (see conf.h). */
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conf.h"
+#include "fileio.h"
+#include "tpm2.h"
+#include "vmk.h"
+#include "volume.h"
+
+void config_init(Config *c) {
+        *c = (Config) {
+                .pcr_bank = TPM2_ALG_SHA256,
+                .pcr_mask = VMK_PCR_MASK_DEFAULT,
+                .recovery_kdf_iterations = VOLUME_RECOVERY_PBKDF2_ITERATIONS,
+        };
+}
+
+void config_done(Config *c) {
+        free(c->tcti);
+        free(c->dra_certificate);
+        for (size_t i = 0; c->dra_extra_ekus[i]; i++)
+                free(c->dra_extra_ekus[i]);
+        free(c->state_directory);
+        config_init(c);
+}
+
+static char *strip(char *s) {
+        char *e;
+
+        while (isspace((unsigned char) *s))
+                s++;
+        e = s + strlen(s);
+        while (e > s && isspace((unsigned char) e[-1]))
+                *--e = '\0';
+        return s;
+}
+
+static int set_string(char **field, const char *value) {
+        char *copy = isempty(value) ? NULL : strdup(value);
+
+        if (!isempty(value) && !copy)
+                return -ENOMEM;
+        free(*field);
+        *field = copy;
+        return 0;
+}
+
+static int set_absolute_path(char **field, const char *value) {
+        if (!isempty(value) && value[0] != '/')
+                return -EINVAL;
+        return set_string(field, value);
+}
+
+static int set_ekus(Config *c, const char *value) {
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+        size_t n = 0;
+
+        if (!copy)
+                return -ENOMEM;
+        for (size_t i = 0; c->dra_extra_ekus[i]; i++) {
+                free(c->dra_extra_ekus[i]);
+                c->dra_extra_ekus[i] = NULL;
+        }
+        for (char *w = strtok_r(copy, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+                /* A dotted OID: digits and single dots, at least two arcs. */
+                if (!isdigit((unsigned char) w[0]) || strspn(w, "0123456789.") != strlen(w) || strstr(w, "..") ||
+                    !strchr(w, '.') || w[strlen(w) - 1] == '.')
+                        return -EINVAL;
+                if (n >= CONFIG_EXTRA_EKU_MAX)
+                        return -E2BIG;
+                c->dra_extra_ekus[n] = strdup(w);
+                if (!c->dra_extra_ekus[n])
+                        return -ENOMEM;
+                n++;
+        }
+        return 0;
+}
+
+static int set_uint32(uint32_t *field, const char *value, uint32_t min, uint32_t max) {
+        unsigned long long v;
+        char *end;
+
+        if (isempty(value) || !isdigit((unsigned char) value[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(value, &end, 10);
+        if (errno != 0 || *end != '\0' || v < min || v > max)
+                return -ERANGE;
+        *field = (uint32_t) v;
+        return 0;
+}
+
+static int assign(Config *c, const char *section, const char *key, const char *value) {
+        if (streq(section, "TPM")) {
+                if (streq(key, "TCTI"))
+                        return set_string(&c->tcti, value);
+                if (streq(key, "PCRBank"))
+                        return tpm2_hash_alg_from_string(value, &c->pcr_bank);
+                if (streq(key, "PCRs"))
+                        return tpm2_pcr_mask_from_string(value, &c->pcr_mask);
+        } else if (streq(section, "DRA")) {
+                if (streq(key, "Certificate"))
+                        return set_absolute_path(&c->dra_certificate, value);
+                if (streq(key, "ExtraEKU"))
+                        return set_ekus(c, value);
+        } else if (streq(section, "Recovery")) {
+                if (streq(key, "KDFIterations"))
+                        return set_uint32(&c->recovery_kdf_iterations, value, VOLUME_PBKDF2_ITERATIONS_MIN,
+                                          16 * VOLUME_RECOVERY_PBKDF2_ITERATIONS);
+        } else if (streq(section, "Paths")) {
+                if (streq(key, "StateDirectory"))
+                        return set_absolute_path(&c->state_directory, value);
+        }
+        return -ENOKEY;
+}
+
+static int fail(char **ret_error, const char *path, unsigned line, const char *format, ...) {
+        _cleanup_free_ char *what = NULL;
+        va_list ap;
+
+        if (!ret_error)
+                return -EBADMSG;
+        va_start(ap, format);
+        if (vasprintf(&what, format, ap) < 0)
+                what = NULL;
+        va_end(ap);
+        free(*ret_error);
+        if (asprintf(ret_error, "%s:%u: %s", path, line, strempty(what)) < 0)
+                *ret_error = NULL;
+        return -EBADMSG;
+}
+
+int config_load(const char *path, Config *c, char **ret_error) {
+        _cleanup_free_ char *text = NULL, *section = NULL;
+        char *save = NULL;
+        unsigned line = 0;
+        int r;
+
+        if (!path)
+                path = getenv(CONFIG_PATH_ENV);
+        if (isempty(path))
+                path = CONFIG_PATH_DEFAULT;
+
+        r = read_file_full(path, CONFIG_FILE_MAX, &text, NULL);
+        if (r == -ENOENT)
+                return 0; /* no file: the defaults */
+        if (r == -EFBIG)
+                return fail(ret_error, path, 0, "larger than %u bytes", CONFIG_FILE_MAX);
+        if (r < 0)
+                return r;
+
+        /* strtok_r would merge empty lines and skew the line numbers; split by hand. */
+        for (char *l = text; l; l = save) {
+                char *nl = strchr(l, '\n'), *eq, *key, *value;
+
+                save = nl ? nl + 1 : NULL;
+                if (nl)
+                        *nl = '\0';
+                line++;
+                l = strip(l);
+                if (*l == '\0' || *l == '#' || *l == ';')
+                        continue;
+                if (*l == '[') {
+                        size_t n = strlen(l);
+
+                        if (l[n - 1] != ']' || n < 3)
+                                return fail(ret_error, path, line, "malformed section header");
+                        l[n - 1] = '\0';
+                        free(section);
+                        section = strdup(strip(l + 1));
+                        if (!section)
+                                return -ENOMEM;
+                        if (!IN_SET(true, streq(section, "TPM"), streq(section, "DRA"), streq(section, "Recovery"),
+                                    streq(section, "Paths")))
+                                return fail(ret_error, path, line, "unknown section [%s]", section);
+                        continue;
+                }
+                eq = strchr(l, '=');
+                if (!eq)
+                        return fail(ret_error, path, line, "expected Key=Value");
+                if (!section)
+                        return fail(ret_error, path, line, "assignment outside of a section");
+                *eq = '\0';
+                key = strip(l);
+                value = strip(eq + 1);
+                r = assign(c, section, key, value);
+                if (r == -ENOKEY)
+                        return fail(ret_error, path, line, "unknown key %s in [%s]", key, section);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return fail(ret_error, path, line, "invalid value for %s: \"%s\"", key, value);
+        }
+        return 0;
+}

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * config.h: /etc/sealvol/sealvol.conf, an INI file in systemd's style (docs/configuration.md).
+ *
+ *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7
+ *   [DRA]        Certificate=/etc/sealvol/dra.pem  ExtraEKU=1.2.3.4 ...
+ *   [Recovery]   KDFIterations=1048576
+ *   [Paths]      StateDirectory=/var/lib/sealvol
+ *
+ * Every key is optional. Unknown sections and keys, and bad values, are errors that name the file
+ * and the line: a typo in a security setting must not be silently ignored.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <tss2/tss2_tpm2_types.h>
+
+#include "build-config.h"
+#include "macro.h"
+
+#define CONFIG_PATH_DEFAULT SEALVOL_SYSCONFDIR "/sealvol.conf"
+#define CONFIG_PATH_ENV "SEALVOL_CONFIG"
+#define CONFIG_FILE_MAX (64u * 1024u)
+#define CONFIG_EXTRA_EKU_MAX 16
+
+typedef struct Config {
+        char *tcti;             /* NULL: tpm2_tcti_select() decides */
+        TPMI_ALG_HASH pcr_bank;
+        uint32_t pcr_mask;
+        char *dra_certificate;  /* NULL: no DRA */
+        char *dra_extra_ekus[CONFIG_EXTRA_EKU_MAX + 1]; /* NULL-terminated */
+        uint32_t recovery_kdf_iterations;
+        char *state_directory;
+} Config;
+
+void config_init(Config *c);
+void config_done(Config *c);
+
+/* Loads path (NULL: $SEALVOL_CONFIG, else CONFIG_PATH_DEFAULT). A missing file is the defaults.
+ * On -EBADMSG, *ret_error (if given) says where and what. */
+int config_load(const char *path, Config *c, char **ret_error);

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* test-config.c: sealvol.conf: defaults, every key, and errors that name the line. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "conf.h"
+#include "fileio.h"
+#include "test-util.h"
+#include "volume.h"
+
+static int setup(void **state) {
+        char *dir = NULL;
+
+        if (test_tmpdir_new("test-config", &dir) < 0)
+                return -1;
+        *state = dir;
+        return 0;
+}
+
+static int teardown(void **state) {
+        char *dir = *state;
+        int r = rm_rf(dir);
+
+        free(dir);
+        return r < 0 ? -1 : 0;
+}
+
+static int load_text(const char *dir, const char *text, Config *c, char **ret_error) {
+        _cleanup_free_ char *path = path_join(dir, "sealvol.conf");
+
+        assert_int_equal(write_file_atomic(path, text, strlen(text), 0644), 0);
+        config_init(c);
+        return config_load(path, c, ret_error);
+}
+
+static void test_defaults_without_file(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *missing = path_join(dir, "none.conf");
+        Config c;
+
+        config_init(&c);
+        assert_int_equal(config_load(missing, &c, NULL), 0);
+        assert_null(c.tcti);
+        assert_int_equal(c.pcr_bank, TPM2_ALG_SHA256);
+        assert_int_equal(c.pcr_mask, 1u << 7);
+        assert_int_equal(c.recovery_kdf_iterations, VOLUME_RECOVERY_PBKDF2_ITERATIONS);
+        assert_null(c.dra_certificate);
+        assert_null(c.dra_extra_ekus[0]);
+        config_done(&c);
+}
+
+static void test_every_key(void **state) {
+        Config c;
+
+        assert_int_equal(load_text(*state,
+                                   "# sealvol\n"
+                                   "[TPM]\n"
+                                   "TCTI = swtpm:path=/run/x.sock\n"
+                                   "PCRBank=sha384\n"
+                                   "PCRs=0,2,7\n"
+                                   "\n"
+                                   "; the DRA\n"
+                                   "[DRA]\n"
+                                   "Certificate=/etc/sealvol/dra.pem\n"
+                                   "ExtraEKU=1.3.6.1.4.1.99999.1 1.2.3\n"
+                                   "[Recovery]\n"
+                                   "KDFIterations=1000\n"
+                                   "[Paths]\n"
+                                   "StateDirectory=/tmp/state\n",
+                                   &c, NULL),
+                         0);
+        assert_string_equal(c.tcti, "swtpm:path=/run/x.sock");
+        assert_int_equal(c.pcr_bank, TPM2_ALG_SHA384);
+        assert_int_equal(c.pcr_mask, (1u << 0) | (1u << 2) | (1u << 7));
+        assert_string_equal(c.dra_certificate, "/etc/sealvol/dra.pem");
+        assert_string_equal(c.dra_extra_ekus[0], "1.3.6.1.4.1.99999.1");
+        assert_string_equal(c.dra_extra_ekus[1], "1.2.3");
+        assert_null(c.dra_extra_ekus[2]);
+        assert_int_equal(c.recovery_kdf_iterations, 1000);
+        assert_string_equal(c.state_directory, "/tmp/state");
+        config_done(&c);
+}
+
+static void expect_error(const char *dir, const char *text, const char *where) {
+        _cleanup_free_ char *error = NULL;
+        Config c;
+
+        assert_int_equal(load_text(dir, text, &c, &error), -EBADMSG);
+        assert_non_null(error);
+        assert_non_null(strstr(error, where));
+        config_done(&c);
+}
+
+static void test_errors_name_the_line(void **state) {
+        const char *dir = *state;
+
+        expect_error(dir, "[TPM]\nPCRs=7\nPCRz=8\n", "sealvol.conf:3: unknown key PCRz in [TPM]");
+        expect_error(dir, "[Tpm]\n", ":1: unknown section [Tpm]");
+        expect_error(dir, "PCRs=7\n", ":1: assignment outside of a section");
+        expect_error(dir, "[TPM]\nPCRs=24\n", ":2: invalid value for PCRs");
+        expect_error(dir, "[TPM]\nPCRBank=md5\n", ":2: invalid value for PCRBank");
+        expect_error(dir, "[DRA]\nCertificate=dra.pem\n", ":2: invalid value for Certificate");
+        expect_error(dir, "[DRA]\nExtraEKU=1..2\n", ":2: invalid value for ExtraEKU");
+        expect_error(dir, "[Recovery]\nKDFIterations=10\n", ":2: invalid value for KDFIterations");
+        expect_error(dir, "[Recovery]\nKDFIterations=1e6\n", ":2: invalid value for KDFIterations");
+        expect_error(dir, "[TPM\n", ":1: malformed section header");
+        expect_error(dir, "[TPM]\nnonsense\n", ":2: expected Key=Value");
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_defaults_without_file, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_every_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_errors_name_the_line, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
