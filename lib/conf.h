@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * config.h: /etc/sealvol/sealvol.conf, an INI file in systemd's style (docs/configuration.md).
+ * conf.h: /etc/sealvol/sealvol.conf, an INI file in systemd's style (docs/configuration.md).
  *
  *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7
  *   [DRA]        Certificate=/etc/sealvol/dra.pem  ExtraEKU=1.2.3.4 ...

@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sealvold-bus.c: the org.sealvol1 bus API (docs/bus-api.md): the Manager object, one object per
+ * volume (a fallback vtable under /org/sealvol1/volume), the ObjectManager.
+ *
+ * Every handler runs in the same order: parse, validate, polkit (asynchronous; the handler runs
+ * again when polkit answers), change, signal, reply. Methods that carry a secret are SENSITIVE, so
+ * sd-bus wipes their messages.
+ */
+
+#include <string.h>
+
+#include "bus-errors.h"
+#include "log.h"
+#include "recovery.h"
+#include "sealvold.h"
+#include "secmem.h"
+#include "tpm2.h"
+
+#define FLAGS_NONE UINT64_C(0)
+
+static int volume_error(sd_bus_error *error, int r, const ManagedVolume *v, const char *what) {
+        if (r == -ENOPKG)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_VMK, "%s: the server's VMK is not available (%s).", what,
+                                         v ? v->uuid : "no volume");
+        return bus_error_set(error, r, "%s%s%s", what, v ? " " : "", v ? v->uuid : "");
+}
+
+/* ---- properties -------------------------------------------------------------------------------- */
+
+static int property_get_volume_string(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        char id[GUID_STRING_MAX];
+        const char *s = "";
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) error;
+        if (streq(property, "UUID"))
+                s = v->uuid;
+        else if (streq(property, "Device"))
+                s = v->device;
+        else if (streq(property, "MappedName"))
+                s = v->mapped_name;
+        else if (streq(property, "State"))
+                s = volume_state_to_string(v->state);
+        else if (streq(property, "StateReason"))
+                s = strempty(v->state_reason);
+        else if (streq(property, "VMKId"))
+                s = guid_is_null(&v->vmk_id) ? "" : guid_format(&v->vmk_id, id);
+        else if (streq(property, "RecoveryKeyId"))
+                s = v->has[PROTECTOR_RECOVERY] ? guid_format(&v->key_ids[PROTECTOR_RECOVERY], id) : "";
+        return sd_bus_message_append(reply, "s", s);
+}
+
+static int property_get_dra_fingerprint(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        char hex[65] = "";
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        if (v->has[PROTECTOR_DRA])
+                for (size_t i = 0; i < 32; i++)
+                        snprintf(hex + 2 * i, 3, "%02x", v->dra_fingerprint[i]);
+        return sd_bus_message_append(reply, "s", hex);
+}
+
+static int property_get_protectors(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        int r;
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        r = sd_bus_message_open_container(reply, 'a', "(ss)");
+        if (r < 0)
+                return r;
+        for (int t = 0; t < _PROTECTOR_TYPE_MAX; t++) {
+                char id[GUID_STRING_MAX];
+
+                if (!v->has[t])
+                        continue;
+                r = sd_bus_message_append(reply, "(ss)", protector_type_to_string(t), guid_format(&v->key_ids[t], id));
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_manager(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        char buf[128];
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) error;
+        if (streq(property, "Version"))
+                return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+        if (streq(property, "PCRBank"))
+                return sd_bus_message_append(reply, "s", tpm2_hash_alg_to_string(m->config.pcr_bank));
+        if (streq(property, "PCRs"))
+                return sd_bus_message_append(reply, "s", tpm2_pcr_mask_to_string(m->config.pcr_mask, buf, sizeof(buf)));
+        if (streq(property, "ChangedPCRs"))
+                return sd_bus_message_append(reply, "s",
+                                             tpm2_pcr_mask_to_string(m->last_pcr_mismatch, buf, sizeof(buf)));
+        if (streq(property, "VMKAvailable"))
+                return sd_bus_message_append(reply, "b", m->vmk != NULL);
+        if (streq(property, "VMKId"))
+                return sd_bus_message_append(reply, "s",
+                                             m->vmk ? guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}) : "");
+        if (streq(property, "DeviceMapper"))
+                return sd_bus_message_append(reply, "b", m->device_mapper);
+        if (streq(property, "VolumeCount"))
+                return sd_bus_message_append(reply, "u", (uint32_t) m->n_volumes);
+        if (streq(property, "RecoveryRequiredCount")) {
+                uint32_t n = 0;
+                for (size_t i = 0; i < m->n_volumes; i++)
+                        n += m->volumes[i]->state == VOLUME_RECOVERY_REQUIRED;
+                return sd_bus_message_append(reply, "u", n);
+        }
+        return -ENOENT;
+}
+
+/* ---- Manager methods ---------------------------------------------------------------------------- */
+
+static int method_list_volumes(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        (void) error;
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(ssso)");
+        for (size_t i = 0; r >= 0 && i < m->n_volumes; i++)
+                r = sd_bus_message_append(reply, "(ssso)", m->volumes[i]->uuid, m->volumes[i]->device,
+                                          volume_state_to_string(m->volumes[i]->state), m->volumes[i]->object_path);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_volume(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        ManagedVolume *v;
+        const char *uuid;
+        int r;
+
+        r = sd_bus_message_read(message, "s", &uuid);
+        if (r < 0)
+                return r;
+        v = manager_find_volume(m, uuid);
+        if (!v)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VOLUME, "No volume %s on this server.", uuid);
+        return sd_bus_reply_method_return(message, "o", v->object_path);
+}
+
+static bool device_path_valid(const char *s) {
+        return s[0] == '/' && strlen(s) < DEVICE_PATH_MAX && !strstr(s, "/../") && !strchr(s, '\n');
+}
+
+static int method_provision(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        ManagedVolume *v = NULL;
+        char id[GUID_STRING_MAX];
+        const char *device;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "st", &device, &flags);
+        if (r < 0)
+                return r;
+        if (!device_path_valid(device))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not an absolute device path: %s", device);
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+
+        r = polkit_check(m, message, "org.sealvol1.provision", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        r = manager_provision(m, device, &v);
+        audit_record(message, "provision", v, r, device);
+        if (r < 0)
+                return volume_error(error, r, NULL, device);
+        return sd_bus_reply_method_return(message, "os", v->object_path,
+                                          guid_format(&v->key_ids[PROTECTOR_RECOVERY], id));
+}
+
+static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        unsigned opened = 0, failed = 0;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = polkit_check(m, message, "org.sealvol1.unlock", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        (void) manager_unlock_all(m, &opened, &failed);
+        return sd_bus_reply_method_return(message, "uu", opened, failed);
+}
+
+static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        /* Only a VMK we hold (unsealed, or recovered with a recovery password) can be resealed: a
+         * changed boot is accepted by proving a recovery, never by just asking. */
+        r = manager_reseal(m);
+        audit_record(message, "reseal", NULL, r, NULL);
+        if (r < 0)
+                return volume_error(error, r, NULL, "Reseal");
+        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",
+                                              NULL);
+        return sd_bus_reply_method_return(message, NULL);
+}
+
+/* ---- Volume methods ---------------------------------------------------------------------------- */
+
+static int method_volume_unlock(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = polkit_check(v->manager, message, "org.sealvol1.unlock", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = manager_unlock(v->manager, v);
+        if (r < 0)
+                return volume_error(error, r, v, "Failed to unlock");
+        return sd_bus_reply_method_return(message, "s", volume_state_to_string(v->state));
+}
+
+static int method_volume_lock(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        int r;
+
+        r = polkit_check(v->manager, message, "org.sealvol1.unlock", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = manager_lock(v->manager, v);
+        if (r < 0)
+                return volume_error(error, r, v, "Failed to lock");
+        return sd_bus_reply_method_return(message, NULL);
+}
+
+static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        const char *password;
+        char id[GUID_STRING_MAX];
+        unsigned block = 0;
+        uint64_t flags;
+        Guid new_id = {};
+        int r;
+
+        r = sd_bus_message_read(message, "st", &password, &flags);
+        if (r < 0)
+                return r;
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
+        r = polkit_check(v->manager, message, "org.sealvol1.recover", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        r = manager_unlock_recovery(v->manager, v, password, &block, &new_id);
+        audit_record(message, "unlock-recovery-password", v, r, NULL);
+        if (IN_SET(r, -EINVAL, -EDOM, -ERANGE)) {
+                const char *name = r == -EDOM ? BUS_ERROR_RECOVERY_PASSWORD_TYPO :
+                                   r == -ERANGE ? BUS_ERROR_RECOVERY_PASSWORD_RANGE : SD_BUS_ERROR_INVALID_ARGS;
+                if (block > 0)
+                        return sd_bus_error_setf(error, name, "Block %u of the recovery password %s.", block,
+                                                 recovery_parse_error_to_string(r));
+                return sd_bus_error_setf(error, name, "The recovery password %s.", recovery_parse_error_to_string(r));
+        }
+        if (r == -EPERM)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY, "This is not the recovery password of %s (Key ID %s).",
+                                         v->uuid, guid_format(&v->key_ids[PROTECTOR_RECOVERY], id));
+        if (r < 0 && r != -ENOPKG)
+                return volume_error(error, r, v, "Failed to recover");
+        return sd_bus_reply_method_return(message, "ss", volume_state_to_string(v->state),
+                                          guid_is_null(&new_id) ? "" : guid_format(&new_id, id));
+}
+
+static int method_volume_get_recovery_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        ManagedVolume *v = userdata;
+        _cleanup_secure_ char *password = NULL;
+        int r;
+
+        r = polkit_check(v->manager, message, "org.sealvol1.read-recovery-password", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = manager_read_recovery_password(v->manager, v, &password);
+        audit_record(message, "read-recovery-password", v, r, NULL);
+        if (r < 0)
+                return volume_error(error, r, v, "Failed to read the recovery password of");
+
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        /* The reply carries the secret: wiped when freed, here and in the bus library's buffers. */
+        r = sd_bus_message_sensitive(reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "ss", password,
+                                          guid_format(&v->key_ids[PROTECTOR_RECOVERY], (char[GUID_STRING_MAX]) {}));
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        char id[GUID_STRING_MAX];
+        Guid new_id;
+        int r;
+
+        r = polkit_check(v->manager, message, "org.sealvol1.rotate", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = manager_rotate_recovery(v->manager, v, &new_id);
+        audit_record(message, "rotate-recovery-password", v, r, NULL);
+        if (r < 0)
+                return volume_error(error, r, v, "Failed to rotate the recovery password of");
+        return sd_bus_reply_method_return(message, "s", guid_format(&new_id, id));
+}
+
+/* ---- vtables and objects ------------------------------------------------------------------------ */
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("PCRBank", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("PCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ChangedPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("VMKAvailable", "b", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("DeviceMapper", "b", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("VolumeCount", "u", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("RecoveryRequiredCount", "u", property_get_manager, 0, 0),
+        SD_BUS_METHOD_WITH_ARGS("ListVolumes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssso)", volumes), method_list_volumes,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetVolume", SD_BUS_ARGS("s", uuid), SD_BUS_RESULT("o", volume), method_get_volume,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ProvisionVolume", SD_BUS_ARGS("s", device, "t", flags),
+                                SD_BUS_RESULT("o", volume, "s", recovery_key_id), method_provision,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnlockAll", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("u", opened, "u", failed),
+                                method_unlock_all, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ResealVMK", SD_BUS_ARGS("t", flags), SD_BUS_NO_RESULT, method_reseal,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("RecoveryRequired", SD_BUS_ARGS("o", volume, "s", uuid, "s", recovery_key_id, "s", reason),
+                                0),
+        SD_BUS_VTABLE_END,
+};
+
+static const sd_bus_vtable volume_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("UUID", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Device", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MappedName", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("State", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("StateReason", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("VMKId", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("RecoveryKeyId", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Protectors", "a(ss)", property_get_protectors, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_dra_fingerprint, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("Unlock", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", state), method_volume_unlock,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Lock", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_volume_lock, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnlockWithRecoveryPassword", SD_BUS_ARGS("s", password, "t", flags),
+                                SD_BUS_RESULT("s", state, "s", new_recovery_key_id), method_volume_unlock_recovery,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("GetRecoveryPassword", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", password, "s", key_id),
+                                method_volume_get_recovery_password,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("RotateRecoveryPassword", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", new_recovery_key_id),
+                                method_volume_rotate_recovery, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+static int volume_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                              sd_bus_error *error) {
+        Manager *m = userdata;
+        ManagedVolume *v;
+
+        (void) bus;
+        (void) interface;
+        (void) error;
+        v = manager_find_volume_by_path(m, path);
+        if (!v)
+                return 0;
+        *found = v;
+        return 1;
+}
+
+static int volume_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
+        Manager *m = userdata;
+        char **l;
+
+        (void) bus;
+        (void) path;
+        (void) error;
+        l = calloc(m->n_volumes + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                l[i] = strdup(m->volumes[i]->object_path);
+                if (!l[i]) {
+                        for (size_t j = 0; j < i; j++)
+                                free(l[j]);
+                        free(l);
+                        return -ENOMEM;
+                }
+        }
+        *nodes = l;
+        return 1;
+}
+
+int volume_bus_emit_changed(ManagedVolume *v) {
+        if (!v->manager || !v->manager->bus)
+                return 0;
+        return sd_bus_emit_properties_changed(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "State",
+                                              "StateReason", "VMKId", "RecoveryKeyId", "Protectors", "DRAFingerprint",
+                                              NULL);
+}
+
+int volume_bus_emit_added(ManagedVolume *v) {
+        if (!v->manager->bus)
+                return 0;
+        return sd_bus_emit_interfaces_added(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, NULL);
+}
+
+int manager_bus_setup(Manager *m) {
+        int r;
+
+        r = sd_bus_error_add_map(sealvol_bus_errors);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the error names: %m");
+        r = sd_bus_add_object_vtable(m->bus, NULL, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, manager_vtable, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the manager object: %m");
+        r = sd_bus_add_fallback_vtable(m->bus, NULL, SEALVOL_VOLUME_PATH_PREFIX, SEALVOL_VOLUME_INTERFACE, volume_vtable,
+                                       volume_object_find, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the volume objects: %m");
+        r = sd_bus_add_node_enumerator(m->bus, NULL, SEALVOL_VOLUME_PATH_PREFIX, volume_node_enumerator, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the volume enumerator: %m");
+        r = sd_bus_add_object_manager(m->bus, NULL, SEALVOL_MANAGER_PATH);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the object manager: %m");
+        return 0;
+}

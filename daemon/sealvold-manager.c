@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sealvold-manager.c: the daemon's state and operations: the registry of this server's volumes,
+ * the VMK (unsealed once, kept in secure memory), provisioning, unlocking, recovery.
+ *
+ * The registry is one file per volume in <state>/volumes/, named by the LUKS UUID and holding the
+ * device path: image files cannot be found by udev, and the list survives reboots.
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dra.h"
+#include "fileio.h"
+#include "log.h"
+#include "recovery.h"
+#include "sealvold.h"
+#include "secmem.h"
+#include "tpm2.h"
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+static const char *const volume_state_table[_VOLUME_STATE_MAX] = {
+        [VOLUME_LOCKED] = "locked",
+        [VOLUME_UNLOCKED] = "unlocked",
+        [VOLUME_VERIFIED] = "verified",
+        [VOLUME_RECOVERY_REQUIRED] = "recovery-required",
+        [VOLUME_UNAVAILABLE] = "unavailable",
+};
+
+const char *volume_state_to_string(VolumeState s) {
+        return s < _VOLUME_STATE_MAX ? volume_state_table[s] : NULL;
+}
+
+static ManagedVolume *managed_volume_free(ManagedVolume *v) {
+        if (!v)
+                return NULL;
+        free(v->device);
+        free(v->object_path);
+        free(v->mapped_name);
+        free(v->state_reason);
+        free(v);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(ManagedVolume *, managed_volume_free);
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        polkit_queries_free(m);
+        for (size_t i = 0; i < m->n_volumes; i++)
+                managed_volume_free(m->volumes[i]);
+        free(m->volumes);
+        secure_free(m->vmk);
+        sd_bus_flush_close_unref(m->bus);
+        sd_event_unref(m->event);
+        config_done(&m->config);
+        free(m->config_path);
+        free(m->state_dir);
+        free(m->vmk_path);
+        free(m->volumes_dir);
+        free(m);
+        return NULL;
+}
+
+static void volume_set_state(ManagedVolume *v, VolumeState state, const char *reason) {
+        char *copy = reason ? strdup(reason) : NULL;
+
+        v->state = state;
+        free(v->state_reason);
+        v->state_reason = copy;
+        (void) volume_bus_emit_changed(v);
+}
+
+/* Re-reads the header and the token: what the bus shows about a volume is what is on disk. */
+static int managed_volume_refresh(ManagedVolume *v, Volume **ret) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        int r;
+
+        r = volume_load(v->device, &vol);
+        if (r == -ENOENT || r == -ENOTBLK)
+                r = -ENOMEDIUM;
+        if (r < 0) {
+                volume_set_state(v, VOLUME_UNAVAILABLE, strerror(-r));
+                return r;
+        }
+        if (!streq(vol->token.volume_uuid, v->uuid)) {
+                volume_set_state(v, VOLUME_UNAVAILABLE, "the device now holds another volume");
+                return -EXDEV;
+        }
+        v->vmk_id = vol->token.vmk_id;
+        for (size_t i = 0; i < _PROTECTOR_TYPE_MAX; i++) {
+                v->has[i] = vol->token.has[i];
+                v->key_ids[i] = vol->token.protectors[i].key_id;
+        }
+        memcpy(v->dra_fingerprint, vol->token.protectors[PROTECTOR_DRA].dra_fingerprint, sizeof(v->dra_fingerprint));
+        if (v->state == VOLUME_UNAVAILABLE)
+                volume_set_state(v, VOLUME_LOCKED, NULL);
+        if (ret)
+                *ret = TAKE_PTR(vol);
+        return 0;
+}
+
+static int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret) {
+        _cleanup_(managed_volume_freep) ManagedVolume *v = calloc(1, sizeof(ManagedVolume));
+        int r;
+
+        if (!v)
+                return -ENOMEM;
+        if (strlen(uuid) >= sizeof(v->uuid))
+                return -EINVAL;
+        v->manager = m;
+        snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
+        v->device = strdup(device);
+        if (!v->device || asprintf(&v->mapped_name, "sealvol-%s", uuid) < 0)
+                return -ENOMEM;
+        r = sd_bus_path_encode(SEALVOL_VOLUME_PATH_PREFIX, uuid, &v->object_path);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+static int manager_add_volume(Manager *m, ManagedVolume *v) {
+        ManagedVolume **a;
+
+        if (m->n_volumes >= MANAGED_VOLUMES_MAX)
+                return -E2BIG;
+        a = realloc(m->volumes, (m->n_volumes + 1) * sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        m->volumes = a;
+        m->volumes[m->n_volumes++] = v;
+        return 0;
+}
+
+ManagedVolume *manager_find_volume(Manager *m, const char *uuid) {
+        for (size_t i = 0; i < m->n_volumes; i++)
+                if (streq(m->volumes[i]->uuid, uuid))
+                        return m->volumes[i];
+        return NULL;
+}
+
+ManagedVolume *manager_find_volume_by_path(Manager *m, const char *path) {
+        for (size_t i = 0; i < m->n_volumes; i++)
+                if (streq(m->volumes[i]->object_path, path))
+                        return m->volumes[i];
+        return NULL;
+}
+
+static int registry_load(Manager *m) {
+        _cleanup_(closedirp) DIR *d = opendir(m->volumes_dir);
+        struct dirent *de;
+
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(d))) {
+                _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
+                _cleanup_free_ char *path = NULL, *device = NULL;
+                int r;
+
+                if (de->d_name[0] == '.' || strlen(de->d_name) != VOLUME_UUID_STRING_MAX - 1)
+                        continue;
+                if (asprintf(&path, "%s/%s", m->volumes_dir, de->d_name) < 0)
+                        return -ENOMEM;
+                r = read_file_full(path, DEVICE_PATH_MAX, &device, NULL);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to read %s, ignoring: %m", path);
+                        continue;
+                }
+                device[strcspn(device, "\n")] = '\0';
+                if (device[0] != '/') {
+                        log_warning("%s does not name a device, ignoring.", path);
+                        continue;
+                }
+                r = managed_volume_new(m, de->d_name, device, &v);
+                if (r < 0)
+                        return r;
+                (void) managed_volume_refresh(v, NULL);
+                r = manager_add_volume(m, v);
+                if (r < 0)
+                        return r;
+                TAKE_PTR(v);
+        }
+        return 0;
+}
+
+static int registry_add(Manager *m, const char *uuid, const char *device) {
+        _cleanup_free_ char *path = NULL, *content = NULL;
+
+        if (mkdir(m->volumes_dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        if (asprintf(&path, "%s/%s", m->volumes_dir, uuid) < 0 || asprintf(&content, "%s\n", device) < 0)
+                return -ENOMEM;
+        return write_file_atomic(path, content, strlen(content), 0600);
+}
+
+/* The kernel's device-mapper registers the misc device "device-mapper"; /dev/mapper/control can
+ * exist without it (a container, a package's tmpfiles), so the node proves nothing. */
+static bool device_mapper_available(void) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/misc", "re");
+        char line[128];
+
+        while (f && fgets(line, sizeof(line), f))
+                if (strstr(line, " device-mapper"))
+                        return true;
+        return false;
+}
+
+int manager_new(const char *config_path, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        if (!m)
+                return log_oom();
+        config_init(&m->config);
+        r = config_load(config_path, &m->config, &error);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "Invalid configuration: %s", strempty(error));
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the configuration: %m");
+
+        m->state_dir = strdup(m->config.state_directory ?: SEALVOL_STATEDIR);
+        if (!m->state_dir || asprintf(&m->vmk_path, "%s/vmk.sealed", m->state_dir) < 0 ||
+            asprintf(&m->volumes_dir, "%s/volumes", m->state_dir) < 0)
+                return log_oom();
+        if (mkdir(m->state_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Failed to create %s: %m", m->state_dir);
+
+        /* No device-mapper (a container, these build machines): unlocking verifies every key and
+         * says why nothing was mapped. */
+        m->device_mapper = device_mapper_available();
+
+        r = registry_load(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the volume registry %s: %m", m->volumes_dir);
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+/* ---- the VMK ---------------------------------------------------------------------------------- */
+
+static int tpm_open(Manager *m, Tpm2Context **ret) {
+        return tpm2_context_new(tpm2_tcti_select(m->config.tcti), ret);
+}
+
+int manager_ensure_vmk(Manager *m, bool create) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL;
+        VmkBlob blob;
+        int r;
+
+        if (m->vmk)
+                return 0;
+        r = tpm_open(m, &c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the TPM (%s): %m", tpm2_tcti_select(m->config.tcti));
+
+        if (access(m->vmk_path, F_OK) < 0 && errno == ENOENT && create) {
+                r = vmk_generate(&vmk);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to generate the VMK: %m");
+                r = vmk_seal_to_file(c, vmk, NULL, m->config.pcr_bank, m->config.pcr_mask, m->vmk_path, &blob);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to seal the new VMK to the TPM: %m");
+                log_info("Created the server's VMK %s.", guid_format(&blob.vmk_id, (char[GUID_STRING_MAX]) {}));
+        } else {
+                uint32_t changed = 0;
+
+                r = vmk_unseal_from_file(c, m->vmk_path, &vmk, &blob, &changed);
+                if (r == -ESTALE) {
+                        char pcrs[128];
+
+                        m->last_pcr_mismatch = changed;
+                        return log_error_errno(r, "The TPM refuses the VMK: PCR %s changed since it was sealed.",
+                                               tpm2_pcr_mask_to_string(changed, pcrs, sizeof(pcrs)));
+                }
+                if (r == -ENOENT)
+                        return log_error_errno(ENOPKG, "No VMK on this server yet (%s).", m->vmk_path);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to unseal the VMK from %s: %m", m->vmk_path);
+        }
+
+        m->vmk = TAKE_PTR(vmk);
+        m->vmk_id = blob.vmk_id;
+        m->last_pcr_mismatch = 0;
+        return 0;
+}
+
+int manager_reseal(Manager *m) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        int r;
+
+        if (!m->vmk)
+                return -ENOPKG;
+        r = tpm_open(m, &c);
+        if (r < 0)
+                return r;
+        r = vmk_seal_to_file(c, m->vmk, &m->vmk_id, m->config.pcr_bank, m->config.pcr_mask, m->vmk_path, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to reseal the VMK: %m");
+        m->last_pcr_mismatch = 0;
+        return 0;
+}
+
+/* ---- operations ------------------------------------------------------------------------------ */
+
+int manager_provision(Manager *m, const char *device, ManagedVolume **ret) {
+        _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        _cleanup_secure_ char *password = NULL;
+        X509 *cert = NULL;
+        char hostname[VOLUME_HOSTNAME_MAX + 1] = "";
+        int r;
+
+        r = manager_ensure_vmk(m, /* create= */ true);
+        if (r < 0)
+                return r;
+        if (m->config.dra_certificate) {
+                r = dra_cert_load_file(m->config.dra_certificate, &cert);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to load the DRA certificate %s: %m",
+                                               m->config.dra_certificate);
+        }
+        (void) gethostname(hostname, sizeof(hostname) - 1);
+
+        VolumeProvisionParams p = {
+                .vmk = m->vmk,
+                .vmk_id = m->vmk_id,
+                .hostname = hostname,
+                .dra_cert = cert,
+                .dra_extra_ekus = (const char *const *) m->config.dra_extra_ekus,
+                .recovery_iterations = m->config.recovery_kdf_iterations,
+        };
+        r = volume_provision(device, &p, &password, &vol);
+        X509_free(cert);
+        if (r < 0)
+                return log_error_errno(r, "Failed to provision %s: %m", device);
+
+        r = managed_volume_new(m, vol->token.volume_uuid, device, &v);
+        if (r < 0)
+                return r;
+        r = registry_add(m, v->uuid, device);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register volume %s: %m", v->uuid);
+        (void) managed_volume_refresh(v, NULL);
+        r = manager_add_volume(m, v);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(v);
+        (void) volume_bus_emit_added(*ret);
+        return 0;
+}
+
+static int open_with(ManagedVolume *v, Volume *vol, int (*open)(Volume *, const void *, const char *, uint32_t),
+                     const void *key) {
+        Manager *m = v->manager;
+        int r;
+
+        if (!m->device_mapper) {
+                r = open(vol, key, NULL, 0);
+                if (r >= 0)
+                        volume_set_state(v, VOLUME_VERIFIED,
+                                         "device-mapper is not available here: every key was verified, nothing mapped");
+                return r;
+        }
+        r = open(vol, key, v->mapped_name, 0);
+        if (r >= 0)
+                volume_set_state(v, VOLUME_UNLOCKED, NULL);
+        return r;
+}
+
+static int open_vmk(Volume *vol, const void *key, const char *name, uint32_t flags) {
+        const Manager *m = key;
+        return volume_open_vmk(vol, m->vmk, &m->vmk_id, name, flags);
+}
+
+static int open_recovery(Volume *vol, const void *key, const char *name, uint32_t flags) {
+        return volume_open_recovery(vol, key, name, flags, NULL);
+}
+
+int manager_unlock(Manager *m, ManagedVolume *v) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        char key_id[GUID_STRING_MAX], pcrs[128], reason[256];
+        int r;
+
+        r = managed_volume_refresh(v, &vol);
+        if (r < 0)
+                return r;
+        r = manager_ensure_vmk(m, /* create= */ false);
+        if (r >= 0)
+                r = open_with(v, vol, open_vmk, m);
+        if (r >= 0)
+                return 0;
+
+        /* The TPM path failed: a person must recover this volume. Say with which Key ID and why. */
+        guid_format(&v->key_ids[PROTECTOR_RECOVERY], key_id);
+        if (r == -ESTALE)
+                snprintf(reason, sizeof(reason), "PCR %s changed since the VMK was sealed",
+                         tpm2_pcr_mask_to_string(m->last_pcr_mismatch, pcrs, sizeof(pcrs)));
+        else
+                snprintf(reason, sizeof(reason), "%s", strerror(-r));
+        volume_set_state(v, VOLUME_RECOVERY_REQUIRED, reason);
+        log_error("Volume %s needs recovery (recovery Key ID %s): %s.", v->uuid, key_id, reason);
+        (void) sd_bus_emit_signal(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "RecoveryRequired", "osss",
+                                  v->object_path, v->uuid, key_id, reason);
+        return r;
+}
+
+int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed) {
+        unsigned opened = 0, failed = 0;
+
+        /* One unseal for all of them: manager_ensure_vmk() caches the VMK after the first. */
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                ManagedVolume *v = m->volumes[i];
+
+                if (v->state == VOLUME_UNLOCKED || v->state == VOLUME_VERIFIED) {
+                        opened++;
+                        continue;
+                }
+                if (manager_unlock(m, v) >= 0)
+                        opened++;
+                else
+                        failed++;
+        }
+        *ret_opened = opened;
+        *ret_failed = failed;
+        return failed == 0 ? 0 : -ESTALE;
+}
+
+int manager_lock(Manager *m, ManagedVolume *v) {
+        int r;
+
+        if (m->device_mapper && v->state == VOLUME_UNLOCKED) {
+                r = crypt_deactivate(NULL, v->mapped_name);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to close %s: %m", v->mapped_name);
+        }
+        volume_set_state(v, VOLUME_LOCKED, NULL);
+        return 0;
+}
+
+int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, unsigned *ret_bad_block,
+                            Guid *ret_new_key_id) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        _cleanup_secure_ uint8_t *recovered = NULL;
+        _cleanup_secure_ char *new_password = NULL;
+        Guid recovered_id;
+        int r;
+
+        r = managed_volume_refresh(v, &vol);
+        if (r < 0)
+                return r;
+        /* A typo is reported before any KDF runs, with its block. */
+        r = volume_open_recovery(vol, password, NULL, 0, ret_bad_block);
+        if (r < 0)
+                return r == -ENOENT ? -ENOKEY : r;
+        r = open_with(v, vol, open_recovery, password);
+        if (r < 0)
+                return r;
+
+        /* The recovery password also gives back the VMK the volume is bound to: with it the TPM can
+         * be resealed and the other volumes opened. */
+        if (!m->vmk && volume_recover_vmk(vol, password, &recovered, &recovered_id, NULL) >= 0) {
+                m->vmk = TAKE_PTR(recovered);
+                m->vmk_id = recovered_id;
+                log_info("VMK %s recovered with the recovery password of %s.",
+                         guid_format(&recovered_id, (char[GUID_STRING_MAX]) {}), v->uuid);
+        }
+
+        /* Used once, shown to a person: replaced now (DESIGN.md, "Rotate after use"). */
+        if (!m->vmk || !guid_equal(&m->vmk_id, &vol->token.vmk_id))
+                return log_warning_errno(ENOPKG, "Volume %s opened, but its recovery password cannot be rotated "
+                                                 "without its VMK.", v->uuid);
+        r = volume_rotate_recovery(vol, m->vmk, &m->vmk_id, m->config.recovery_kdf_iterations, NULL, NULL,
+                                   &new_password);
+        if (r < 0)
+                return log_error_errno(r, "Failed to rotate the recovery password of %s: %m", v->uuid);
+        (void) managed_volume_refresh(v, NULL);
+        if (ret_new_key_id)
+                *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
+        return 0;
+}
+
+int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        int r;
+
+        r = managed_volume_refresh(v, &vol);
+        if (r < 0)
+                return r;
+        r = manager_ensure_vmk(m, /* create= */ false);
+        if (r < 0)
+                return r;
+        r = volume_read_recovery_password(vol, m->vmk, &m->vmk_id, ret_password);
+        return r == -ENOENT ? -ENOKEY : r;
+}
+
+int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        _cleanup_secure_ char *password = NULL;
+        int r;
+
+        r = managed_volume_refresh(v, &vol);
+        if (r < 0)
+                return r;
+        r = manager_ensure_vmk(m, /* create= */ false);
+        if (r < 0)
+                return r;
+        r = volume_rotate_recovery(vol, m->vmk, &m->vmk_id, m->config.recovery_kdf_iterations, NULL, NULL,
+                                   &password);
+        if (r < 0)
+                return r;
+        (void) managed_volume_refresh(v, NULL);
+        *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
+        return 0;
+}

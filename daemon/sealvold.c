@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sealvold.c: the sealvol daemon: owns org.sealvol1 on the system bus, unlocks every volume of this
+ * server from one TPM unseal, and serves provisioning, recovery and status (docs/bus-api.md).
+ *
+ *   sealvold [--config PATH] [--no-unlock]
+ *
+ * The bus is the system bus (DBUS_SYSTEM_BUS_ADDRESS selects another, as tests do); the TPM is the
+ * configured TCTI or SEALVOL_TCTI.
+ */
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "sealvold.h"
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void) userdata;
+        (void) si;
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static void help(void) {
+        printf("sealvold [OPTIONS...]\n\n"
+               "The sealvol daemon: unlocks this server's volumes from one TPM unseal and serves\n"
+               "org.sealvol1 on the system bus.\n\n"
+               "  -h --help          Show this help\n"
+               "     --version       Show the version\n"
+               "     --config PATH   Configuration file (default " CONFIG_PATH_DEFAULT ")\n"
+               "     --no-unlock     Do not unlock the volumes at start\n");
+}
+
+static int run(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_NO_UNLOCK };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "no-unlock", no_argument, NULL, ARG_NO_UNLOCK },
+                {},
+        };
+        _cleanup_(manager_freep) Manager *m = NULL;
+        const char *config = NULL;
+        bool unlock = true;
+        unsigned opened = 0, failed = 0;
+        sigset_t mask;
+        int c, r;
+
+        log_parse_environment();
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("sealvold %s\n", PACKAGE_VERSION);
+                        return 0;
+                case ARG_CONFIG:
+                        config = optarg;
+                        break;
+                case ARG_NO_UNLOCK:
+                        unlock = false;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+        if (optind < argc)
+                return log_error_errno(EINVAL, "Unexpected argument: %s", argv[optind]);
+
+        /* It holds the VMK: no core dumps, no ptrace by non-root, nothing to leak. */
+        if (prctl(PR_SET_DUMPABLE, 0) < 0)
+                return log_error_errno(errno, "Failed to make the daemon non-dumpable: %m");
+
+        r = manager_new(config, &m);
+        if (r < 0)
+                return r;
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the event loop: %m");
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Failed to block signals: %m");
+        if (sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, NULL) < 0 ||
+            sd_event_add_signal(m->event, NULL, SIGINT, on_signal, NULL) < 0)
+                return log_error_errno(EIO, "Failed to watch SIGTERM/SIGINT.");
+
+        r = sd_bus_open_system(&m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the system bus: %m");
+        r = manager_bus_setup(m);
+        if (r < 0)
+                return r;
+        r = sd_bus_request_name(m->bus, SEALVOL_BUS_NAME, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to acquire the bus name %s: %m", SEALVOL_BUS_NAME);
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+
+        /* The boot's job: every volume of this server, from one unseal. A volume that does not open
+         * stays closed and is reported; the daemon still comes up. */
+        if (unlock && m->n_volumes > 0) {
+                (void) manager_unlock_all(m, &opened, &failed);
+                log_info("Unlocked %u of %zu volumes%s.", opened, m->n_volumes,
+                         failed > 0 ? "; the others need recovery" : "");
+        }
+
+        (void) sd_notifyf(false, "READY=1\nSTATUS=%u volumes, %u open, %u need recovery", (unsigned) m->n_volumes,
+                          opened, failed);
+
+        r = sd_event_loop(m->event);
+        (void) sd_notify(false, "STOPPING=1");
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        return run(argc, argv) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sealvold.h: the daemon's state: the configuration, the server's VMK (once unsealed), and the
+ * volumes of this server, each with its bus object (docs/bus-api.md).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+#include "guid.h"
+#include "vmk.h"
+#include "volume.h"
+
+#define SEALVOL_BUS_NAME "org.sealvol1"
+#define SEALVOL_MANAGER_PATH "/org/sealvol1"
+#define SEALVOL_VOLUME_PATH_PREFIX "/org/sealvol1/volume"
+#define SEALVOL_MANAGER_INTERFACE "org.sealvol1.Manager"
+#define SEALVOL_VOLUME_INTERFACE "org.sealvol1.Volume"
+#define MANAGED_VOLUMES_MAX 1024u
+#define DEVICE_PATH_MAX 4096u
+#define POLKIT_QUERIES_MAX 256u
+
+typedef enum VolumeState {
+        VOLUME_LOCKED,
+        VOLUME_UNLOCKED,          /* mapped through device-mapper */
+        VOLUME_VERIFIED,          /* every key checked; not mapped (no device-mapper here) */
+        VOLUME_RECOVERY_REQUIRED, /* the TPM path failed: a person must recover it */
+        VOLUME_UNAVAILABLE,       /* the device is missing or its header unreadable */
+        _VOLUME_STATE_MAX,
+} VolumeState;
+
+const char *volume_state_to_string(VolumeState s);
+
+typedef struct Manager Manager;
+
+typedef struct ManagedVolume {
+        Manager *manager;
+        char uuid[VOLUME_UUID_STRING_MAX];
+        char *device;
+        char *object_path;
+        char *mapped_name;
+        VolumeState state;
+        char *state_reason;
+        /* From the token, refreshed on every load: what status shows without any key. */
+        Guid vmk_id;
+        Guid key_ids[_PROTECTOR_TYPE_MAX];
+        bool has[_PROTECTOR_TYPE_MAX];
+        uint8_t dra_fingerprint[32];
+} ManagedVolume;
+
+typedef struct PolkitQuery PolkitQuery;
+
+struct Manager {
+        Config config;
+        char *config_path;
+        char *state_dir;
+        char *vmk_path;
+        char *volumes_dir;
+        sd_event *event;
+        sd_bus *bus;
+        ManagedVolume **volumes;
+        size_t n_volumes;
+        /* The VMK, once unsealed (or recovered), in secure memory for the daemon's life: hot-plugged
+         * volumes open without another TPM operation. */
+        uint8_t *vmk;
+        Guid vmk_id;
+        uint32_t last_pcr_mismatch;
+        PolkitQuery **polkit_queries;
+        size_t n_polkit_queries;
+        bool device_mapper;
+};
+
+int manager_new(const char *config_path, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+int manager_start(Manager *m);
+
+ManagedVolume *manager_find_volume(Manager *m, const char *uuid);
+ManagedVolume *manager_find_volume_by_path(Manager *m, const char *path);
+
+/* The operations; each returns -errno, for the bus layer to turn into an error. */
+int manager_ensure_vmk(Manager *m, bool create);
+int manager_provision(Manager *m, const char *device, ManagedVolume **ret);
+int manager_unlock(Manager *m, ManagedVolume *v);
+int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed);
+int manager_lock(Manager *m, ManagedVolume *v);
+int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, unsigned *ret_bad_block,
+                            Guid *ret_new_key_id);
+int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
+int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id);
+int manager_reseal(Manager *m);
+
+/* sealvold-bus.c */
+int manager_bus_setup(Manager *m);
+int volume_bus_emit_changed(ManagedVolume *v);
+int volume_bus_emit_added(ManagedVolume *v);
+
+/* sealvold-polkit.c: 1 authorised, 0 pending (the message is dispatched again when polkit answers),
+ * -EACCES denied. Root passes without polkit; no polkit on the bus means denied. */
+int polkit_check(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error);
+void polkit_queries_free(Manager *m);
+
+/* sealvold-audit.c: one structured record per sensitive operation; never a secret. */
+void audit_record(sd_bus_message *message, const char *operation, const ManagedVolume *v, int result,
+                  const char *detail);
