@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * daemon-fixture.h: sealvold for one test: its own swtpm, its own private system bus, its own state
+ * directory and configuration, started as a child and stopped by PID. "Reboot" restarts the TPM
+ * (PCRs reset) and the daemon on the same state, as a server reboot does.
+ */
+#pragma once
+
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+
+#include "bus-fixture.h"
+#include "macro.h"
+#include "swtpm-fixture.h"
+
+typedef struct DaemonFixture {
+        char *dir;
+        char *config_path;
+        char *state_dir;
+        char *log_path;
+        SwtpmFixture *tpm;
+        BusFixture *bus;
+        pid_t pid;
+} DaemonFixture;
+
+/* Starts swtpm, the bus and sealvold (from $SEALVOLD) with extra_config appended to the generated
+ * configuration ([TPM] TCTI, [Paths] StateDirectory and [Recovery] KDFIterations=1000 are set). */
+int daemon_fixture_new(const char *name, const char *extra_config, DaemonFixture **ret);
+DaemonFixture *daemon_fixture_free(DaemonFixture *f);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DaemonFixture *, daemon_fixture_free);
+
+int daemon_fixture_start(DaemonFixture *f);
+/* -EPROTO if the daemon did not exit cleanly (a sanitizer report, a leak, a crash): see its log. */
+int daemon_fixture_stop(DaemonFixture *f);
+/* Stops the daemon, reboots the TPM, starts the daemon. */
+int daemon_fixture_reboot(DaemonFixture *f);
+/* A new image file of the default size in the fixture's directory. */
+int daemon_fixture_new_image(DaemonFixture *f, const char *name, char **ret_path);

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-daemon.c: sealvold on a private bus with swtpm: provisioning, the boot's unlock-all after a
+ * reboot, a changed PCR 7 and recovery with its rotation and reseal, authorisation (root passes,
+ * nobody is refused without polkit), malformed calls, concurrent clients, and the audit trail.
+ */
+
+#include <grp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <systemd/sd-bus.h>
+
+#include <cmocka.h>
+
+#include "bus-errors.h"
+#include "daemon-fixture.h"
+#include "recovery.h"
+#include "secmem.h"
+#include "test-util.h"
+#include "volume.h"
+
+#define N_VOLUMES 3
+#define N_CLIENTS 20
+#define NOBODY 65534
+
+typedef struct Fixture {
+        DaemonFixture *d;
+        sd_bus *bus;
+        char *images[N_VOLUMES];
+        char *paths[N_VOLUMES];
+} Fixture;
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof(*f));
+
+        if (!f || daemon_fixture_new("test-daemon", NULL, &f->d) < 0 || sd_bus_open_system(&f->bus) < 0)
+                return -1;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        pid_t pid = f->d->pid;
+        int r;
+
+        sd_bus_flush_close_unref(f->bus);
+        r = daemon_fixture_stop(f->d);
+        if (r < 0) {
+                _cleanup_free_ char *log = test_read_file(f->d->log_path);
+                fprintf(stderr, "sealvold did not stop cleanly (%s); its log:\n%s\n", strerror(-r), strempty(log));
+        }
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                free(f->images[i]);
+                free(f->paths[i]);
+        }
+        daemon_fixture_free(f->d);
+        free(f);
+        return r < 0 || (pid > 0 && kill(pid, 0) == 0) ? -1 : 0;
+}
+
+/* After a daemon restart the old connection is fine, but cached names are not: reconnect. */
+static void reconnect(Fixture *f) {
+        f->bus = sd_bus_flush_close_unref(f->bus);
+        assert_int_equal(sd_bus_open_system(&f->bus), 0);
+}
+
+static void provision_all(Fixture *f) {
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                sd_bus_message *reply = NULL;
+                const char *path, *key_id;
+                char name[32];
+
+                snprintf(name, sizeof(name), "disk%zu.img", i);
+                assert_int_equal(daemon_fixture_new_image(f->d, name, &f->images[i]), 0);
+                assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                                    "ProvisionVolume", &error, &reply, "st", f->images[i], UINT64_C(0)) >= 0);
+                assert_true(sd_bus_message_read(reply, "os", &path, &key_id) >= 0);
+                assert_int_equal(strlen(key_id), 36);
+                f->paths[i] = strdup(path);
+                sd_bus_message_unref(reply);
+        }
+}
+
+static char *get_string(Fixture *f, const char *path, const char *property) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *s = NULL;
+
+        assert_true(sd_bus_get_property_string(f->bus, "org.sealvol1", path, "org.sealvol1.Volume", property, &error,
+                                                    &s) >= 0);
+        return s;
+}
+
+static void assert_state(Fixture *f, size_t i, const char *state) {
+        _cleanup_free_ char *s = get_string(f, f->paths[i], "State");
+        assert_string_equal(s, state);
+}
+
+static char *read_password(Fixture *f, size_t i) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *pw, *key_id;
+        char *copy;
+
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[i], "org.sealvol1.Volume",
+                                            "GetRecoveryPassword", &error, &reply, "") >= 0);
+        assert_true(sd_bus_message_read(reply, "ss", &pw, &key_id) >= 0);
+        copy = strdup(pw);
+        sd_bus_message_unref(reply);
+        return copy;
+}
+
+static void test_provision_reboot_unlock_all(void **state) {
+        Fixture *f = *state;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint32_t opened = 0, failed = 0;
+        size_t n = 0;
+
+        provision_all(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "locked");
+
+        /* The passwords the daemon hands out open the volumes (checked with the library, not the daemon). */
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                _cleanup_free_ char *pw = read_password(f, i);
+                _cleanup_(volume_freep) Volume *v = NULL;
+
+                assert_int_equal(volume_load(f->images[i], &v), 0);
+                assert_true(volume_open_recovery(v, pw, NULL, 0, NULL) >= 0);
+        }
+
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "UnlockAll",
+                                            &error, &reply, "t", UINT64_C(0)) >= 0);
+        assert_true(sd_bus_message_read(reply, "uu", &opened, &failed) >= 0);
+        reply = sd_bus_message_unref(reply);
+        assert_int_equal(opened, N_VOLUMES);
+        assert_int_equal(failed, 0);
+
+        /* A reboot: the daemon unlocks every volume at start (verified: no device-mapper here). */
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                            "ListVolumes", &error, &reply, "") >= 0);
+        assert_int_equal(sd_bus_message_enter_container(reply, 'a', "(ssso)"), 1);
+        while (sd_bus_message_skip(reply, "(ssso)") > 0)
+                n++;
+        sd_bus_message_unref(reply);
+        assert_int_equal(n, N_VOLUMES);
+}
+
+static void test_changed_pcr_recovery_reseal(void **state) {
+        Fixture *f = *state;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        _cleanup_free_ char *pw = NULL, *old_id = NULL, *reason = NULL, *typo = NULL;
+        const char *st, *new_id;
+        uint32_t count = 0;
+
+        provision_all(f);
+        pw = read_password(f, 0);
+        old_id = get_string(f, f->paths[0], "RecoveryKeyId");
+
+        /* A firmware update: PCR 7 changes before the next boot. */
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
+        assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "recovery-required");
+        reason = get_string(f, f->paths[0], "StateReason");
+        assert_non_null(strstr(reason, "PCR 7"));
+        assert_true(sd_bus_get_property_trivial(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                                     "RecoveryRequiredCount", &error, 'u', &count) >= 0);
+        assert_int_equal(count, N_VOLUMES);
+
+        /* A typo: the block is named, nothing changes. */
+        typo = strdup(pw);
+        typo[2 * 7 + 3] = typo[2 * 7 + 3] == '0' ? '1' : '0';
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume",
+                                       "UnlockWithRecoveryPassword", &error, &reply, "st", typo, UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_RECOVERY_PASSWORD_TYPO);
+        assert_non_null(strstr(error.message, "Block 3"));
+        sd_bus_error_free(&error);
+
+        /* The right password: opened, the VMK recovered, the password rotated. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume",
+                                            "UnlockWithRecoveryPassword", &error, &reply, "st", pw, UINT64_C(0)) >= 0);
+        assert_true(sd_bus_message_read(reply, "ss", &st, &new_id) >= 0);
+        assert_string_equal(st, "verified");
+        assert_string_not_equal(new_id, old_id);
+        reply = sd_bus_message_unref(reply);
+
+        /* Reseal to the new PCR 7, reboot: everything opens from the TPM again. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
+                                            &error, NULL, "t", UINT64_C(0)) >= 0);
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
+        assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+
+        /* The old password was rotated away: it no longer opens. */
+        _cleanup_(volume_freep) Volume *v = NULL;
+        assert_int_equal(volume_load(f->images[0], &v), 0);
+        assert_int_equal(volume_open_recovery(v, pw, NULL, 0, NULL), -EPERM);
+
+        /* The audit trail has the recovery and the reseal, and never the password. */
+        _cleanup_free_ char *log = test_read_file(f->d->log_path);
+        assert_non_null(log);
+        assert_non_null(strstr(log, "OPERATION=unlock-recovery-password"));
+        assert_non_null(strstr(log, "OPERATION=reseal"));
+        assert_non_null(strstr(log, "MESSAGE_ID=5b7f0c1e9a4d4e2b8c3f6a1d2e9b7c40"));
+        assert_null(strstr(log, pw));
+}
+
+/* As nobody: status is public; every change and every secret is refused (no polkit here). */
+static int nobody_calls(Fixture *f) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        sd_bus *bus = NULL;
+        char *state = NULL;
+        int failures = 0;
+
+        if (sd_bus_open_system(&bus) < 0)
+                return 100;
+        if (sd_bus_call_method(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ListVolumes", &error,
+                               &reply, "") < 0)
+                failures |= 1;
+        reply = sd_bus_message_unref(reply);
+        if (sd_bus_get_property_string(bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume", "State", &error,
+                                       &state) < 0)
+                failures |= 2;
+        free(state);
+        if (sd_bus_call_method(bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume", "GetRecoveryPassword", &error,
+                               &reply, "") >= 0 ||
+            !sd_bus_error_has_name(&error, SD_BUS_ERROR_ACCESS_DENIED))
+                failures |= 4;
+        sd_bus_error_free(&error);
+        if (sd_bus_call_method(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ProvisionVolume", &error,
+                               &reply, "st", f->images[0], UINT64_C(0)) >= 0 ||
+            !sd_bus_error_has_name(&error, SD_BUS_ERROR_ACCESS_DENIED))
+                failures |= 8;
+        sd_bus_error_free(&error);
+        if (sd_bus_call_method(bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume", "RotateRecoveryPassword", &error,
+                               &reply, "") >= 0 ||
+            !sd_bus_error_has_name(&error, SD_BUS_ERROR_ACCESS_DENIED))
+                failures |= 16;
+        sd_bus_error_free(&error);
+        sd_bus_flush_close_unref(bus);
+        return failures;
+}
+
+static void test_unprivileged_caller(void **state) {
+        Fixture *f = *state;
+        int status;
+        pid_t pid;
+
+        provision_all(f);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
+                        _exit(101);
+                _exit(nobody_calls(f));
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_malformed_calls(void **state) {
+        Fixture *f = *state;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        _cleanup_free_ char *huge = malloc(100000);
+
+        provision_all(f);
+        assert_non_null(huge);
+        memset(huge, 'x', 99999);
+        huge[99999] = '\0';
+
+        struct {
+                const char *path, *interface, *member, *types;
+                const char *arg;
+                const char *expected;
+        } cases[] = {
+                { "/org/sealvol1", "org.sealvol1.Manager", "ProvisionVolume", "st", "relative.img", SD_BUS_ERROR_INVALID_ARGS },
+                { "/org/sealvol1", "org.sealvol1.Manager", "ProvisionVolume", "st", huge, SD_BUS_ERROR_INVALID_ARGS },
+                { "/org/sealvol1", "org.sealvol1.Manager", "GetVolume", "s", "no-such-uuid", BUS_ERROR_NO_SUCH_VOLUME },
+                { "/org/sealvol1", "org.sealvol1.Manager", "GetVolume", "u", NULL, SD_BUS_ERROR_INVALID_ARGS },
+                { "/org/sealvol1/volume/_3nope", "org.sealvol1.Volume", "Unlock", "t", NULL, SD_BUS_ERROR_UNKNOWN_OBJECT },
+                { "/org/sealvol1", "org.sealvol1.Manager", "NoSuchMethod", "", NULL, SD_BUS_ERROR_UNKNOWN_METHOD },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                int r;
+
+                if (streq(cases[i].types, "st"))
+                        r = sd_bus_call_method(f->bus, "org.sealvol1", cases[i].path, cases[i].interface,
+                                               cases[i].member, &error, &reply, "st", cases[i].arg, UINT64_C(0));
+                else if (streq(cases[i].types, "s"))
+                        r = sd_bus_call_method(f->bus, "org.sealvol1", cases[i].path, cases[i].interface,
+                                               cases[i].member, &error, &reply, "s", cases[i].arg);
+                else if (streq(cases[i].types, "u"))
+                        r = sd_bus_call_method(f->bus, "org.sealvol1", cases[i].path, cases[i].interface,
+                                               cases[i].member, &error, &reply, "u", 7u);
+                else if (streq(cases[i].types, "t"))
+                        r = sd_bus_call_method(f->bus, "org.sealvol1", cases[i].path, cases[i].interface,
+                                               cases[i].member, &error, &reply, "t", UINT64_C(0));
+                else
+                        r = sd_bus_call_method(f->bus, "org.sealvol1", cases[i].path, cases[i].interface,
+                                               cases[i].member, &error, &reply, "");
+                assert_true(r < 0);
+                if (!sd_bus_error_has_name(&error, cases[i].expected))
+                        fail_msg("case %zu: %s: got %s (%s)", i, cases[i].member, error.name, error.message);
+                sd_bus_error_free(&error);
+        }
+
+        /* Unknown flags are refused, and the daemon still serves. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume", "Unlock", &error,
+                                       &reply, "t", UINT64_C(1) << 40) < 0);
+        assert_true(sd_bus_error_has_name(&error, SD_BUS_ERROR_INVALID_ARGS));
+        sd_bus_error_free(&error);
+        assert_state(f, 0, "locked");
+}
+
+static void test_concurrent_clients(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *expected = NULL;
+        pid_t pids[N_CLIENTS];
+
+        provision_all(f);
+        expected = read_password(f, 1);
+        for (size_t i = 0; i < N_CLIENTS; i++) {
+                pids[i] = fork();
+                assert_true(pids[i] >= 0);
+                if (pids[i] == 0) {
+                        sd_bus_error error = SD_BUS_ERROR_NULL;
+                        sd_bus_message *reply = NULL;
+                        const char *pw, *id;
+                        sd_bus *bus = NULL;
+
+                        if (sd_bus_open_system(&bus) < 0 ||
+                            sd_bus_call_method(bus, "org.sealvol1", f->paths[1], "org.sealvol1.Volume",
+                                               "GetRecoveryPassword", &error, &reply, "") < 0 ||
+                            sd_bus_message_read(reply, "ss", &pw, &id) < 0 || !streq(pw, expected))
+                                _exit(1);
+                        _exit(0);
+                }
+        }
+        for (size_t i = 0; i < N_CLIENTS; i++) {
+                int status;
+
+                assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+                assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_provision_reboot_unlock_all, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_changed_pcr_recovery_reseal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_unprivileged_caller, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_malformed_calls, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
+        };
+
+        test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
+        test_require(test_have_executable("dbus-daemon"), "dbus-daemon (Debian package dbus)");
+        test_require(!isempty(getenv("SEALVOLD")), "SEALVOLD (the path of the sealvold under test)");
+        test_require(geteuid() == 0, "root (the daemon test switches to an unprivileged user)");
+        sd_bus_error_add_map(sealvol_bus_errors);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
