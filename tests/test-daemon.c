@@ -5,6 +5,7 @@
  * nobody is refused without polkit), malformed calls, concurrent clients, and the audit trail.
  */
 
+#include <fcntl.h>
 #include <grp.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -370,6 +371,97 @@ static void test_concurrent_clients(void **state) {
         }
 }
 
+/* Runs sealvolctl with args (as uid), input on stdin; returns its exit code, output in *ret_output. */
+static int ctl(Fixture *f, uid_t uid, const char *input, char **ret_output, const char *const *args) {
+        _cleanup_free_ char *out = path_join(f->d->dir, "ctl.out");
+        char *argv[16] = { getenv("SEALVOLCTL") };
+        int fds[2], status;
+        size_t n = 1;
+        pid_t pid;
+
+        for (; args[n - 1] && n < ELEMENTSOF(argv) - 1; n++)
+                argv[n] = (char *) args[n - 1];
+        argv[n] = NULL;
+        assert_int_equal(pipe2(fds, O_CLOEXEC), 0); /* the child must not hold the write end open */
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+
+                if (o < 0 || dup2(fds[0], STDIN_FILENO) < 0 || dup2(o, STDOUT_FILENO) < 0 || dup2(o, STDERR_FILENO) < 0)
+                        _exit(120);
+                if (uid != 0 && (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
+                        _exit(121);
+                execv(argv[0], argv);
+                _exit(122);
+        }
+        close(fds[0]);
+        if (input)
+                assert_true(write(fds[1], input, strlen(input)) == (ssize_t) strlen(input));
+        close(fds[1]);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        *ret_output = test_read_file(out);
+        assert_non_null(*ret_output);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+#define CTL(f, uid, input, out, ...) ctl(f, uid, input, out, (const char *const[]) { __VA_ARGS__, NULL })
+
+static void test_sealvolctl(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *out = NULL, *uuid = NULL, *password = NULL, *typo = NULL;
+        char *p, *line;
+
+        assert_int_equal(daemon_fixture_new_image(f->d, "ctl.img", &image), 0);
+
+        /* Provisioning shows the recovery password and its Key ID, as BitLocker does. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "provision", image), 0);
+        p = strstr(out, "Recovery password: ");
+        assert_non_null(p);
+        password = strndup(p + strlen("Recovery password: "), RECOVERY_PASSWORD_LEN);
+        assert_non_null(strstr(out, "Recovery Key ID: "));
+        free(out);
+
+        /* status: the table, and --json for tools; nobody may read it. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, image));
+        assert_non_null(strstr(out, "locked"));
+        line = strstr(out, "\n\n");
+        assert_non_null(line);
+        uuid = strndup(strchr(line + 2, '\n') + 1, 36);
+        free(out);
+        assert_int_equal(CTL(f, NOBODY, NULL, &out, "--json", "list"), 0);
+        assert_non_null(strstr(out, "\"uuid\":\""));
+        assert_non_null(strstr(out, uuid));
+        free(out);
+
+        /* Secrets need authorisation: nobody gets exit code 3. */
+        assert_int_equal(CTL(f, NOBODY, NULL, &out, "recovery", "show", uuid), 3);
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "recovery", "show", image), 0);
+        assert_non_null(strstr(out, password));
+        free(out);
+
+        /* Recovery reads the password from stdin (never argv): a typo names its block (exit 5). */
+        typo = strdup(password);
+        typo[0] = typo[0] == '0' ? '1' : '0';
+        assert_int_equal(CTL(f, 0, typo, &out, "recover", uuid), 5);
+        assert_non_null(strstr(out, "Block 1"));
+        free(out);
+        assert_int_equal(CTL(f, 0, password, &out, "recover", uuid), 0);
+        assert_non_null(strstr(out, "has been replaced"));
+        free(out);
+        assert_int_equal(CTL(f, 0, password, &out, "recover", uuid), 5);
+        free(out);
+
+        /* Unknown volume 4, unknown verb 2. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "recovery", "show", "no-such-volume"), 4);
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "frobnicate"), 2);
+        free(out);
+        out = NULL;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_provision_reboot_unlock_all, setup, teardown),
@@ -377,11 +469,13 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unprivileged_caller, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_malformed_calls, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
         test_require(test_have_executable("dbus-daemon"), "dbus-daemon (Debian package dbus)");
         test_require(!isempty(getenv("SEALVOLD")), "SEALVOLD (the path of the sealvold under test)");
+        test_require(!isempty(getenv("SEALVOLCTL")), "SEALVOLCTL (the path of the sealvolctl under test)");
         test_require(geteuid() == 0, "root (the daemon test switches to an unprivileged user)");
         sd_bus_error_add_map(sealvol_bus_errors);
         return cmocka_run_group_tests(tests, NULL, NULL);

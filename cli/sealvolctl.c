@@ -1,0 +1,583 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sealvolctl.c: the administrator's CLI, a thin client of org.sealvol1 (docs/sealvolctl.md).
+ *
+ * Tables for people, --json for tools, exit codes by error class, and secrets only from the
+ * terminal (no echo) or stdin, never from the command line.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <systemd/sd-bus.h>
+
+#include "build-config.h"
+#include "bus-errors.h"
+#include "log.h"
+#include "recovery.h"
+#include "secmem.h"
+
+#define BUS_NAME "org.sealvol1"
+#define MANAGER_PATH "/org/sealvol1"
+#define MANAGER_IFACE "org.sealvol1.Manager"
+#define VOLUME_IFACE "org.sealvol1.Volume"
+#define SECRET_INPUT_MAX 512
+
+/* Exit codes (docs/sealvolctl.md): one per class of failure a script may want to tell apart. */
+enum {
+        EXIT_OK = 0,
+        EXIT_FAILED = 1,
+        EXIT_USAGE = 2,
+        EXIT_DENIED = 3,
+        EXIT_NOT_FOUND = 4,
+        EXIT_WRONG_KEY = 5,
+        EXIT_TPM = 6,
+        EXIT_DAMAGED = 7,
+        EXIT_RECOVERY_REQUIRED = 8,
+        EXIT_NO_DAEMON = 9,
+};
+
+static bool arg_json = false;
+static bool arg_quiet = false;
+static bool arg_all = false;
+static bool arg_stdin = false;
+
+static int exit_code_for(const sd_bus_error *error, int r) {
+        if (sd_bus_error_has_names(error, SD_BUS_ERROR_ACCESS_DENIED, SD_BUS_ERROR_AUTH_FAILED,
+                                   SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
+                return EXIT_DENIED;
+        if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+                return EXIT_NO_DAEMON;
+        switch (r < 0 ? -r : r) {
+        case ENOENT:
+        case ENOMEDIUM:
+                return EXIT_NOT_FOUND;
+        case EPERM:
+        case EDOM:
+        case ERANGE:
+        case EKEYREJECTED:
+                return EXIT_WRONG_KEY;
+        case ENODEV:
+        case ENXIO:
+        case ESTALE:
+        case ENOLCK:
+        case ENOPKG:
+                return EXIT_TPM;
+        case EBADMSG:
+        case EPROTONOSUPPORT:
+        case EMEDIUMTYPE:
+        case ENOMSG:
+        case EXDEV:
+        case EUCLEAN:
+                return EXIT_DAMAGED;
+        case EINVAL:
+                return EXIT_USAGE;
+        default:
+                return EXIT_FAILED;
+        }
+}
+
+static int fail(const sd_bus_error *error, int r, const char *what) {
+        if (error && sd_bus_error_is_set(error))
+                fprintf(stderr, "%s: %s\n", what, error->message);
+        else
+                fprintf(stderr, "%s: %s\n", what, strerror(r < 0 ? -r : r));
+        return exit_code_for(error, r);
+}
+
+static int bus_connect(sd_bus **ret) {
+        int r = sd_bus_open_system(ret);
+
+        if (r < 0) {
+                fprintf(stderr, "Failed to connect to the system bus: %s\n", strerror(-r));
+                return EXIT_NO_DAEMON;
+        }
+        (void) sd_bus_set_allow_interactive_authorization(*ret, isatty(STDIN_FILENO));
+        return 0;
+}
+
+/* UUID or device path (as listed) -> object path. */
+static int resolve_volume(sd_bus *bus, const char *what, char **ret_path, char **ret_uuid) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *uuid, *device, *state, *path;
+        int r, found = 0;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListVolumes", &error, &reply, "");
+        if (r < 0) {
+                r = fail(&error, r, "Failed to list volumes");
+                sd_bus_error_free(&error);
+                return -r;
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "(ssso)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(ssso)", &uuid, &device, &state, &path)) > 0)
+                if (streq(uuid, what) || streq(device, what)) {
+                        *ret_path = strdup(path);
+                        if (ret_uuid)
+                                *ret_uuid = strdup(uuid);
+                        found = 1;
+                        break;
+                }
+        sd_bus_message_unref(reply);
+        if (!found) {
+                fprintf(stderr, "No sealvol volume %s on this server.\n", what);
+                return -EXIT_NOT_FOUND;
+        }
+        return 0;
+}
+
+static const char *volume_prop(sd_bus *bus, const char *path, const char *property, char **buf) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        free(*buf);
+        *buf = NULL;
+        if (sd_bus_get_property_string(bus, BUS_NAME, path, VOLUME_IFACE, property, &error, buf) < 0) {
+                sd_bus_error_free(&error);
+                return "";
+        }
+        return *buf;
+}
+
+static void json_string(const char *s) {
+        putchar('"');
+        for (; *s; s++)
+                if (*s == '"' || *s == '\\')
+                        printf("\\%c", *s);
+                else if ((unsigned char) *s < 0x20)
+                        printf("\\u%04x", *s);
+                else
+                        putchar(*s);
+        putchar('"');
+}
+
+static int verb_status(sd_bus *bus, bool summary) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *uuid, *device, *state, *path;
+        char *key = NULL, *reason = NULL;
+        uint32_t count = 0, recovery = 0;
+        bool first = true;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListVolumes", &error, &reply, "");
+        if (r < 0) {
+                r = fail(&error, r, "Failed to list volumes");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        if (summary && !arg_json) {
+                char *bank = NULL, *pcrs = NULL, *changed = NULL;
+
+                (void) sd_bus_get_property_trivial(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "VolumeCount", &error,
+                                                   'u', &count);
+                (void) sd_bus_get_property_trivial(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "RecoveryRequiredCount",
+                                                   &error, 'u', &recovery);
+                (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "PCRBank", &error, &bank);
+                (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "PCRs", &error, &pcrs);
+                (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ChangedPCRs", &error,
+                                                  &changed);
+                sd_bus_error_free(&error);
+                printf("Volumes: %u, needing recovery: %u\n", count, recovery);
+                printf("VMK sealed to: %s PCR %s%s%s\n\n", strempty(bank), strempty(pcrs),
+                       isempty(changed) ? "" : "; changed since: PCR ", strempty(changed));
+                free(bank);
+                free(pcrs);
+                free(changed);
+        }
+
+        if (arg_json)
+                printf("[");
+        else
+                printf("%-36s  %-18s  %-10s  %s\n", "UUID", "STATE", "KEY ID", "DEVICE");
+        r = sd_bus_message_enter_container(reply, 'a', "(ssso)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(ssso)", &uuid, &device, &state, &path)) > 0) {
+                const char *k = volume_prop(bus, path, "RecoveryKeyId", &key);
+                const char *why = volume_prop(bus, path, "StateReason", &reason);
+
+                if (arg_json) {
+                        printf("%s{\"uuid\":", first ? "" : ",");
+                        json_string(uuid);
+                        printf(",\"device\":");
+                        json_string(device);
+                        printf(",\"state\":");
+                        json_string(state);
+                        printf(",\"state_reason\":");
+                        json_string(why);
+                        printf(",\"recovery_key_id\":");
+                        json_string(k);
+                        printf(",\"object\":");
+                        json_string(path);
+                        printf("}");
+                } else {
+                        /* Operators look a key up by the first 8 hex digits of its Key ID. */
+                        printf("%-36s  %-18s  %-10.8s  %s\n", uuid, state, k, device);
+                        if (!isempty(why) && streq(state, "recovery-required"))
+                                printf("    %s; recovery Key ID %s\n", why, k);
+                }
+                first = false;
+        }
+        if (arg_json)
+                printf("]\n");
+        free(key);
+        free(reason);
+        sd_bus_message_unref(reply);
+        return r < 0 ? fail(NULL, r, "Failed to read the volume list") : recovery > 0 ? EXIT_RECOVERY_REQUIRED : EXIT_OK;
+}
+
+static int call_volume(sd_bus *bus, const char *what, const char *member, sd_bus_message **reply,
+                       const char *types, ...);
+
+static int verb_provision(sd_bus *bus, const char *device) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL, *pw_reply = NULL;
+        const char *path, *key_id, *password = NULL, *k2;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ProvisionVolume", &error, &reply, "st",
+                               device, UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to provision");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        r = sd_bus_message_read(reply, "os", &path, &key_id);
+        if (r < 0)
+                return fail(NULL, r, "Bad reply");
+
+        /* BitLocker shows the recovery password when protection is turned on; so do we, unless told
+         * not to. Reading it is its own authorisation. */
+        if (!arg_quiet) {
+                r = sd_bus_call_method(bus, BUS_NAME, path, VOLUME_IFACE, "GetRecoveryPassword", &error, &pw_reply, "");
+                if (r >= 0)
+                        r = sd_bus_message_read(pw_reply, "ss", &password, &k2);
+                if (r < 0)
+                        fprintf(stderr, "Provisioned, but the recovery password could not be shown: %s\n",
+                                error.message ?: strerror(-r));
+                sd_bus_error_free(&error);
+        }
+        if (arg_json) {
+                printf("{\"object\":");
+                json_string(path);
+                printf(",\"recovery_key_id\":");
+                json_string(key_id);
+                if (password) {
+                        printf(",\"recovery_password\":");
+                        json_string(password);
+                }
+                printf("}\n");
+        } else {
+                printf("Provisioned %s.\nRecovery Key ID: %s\n", device, key_id);
+                if (password)
+                        printf("Recovery password: %s\n", password);
+        }
+        sd_bus_message_unref(pw_reply);
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
+static int call_volume(sd_bus *bus, const char *what, const char *member, sd_bus_message **reply, const char *types,
+                       ...) {
+        _cleanup_free_ char *path = NULL, *uuid = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *call = NULL;
+        va_list ap;
+        int r;
+
+        r = resolve_volume(bus, what, &path, &uuid);
+        if (r < 0)
+                return -r;
+        r = sd_bus_message_new_method_call(bus, &call, BUS_NAME, path, VOLUME_IFACE, member);
+        if (r < 0)
+                return fail(NULL, r, "Failed to build the call");
+        /* A call may carry a secret: wipe it when freed. */
+        (void) sd_bus_message_sensitive(call);
+        va_start(ap, types);
+        r = sd_bus_message_appendv(call, types, ap);
+        va_end(ap);
+        if (r >= 0)
+                r = sd_bus_call(bus, call, 0, &error, reply);
+        sd_bus_message_unref(call);
+        if (r < 0) {
+                char what_failed[128];
+
+                snprintf(what_failed, sizeof(what_failed), "%s %s", member, uuid);
+                r = fail(&error, r, what_failed);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        return EXIT_OK;
+}
+
+/* A secret from the terminal without echo, or from stdin; into secure memory, never argv. */
+static int read_secret(const char *prompt, char **ret) {
+        _cleanup_secure_ char *buf = secure_alloc(SECRET_INPUT_MAX);
+        struct termios old, quiet;
+        bool tty = !arg_stdin && isatty(STDIN_FILENO);
+        size_t n = 0;
+        int r = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        if (tty) {
+                fprintf(stderr, "%s", prompt);
+                if (tcgetattr(STDIN_FILENO, &old) < 0)
+                        return -errno;
+                quiet = old;
+                quiet.c_lflag &= ~(tcflag_t) ECHO;
+                if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0)
+                        return -errno;
+        }
+        for (;;) {
+                char c;
+                ssize_t k = read(STDIN_FILENO, &c, 1);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (k == 0 || c == '\n')
+                        break;
+                if (n + 1 >= SECRET_INPUT_MAX) {
+                        r = -E2BIG;
+                        break;
+                }
+                buf[n++] = c;
+        }
+        if (tty) {
+                (void) tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+                fputc('\n', stderr);
+        }
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+static int verb_recover(sd_bus *bus, const char *what) {
+        _cleanup_secure_ char *password = NULL;
+        sd_bus_message *reply = NULL;
+        const char *state, *new_id;
+        int r;
+
+        r = read_secret("Recovery password (48 digits; dashes, spaces or neither): ", &password);
+        if (r < 0)
+                return fail(NULL, r, "Failed to read the recovery password");
+        r = call_volume(bus, what, "UnlockWithRecoveryPassword", &reply, "st", password, UINT64_C(0));
+        if (r != EXIT_OK)
+                return r;
+        if (sd_bus_message_read(reply, "ss", &state, &new_id) < 0)
+                return EXIT_FAILED;
+        if (arg_json) {
+                printf("{\"state\":");
+                json_string(state);
+                printf(",\"new_recovery_key_id\":");
+                json_string(new_id);
+                printf("}\n");
+        } else {
+                printf("Volume %s: %s.\n", what, state);
+                if (!isempty(new_id))
+                        printf("The recovery password was used and has been replaced; new Key ID: %s\n"
+                               "Read it with: sealvolctl recovery show %s\n", new_id, what);
+        }
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
+static int verb_recovery_show(sd_bus *bus, const char *what) {
+        sd_bus_message *reply = NULL;
+        const char *password, *key_id;
+        int r;
+
+        r = call_volume(bus, what, "GetRecoveryPassword", &reply, "");
+        if (r != EXIT_OK)
+                return r;
+        if (sd_bus_message_read(reply, "ss", &password, &key_id) < 0)
+                return EXIT_FAILED;
+        if (arg_json) {
+                printf("{\"recovery_key_id\":");
+                json_string(key_id);
+                printf(",\"recovery_password\":");
+                json_string(password);
+                printf("}\n");
+        } else
+                printf("Recovery Key ID: %s\nRecovery password: %s\n", key_id, password);
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
+/* Calls member on the volume; if label, prints "VOLUME: label RESULT". */
+static int verb_simple(sd_bus *bus, const char *what, const char *member, const char *label) {
+        sd_bus_message *reply = NULL;
+        const char *s = NULL;
+        int r;
+
+        if (streq(member, "Unlock"))
+                r = call_volume(bus, what, member, &reply, "t", UINT64_C(0));
+        else
+                r = call_volume(bus, what, member, &reply, "");
+        if (r != EXIT_OK)
+                return r;
+        if (label && sd_bus_message_read(reply, "s", &s) >= 0 && !arg_quiet)
+                printf("%s: %s%s\n", what, label, s);
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
+static int verb_unlock_all(sd_bus *bus) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint32_t opened = 0, failed = 0;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "UnlockAll", &error, &reply, "t",
+                               UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to unlock");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        (void) sd_bus_message_read(reply, "uu", &opened, &failed);
+        sd_bus_message_unref(reply);
+        if (!arg_quiet)
+                printf("%u opened, %u need recovery.\n", opened, failed);
+        return failed > 0 ? EXIT_RECOVERY_REQUIRED : EXIT_OK;
+}
+
+static int verb_reseal(sd_bus *bus) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ResealVMK", &error, NULL, "t", UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to reseal");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        if (!arg_quiet)
+                printf("The VMK is sealed to the current PCR values.\n");
+        return EXIT_OK;
+}
+
+static void help(void) {
+        printf("sealvolctl [OPTIONS...] COMMAND ...\n\n"
+               "Administer sealvol volumes through sealvold.\n\n"
+               "Commands:\n"
+               "  status                    Summary and the volumes of this server (default)\n"
+               "  list                      The volumes of this server\n"
+               "  provision DEVICE          Make DEVICE (empty) a new sealvol volume; show its recovery password\n"
+               "  unlock VOLUME | --all     Unlock a volume, or every volume, from the TPM\n"
+               "  lock VOLUME               Lock a volume\n"
+               "  recover VOLUME            Unlock with the recovery password (read from the terminal or\n"
+               "                            stdin); the password is then replaced\n"
+               "  recovery show VOLUME      Show the recovery password and its Key ID\n"
+               "  recovery rotate VOLUME    Replace the recovery password\n"
+               "  tpm reseal                Seal the VMK to the current PCR values\n\n"
+               "VOLUME is a UUID or a device path as listed.\n\n"
+               "Options:\n"
+               "  -h --help     Show this help\n"
+               "     --version  Show the version\n"
+               "     --json     Machine-readable output\n"
+               "  -q --quiet    Print less\n"
+               "     --all      With unlock: every volume\n"
+               "     --stdin    Read secrets from stdin even on a terminal\n\n"
+               "Exit codes: 0 ok, 1 failed, 2 usage, 3 access denied, 4 no such volume or device,\n"
+               "5 wrong key or password, 6 TPM (none, other, PCRs changed, lockout), 7 damaged or foreign\n"
+               "metadata, 8 volumes need recovery, 9 sealvold not reachable.\n");
+}
+
+int main(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },  { "version", no_argument, NULL, ARG_VERSION },
+                { "json", no_argument, NULL, ARG_JSON }, { "quiet", no_argument, NULL, 'q' },
+                { "all", no_argument, NULL, ARG_ALL },   { "stdin", no_argument, NULL, ARG_STDIN },
+                {},
+        };
+        sd_bus *bus = NULL;
+        const char *verb;
+        int c, r;
+
+        log_parse_environment();
+        while ((c = getopt_long(argc, argv, "hq", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case ARG_VERSION:
+                        printf("sealvolctl %s\n", PACKAGE_VERSION);
+                        return EXIT_OK;
+                case ARG_JSON:
+                        arg_json = true;
+                        break;
+                case 'q':
+                        arg_quiet = true;
+                        break;
+                case ARG_ALL:
+                        arg_all = true;
+                        break;
+                case ARG_STDIN:
+                        arg_stdin = true;
+                        break;
+                default:
+                        return EXIT_USAGE;
+                }
+
+        verb = optind < argc ? argv[optind] : "status";
+        argc -= optind;
+        argv += optind;
+        (void) sd_bus_error_add_map(sealvol_bus_errors);
+
+#define NEED(n)                                                                         \
+        do {                                                                            \
+                if (argc != (n)) {                                                      \
+                        fprintf(stderr, "Usage: see sealvolctl --help.\n");             \
+                        return EXIT_USAGE;                                              \
+                }                                                                       \
+        } while (0)
+
+        if (!IN_SET(true, streq(verb, "status"), streq(verb, "list"), streq(verb, "provision"), streq(verb, "unlock"),
+                    streq(verb, "lock"), streq(verb, "recover"), streq(verb, "recovery"), streq(verb, "tpm"))) {
+                fprintf(stderr, "Unknown command %s; see sealvolctl --help.\n", verb);
+                return EXIT_USAGE;
+        }
+        r = bus_connect(&bus);
+        if (r != 0)
+                return r;
+
+        if (streq(verb, "status"))
+                r = verb_status(bus, true);
+        else if (streq(verb, "list"))
+                r = verb_status(bus, false);
+        else if (streq(verb, "provision")) {
+                NEED(2);
+                r = verb_provision(bus, argv[1]);
+        } else if (streq(verb, "unlock") && arg_all) {
+                NEED(1);
+                r = verb_unlock_all(bus);
+        } else if (streq(verb, "unlock")) {
+                NEED(2);
+                r = verb_simple(bus, argv[1], "Unlock", "");
+        } else if (streq(verb, "lock")) {
+                NEED(2);
+                r = verb_simple(bus, argv[1], "Lock", NULL);
+        } else if (streq(verb, "recover")) {
+                NEED(2);
+                r = verb_recover(bus, argv[1]);
+        } else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "show"))
+                r = verb_recovery_show(bus, argv[2]);
+        else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "rotate"))
+                r = verb_simple(bus, argv[2], "RotateRecoveryPassword", "new recovery Key ID ");
+        else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "reseal"))
+                r = verb_reseal(bus);
+        else {
+                fprintf(stderr, "Usage: see sealvolctl --help.\n");
+                r = EXIT_USAGE;
+        }
+        sd_bus_flush_close_unref(bus);
+        return r;
+}
