@@ -155,6 +155,11 @@ ManagedVolume *manager_find_volume_by_path(Manager *m, const char *path) {
         return NULL;
 }
 
+static int compare_volumes(const void *a, const void *b) {
+        const ManagedVolume *x = *(ManagedVolume *const *) a, *y = *(ManagedVolume *const *) b;
+        return strcmp(x->device, y->device);
+}
+
 static int registry_load(Manager *m) {
         _cleanup_(closedirp) DIR *d = opendir(m->volumes_dir);
         struct dirent *de;
@@ -189,6 +194,8 @@ static int registry_load(Manager *m) {
                         return r;
                 TAKE_PTR(v);
         }
+        /* A stable order for people and scripts: by device. */
+        qsort(m->volumes, m->n_volumes, sizeof(*m->volumes), compare_volumes);
         return 0;
 }
 
@@ -471,10 +478,14 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
         /* The recovery password also gives back the VMK the volume is bound to: with it the TPM can
          * be resealed and the other volumes opened. */
         if (!m->vmk && volume_recover_vmk(vol, password, &recovered, &recovered_id, NULL) >= 0) {
+                unsigned opened = 0, failed = 0;
+
                 m->vmk = TAKE_PTR(recovered);
                 m->vmk_id = recovered_id;
                 log_info("VMK %s recovered with the recovery password of %s.",
                          guid_format(&recovered_id, (char[GUID_STRING_MAX]) {}), v->uuid);
+                /* One recovery opens the server, as BitLocker's data volumes follow the OS volume. */
+                (void) manager_unlock_all(m, &opened, &failed);
         }
 
         /* Used once, shown to a person: replaced now (DESIGN.md, "Rotate after use"). */
