@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include "bus-errors.h"
 #include "daemon-fixture.h"
 #include "fileio.h"
+#include "polkit-fixture.h"
 #include "recovery.h"
 #include "secmem.h"
 #include "test-util.h"
@@ -482,6 +484,46 @@ static void test_sealvolctl(void **state) {
         out = NULL;
 }
 
+/* With the real polkitd and a rule that grants one action to one user: that user gets that action
+ * and no other; another user gets nothing. */
+static void test_polkit_grants_one_action(void **state) {
+        Fixture *f = *state;
+        _cleanup_(polkit_fixture_freep) PolkitFixture *pk = NULL;
+        _cleanup_free_ char *out = NULL;
+        struct passwd *pw = getpwnam("daemon");
+        char uuid[VOLUME_UUID_STRING_MAX];
+
+        assert_non_null(pw);
+        assert_int_equal(polkit_fixture_new("test-daemon-polkit",
+                                            "polkit.addRule(function(action, subject) {\n"
+                                            "        if (action.id == \"org.sealvol1.rotate\" && subject.user == \"daemon\")\n"
+                                            "                return polkit.Result.YES;\n"
+                                            "});\n",
+                                            &pk),
+                         0);
+        provision_all(f);
+        _cleanup_free_ char *u = get_string(f, f->paths[0], "UUID");
+        snprintf(uuid, sizeof(uuid), "%s", u);
+
+        assert_int_equal(CTL(f, pw->pw_uid, NULL, &out, "recovery", "rotate", uuid), 0);
+        assert_non_null(strstr(out, "new recovery Key ID"));
+        free(out);
+        assert_int_equal(CTL(f, pw->pw_uid, NULL, &out, "recovery", "show", uuid), 3);
+        free(out);
+        assert_int_equal(CTL(f, pw->pw_uid, NULL, &out, "unlock", uuid), 3);
+        free(out);
+        assert_int_equal(CTL(f, NOBODY, NULL, &out, "recovery", "rotate", uuid), 3);
+        free(out);
+        out = NULL;
+
+        /* The rotation happened (the Key ID changed), and the audit trail names the caller. */
+        _cleanup_free_ char *log = test_read_file(f->d->log_path);
+        char needle[160];
+        snprintf(needle, sizeof(needle), "OPERATION=rotate-recovery-password VOLUME=%s UID=%u", uuid,
+                 (unsigned) pw->pw_uid);
+        assert_non_null(strstr(log, needle));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_provision_reboot_unlock_all, setup, teardown),
@@ -490,6 +532,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_malformed_calls, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
@@ -497,6 +540,8 @@ int main(void) {
         test_require(!isempty(getenv("SEALVOLD")), "SEALVOLD (the path of the sealvold under test)");
         test_require(!isempty(getenv("SEALVOLCTL")), "SEALVOLCTL (the path of the sealvolctl under test)");
         test_require(geteuid() == 0, "root (the daemon test switches to an unprivileged user)");
+        test_require(access(POLKITD_PATH, X_OK) == 0, "polkitd (Debian package polkitd)");
+        test_require(test_have_executable("unshare"), "unshare (Debian package util-linux)");
         sd_bus_error_add_map(sealvol_bus_errors);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,7 @@
 
 /* Same shape as a distribution's system.conf: any user may connect, nobody owns names or calls
  * methods unless a policy file says so, signals and expected replies flow, and the bus driver
- * itself can be used. */
+ * itself can be used. polkit's own policy comes in too, for the tests that run polkitd. */
 static const char bus_config_format[] =
         "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\"\n"
         " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
@@ -40,6 +40,7 @@ static const char bus_config_format[] =
         "    <deny send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus\"\n"
         "          send_member=\"UpdateActivationEnvironment\"/>\n"
         "  </policy>\n"
+        "  <include ignore_missing=\"yes\">/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>\n"
         "  <includedir>%s</includedir>\n"
         "</busconfig>\n";
 
