@@ -7,6 +7,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,7 @@ static bool arg_json = false;
 static bool arg_quiet = false;
 static bool arg_all = false;
 static bool arg_stdin = false;
+static const char *arg_dra_key = NULL;
 
 static int exit_code_for(const sd_bus_error *error, int r) {
         if (sd_bus_error_has_names(error, SD_BUS_ERROR_ACCESS_DENIED, SD_BUS_ERROR_AUTH_FAILED,
@@ -358,11 +360,77 @@ static int read_secret(const char *prompt, char **ret) {
         return 0;
 }
 
+/* With the DRA's private key: passed to the daemon as an open file, never as a path it would open
+ * as root on our behalf, nor as bytes in a message. */
+static int verb_recover_dra(sd_bus *bus, const char *what) {
+        _cleanup_close_ int fd = open(arg_dra_key, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        sd_bus_message *reply = NULL;
+        const char *state;
+        int r;
+
+        if (fd < 0)
+                return fail(NULL, -errno, arg_dra_key);
+        r = call_volume(bus, what, "UnlockWithDRAKey", &reply, "ht", fd, UINT64_C(0));
+        if (r != EXIT_OK)
+                return r;
+        if (sd_bus_message_read(reply, "s", &state) < 0)
+                return EXIT_FAILED;
+        if (!arg_quiet)
+                printf("Volume %s: %s.\n", what, state);
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
+static int verb_dra_set(sd_bus *bus, const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint32_t n = 0;
+        int r;
+
+        if (fd < 0)
+                return fail(NULL, -errno, path);
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "SetDRACertificate", &error, &reply, "ht",
+                               fd, UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to set the DRA certificate");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        (void) sd_bus_message_read(reply, "u", &n);
+        sd_bus_message_unref(reply);
+        if (!arg_quiet)
+                printf("DRA certificate set; %u volumes re-wrapped to it.\n", n);
+        return EXIT_OK;
+}
+
+static int verb_vmk_export(sd_bus *bus) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *json;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ExportVMK", &error, &reply, "t",
+                               UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to export the VMK");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        if (sd_bus_message_read(reply, "s", &json) >= 0)
+                printf("%s\n", json);
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
 static int verb_recover(sd_bus *bus, const char *what) {
         _cleanup_secure_ char *password = NULL;
         sd_bus_message *reply = NULL;
         const char *state, *new_id;
         int r;
+
+        if (arg_dra_key)
+                return verb_recover_dra(bus, what);
 
         r = read_secret("Recovery password (48 digits; dashes, spaces or neither): ", &password);
         if (r < 0)
@@ -473,10 +541,13 @@ static void help(void) {
                "  unlock VOLUME | --all     Unlock a volume, or every volume, from the TPM\n"
                "  lock VOLUME               Lock a volume\n"
                "  recover VOLUME            Unlock with the recovery password (read from the terminal or\n"
-               "                            stdin); the password is then replaced\n"
+               "                            stdin); the password is then replaced. With --dra-key FILE:\n"
+               "                            with the Data Recovery Agent's private key instead\n"
                "  recovery show VOLUME      Show the recovery password and its Key ID\n"
                "  recovery rotate VOLUME    Replace the recovery password\n"
-               "  tpm reseal                Seal the VMK to the current PCR values\n\n"
+               "  tpm reseal                Seal the VMK to the current PCR values\n"
+               "  dra set CERTIFICATE       Set the DRA certificate; every volume is re-wrapped to it\n"
+               "  vmk export                Print the VMK wrapped to the DRA certificate (and keep a copy)\n\n"
                "VOLUME is a UUID or a device path as listed.\n\n"
                "Options:\n"
                "  -h --help     Show this help\n"
@@ -484,18 +555,20 @@ static void help(void) {
                "     --json     Machine-readable output\n"
                "  -q --quiet    Print less\n"
                "     --all      With unlock: every volume\n"
-               "     --stdin    Read secrets from stdin even on a terminal\n\n"
+               "     --stdin    Read secrets from stdin even on a terminal\n"
+               "     --dra-key FILE  With recover: the DRA private key (PEM or DER, unencrypted)\n\n"
                "Exit codes: 0 ok, 1 failed, 2 usage, 3 access denied, 4 no such volume or device,\n"
                "5 wrong key or password, 6 TPM (none, other, PCRs changed, lockout), 7 damaged or foreign\n"
                "metadata, 8 volumes need recovery, 9 sealvold not reachable.\n");
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN };
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN, ARG_DRA_KEY };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },  { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, ARG_JSON }, { "quiet", no_argument, NULL, 'q' },
                 { "all", no_argument, NULL, ARG_ALL },   { "stdin", no_argument, NULL, ARG_STDIN },
+                { "dra-key", required_argument, NULL, ARG_DRA_KEY },
                 {},
         };
         sd_bus *bus = NULL;
@@ -523,6 +596,9 @@ int main(int argc, char *argv[]) {
                 case ARG_STDIN:
                         arg_stdin = true;
                         break;
+                case ARG_DRA_KEY:
+                        arg_dra_key = optarg;
+                        break;
                 default:
                         return EXIT_USAGE;
                 }
@@ -541,7 +617,8 @@ int main(int argc, char *argv[]) {
         } while (0)
 
         if (!IN_SET(true, streq(verb, "status"), streq(verb, "list"), streq(verb, "provision"), streq(verb, "unlock"),
-                    streq(verb, "lock"), streq(verb, "recover"), streq(verb, "recovery"), streq(verb, "tpm"))) {
+                    streq(verb, "lock"), streq(verb, "recover"), streq(verb, "recovery"), streq(verb, "tpm"),
+                    streq(verb, "dra"), streq(verb, "vmk"))) {
                 fprintf(stderr, "Unknown command %s; see sealvolctl --help.\n", verb);
                 return EXIT_USAGE;
         }
@@ -574,6 +651,10 @@ int main(int argc, char *argv[]) {
                 r = verb_simple(bus, argv[2], "RotateRecoveryPassword", "new recovery Key ID ");
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "reseal"))
                 r = verb_reseal(bus);
+        else if (streq(verb, "dra") && argc == 3 && streq(argv[1], "set"))
+                r = verb_dra_set(bus, argv[2]);
+        else if (streq(verb, "vmk") && argc == 2 && streq(argv[1], "export"))
+                r = verb_vmk_export(bus);
         else {
                 fprintf(stderr, "Usage: see sealvolctl --help.\n");
                 r = EXIT_USAGE;

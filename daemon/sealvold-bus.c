@@ -9,8 +9,11 @@
  */
 
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bus-errors.h"
+#include "dra.h"
 #include "log.h"
 #include "recovery.h"
 #include "sealvold.h"
@@ -244,7 +247,130 @@ static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *
         return sd_bus_reply_method_return(message, NULL);
 }
 
+/* Reads a file the caller passed as a descriptor. Only a regular file (or memfd): a pipe or socket
+ * could stall the event loop, and the daemon never opens paths on a caller's behalf. */
+static int read_passed_file(int fd, size_t max, void **ret, size_t *ret_size, bool secret) {
+        struct stat st;
+        uint8_t *buf;
+        size_t n = 0;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADF;
+        if ((uint64_t) st.st_size > max)
+                return -EFBIG;
+        buf = secret ? secure_alloc((size_t) st.st_size + 1) : malloc((size_t) st.st_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        while (n < (size_t) st.st_size) {
+                ssize_t k = pread(fd, buf + n, (size_t) st.st_size - n, (off_t) n);
+                if (k <= 0) {
+                        int r = k < 0 ? -errno : -EIO;
+                        if (secret)
+                                secure_free(buf);
+                        else
+                                free(buf);
+                        return r;
+                }
+                n += (size_t) k;
+        }
+        *ret = buf;
+        *ret_size = n;
+        return 0;
+}
+
+static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ void *data = NULL;
+        _cleanup_free_ char *reason = NULL;
+        unsigned rewrapped = 0;
+        uint64_t flags;
+        size_t size = 0;
+        int fd, r;
+
+        r = sd_bus_message_read(message, "ht", &fd, &flags);
+        if (r < 0)
+                return r;
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = polkit_check(m, message, "org.sealvol1.manage-dra", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = read_passed_file(fd, DRA_CERT_FILE_MAX, &data, &size, false);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The certificate must be passed as a regular file of at most %zu bytes.",
+                                         DRA_CERT_FILE_MAX);
+        r = manager_set_dra(m, data, size, &rewrapped, &reason);
+        audit_record(message, "set-dra-certificate", NULL, r, NULL);
+        if (r == -EKEYREJECTED)
+                return sd_bus_error_setf(error, BUS_ERROR_CERTIFICATE_REJECTED, "Refused as a DRA certificate: %s",
+                                         strempty(reason));
+        if (r < 0)
+                return volume_error(error, r, NULL, "Failed to set the DRA certificate");
+        return sd_bus_reply_method_return(message, "u", (uint32_t) rewrapped);
+}
+
+static int method_export_vmk(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *json = NULL;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = polkit_check(m, message, "org.sealvol1.export-vmk", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = manager_export_vmk(m, &json);
+        audit_record(message, "export-vmk", NULL, r, NULL);
+        if (r == -ENOKEY)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_PROTECTOR, "No DRA certificate is configured.");
+        if (r < 0)
+                return volume_error(error, r, NULL, "Failed to export the VMK");
+        /* Wrapped to the DRA certificate: not a secret, but only the DRA can open it. */
+        return sd_bus_reply_method_return(message, "s", json);
+}
+
 /* ---- Volume methods ---------------------------------------------------------------------------- */
+
+static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        EVP_PKEY *key = NULL;
+        struct stat st;
+        uint64_t flags;
+        int fd, r;
+
+        r = sd_bus_message_read(message, "ht", &fd, &flags);
+        if (r < 0)
+                return r;
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size > DRA_KEY_FILE_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The DRA key must be passed as a regular file of at most %zu bytes.",
+                                         DRA_KEY_FILE_MAX);
+        r = polkit_check(v->manager, message, "org.sealvol1.recover", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        if (lseek(fd, 0, SEEK_SET) < 0 || dra_key_load_fd(fd, &key) < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Not an unencrypted private key (PEM or DER).");
+        r = manager_unlock_dra(v->manager, v, key);
+        EVP_PKEY_free(key);
+        audit_record(message, "unlock-dra", v, r, NULL);
+        if (r == -EKEYREJECTED)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY, "Volume %s is not wrapped to this DRA key.", v->uuid);
+        if (r < 0)
+                return volume_error(error, r, v, "Failed to unlock with the DRA key");
+        return sd_bus_reply_method_return(message, "s", volume_state_to_string(v->state));
+}
+
 
 static int method_volume_unlock(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
@@ -384,6 +510,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_unlock_all, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResealVMK", SD_BUS_ARGS("t", flags), SD_BUS_NO_RESULT, method_reseal,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetDRACertificate", SD_BUS_ARGS("h", certificate, "t", flags),
+                                SD_BUS_RESULT("u", rewrapped), method_set_dra, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ExportVMK", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", wrapped_json),
+                                method_export_vmk, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("RecoveryRequired", SD_BUS_ARGS("o", volume, "s", uuid, "s", recovery_key_id, "s", reason),
                                 0),
         SD_BUS_VTABLE_END,
@@ -406,6 +536,8 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("UnlockWithRecoveryPassword", SD_BUS_ARGS("s", password, "t", flags),
                                 SD_BUS_RESULT("s", state, "s", new_recovery_key_id), method_volume_unlock_recovery,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("UnlockWithDRAKey", SD_BUS_ARGS("h", private_key, "t", flags), SD_BUS_RESULT("s", state),
+                                method_volume_unlock_dra, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_METHOD_WITH_ARGS("GetRecoveryPassword", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", password, "s", key_id),
                                 method_volume_get_recovery_password,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),

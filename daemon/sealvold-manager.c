@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dra.h"
@@ -66,6 +67,8 @@ Manager *manager_free(Manager *m) {
         free(m->state_dir);
         free(m->vmk_path);
         free(m->volumes_dir);
+        free(m->dra_cert_path);
+        free(m->vmk_export_path);
         free(m);
         return NULL;
 }
@@ -237,7 +240,9 @@ int manager_new(const char *config_path, Manager **ret) {
 
         m->state_dir = strdup(m->config.state_directory ?: SEALVOL_STATEDIR);
         if (!m->state_dir || asprintf(&m->vmk_path, "%s/vmk.sealed", m->state_dir) < 0 ||
-            asprintf(&m->volumes_dir, "%s/volumes", m->state_dir) < 0)
+            asprintf(&m->volumes_dir, "%s/volumes", m->state_dir) < 0 ||
+            asprintf(&m->dra_cert_path, "%s/dra.pem", m->state_dir) < 0 ||
+            asprintf(&m->vmk_export_path, "%s/vmk-export.json", m->state_dir) < 0)
                 return log_oom();
         if (mkdir(m->state_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Failed to create %s: %m", m->state_dir);
@@ -332,12 +337,9 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret) {
         r = manager_ensure_vmk(m, /* create= */ true);
         if (r < 0)
                 return r;
-        if (m->config.dra_certificate) {
-                r = dra_cert_load_file(m->config.dra_certificate, &cert);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to load the DRA certificate %s: %m",
-                                               m->config.dra_certificate);
-        }
+        r = manager_load_dra_cert(m, &cert);
+        if (r < 0 && r != -ENOENT)
+                return r;
         (void) gethostname(hostname, sizeof(hostname) - 1);
 
         VolumeProvisionParams p = {
@@ -533,5 +535,116 @@ int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id) 
                 return r;
         (void) managed_volume_refresh(v, NULL);
         *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
+        return 0;
+}
+
+/* ---- the Data Recovery Agent ------------------------------------------------------------------ */
+
+int manager_load_dra_cert(Manager *m, X509 **ret) {
+        const char *path = access(m->dra_cert_path, F_OK) == 0 ? m->dra_cert_path : m->config.dra_certificate;
+        int r;
+
+        if (!path)
+                return -ENOENT;
+        r = dra_cert_load_file(path, ret);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the DRA certificate %s: %m", path);
+        return 0;
+}
+
+int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rewrapped, char **ret_reason) {
+        X509 *cert = NULL;
+        unsigned n = 0;
+        int r;
+
+        r = dra_cert_load(data, size, &cert);
+        if (r < 0)
+                return r;
+        r = dra_cert_check(cert, (const char *const *) m->config.dra_extra_ekus, time(NULL), ret_reason);
+        if (r >= 0)
+                r = manager_ensure_vmk(m, /* create= */ false);
+        if (r >= 0)
+                r = write_file_atomic(m->dra_cert_path, data, size, 0644);
+        /* Renewing the certificate re-wraps every volume of the server (DESIGN.md). */
+        for (size_t i = 0; r >= 0 && i < m->n_volumes; i++) {
+                _cleanup_(volume_freep) Volume *vol = NULL;
+                _cleanup_secure_ uint8_t *auth = NULL;
+
+                if (managed_volume_refresh(m->volumes[i], &vol) < 0)
+                        continue; /* a missing disk is re-wrapped when it is back */
+                r = volume_vmk_passphrase(vol, m->vmk, &m->vmk_id, &auth);
+                if (r >= 0)
+                        r = volume_set_dra(vol, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, cert,
+                                           (const char *const *) m->config.dra_extra_ekus);
+                if (r >= 0) {
+                        n++;
+                        (void) managed_volume_refresh(m->volumes[i], NULL);
+                }
+        }
+        X509_free(cert);
+        if (r < 0)
+                return r;
+        /* The server-level copy follows the certificate too, if there is one. */
+        if (access(m->vmk_export_path, F_OK) == 0) {
+                _cleanup_free_ char *json = NULL;
+                (void) manager_export_vmk(m, &json);
+        }
+        *ret_rewrapped = n;
+        return 0;
+}
+
+int manager_export_vmk(Manager *m, char **ret_json) {
+        _cleanup_free_ char *json = NULL;
+        X509 *cert = NULL;
+        int r;
+
+        r = manager_ensure_vmk(m, /* create= */ false);
+        if (r < 0)
+                return r;
+        r = manager_load_dra_cert(m, &cert);
+        if (r < 0)
+                return r == -ENOENT ? -ENOKEY : r;
+        r = vmk_export_dra(m->vmk, &m->vmk_id, cert, (const char *const *) m->config.dra_extra_ekus, &json);
+        X509_free(cert);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(m->vmk_export_path, json, strlen(json), 0600);
+        if (r < 0)
+                return r;
+        *ret_json = TAKE_PTR(json);
+        return 0;
+}
+
+static int open_dra(Volume *vol, const void *key, const char *name, uint32_t flags) {
+        return volume_open_dra(vol, (EVP_PKEY *) key, name, flags);
+}
+
+int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        int r;
+
+        r = managed_volume_refresh(v, &vol);
+        if (r < 0)
+                return r;
+        r = open_with(v, vol, open_dra, key);
+        if (r < 0)
+                return r == -ENOENT ? -ENOKEY : r;
+
+        /* A new TPM or main board: the server-level export gives the VMK back with the same key. */
+        if (!m->vmk && access(m->vmk_export_path, F_OK) == 0) {
+                _cleanup_free_ char *json = NULL;
+                _cleanup_secure_ uint8_t *vmk = NULL;
+                unsigned opened = 0, failed = 0;
+                size_t n;
+                Guid id;
+
+                if (read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &json, &n) >= 0 &&
+                    vmk_import_dra(json, n, key, &vmk, &id) >= 0) {
+                        m->vmk = TAKE_PTR(vmk);
+                        m->vmk_id = id;
+                        log_info("VMK %s recovered with the DRA key.", guid_format(&id, (char[GUID_STRING_MAX]) {}));
+                        (void) manager_unlock_all(m, &opened, &failed);
+                }
+        }
         return 0;
 }

@@ -60,6 +60,8 @@ struct Manager {
         char *state_dir;
         char *vmk_path;
         char *volumes_dir;
+        char *dra_cert_path;   /* <state>/dra.pem: the certificate set over the bus */
+        char *vmk_export_path; /* <state>/vmk-export.json */
         sd_event *event;
         sd_bus *bus;
         ManagedVolume **volumes;
@@ -93,6 +95,16 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
 int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id);
 int manager_reseal(Manager *m);
+/* The DRA certificate in force: the one set over the bus (state directory), else the configured one.
+ * -ENOENT when there is none. */
+int manager_load_dra_cert(Manager *m, X509 **ret);
+/* Checks cert, keeps it, and re-wraps every volume's DRA protector to it (needs the VMK). */
+int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rewrapped, char **ret_reason);
+/* The VMK wrapped to the DRA certificate, also kept in the state directory (vmk-export.json). */
+int manager_export_vmk(Manager *m, char **ret_json);
+/* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if
+ * the daemon lacks it (TPM or board replaced), then opens every other volume with it. */
+int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
 
 /* sealvold-bus.c */
 int manager_bus_setup(Manager *m);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
 
@@ -524,6 +525,72 @@ static void test_polkit_grants_one_action(void **state) {
         assert_non_null(strstr(log, needle));
 }
 
+static char *dra_fixture(const char *name, const char *suffix) {
+        char *p;
+
+        assert_true(asprintf(&p, "%s/dra-%s%s", getenv("SEALVOL_DRA_FIXTURES"), name, suffix) > 0);
+        return p;
+}
+
+/* The DRA end to end: set the certificate (every volume re-wrapped), export the VMK, then replace the
+ * TPM (a new main board): nothing opens from the TPM; the DRA key opens one volume and, through the
+ * export, gives back the VMK that opens the others; reseal to the new TPM; reboot; all open. */
+static void test_dra_and_tpm_replacement(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *cert = dra_fixture("rsa2048", ".crt"), *key = dra_fixture("rsa2048", ".key"),
+                            *bad = dra_fixture("rsa-ku-sign", ".crt"), *other_key = dra_fixture("ec256", ".key");
+        _cleanup_free_ char *out = NULL, *fp = NULL;
+        char uuid[VOLUME_UUID_STRING_MAX];
+
+        provision_all(f);
+        _cleanup_free_ char *u = get_string(f, f->paths[0], "UUID");
+        snprintf(uuid, sizeof(uuid), "%s", u);
+
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", bad), 5);
+        assert_non_null(strstr(out, "key usage"));
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", cert), 0);
+        assert_non_null(strstr(out, "3 volumes re-wrapped"));
+        free(out);
+        fp = get_string(f, f->paths[2], "DRAFingerprint");
+        assert_int_equal(strlen(fp), 64);
+        assert_int_equal(CTL(f, 0, NULL, &out, "vmk", "export"), 0);
+        assert_non_null(strstr(out, "sealvol-vmk-export"));
+        free(out);
+        /* Exporting the VMK is its own, uncached authorisation. */
+        assert_int_equal(CTL(f, NOBODY, NULL, &out, "vmk", "export"), 3);
+        free(out);
+
+        /* A new TPM: the old storage hierarchy is gone. */
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(swtpm_fixture_kill(f->d->tpm), 0);
+        assert_int_equal(rm_rf(f->d->tpm->state_dir), 0);
+        assert_int_equal(mkdir(f->d->tpm->state_dir, 0700), 0);
+        assert_int_equal(swtpm_fixture_start(f->d->tpm), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "recovery-required");
+
+        /* The wrong key opens nothing; the DRA key opens the server. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "--dra-key", other_key, "recover", uuid), 5);
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "--dra-key", key, "recover", uuid), 0);
+        free(out);
+        out = NULL;
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+
+        /* Sealed to the new TPM, the next boot needs nobody. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "tpm", "reseal"), 0);
+        free(out);
+        out = NULL;
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_provision_reboot_unlock_all, setup, teardown),
@@ -533,6 +600,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
@@ -541,6 +609,7 @@ int main(void) {
         test_require(!isempty(getenv("SEALVOLCTL")), "SEALVOLCTL (the path of the sealvolctl under test)");
         test_require(geteuid() == 0, "root (the daemon test switches to an unprivileged user)");
         test_require(access(POLKITD_PATH, X_OK) == 0, "polkitd (Debian package polkitd)");
+        test_require(!isempty(getenv("SEALVOL_DRA_FIXTURES")), "SEALVOL_DRA_FIXTURES (the generated DRA certificates)");
         test_require(test_have_executable("unshare"), "unshare (Debian package util-linux)");
         sd_bus_error_add_map(sealvol_bus_errors);
         return cmocka_run_group_tests(tests, NULL, NULL);
