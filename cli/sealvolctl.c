@@ -516,6 +516,42 @@ static int verb_unlock_all(sd_bus *bus) {
         return failed > 0 ? EXIT_RECOVERY_REQUIRED : EXIT_OK;
 }
 
+static int verb_show_manager(sd_bus *bus, const char *const *props) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        bool first = true;
+
+        if (arg_json)
+                printf("{");
+        for (size_t i = 0; props[i]; i++) {
+                char *s = NULL;
+                int b = 0, r;
+
+                if (IN_SET(true, streq(props[i], "TPMPresent"), streq(props[i], "VMKAvailable"))) {
+                        r = sd_bus_get_property_trivial(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, props[i], &error,
+                                                        'b', &b);
+                        s = strdup(b ? "yes" : "no");
+                } else
+                        r = sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, props[i], &error, &s);
+                if (r < 0) {
+                        r = fail(&error, r, props[i]);
+                        sd_bus_error_free(&error);
+                        return r;
+                }
+                if (arg_json) {
+                        printf("%s", first ? "" : ",");
+                        json_string(props[i]);
+                        printf(":");
+                        json_string(strempty(s));
+                } else
+                        printf("%-16s %s\n", props[i], isempty(s) ? "-" : s);
+                first = false;
+                free(s);
+        }
+        if (arg_json)
+                printf("}\n");
+        return EXIT_OK;
+}
+
 static int verb_reseal(sd_bus *bus) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
@@ -529,6 +565,36 @@ static int verb_reseal(sd_bus *bus) {
         if (!arg_quiet)
                 printf("The VMK is sealed to the current PCR values.\n");
         return EXIT_OK;
+}
+
+static const struct {
+        const char *verb, *usage, *text;
+} verb_help[] = {
+        { "status", "status", "A summary (volumes, those needing recovery, the sealed PCRs) and every volume." },
+        { "list", "list", "Every volume of this server: UUID, state, recovery Key ID (first 8 digits), device." },
+        { "provision", "provision DEVICE",
+          "Make an empty DEVICE a new sealvol volume; show its recovery password and Key ID (-q: do not)." },
+        { "unlock", "unlock VOLUME | unlock --all", "Unlock a volume, or every volume, from one TPM unseal." },
+        { "lock", "lock VOLUME", "Lock a volume." },
+        { "recover", "recover VOLUME | --dra-key FILE recover VOLUME",
+          "Unlock with the recovery password (terminal without echo, or stdin), which is then replaced;\n"
+          "or with the Data Recovery Agent's private key, passed to the daemon as an open file." },
+        { "recovery", "recovery show VOLUME | recovery rotate VOLUME",
+          "Show the recovery password and Key ID (authentication every time), or replace the password." },
+        { "tpm", "tpm status | tpm reseal",
+          "The TPM and what the VMK is sealed to; or seal it to the current PCR values." },
+        { "dra", "dra show | dra set CERTIFICATE",
+          "The Data Recovery Agent certificate in force; or set one (every volume is re-wrapped)." },
+        { "vmk", "vmk export", "Print the VMK wrapped to the DRA certificate (a copy stays with the daemon)." },
+};
+
+static void help_verb(const char *verb) {
+        for (size_t i = 0; i < ELEMENTSOF(verb_help); i++)
+                if (streq(verb, verb_help[i].verb)) {
+                        printf("sealvolctl [OPTIONS...] %s\n\n%s\n", verb_help[i].usage, verb_help[i].text);
+                        return;
+                }
+        fprintf(stderr, "Unknown command %s; see sealvolctl --help.\n", verb);
 }
 
 static void help(void) {
@@ -545,7 +611,9 @@ static void help(void) {
                "                            with the Data Recovery Agent's private key instead\n"
                "  recovery show VOLUME      Show the recovery password and its Key ID\n"
                "  recovery rotate VOLUME    Replace the recovery password\n"
+               "  tpm status                The TPM, what the VMK is sealed to, what changed\n"
                "  tpm reseal                Seal the VMK to the current PCR values\n"
+               "  dra show                  The fingerprint of the DRA certificate in force\n"
                "  dra set CERTIFICATE       Set the DRA certificate; every volume is re-wrapped to it\n"
                "  vmk export                Print the VMK wrapped to the DRA certificate (and keep a copy)\n\n"
                "VOLUME is a UUID or a device path as listed.\n\n"
@@ -573,14 +641,15 @@ int main(int argc, char *argv[]) {
         };
         sd_bus *bus = NULL;
         const char *verb;
+        bool arg_help = false;
         int c, r;
 
         log_parse_environment();
         while ((c = getopt_long(argc, argv, "hq", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        help();
-                        return EXIT_OK;
+                        arg_help = true;
+                        break;
                 case ARG_VERSION:
                         printf("sealvolctl %s\n", PACKAGE_VERSION);
                         return EXIT_OK;
@@ -603,6 +672,13 @@ int main(int argc, char *argv[]) {
                         return EXIT_USAGE;
                 }
 
+        if (arg_help) {
+                if (optind < argc)
+                        help_verb(argv[optind]);
+                else
+                        help();
+                return EXIT_OK;
+        }
         verb = optind < argc ? argv[optind] : "status";
         argc -= optind;
         argv += optind;
@@ -651,6 +727,12 @@ int main(int argc, char *argv[]) {
                 r = verb_simple(bus, argv[2], "RotateRecoveryPassword", "new recovery Key ID ");
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "reseal"))
                 r = verb_reseal(bus);
+        else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "status"))
+                r = verb_show_manager(bus, (const char *const[]) { "TPMPresent", "TPMManufacturer", "TPMFirmware",
+                                                                    "SealedPCRs", "ChangedPCRs", "VMKAvailable",
+                                                                    "VMKId", NULL });
+        else if (streq(verb, "dra") && argc == 2 && streq(argv[1], "show"))
+                r = verb_show_manager(bus, (const char *const[]) { "DRAFingerprint", NULL });
         else if (streq(verb, "dra") && argc == 3 && streq(argv[1], "set"))
                 r = verb_dra_set(bus, argv[2]);
         else if (streq(verb, "vmk") && argc == 2 && streq(argv[1], "export"))

@@ -124,6 +124,47 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                                              m->vmk ? guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}) : "");
         if (streq(property, "DeviceMapper"))
                 return sd_bus_message_append(reply, "b", m->device_mapper);
+        if (streq(property, "TPMPresent") || streq(property, "TPMManufacturer") || streq(property, "TPMFirmware")) {
+                /* Asked of the TPM when someone asks, never on the boot path. */
+                _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+                Tpm2Info info = {};
+                bool present = tpm2_context_new(tpm2_tcti_select(m->config.tcti), &c) >= 0 &&
+                               tpm2_get_info(c, &info) >= 0;
+
+                if (streq(property, "TPMPresent"))
+                        return sd_bus_message_append(reply, "b", present);
+                if (streq(property, "TPMManufacturer")) {
+                        snprintf(buf, sizeof(buf), "%s%s%s", info.manufacturer, info.vendor[0] ? " " : "",
+                                 info.vendor);
+                        return sd_bus_message_append(reply, "s", buf);
+                }
+                snprintf(buf, sizeof(buf), "%u.%u.%u.%u", info.firmware[0] >> 16, info.firmware[0] & 0xffff,
+                         info.firmware[1] >> 16, info.firmware[1] & 0xffff);
+                return sd_bus_message_append(reply, "s", present ? buf : "");
+        }
+        if (streq(property, "SealedPCRs")) {
+                /* What the VMK is sealed to now, from its blob (the configuration is for new seals). */
+                VmkBlob blob;
+                char pcrs[96];
+
+                if (vmk_blob_read(m->vmk_path, &blob) < 0)
+                        return sd_bus_message_append(reply, "s", "");
+                snprintf(buf, sizeof(buf), "%s:%s", tpm2_hash_alg_to_string(blob.pcrs.bank),
+                         tpm2_pcr_mask_to_string(blob.pcrs.mask, pcrs, sizeof(pcrs)));
+                return sd_bus_message_append(reply, "s", buf);
+        }
+        if (streq(property, "DRAFingerprint")) {
+                X509 *cert = NULL;
+                uint8_t fp[DRA_FINGERPRINT_SIZE];
+                _cleanup_free_ char *hex = NULL;
+
+                if (manager_load_dra_cert(m, &cert) < 0)
+                        return sd_bus_message_append(reply, "s", "");
+                if (dra_cert_fingerprint(cert, fp) >= 0)
+                        hex = dra_fingerprint_to_string(fp);
+                X509_free(cert);
+                return sd_bus_message_append(reply, "s", strempty(hex));
+        }
         if (streq(property, "VolumeCount"))
                 return sd_bus_message_append(reply, "u", (uint32_t) m->n_volumes);
         if (streq(property, "RecoveryRequiredCount")) {
@@ -494,6 +535,11 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("PCRBank", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("PCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ChangedPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("SealedPCRs", "s", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("TPMPresent", "b", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("TPMManufacturer", "s", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("TPMFirmware", "s", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKAvailable", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("DeviceMapper", "b", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),

@@ -738,3 +738,58 @@ int tpm2_get_lockout_info(Tpm2Context *c, uint32_t *ret_counter, uint32_t *ret_m
                 *ret_in_lockout = permanent & TPMA_PERMANENT_INLOCKOUT;
         return 0;
 }
+
+static void property_text(uint32_t v, char *out) {
+        /* Four ASCII characters, big-endian, NUL-padded (TPM 2.0 Part 2, 6.13). */
+        size_t n = 0;
+
+        for (int shift = 24; shift >= 0; shift -= 8) {
+                char c = (char) ((v >> shift) & 0xff);
+                if (c >= 0x20 && c < 0x7f)
+                        out[n++] = c;
+        }
+        out[n] = '\0';
+}
+
+int tpm2_get_info(Tpm2Context *c, Tpm2Info *ret) {
+        TPMS_CAPABILITY_DATA *cap = NULL;
+        Tpm2Info info = {};
+        char part[5];
+        TPMI_YES_NO more;
+        TSS2_RC rc;
+
+        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                                TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES, &more, &cap);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_GetCapability (PT_FIXED)");
+        for (UINT32 i = 0; i < cap->data.tpmProperties.count; i++) {
+                TPMS_TAGGED_PROPERTY *p = &cap->data.tpmProperties.tpmProperty[i];
+
+                switch (p->property) {
+                case TPM2_PT_MANUFACTURER:
+                        property_text(p->value, info.manufacturer);
+                        break;
+                case TPM2_PT_VENDOR_STRING_1:
+                case TPM2_PT_VENDOR_STRING_2:
+                case TPM2_PT_VENDOR_STRING_3:
+                case TPM2_PT_VENDOR_STRING_4:
+                        property_text(p->value, part);
+                        strncat(info.vendor, part, sizeof(info.vendor) - strlen(info.vendor) - 1);
+                        break;
+                case TPM2_PT_FIRMWARE_VERSION_1:
+                        info.firmware[0] = p->value;
+                        break;
+                case TPM2_PT_FIRMWARE_VERSION_2:
+                        info.firmware[1] = p->value;
+                        break;
+                case TPM2_PT_REVISION:
+                        info.spec_revision = p->value;
+                        break;
+                default:
+                        break;
+                }
+        }
+        Esys_Free(cap);
+        *ret = info;
+        return 0;
+}

@@ -98,5 +98,15 @@ int tpm2_seal(Tpm2Context *c, const Tpm2PcrValues *pcrs, bool noda, const void *
 int tpm2_unseal(Tpm2Context *c, const Tpm2PcrValues *pcrs, const Tpm2Sealed *sealed, void **ret_secret,
                 size_t *ret_size, uint32_t *ret_changed_pcrs);
 
+typedef struct Tpm2Info {
+        char manufacturer[5]; /* TPM_PT_MANUFACTURER as text, e.g. "IBM", "INTC" */
+        char vendor[17];      /* TPM_PT_VENDOR_STRING_1..4 */
+        uint32_t firmware[2]; /* TPM_PT_FIRMWARE_VERSION_1, _2 */
+        uint32_t spec_revision;
+} Tpm2Info;
+
+/* Who made the TPM and which firmware it runs (one GetCapability). */
+int tpm2_get_info(Tpm2Context *c, Tpm2Info *ret);
+
 /* The TPM's dictionary-attack state (TPM_PT_LOCKOUT_COUNTER / MAX_AUTH_FAIL / in lockout). */
 int tpm2_get_lockout_info(Tpm2Context *c, uint32_t *ret_counter, uint32_t *ret_max_tries, bool *ret_in_lockout);

@@ -477,6 +477,13 @@ static void test_sealvolctl(void **state) {
         assert_int_equal(CTL(f, 0, password, &out, "recover", uuid), 5);
         free(out);
 
+        /* TPM status: the swtpm's maker, the sealed selection. */
+        assert_int_equal(CTL(f, NOBODY, NULL, &out, "tpm", "status"), 0);
+        assert_non_null(strstr(out, "TPMPresent       yes"));
+        assert_non_null(strstr(out, "TPMManufacturer  IBM"));
+        assert_non_null(strstr(out, "SealedPCRs       sha256:7"));
+        free(out);
+
         /* Unknown volume 4, unknown verb 2. */
         assert_int_equal(CTL(f, 0, NULL, &out, "recovery", "show", "no-such-volume"), 4);
         free(out);
@@ -554,6 +561,9 @@ static void test_dra_and_tpm_replacement(void **state) {
         free(out);
         fp = get_string(f, f->paths[2], "DRAFingerprint");
         assert_int_equal(strlen(fp), 64);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "show"), 0);
+        assert_non_null(strstr(out, fp));
+        free(out);
         assert_int_equal(CTL(f, 0, NULL, &out, "vmk", "export"), 0);
         assert_non_null(strstr(out, "sealvol-vmk-export"));
         free(out);
