@@ -45,6 +45,8 @@ static bool arg_json = false;
 static bool arg_quiet = false;
 static bool arg_all = false;
 static bool arg_stdin = false;
+static const char *arg_pcrs = "";
+static const char *arg_pcr_bank = "";
 static const char *arg_dra_key = NULL;
 
 static int exit_code_for(const sd_bus_error *error, int r) {
@@ -556,14 +558,16 @@ static int verb_reseal(sd_bus *bus) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ResealVMK", &error, NULL, "t", UINT64_C(0));
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ResealVMK", &error, NULL, "sst", arg_pcr_bank,
+                               arg_pcrs, UINT64_C(0));
         if (r < 0) {
                 r = fail(&error, r, "Failed to reseal");
                 sd_bus_error_free(&error);
                 return r;
         }
         if (!arg_quiet)
-                printf("The VMK is sealed to the current PCR values.\n");
+                printf("The VMK is sealed to the current values of %s.\n",
+                       isempty(arg_pcrs) ? "the configured PCRs" : "the PCRs given");
         return EXIT_OK;
 }
 
@@ -581,8 +585,9 @@ static const struct {
           "or with the Data Recovery Agent's private key, passed to the daemon as an open file." },
         { "recovery", "recovery show VOLUME | recovery rotate VOLUME",
           "Show the recovery password and Key ID (authentication every time), or replace the password." },
-        { "tpm", "tpm status | tpm reseal",
-          "The TPM and what the VMK is sealed to; or seal it to the current PCR values." },
+        { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256]",
+          "The TPM and what the VMK is sealed to; or seal it to the current values of the configured PCRs,\n"
+          "or of another selection." },
         { "dra", "dra show | dra set CERTIFICATE",
           "The Data Recovery Agent certificate in force; or set one (every volume is re-wrapped)." },
         { "vmk", "vmk export", "Print the VMK wrapped to the DRA certificate (a copy stays with the daemon)." },
@@ -624,19 +629,23 @@ static void help(void) {
                "  -q --quiet    Print less\n"
                "     --all      With unlock: every volume\n"
                "     --stdin    Read secrets from stdin even on a terminal\n"
-               "     --dra-key FILE  With recover: the DRA private key (PEM or DER, unencrypted)\n\n"
+               "     --dra-key FILE  With recover: the DRA private key (PEM or DER, unencrypted)\n"
+               "     --pcrs LIST     With tpm reseal: another PCR selection, e.g. 0,2,7\n"
+               "     --pcr-bank BANK With tpm reseal: another PCR bank (sha256, sha384, ...)\n\n"
                "Exit codes: 0 ok, 1 failed, 2 usage, 3 access denied, 4 no such volume or device,\n"
                "5 wrong key or password, 6 TPM (none, other, PCRs changed, lockout), 7 damaged or foreign\n"
                "metadata, 8 volumes need recovery, 9 sealvold not reachable.\n");
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN, ARG_DRA_KEY };
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN, ARG_DRA_KEY, ARG_PCRS, ARG_PCR_BANK };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },  { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, ARG_JSON }, { "quiet", no_argument, NULL, 'q' },
                 { "all", no_argument, NULL, ARG_ALL },   { "stdin", no_argument, NULL, ARG_STDIN },
                 { "dra-key", required_argument, NULL, ARG_DRA_KEY },
+                { "pcrs", required_argument, NULL, ARG_PCRS },
+                { "pcr-bank", required_argument, NULL, ARG_PCR_BANK },
                 {},
         };
         sd_bus *bus = NULL;
@@ -667,6 +676,12 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_DRA_KEY:
                         arg_dra_key = optarg;
+                        break;
+                case ARG_PCRS:
+                        arg_pcrs = optarg;
+                        break;
+                case ARG_PCR_BANK:
+                        arg_pcr_bank = optarg;
                         break;
                 default:
                         return EXIT_USAGE;

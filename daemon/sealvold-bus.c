@@ -265,22 +265,33 @@ static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_err
 
 static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        const char *bank_name, *pcrs;
+        TPMI_ALG_HASH bank = 0;
+        uint32_t mask = 0;
         uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "t", &flags);
+        r = sd_bus_message_read(message, "sst", &bank_name, &pcrs, &flags);
         if (r < 0)
                 return r;
         if (flags != FLAGS_NONE)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        if (!isempty(bank_name) && tpm2_hash_alg_from_string(bank_name, &bank) < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown PCR bank: %s", bank_name);
+        if (!isempty(pcrs) && tpm2_pcr_mask_from_string(pcrs, &mask) < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a PCR list (0-23, comma-separated): %s",
+                                         pcrs);
         r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        /* Only a VMK we hold (unsealed, or recovered with a recovery password) can be resealed: a
-         * changed boot is accepted by proving a recovery, never by just asking. */
-        r = manager_reseal(m);
+        /* Only a VMK we hold (unsealed, or recovered with a recovery password or the DRA key) can be
+         * resealed: a changed boot is accepted by proving a recovery, never by just asking. */
+        r = manager_reseal(m, bank, mask);
         audit_record(message, "reseal", NULL, r, NULL);
+        if (r == -EOPNOTSUPP)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED, "The TPM has no %s PCR bank.",
+                                         isempty(bank_name) ? "such" : bank_name);
         if (r < 0)
                 return volume_error(error, r, NULL, "Reseal");
         (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",
@@ -554,8 +565,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("UnlockAll", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("u", opened, "u", failed),
                                 method_unlock_all, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("ResealVMK", SD_BUS_ARGS("t", flags), SD_BUS_NO_RESULT, method_reseal,
-                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ResealVMK", SD_BUS_ARGS("s", pcr_bank, "s", pcrs, "t", flags), SD_BUS_NO_RESULT,
+                                method_reseal, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetDRACertificate", SD_BUS_ARGS("h", certificate, "t", flags),
                                 SD_BUS_RESULT("u", rewrapped), method_set_dra, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ExportVMK", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", wrapped_json),

@@ -308,7 +308,7 @@ int manager_ensure_vmk(Manager *m, bool create) {
         return 0;
 }
 
-int manager_reseal(Manager *m) {
+int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
         int r;
 
@@ -317,7 +317,8 @@ int manager_reseal(Manager *m) {
         r = tpm_open(m, &c);
         if (r < 0)
                 return r;
-        r = vmk_seal_to_file(c, m->vmk, &m->vmk_id, m->config.pcr_bank, m->config.pcr_mask, m->vmk_path, NULL);
+        r = vmk_seal_to_file(c, m->vmk, &m->vmk_id, bank ?: m->config.pcr_bank, mask ?: m->config.pcr_mask,
+                             m->vmk_path, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to reseal the VMK: %m");
         m->last_pcr_mismatch = 0;

@@ -94,7 +94,8 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
                             Guid *ret_new_key_id);
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
 int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id);
-int manager_reseal(Manager *m);
+/* Seals the VMK the daemon holds to the current values of bank/mask (0: the configuration's). */
+int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask);
 /* The DRA certificate in force: the one set over the bus (state directory), else the configured one.
  * -ENOENT when there is none. */
 int manager_load_dra_cert(Manager *m, X509 **ret);

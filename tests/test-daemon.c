@@ -213,7 +213,7 @@ static void test_changed_pcr_recovery_reseal(void **state) {
 
         /* Reseal to the new PCR 7, reboot: everything opens from the TPM again. */
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
-                                            &error, NULL, "t", UINT64_C(0)) >= 0);
+                                            &error, NULL, "sst", "", "", UINT64_C(0)) >= 0);
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
         assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
@@ -482,6 +482,15 @@ static void test_sealvolctl(void **state) {
         assert_non_null(strstr(out, "TPMPresent       yes"));
         assert_non_null(strstr(out, "TPMManufacturer  IBM"));
         assert_non_null(strstr(out, "SealedPCRs       sha256:7"));
+        free(out);
+
+        /* Reseal to another selection; a bad one is refused. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "--pcrs", "0,7", "tpm", "reseal"), 0);
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "tpm", "status"), 0);
+        assert_non_null(strstr(out, "SealedPCRs       sha256:0,7"));
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "--pcrs", "0,99", "tpm", "reseal"), 2);
         free(out);
 
         /* Unknown volume 4, unknown verb 2. */
