@@ -29,6 +29,13 @@ static int volume_error(sd_bus_error *error, int r, const ManagedVolume *v, cons
         return bus_error_set(error, r, "%s%s%s", what, v ? " " : "", v ? v->uuid : "");
 }
 
+/* Every flags argument is reserved for now: anything set is a caller from the future, refused. */
+static int check_flags(uint64_t flags, sd_bus_error *error) {
+        if (flags != FLAGS_NONE)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        return 0;
+}
+
 /* ---- properties -------------------------------------------------------------------------------- */
 
 static int property_get_volume_string(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -229,8 +236,9 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
                 return r;
         if (!device_path_valid(device))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not an absolute device path: %s", device);
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
 
         r = polkit_check(m, message, "org.sealvol1.provision", error);
         if (r <= 0)
@@ -253,8 +261,9 @@ static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_err
         r = sd_bus_message_read(message, "t", &flags);
         if (r < 0)
                 return r;
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
         r = polkit_check(m, message, "org.sealvol1.unlock", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
@@ -274,8 +283,9 @@ static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *
         r = sd_bus_message_read(message, "sst", &bank_name, &pcrs, &flags);
         if (r < 0)
                 return r;
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
         if (!isempty(bank_name) && tpm2_hash_alg_from_string(bank_name, &bank) < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown PCR bank: %s", bank_name);
         if (!isempty(pcrs) && tpm2_pcr_mask_from_string(pcrs, &mask) < 0)
@@ -344,8 +354,9 @@ static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error 
         r = sd_bus_message_read(message, "ht", &fd, &flags);
         if (r < 0)
                 return r;
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
         r = polkit_check(m, message, "org.sealvol1.manage-dra", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
@@ -373,8 +384,9 @@ static int method_export_vmk(sd_bus_message *message, void *userdata, sd_bus_err
         r = sd_bus_message_read(message, "t", &flags);
         if (r < 0)
                 return r;
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
         r = polkit_check(m, message, "org.sealvol1.export-vmk", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
@@ -400,8 +412,9 @@ static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_
         r = sd_bus_message_read(message, "ht", &fd, &flags);
         if (r < 0)
                 return r;
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size > DRA_KEY_FILE_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The DRA key must be passed as a regular file of at most %zu bytes.",
@@ -432,8 +445,9 @@ static int method_volume_unlock(sd_bus_message *message, void *userdata, sd_bus_
         r = sd_bus_message_read(message, "t", &flags);
         if (r < 0)
                 return r;
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
         r = polkit_check(v->manager, message, "org.sealvol1.unlock", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
@@ -468,8 +482,9 @@ static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata
         r = sd_bus_message_read(message, "st", &password, &flags);
         if (r < 0)
                 return r;
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
         if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
         r = polkit_check(v->manager, message, "org.sealvol1.recover", error);

@@ -24,7 +24,7 @@ char *hex_encode(const void *data, size_t size) {
         return s;
 }
 
-static int unhex(char c) {
+int unhexchar(char c) {
         if (c >= '0' && c <= '9')
                 return c - '0';
         if (c >= 'a' && c <= 'f')
@@ -36,7 +36,7 @@ static int unhex(char c) {
 
 static int hex_decode_into(const char *s, size_t n, uint8_t *out) {
         for (size_t i = 0; i < n; i++) {
-                int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
+                int hi = unhexchar(s[2 * i]), lo = unhexchar(s[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 out[i] = (uint8_t) (hi << 4 | lo);

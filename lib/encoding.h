@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The value of one hex digit (either case), or -EINVAL. */
+int unhexchar(char c);
+
 /* Lowercase hex, NUL-terminated. */
 char *hex_encode(const void *data, size_t size);
 /* Exactly 2*n hex digits (either case); -EINVAL otherwise. */

@@ -5,6 +5,7 @@
 
 #include <openssl/rand.h>
 
+#include "encoding.h"
 #include "guid.h"
 
 /* Text positions of the dashes in the 8-4-4-4-12 form, and the byte indexes they precede. */
@@ -13,16 +14,6 @@ static bool guid_text_dash_at(size_t i) {
 }
 static bool guid_byte_dash_before(size_t i) {
         return i == 4 || i == 6 || i == 8 || i == 10;
-}
-
-static int unhexchar(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -EINVAL;
 }
 
 /* The i-th of the 32 hex digits, most significant nibble of each byte first. */

@@ -15,23 +15,6 @@
 #include "test-util.h"
 #include "volume.h"
 
-static int setup(void **state) {
-        char *dir = NULL;
-
-        if (test_tmpdir_new("test-config", &dir) < 0)
-                return -1;
-        *state = dir;
-        return 0;
-}
-
-static int teardown(void **state) {
-        char *dir = *state;
-        int r = rm_rf(dir);
-
-        free(dir);
-        return r < 0 ? -1 : 0;
-}
-
 static int load_text(const char *dir, const char *text, Config *c, char **ret_error) {
         _cleanup_free_ char *path = path_join(dir, "sealvol.conf");
 
@@ -116,9 +99,9 @@ static void test_errors_name_the_line(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_defaults_without_file, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_every_key, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_errors_name_the_line, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_defaults_without_file, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_every_key, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_errors_name_the_line, test_setup_tmpdir, test_teardown_tmpdir),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 
 #include "bus-errors.h"
 #include "daemon-fixture.h"
+#include "dra-fixture.h"
 #include "fileio.h"
 #include "polkit-fixture.h"
 #include "recovery.h"
@@ -541,20 +542,13 @@ static void test_polkit_grants_one_action(void **state) {
         assert_non_null(strstr(log, needle));
 }
 
-static char *dra_fixture(const char *name, const char *suffix) {
-        char *p;
-
-        assert_true(asprintf(&p, "%s/dra-%s%s", getenv("SEALVOL_DRA_FIXTURES"), name, suffix) > 0);
-        return p;
-}
-
 /* The DRA end to end: set the certificate (every volume re-wrapped), export the VMK, then replace the
  * TPM (a new main board): nothing opens from the TPM; the DRA key opens one volume and, through the
  * export, gives back the VMK that opens the others; reseal to the new TPM; reboot; all open. */
 static void test_dra_and_tpm_replacement(void **state) {
         Fixture *f = *state;
-        _cleanup_free_ char *cert = dra_fixture("rsa2048", ".crt"), *key = dra_fixture("rsa2048", ".key"),
-                            *bad = dra_fixture("rsa-ku-sign", ".crt"), *other_key = dra_fixture("ec256", ".key");
+        _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt"), *key = dra_fixture_path("rsa2048", ".key"),
+                            *bad = dra_fixture_path("rsa-ku-sign", ".crt"), *other_key = dra_fixture_path("ec256", ".key");
         _cleanup_free_ char *out = NULL, *fp = NULL;
         char uuid[VOLUME_UUID_STRING_MAX];
 

@@ -25,23 +25,6 @@
 #define CONTENT_SIZE (256 * 1024)
 #define KILL_ROUNDS 40
 
-static int setup(void **state) {
-        char *dir = NULL;
-
-        if (test_tmpdir_new("test-fileio", &dir) < 0)
-                return -1;
-        *state = dir;
-        return 0;
-}
-
-static int teardown(void **state) {
-        char *dir = *state;
-        int r = rm_rf(dir);
-
-        free(dir);
-        return r < 0 ? -1 : 0;
-}
-
 static void test_atomic_write_survives_sigkill(void **state) {
         const char *dir = *state;
         _cleanup_free_ char *path = path_join(dir, "state.json");
@@ -157,8 +140,8 @@ static void test_base64(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_atomic_write_survives_sigkill, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_atomic_write_mode_and_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_atomic_write_survives_sigkill, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_atomic_write_mode_and_errors, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test(test_hex),
                 cmocka_unit_test(test_base64),
         };

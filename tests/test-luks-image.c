@@ -16,23 +16,6 @@
 
 #define N_IMAGES 3
 
-static int setup(void **state) {
-        char *dir = NULL;
-
-        if (test_tmpdir_new("test-luks", &dir) < 0)
-                return -1;
-        *state = dir;
-        return 0;
-}
-
-static int teardown(void **state) {
-        char *dir = *state;
-        int r = rm_rf(dir);
-
-        free(dir);
-        return r < 0 ? -1 : 0;
-}
-
 static void test_images_open_with_their_own_key_only(void **state) {
         const char *dir = *state;
         char *paths[N_IMAGES] = {};
@@ -89,9 +72,9 @@ static void test_not_luks(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_images_open_with_their_own_key_only, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_image_has_production_parameters, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_not_luks, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_images_open_with_their_own_key_only, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_image_has_production_parameters, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_not_luks, test_setup_tmpdir, test_teardown_tmpdir),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

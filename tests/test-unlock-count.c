@@ -40,16 +40,7 @@ typedef struct Fixture {
 } Fixture;
 
 static int new_image(const char *dir, const char *name, char **ret) {
-        _cleanup_free_ char *path = path_join(dir, name);
-        _cleanup_close_ int fd = -EBADF;
-
-        if (!path)
-                return -ENOMEM;
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0 || ftruncate(fd, (off_t) LUKS_IMAGE_SIZE_DEFAULT) < 0)
-                return -errno;
-        *ret = TAKE_PTR(path);
-        return 0;
+        return sparse_image_new(dir, name, LUKS_IMAGE_SIZE_DEFAULT, ret);
 }
 
 static int group_teardown(void **state) {

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "dra-fixture.h"
 #include "dra.h"
 #include "fileio.h"
 #include "kill-points.h"
@@ -298,23 +299,16 @@ static void test_reseal_killed_at_every_step(void **state) {
 }
 
 static X509 *dra_cert(const char *name) {
-        _cleanup_free_ char *path = NULL;
-        X509 *cert = NULL;
+        X509 *cert = dra_fixture_cert(name);
 
-        assert_true(asprintf(&path, "%s/dra-%s.crt", getenv("SEALVOL_DRA_FIXTURES"), name) > 0);
-        assert_int_equal(dra_cert_load_file(path, &cert), 0);
+        assert_non_null(cert);
         return cert;
 }
 
 static EVP_PKEY *dra_key(const char *name) {
-        _cleanup_free_ char *path = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        EVP_PKEY *key = NULL;
+        EVP_PKEY *key = dra_fixture_key(name);
 
-        assert_true(asprintf(&path, "%s/dra-%s.key", getenv("SEALVOL_DRA_FIXTURES"), name) > 0);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        assert_true(fd >= 0);
-        assert_int_equal(dra_key_load_fd(fd, &key), 0);
+        assert_non_null(key);
         return key;
 }
 

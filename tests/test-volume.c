@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <openssl/rand.h>
 
+#include "dra-fixture.h"
 #include "dra.h"
 #include "kill-points.h"
 #include "luks-fixture.h"
@@ -40,16 +41,7 @@ typedef struct Fixture {
 } Fixture;
 
 static int new_image(const char *dir, const char *name, char **ret) {
-        _cleanup_free_ char *path = path_join(dir, name);
-        _cleanup_close_ int fd = -EBADF;
-
-        if (!path)
-                return -ENOMEM;
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0 || ftruncate(fd, (off_t) LUKS_IMAGE_SIZE_DEFAULT) < 0)
-                return -errno;
-        *ret = TAKE_PTR(path);
-        return 0;
+        return sparse_image_new(dir, name, LUKS_IMAGE_SIZE_DEFAULT, ret);
 }
 
 static int setup(void **state) {
@@ -592,23 +584,16 @@ static void test_sigkill_during_changes(void **state) {
 }
 
 static X509 *load_dra_cert(const char *name) {
-        _cleanup_free_ char *path = NULL;
-        X509 *cert = NULL;
+        X509 *cert = dra_fixture_cert(name);
 
-        assert_true(asprintf(&path, "%s/dra-%s.crt", getenv("SEALVOL_DRA_FIXTURES"), name) > 0);
-        assert_int_equal(dra_cert_load_file(path, &cert), 0);
+        assert_non_null(cert);
         return cert;
 }
 
 static EVP_PKEY *load_dra_key(const char *name) {
-        _cleanup_free_ char *path = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        EVP_PKEY *key = NULL;
+        EVP_PKEY *key = dra_fixture_key(name);
 
-        assert_true(asprintf(&path, "%s/dra-%s.key", getenv("SEALVOL_DRA_FIXTURES"), name) > 0);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        assert_true(fd >= 0);
-        assert_int_equal(dra_key_load_fd(fd, &key), 0);
+        assert_non_null(key);
         return key;
 }
 

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <systemd/sd-bus.h>
+
 #include "bus-fixture.h"
 #include "test-util.h"
 
@@ -136,4 +138,22 @@ int bus_fixture_new(const char *name, BusFixture **ret) {
 
         *ret = TAKE_PTR(f);
         return 0;
+}
+
+int bus_name_has_owner(const char *name) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        sd_bus *bus = NULL;
+        int has = 0, r;
+
+        r = sd_bus_open_system(&bus);
+        if (r >= 0)
+                r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                       "NameHasOwner", &error, &reply, "s", name);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "b", &has);
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(reply);
+        sd_bus_flush_close_unref(bus);
+        return r < 0 ? r : has;
 }

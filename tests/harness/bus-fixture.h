@@ -22,5 +22,8 @@ typedef struct BusFixture {
 } BusFixture;
 
 int bus_fixture_new(const char *name, BusFixture **ret);
+/* Whether name has an owner on the system bus (the fixture's, through DBUS_SYSTEM_BUS_ADDRESS):
+ * how fixtures know their server is up. */
+int bus_name_has_owner(const char *name);
 BusFixture *bus_fixture_free(BusFixture *f);
 DEFINE_TRIVIAL_CLEANUP_FUNC(BusFixture *, bus_fixture_free);

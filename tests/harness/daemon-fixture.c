@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "daemon-fixture.h"
+#include "bus-fixture.h"
 #include "fileio.h"
 #include "luks-fixture.h"
 #include "test-util.h"
@@ -67,25 +68,6 @@ int daemon_fixture_new(const char *name, const char *extra_config, DaemonFixture
         return 0;
 }
 
-static int bus_name_has_owner(const char *name) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        sd_bus *bus = NULL;
-        int has = 0, r;
-
-        r = sd_bus_open_system(&bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                               "NameHasOwner", &error, &reply, "s", name);
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "b", &has);
-        sd_bus_error_free(&error);
-        sd_bus_message_unref(reply);
-        sd_bus_flush_close_unref(bus);
-        return r < 0 ? r : has;
-}
-
 int daemon_fixture_start(DaemonFixture *f) {
         const char *daemon = getenv("SEALVOLD");
         int r;
@@ -139,14 +121,5 @@ int daemon_fixture_reboot(DaemonFixture *f) {
 }
 
 int daemon_fixture_new_image(DaemonFixture *f, const char *name, char **ret_path) {
-        _cleanup_free_ char *path = path_join(f->dir, name);
-        _cleanup_close_ int fd = -EBADF;
-
-        if (!path)
-                return -ENOMEM;
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0 || ftruncate(fd, (off_t) LUKS_IMAGE_SIZE_DEFAULT) < 0)
-                return -errno;
-        *ret_path = TAKE_PTR(path);
-        return 0;
+        return sparse_image_new(f->dir, name, LUKS_IMAGE_SIZE_DEFAULT, ret_path);
 }

@@ -18,11 +18,25 @@ static void quiet_log(int level, const char *msg, void *usrptr) {
         (void) usrptr;
 }
 
+int sparse_image_new(const char *dir, const char *name, uint64_t size, char **ret_path) {
+        _cleanup_free_ char *path = path_join(dir, name);
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!path)
+                return -ENOMEM;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        if (ftruncate(fd, (off_t) size) < 0)
+                return -errno;
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}
+
 int luks_image_new(const char *dir, const char *name, uint64_t size, const void *passphrase, size_t len,
                    char **ret_path) {
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
-        _cleanup_free_ char *path = path_join(dir, name);
-        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *path = NULL;
         struct crypt_pbkdf_type fast = {
                 .type = CRYPT_KDF_PBKDF2,
                 .hash = "sha256",
@@ -32,14 +46,9 @@ int luks_image_new(const char *dir, const char *name, uint64_t size, const void 
         struct crypt_params_luks2 params = { .sector_size = 512 };
         int r;
 
-        if (!path)
-                return -ENOMEM;
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -errno;
-        if (ftruncate(fd, (off_t) size) < 0)
-                return -errno;
-        fd = safe_close(fd);
+        r = sparse_image_new(dir, name, size, &path);
+        if (r < 0)
+                return r;
 
         crypt_set_log_callback(NULL, quiet_log, NULL);
         r = crypt_init(&cd, path);

@@ -12,6 +12,9 @@
 
 #define LUKS_IMAGE_SIZE_DEFAULT (UINT64_C(32) * 1024 * 1024)
 
+/* A new sparse (empty) image file of size bytes in dir; fails if it exists. */
+int sparse_image_new(const char *dir, const char *name, uint64_t size, char **ret_path);
+
 int luks_image_new(const char *dir, const char *name, uint64_t size, const void *passphrase, size_t len,
                    char **ret_path);
 /* Verifies a passphrase against every keyslot without mapping anything: the keyslot number, or

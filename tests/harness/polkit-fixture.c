@@ -7,6 +7,7 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
+#include "bus-fixture.h"
 #include "fileio.h"
 #include "polkit-fixture.h"
 #include "test-util.h"
@@ -24,24 +25,6 @@ PolkitFixture *polkit_fixture_free(PolkitFixture *f) {
         free(f->log_path);
         free(f);
         return NULL;
-}
-
-static int polkit_running(void) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        sd_bus *bus = NULL;
-        int has = 0, r;
-
-        r = sd_bus_open_system(&bus);
-        if (r >= 0)
-                r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                       "NameHasOwner", &error, &reply, "s", "org.freedesktop.PolicyKit1");
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "b", &has);
-        sd_bus_error_free(&error);
-        sd_bus_message_unref(reply);
-        sd_bus_flush_close_unref(bus);
-        return r < 0 ? r : has;
 }
 
 int polkit_fixture_new(const char *name, const char *rules, PolkitFixture **ret) {
@@ -95,7 +78,7 @@ int polkit_fixture_new(const char *name, const char *rules, PolkitFixture **ret)
                 return r;
 
         for (unsigned waited = 0; waited < POLKIT_START_TIMEOUT_MS; waited += 20) {
-                if (polkit_running() > 0) {
+                if (bus_name_has_owner("org.freedesktop.PolicyKit1") > 0) {
                         *ret = TAKE_PTR(f);
                         return 0;
                 }

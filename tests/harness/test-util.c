@@ -73,6 +73,23 @@ int test_tmpdir_new(const char *name, char **ret) {
         return 0;
 }
 
+int test_setup_tmpdir(void **state) {
+        char *dir = NULL;
+
+        if (test_tmpdir_new(program_invocation_short_name, &dir) < 0)
+                return -1;
+        *state = dir;
+        return 0;
+}
+
+int test_teardown_tmpdir(void **state) {
+        char *dir = *state;
+        int r = rm_rf(dir);
+
+        free(dir);
+        return r < 0 ? -1 : 0;
+}
+
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
         (void) st;
         (void) ftw;

@@ -26,6 +26,11 @@ bool test_have_executable(const char *name);
 int test_tmpdir_new(const char *name, char **ret);
 int rm_rf(const char *path);
 
+/* cmocka group/test setup and teardown for tests that need only a fresh directory: *state is its
+ * path (named after the program). */
+int test_setup_tmpdir(void **state);
+int test_teardown_tmpdir(void **state);
+
 char *path_join(const char *a, const char *b);
 
 /* Starts argv with stdin from /dev/null and stdout+stderr appended to log_path. If pass_fd >= 0 it
