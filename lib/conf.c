@@ -120,7 +120,7 @@ static int assign(Config *c, const char *section, const char *key, const char *v
         return -ENOKEY;
 }
 
-static int fail(char **ret_error, const char *path, unsigned line, const char *format, ...) {
+_printf_(4, 5) static int fail(char **ret_error, const char *path, unsigned line, const char *format, ...) {
         _cleanup_free_ char *what = NULL;
         va_list ap;
 
@@ -136,24 +136,19 @@ static int fail(char **ret_error, const char *path, unsigned line, const char *f
         return -EBADMSG;
 }
 
-int config_load(const char *path, Config *c, char **ret_error) {
+int config_parse(const char *data, size_t size, const char *path, Config *c, char **ret_error) {
         _cleanup_free_ char *text = NULL, *section = NULL;
         char *save = NULL;
         unsigned line = 0;
         int r;
 
-        if (!path)
-                path = getenv(CONFIG_PATH_ENV);
-        if (isempty(path))
-                path = CONFIG_PATH_DEFAULT;
-
-        r = read_file_full(path, CONFIG_FILE_MAX, &text, NULL);
-        if (r == -ENOENT)
-                return 0; /* no file: the defaults */
-        if (r == -EFBIG)
+        if (size > CONFIG_FILE_MAX)
                 return fail(ret_error, path, 0, "larger than %u bytes", CONFIG_FILE_MAX);
-        if (r < 0)
-                return r;
+        if (memchr(data, '\0', size))
+                return fail(ret_error, path, 0, "contains a NUL byte");
+        text = strndup(data, size);
+        if (!text)
+                return -ENOMEM;
 
         /* strtok_r would merge empty lines and skew the line numbers; split by hand. */
         for (char *l = text; l; l = save) {
@@ -198,4 +193,24 @@ int config_load(const char *path, Config *c, char **ret_error) {
                         return fail(ret_error, path, line, "invalid value for %s: \"%s\"", key, value);
         }
         return 0;
+}
+
+int config_load(const char *path, Config *c, char **ret_error) {
+        _cleanup_free_ char *text = NULL;
+        size_t size;
+        int r;
+
+        if (!path)
+                path = getenv(CONFIG_PATH_ENV);
+        if (isempty(path))
+                path = CONFIG_PATH_DEFAULT;
+
+        r = read_file_full(path, CONFIG_FILE_MAX, &text, &size);
+        if (r == -ENOENT)
+                return 0; /* no file: the defaults */
+        if (r == -EFBIG)
+                return fail(ret_error, path, 0, "larger than %u bytes", CONFIG_FILE_MAX);
+        if (r < 0)
+                return r;
+        return config_parse(text, size, path, c, ret_error);
 }

@@ -36,6 +36,9 @@ typedef struct Config {
 void config_init(Config *c);
 void config_done(Config *c);
 
+/* Parses size bytes of configuration text; path is only for the messages. */
+int config_parse(const char *data, size_t size, const char *path, Config *c, char **ret_error);
+
 /* Loads path (NULL: $SEALVOL_CONFIG, else CONFIG_PATH_DEFAULT). A missing file is the defaults.
  * On -EBADMSG, *ret_error (if given) says where and what. */
 int config_load(const char *path, Config *c, char **ret_error);

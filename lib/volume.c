@@ -343,7 +343,7 @@ int volume_read_recovery_password(Volume *v, const uint8_t vmk[static VMK_SIZE],
 int volume_recover_vmk(Volume *v, const char *password, uint8_t **ret_vmk, Guid *ret_vmk_id,
                        unsigned *ret_bad_block) {
         const Protector *p = &v->token.protectors[PROTECTOR_RECOVERY];
-        _cleanup_secure_ uint8_t *key = NULL, *parsed = NULL, *pw_key = NULL;
+        _cleanup_secure_ uint8_t *parsed = NULL, *pw_key = NULL;
         _cleanup_secure_ char *canonical = NULL;
         _cleanup_secure_ void *vmk = NULL;
         uint32_t iterations = 0;
