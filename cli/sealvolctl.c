@@ -256,6 +256,8 @@ static int verb_provision(sd_bus *bus, const char *device) {
         if (!arg_quiet) {
                 r = sd_bus_call_method(bus, BUS_NAME, path, VOLUME_IFACE, "GetRecoveryPassword", &error, &pw_reply, "");
                 if (r >= 0)
+                        (void) sd_bus_message_sensitive(pw_reply);
+                if (r >= 0)
                         r = sd_bus_message_read(pw_reply, "ss", &password, &k2);
                 if (r < 0)
                         fprintf(stderr, "Provisioned, but the recovery password could not be shown: %s\n",
@@ -453,6 +455,9 @@ static int verb_recover(sd_bus *bus, const char *what) {
                 if (!isempty(new_id))
                         printf("The recovery password was used and has been replaced; new Key ID: %s\n"
                                "Read it with: sealvolctl recovery show %s\n", new_id, what);
+                else
+                        printf("The recovery password was used; it will be replaced once the VMK is resealed\n"
+                               "(sealvolctl tpm reseal).\n");
         }
         sd_bus_message_unref(reply);
         return EXIT_OK;
@@ -466,8 +471,12 @@ static int verb_recovery_show(sd_bus *bus, const char *what) {
         r = call_volume(bus, what, "GetRecoveryPassword", &reply, "");
         if (r != EXIT_OK)
                 return r;
-        if (sd_bus_message_read(reply, "ss", &password, &key_id) < 0)
+        /* Wiped when freed. */
+        (void) sd_bus_message_sensitive(reply);
+        if (sd_bus_message_read(reply, "ss", &password, &key_id) < 0) {
+                sd_bus_message_unref(reply);
                 return EXIT_FAILED;
+        }
         if (arg_json) {
                 printf("{\"recovery_key_id\":");
                 json_string(key_id);

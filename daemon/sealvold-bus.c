@@ -415,13 +415,16 @@ static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
+        /* The file is checked after polkit: what the caller's file holds may change between the two
+         * passes of the handler, and a check that fails only on the second pass would strand the
+         * polkit query. */
+        r = polkit_check(v->manager, message, "org.sealvol1.recover", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size > DRA_KEY_FILE_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The DRA key must be passed as a regular file of at most %zu bytes.",
                                          DRA_KEY_FILE_MAX);
-        r = polkit_check(v->manager, message, "org.sealvol1.recover", error);
-        if (r <= 0)
-                return r < 0 ? r : 1;
 
         if (lseek(fd, 0, SEEK_SET) < 0 || dra_key_load_fd(fd, &key) < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,

@@ -322,6 +322,21 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         if (r < 0)
                 return log_error_errno(r, "Failed to reseal the VMK: %m");
         m->last_pcr_mismatch = 0;
+
+        /* Now the passwords used during the recovery can be replaced safely. */
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                ManagedVolume *v = m->volumes[i];
+                Guid id;
+
+                if (!v->rotate_after_reseal)
+                        continue;
+                r = manager_rotate_recovery(m, v, &id);
+                if (r < 0)
+                        log_error_errno(r, "Failed to replace the used recovery password of %s, ignoring: %m",
+                                        v->uuid);
+                else
+                        v->rotate_after_reseal = false;
+        }
         return 0;
 }
 
@@ -340,7 +355,7 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret) {
                 return r;
         r = manager_load_dra_cert(m, &cert);
         if (r < 0 && r != -ENOENT)
-                return r;
+                return log_error_errno(r, "Failed to load the DRA certificate: %m");
         (void) gethostname(hostname, sizeof(hostname) - 1);
 
         VolumeProvisionParams p = {
@@ -489,12 +504,22 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
                          guid_format(&recovered_id, (char[GUID_STRING_MAX]) {}), v->uuid);
                 /* One recovery opens the server, as BitLocker's data volumes follow the OS volume. */
                 (void) manager_unlock_all(m, &opened, &failed);
+
+                /* Used once, shown to a person: it must be replaced (DESIGN.md, "Rotate after use"),
+                 * but not yet. The TPM still refuses the VMK, so a new password would exist only in a
+                 * keyslot and wrapped under a VMK nobody can unseal after a restart: replaced once the
+                 * VMK is resealed, it can always be read back. */
+                v->rotate_after_reseal = true;
+                log_notice("The recovery password of %s will be replaced once the VMK is resealed.", v->uuid);
+                return 0;
+        }
+        if (!m->vmk || !guid_equal(&m->vmk_id, &vol->token.vmk_id)) {
+                log_warning("Volume %s opened, but its recovery password cannot be replaced without its VMK.",
+                            v->uuid);
+                return 0;
         }
 
-        /* Used once, shown to a person: replaced now (DESIGN.md, "Rotate after use"). */
-        if (!m->vmk || !guid_equal(&m->vmk_id, &vol->token.vmk_id))
-                return log_warning_errno(ENOPKG, "Volume %s opened, but its recovery password cannot be rotated "
-                                                 "without its VMK.", v->uuid);
+        /* The TPM opens the VMK: the password is replaced now, and the new one stays readable. */
         r = volume_rotate_recovery(vol, m->vmk, &m->vmk_id, m->config.recovery_kdf_iterations, NULL, NULL,
                                    &new_password);
         if (r < 0)
@@ -547,9 +572,10 @@ int manager_load_dra_cert(Manager *m, X509 **ret) {
 
         if (!path)
                 return -ENOENT;
+        /* Callers report it: a status read must not fill the journal. */
         r = dra_cert_load_file(path, ret);
         if (r < 0)
-                return log_error_errno(r, "Failed to load the DRA certificate %s: %m", path);
+                return log_debug_errno(r, "Failed to load the DRA certificate %s: %m", path);
         return 0;
 }
 

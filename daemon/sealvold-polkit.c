@@ -137,9 +137,12 @@ int polkit_check(Manager *m, sd_bus_message *message, const char *action, sd_bus
         q->manager = m;
         q->request = sd_bus_message_ref(message);
         q->action = strdup(action);
+        if (!q->action) {
+                polkit_query_free(q);
+                return -ENOMEM;
+        }
         a = realloc(m->polkit_queries, (m->n_polkit_queries + 1) * sizeof(*a));
-        if (!q->action || !a) {
-                free(a == m->polkit_queries ? NULL : a);
+        if (!a) {
                 polkit_query_free(q);
                 return -ENOMEM;
         }

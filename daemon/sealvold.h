@@ -50,6 +50,9 @@ typedef struct ManagedVolume {
         Guid key_ids[_PROTECTOR_TYPE_MAX];
         bool has[_PROTECTOR_TYPE_MAX];
         uint8_t dra_fingerprint[32];
+        /* Its recovery password was used while the TPM refused the VMK: replaced after the reseal,
+         * when the new one can be read back with a VMK the TPM opens again. */
+        bool rotate_after_reseal;
 } ManagedVolume;
 
 typedef struct PolkitQuery PolkitQuery;

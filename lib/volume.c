@@ -244,10 +244,19 @@ static int verify_keyslot(Volume *v, int slot, const void *pass, size_t size) {
 
 /* Both wraps are bound to this volume, this protector and this VMK: a blob moved elsewhere, or left
  * behind by a re-binding, does not open. */
-static void recovery_aad(const char *uuid, const Guid *key_id, const Guid *vmk_id, char ret[static 128]) {
-        char k[GUID_STRING_MAX], m[GUID_STRING_MAX];
+/* "sealvol recovery v1|" + UUID + "|" + GUID + "|" + GUID: 130 characters. */
+#define RECOVERY_AAD_MAX 160
 
-        snprintf(ret, 128, "sealvol recovery v1|%s|%s|%s", uuid, guid_format(key_id, k), guid_format(vmk_id, m));
+static void recovery_aad(const char *uuid, const Guid *key_id, const Guid *vmk_id, char ret[static RECOVERY_AAD_MAX]) {
+        char k[GUID_STRING_MAX], m[GUID_STRING_MAX];
+        int n;
+
+        n = snprintf(ret, RECOVERY_AAD_MAX, "sealvol recovery v1|%s|%s|%s", uuid, guid_format(key_id, k),
+                     guid_format(vmk_id, m));
+        /* The UUID is validated canonical text, so this cannot happen; a truncated AAD would still
+         * bind, but to less than documented, so stop rather than write it. */
+        if (n < 0 || n >= RECOVERY_AAD_MAX)
+                abort();
 }
 
 static int password_key(const char *password, const uint8_t salt[static WRAPPED_VMK_SALT_SIZE], uint32_t iterations,
@@ -272,7 +281,7 @@ static int wrap_recovery(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
         _cleanup_free_ uint8_t *wpw = NULL, *sealed = NULL, *wvmk = NULL;
         uint8_t salt[WRAPPED_VMK_SALT_SIZE];
         size_t wpw_size, sealed_size;
-        char aad[128];
+        char aad[RECOVERY_AAD_MAX];
         int r;
 
         recovery_aad(uuid, &p->key_id, vmk_id, aad);
@@ -314,7 +323,7 @@ int volume_read_recovery_password(Volume *v, const uint8_t vmk[static VMK_SIZE],
         _cleanup_secure_ uint8_t *key = NULL;
         _cleanup_secure_ void *plain = NULL;
         _cleanup_secure_ uint8_t *check = NULL;
-        char aad[128];
+        char aad[RECOVERY_AAD_MAX];
         size_t size;
         int r;
 
@@ -347,7 +356,7 @@ int volume_recover_vmk(Volume *v, const char *password, uint8_t **ret_vmk, Guid 
         _cleanup_secure_ char *canonical = NULL;
         _cleanup_secure_ void *vmk = NULL;
         uint32_t iterations = 0;
-        char aad[128];
+        char aad[RECOVERY_AAD_MAX];
         size_t size;
         int r;
 
@@ -741,6 +750,11 @@ int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t
                 if (r < 0)
                         return r;
                 r = recovery_password_format(parsed, &canonical);
+                if (r < 0)
+                        return r;
+                /* Only the live password may be wrapped: a well-formed typo would hand out a password
+                 * that opens nothing, and the VMK to whoever knows the typo. */
+                r = verify_keyslot(v, v->token.protectors[PROTECTOR_RECOVERY].keyslot, canonical, strlen(canonical));
                 if (r < 0)
                         return r;
                 update.key_id = v->token.protectors[PROTECTOR_RECOVERY].key_id;

@@ -200,13 +200,16 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         assert_non_null(strstr(error.message, "Block 3"));
         sd_bus_error_free(&error);
 
-        /* The right password: opened, the VMK recovered, the password rotated. */
+        /* The right password: opened, the VMK recovered. The password is replaced only once the VMK
+         * is resealed: until then a new one could not be read back after a restart. */
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume",
                                             "UnlockWithRecoveryPassword", &error, &reply, "st", pw, UINT64_C(0)) >= 0);
         assert_true(sd_bus_message_read(reply, "ss", &st, &new_id) >= 0);
         assert_string_equal(st, "verified");
-        assert_string_not_equal(new_id, old_id);
+        assert_string_equal(new_id, "");
         reply = sd_bus_message_unref(reply);
+        _cleanup_free_ char *still = get_string(f, f->paths[0], "RecoveryKeyId");
+        assert_string_equal(still, old_id);
 
         /* The recovery gave back the server's VMK: the other volumes opened with it. */
         for (size_t i = 1; i < N_VOLUMES; i++)
@@ -215,6 +218,9 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         /* Reseal to the new PCR 7, reboot: everything opens from the TPM again. */
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
                                             &error, NULL, "sst", "", "", UINT64_C(0)) >= 0);
+        /* Resealed: now the used password is replaced. */
+        _cleanup_free_ char *replaced = get_string(f, f->paths[0], "RecoveryKeyId");
+        assert_string_not_equal(replaced, old_id);
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
         assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
