@@ -44,11 +44,16 @@ int json_add_time(json_object *o, const char *key, uint64_t seconds) {
 }
 
 const char *json_get_string(json_object *o, const char *key) {
+        const char *s;
         json_object *v;
 
         if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
                 return NULL;
-        return json_object_get_string(v);
+        s = json_object_get_string(v);
+        /* A \u0000 inside would silently cut the string short for every C consumer: refused. */
+        if ((size_t) json_object_get_string_len(v) != strlen(s))
+                return NULL;
+        return s;
 }
 
 int json_get_time(json_object *o, const char *key, uint64_t *ret) {
@@ -63,6 +68,12 @@ int json_get_time(json_object *o, const char *key, uint64_t *ret) {
                 return -EBADMSG;
         t = timegm(&tm);
         if (t < 0)
+                return -EBADMSG;
+        /* Only the one spelling we write: strptime() also takes "2026-1-3T1:2:3Z" and "02-30". */
+        char again[sizeof("YYYY-MM-DDTHH:MM:SSZ") + 16];
+        struct tm back;
+        if (!gmtime_r(&t, &back) || strftime(again, sizeof(again), "%Y-%m-%dT%H:%M:%SZ", &back) == 0 ||
+            !streq(again, s))
                 return -EBADMSG;
         *ret = (uint64_t) t;
         return 0;

@@ -230,6 +230,7 @@ static int escrow_from_json(json_object *o, EscrowRecord *ret) {
         if (!json_object_is_type(o, json_type_object) || json_check_keys(o, keys) < 0)
                 return -EBADMSG;
         if (copy_string(o, "target", e.target, sizeof(e.target), false) < 0 ||
+            !IN_SET(true, streq(e.target, "ad"), streq(e.target, "spool"), streq(e.target, "hook")) ||
             copy_string(o, "location", e.location, sizeof(e.location), true) < 0 ||
             json_get_time(o, "time", &e.time) < 0)
                 return -EBADMSG;
