@@ -173,9 +173,12 @@ int volume_load(const char *device, Volume **ret) {
                 if (v->token.has[i] && !keyslot_active(v, v->token.protectors[i].keyslot))
                         return -EBADMSG;
 
+        /* Best effort: the live protectors are intact whatever the journal says, so a device we
+         * cannot write (read-only media, a failing disk) still opens; the journal stays, changes are
+         * refused (-EBUSY) until it is finished. */
         r = journal_finish(v);
         if (r < 0)
-                return r;
+                log_debug_errno(r, "%s: could not finish an interrupted protector change, leaving it: %m", device);
 
         *ret = TAKE_PTR(v);
         return 0;
