@@ -39,6 +39,7 @@ enum {
         EXIT_DAMAGED = 7,
         EXIT_RECOVERY_REQUIRED = 8,
         EXIT_NO_DAEMON = 9,
+        EXIT_ESCROW = 10,
 };
 
 static bool arg_json = false;
@@ -79,6 +80,8 @@ static int exit_code_for(const sd_bus_error *error, int r) {
                 return EXIT_DAMAGED;
         case EINVAL:
                 return EXIT_USAGE;
+        case ECOMM:
+                return EXIT_ESCROW;
         default:
                 return EXIT_FAILED;
         }
@@ -157,6 +160,52 @@ static void json_string(const char *s) {
         putchar('"');
 }
 
+/* The Escrow property of a volume: one line for people, an array for tools. Returns the number of
+ * targets not done. */
+static unsigned print_escrow(sd_bus *bus, const char *path) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *target, *state, *location, *why;
+        unsigned missing = 0;
+        uint64_t when;
+        int verified, r;
+        bool first = true;
+
+        r = sd_bus_get_property(bus, BUS_NAME, path, VOLUME_IFACE, "Escrow", &error, &reply, "a(ssbtss)");
+        sd_bus_error_free(&error);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(ssbtss)");
+        if (arg_json)
+                printf(",\"escrow\":[");
+        else
+                printf("    escrow:");
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(ssbtss)", &target, &state, &verified, &when, &location, &why)) > 0) {
+                if (arg_json) {
+                        printf("%s{\"target\":", first ? "" : ",");
+                        json_string(target);
+                        printf(",\"state\":");
+                        json_string(state);
+                        printf(",\"verified\":%s,\"time\":%" PRIu64 ",\"location\":", verified ? "true" : "false",
+                               when);
+                        json_string(location);
+                        printf(",\"error\":");
+                        json_string(why);
+                        printf("}");
+                } else
+                        printf("%s %s %s%s%s%s", first ? "" : ";", target, state, verified ? " (verified)" : "",
+                               isempty(why) ? "" : ": ", why);
+                missing += !streq(state, "done");
+                first = false;
+        }
+        if (arg_json)
+                printf("]");
+        else
+                printf("%s\n", first ? " none" : "");
+        sd_bus_message_unref(reply);
+        return missing;
+}
+
 static int verb_status(sd_bus *bus, bool summary) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
@@ -184,12 +233,27 @@ static int verb_status(sd_bus *bus, bool summary) {
                 (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ChangedPCRs", &error,
                                                   &changed);
                 sd_bus_error_free(&error);
+                char *targets = NULL, *required = NULL;
+                int encrypted = 0;
+
+                (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowTargets", &error,
+                                                  &targets);
+                (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowRequired", &error,
+                                                  &required);
+                (void) sd_bus_get_property_trivial(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowEncrypted",
+                                                   &error, 'b', &encrypted);
+                sd_bus_error_free(&error);
                 printf("Volumes: %u, needing recovery: %u\n", count, recovery);
-                printf("VMK sealed to: %s PCR %s%s%s\n\n", strempty(bank), strempty(pcrs),
+                printf("VMK sealed to: %s PCR %s%s%s\n", strempty(bank), strempty(pcrs),
                        isempty(changed) ? "" : "; changed since: PCR ", strempty(changed));
+                printf("Escrow to: %s%s%s; spool and hook records %s\n\n", isempty(targets) ? "nothing" : targets,
+                       isempty(required) ? "" : ", required: ", strempty(required),
+                       encrypted ? "encrypted to the DRA" : "NOT encrypted (no DRA certificate)");
                 free(bank);
                 free(pcrs);
                 free(changed);
+                free(targets);
+                free(required);
         }
 
         if (arg_json)
@@ -214,12 +278,15 @@ static int verb_status(sd_bus *bus, bool summary) {
                         json_string(k);
                         printf(",\"object\":");
                         json_string(path);
+                        (void) print_escrow(bus, path);
                         printf("}");
                 } else {
                         /* Operators look a key up by the first 8 hex digits of its Key ID. */
                         printf("%-36s  %-18s  %-10.8s  %s\n", uuid, state, k, device);
                         if (!isempty(why) && streq(state, "recovery-required"))
                                 printf("    %s; recovery Key ID %s\n", why, k);
+                        if (summary)
+                                (void) print_escrow(bus, path);
                 }
                 first = false;
         }
@@ -507,6 +574,54 @@ static int verb_simple(sd_bus *bus, const char *what, const char *member, const 
         return EXIT_OK;
 }
 
+static int verb_escrow(sd_bus *bus, const char *what) {
+        _cleanup_free_ char *path = NULL;
+        sd_bus_message *reply = NULL;
+        int r;
+
+        r = call_volume(bus, what, "EscrowRecoveryPassword", &reply, "t", UINT64_C(0));
+        sd_bus_message_unref(reply);
+        if (r != EXIT_OK)
+                return r;
+        if (arg_quiet)
+                return EXIT_OK;
+        r = resolve_volume(bus, what, &path, NULL);
+        if (r < 0)
+                return -r;
+        if (arg_json) {
+                printf("{\"volume\":");
+                json_string(what);
+                (void) print_escrow(bus, path);
+                printf("}\n");
+        } else {
+                printf("%s:\n", what);
+                (void) print_escrow(bus, path);
+        }
+        return EXIT_OK;
+}
+
+static int verb_escrow_all(sd_bus *bus) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint32_t done = 0, failed = 0;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowAll", &error, &reply, "t",
+                               UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to escrow");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        (void) sd_bus_message_read(reply, "uu", &done, &failed);
+        sd_bus_message_unref(reply);
+        if (arg_json)
+                printf("{\"escrowed\":%u,\"failed\":%u}\n", done, failed);
+        else if (!arg_quiet)
+                printf("%u escrowed, %u failed (see sealvolctl status).\n", done, failed);
+        return failed > 0 ? EXIT_ESCROW : EXIT_OK;
+}
+
 static int verb_unlock_all(sd_bus *bus) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
@@ -592,8 +707,9 @@ static const struct {
         { "recover", "recover VOLUME | --dra-key FILE recover VOLUME",
           "Unlock with the recovery password (terminal without echo, or stdin), which is then replaced;\n"
           "or with the Data Recovery Agent's private key, passed to the daemon as an open file." },
-        { "recovery", "recovery show VOLUME | recovery rotate VOLUME",
-          "Show the recovery password and Key ID (authentication every time), or replace the password." },
+        { "recovery", "recovery show VOLUME | recovery rotate VOLUME | recovery escrow VOLUME | recovery escrow --all",
+          "Show the recovery password and Key ID (authentication every time), replace the password, or\n"
+          "send it again to every configured escrow target (AD, spool, hook) and show the outcome." },
         { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256]",
           "The TPM and what the VMK is sealed to; or seal it to the current values of the configured PCRs,\n"
           "or of another selection." },
@@ -625,6 +741,8 @@ static void help(void) {
                "                            with the Data Recovery Agent's private key instead\n"
                "  recovery show VOLUME      Show the recovery password and its Key ID\n"
                "  recovery rotate VOLUME    Replace the recovery password\n"
+               "  recovery escrow VOLUME | --all\n"
+               "                            Escrow the recovery password again to every configured target\n"
                "  tpm status                The TPM, what the VMK is sealed to, what changed\n"
                "  tpm reseal                Seal the VMK to the current PCR values\n"
                "  dra show                  The fingerprint of the DRA certificate in force\n"
@@ -636,14 +754,14 @@ static void help(void) {
                "     --version  Show the version\n"
                "     --json     Machine-readable output\n"
                "  -q --quiet    Print less\n"
-               "     --all      With unlock: every volume\n"
+               "     --all      With unlock and recovery escrow: every volume\n"
                "     --stdin    Read secrets from stdin even on a terminal\n"
                "     --dra-key FILE  With recover: the DRA private key (PEM or DER, unencrypted)\n"
                "     --pcrs LIST     With tpm reseal: another PCR selection, e.g. 0,2,7\n"
                "     --pcr-bank BANK With tpm reseal: another PCR bank (sha256, sha384, ...)\n\n"
                "Exit codes: 0 ok, 1 failed, 2 usage, 3 access denied, 4 no such volume or device,\n"
                "5 wrong key or password, 6 TPM (none, other, PCRs changed, lockout), 7 damaged or foreign\n"
-               "metadata, 8 volumes need recovery, 9 sealvold not reachable.\n");
+               "metadata, 8 volumes need recovery, 9 sealvold not reachable, 10 escrow failed.\n");
 }
 
 int main(int argc, char *argv[]) {
@@ -747,6 +865,10 @@ int main(int argc, char *argv[]) {
                 r = verb_recover(bus, argv[1]);
         } else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "show"))
                 r = verb_recovery_show(bus, argv[2]);
+        else if (streq(verb, "recovery") && argc == 2 && streq(argv[1], "escrow") && arg_all)
+                r = verb_escrow_all(bus);
+        else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "escrow") && !arg_all)
+                r = verb_escrow(bus, argv[2]);
         else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "rotate"))
                 r = verb_simple(bus, argv[2], "RotateRecoveryPassword", "new recovery Key ID ");
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "reseal"))

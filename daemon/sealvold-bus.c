@@ -172,6 +172,21 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 X509_free(cert);
                 return sd_bus_message_append(reply, "s", strempty(hex));
         }
+        if (streq(property, "EscrowTargets") || streq(property, "EscrowRequired")) {
+                _cleanup_free_ char *t = escrow_targets_to_string(streq(property, "EscrowTargets") ?
+                                                                  m->config.escrow_targets : m->config.escrow_required);
+                if (!t)
+                        return -ENOMEM;
+                return sd_bus_message_append(reply, "s", t);
+        }
+        if (streq(property, "EscrowEncrypted")) {
+                /* Spool and hook records are encrypted to the DRA only when there is one. */
+                X509 *cert = NULL;
+                bool encrypted = manager_load_dra_cert(m, &cert) >= 0;
+
+                X509_free(cert);
+                return sd_bus_message_append(reply, "b", encrypted);
+        }
         if (streq(property, "VolumeCount"))
                 return sd_bus_message_append(reply, "u", (uint32_t) m->n_volumes);
         if (streq(property, "RecoveryRequiredCount")) {
@@ -226,6 +241,7 @@ static bool device_path_valid(const char *s) {
 static int method_provision(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         ManagedVolume *v = NULL;
+        _cleanup_free_ char *why = NULL;
         char id[GUID_STRING_MAX];
         const char *device;
         uint64_t flags;
@@ -244,8 +260,12 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        r = manager_provision(m, device, &v);
+        r = manager_provision(m, device, &v, &why);
         audit_record(message, "provision", v, r, device);
+        if (r == -ECOMM)
+                return sd_bus_error_setf(error, BUS_ERROR_ESCROW_FAILED,
+                                         "%s was not provisioned: its recovery password could not be escrowed to a "
+                                         "required target (%s).", device, strempty(why));
         if (r < 0)
                 return volume_error(error, r, NULL, device);
         return sd_bus_reply_method_return(message, "os", v->object_path,
@@ -542,6 +562,7 @@ static int method_volume_get_recovery_password(sd_bus_message *message, void *us
 
 static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
+        _cleanup_free_ char *why = NULL;
         char id[GUID_STRING_MAX];
         Guid new_id;
         int r;
@@ -549,11 +570,117 @@ static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata
         r = polkit_check(v->manager, message, "org.sealvol1.rotate", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        r = manager_rotate_recovery(v->manager, v, &new_id);
+        r = manager_rotate_recovery(v->manager, v, &new_id, &why);
         audit_record(message, "rotate-recovery-password", v, r, NULL);
+        if (r == -ECOMM)
+                return sd_bus_error_setf(error, BUS_ERROR_ESCROW_FAILED,
+                                         "The recovery password of %s was not replaced: the new one could not be "
+                                         "escrowed to a required target (%s). The old one stays.",
+                                         v->uuid, strempty(why));
         if (r < 0)
                 return volume_error(error, r, v, "Failed to rotate the recovery password of");
         return sd_bus_reply_method_return(message, "s", guid_format(&new_id, id));
+}
+
+static int append_escrow(sd_bus_message *reply, const ManagedVolume *v) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(ssbtss)");
+        for (size_t i = 0; r >= 0 && i < v->n_escrow; i++) {
+                const EscrowRecord *e = &v->escrow[i];
+                EscrowTarget t = escrow_target_from_string(e->target);
+
+                r = sd_bus_message_append(reply, "(ssbtss)", e->target, escrow_state_to_string(e->state), e->verified,
+                                          e->time, e->location,
+                                          t >= 0 && e->state != ESCROW_DONE ? strempty(v->escrow_error[t]) : "");
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+static int property_get_escrow(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        return append_escrow(reply, userdata);
+}
+
+static int escrow_error(sd_bus_error *error, int r, ManagedVolume *v, uint32_t failed) {
+        char buf[512] = "";
+
+        if (r != -ECOMM)
+                return volume_error(error, r, v, "Failed to escrow the recovery password of");
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++)
+                if (failed & (1u << t))
+                        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s: %s", buf[0] ? "; " : "",
+                                 escrow_target_to_string(t), strempty(v->escrow_error[t]));
+        return sd_bus_error_setf(error, BUS_ERROR_ESCROW_FAILED, "Escrow of the recovery password of %s failed: %s",
+                                 v->uuid, buf);
+}
+
+static int method_volume_escrow(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        ManagedVolume *v = userdata;
+        uint32_t failed = 0;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(v->manager, message, "org.sealvol1.escrow", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = manager_escrow_volume(v->manager, v, /* all= */ true, &failed);
+        audit_record(message, "escrow-recovery-password", v, r, NULL);
+        (void) sd_bus_emit_properties_changed(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "Escrow", NULL);
+        if (r < 0)
+                return escrow_error(error, r, v, failed);
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r >= 0)
+                r = append_escrow(reply, v);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_escrow_all(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        uint32_t done = 0, failed = 0;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(m, message, "org.sealvol1.escrow", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                ManagedVolume *v = m->volumes[i];
+
+                if (!v->has[PROTECTOR_RECOVERY])
+                        continue;
+                r = manager_escrow_volume(m, v, /* all= */ true, NULL);
+                audit_record(message, "escrow-recovery-password", v, r, NULL);
+                (void) sd_bus_emit_properties_changed(m->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "Escrow", NULL);
+                if (r < 0)
+                        failed++;
+                else
+                        done++;
+        }
+        manager_escrow_retry(m);
+        return sd_bus_reply_method_return(message, "uu", done, failed);
 }
 
 /* ---- vtables and objects ------------------------------------------------------------------------ */
@@ -572,6 +699,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("VMKAvailable", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("DeviceMapper", "b", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("EscrowTargets", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("EscrowRequired", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("EscrowEncrypted", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VolumeCount", "u", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("RecoveryRequiredCount", "u", property_get_manager, 0, 0),
         SD_BUS_METHOD_WITH_ARGS("ListVolumes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssso)", volumes), method_list_volumes,
@@ -589,6 +719,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("u", rewrapped), method_set_dra, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ExportVMK", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", wrapped_json),
                                 method_export_vmk, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("EscrowAll", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("u", escrowed, "u", failed),
+                                method_escrow_all, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("RecoveryRequired", SD_BUS_ARGS("o", volume, "s", uuid, "s", recovery_key_id, "s", reason),
                                 0),
         SD_BUS_VTABLE_END,
@@ -605,6 +737,7 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_PROPERTY("RecoveryKeyId", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Protectors", "a(ss)", property_get_protectors, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_dra_fingerprint, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Escrow", "a(ssbtss)", property_get_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Unlock", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", state), method_volume_unlock,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Lock", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_volume_lock, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -618,6 +751,8 @@ static const sd_bus_vtable volume_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_METHOD_WITH_ARGS("RotateRecoveryPassword", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", new_recovery_key_id),
                                 method_volume_rotate_recovery, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("EscrowRecoveryPassword", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("a(ssbtss)", escrow),
+                                method_volume_escrow, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
@@ -664,7 +799,7 @@ int volume_bus_emit_changed(ManagedVolume *v) {
                 return 0;
         return sd_bus_emit_properties_changed(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "State",
                                               "StateReason", "VMKId", "RecoveryKeyId", "Protectors", "DRAFingerprint",
-                                              NULL);
+                                              "Escrow", NULL);
 }
 
 int volume_bus_emit_added(ManagedVolume *v) {

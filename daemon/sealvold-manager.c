@@ -47,6 +47,7 @@ static ManagedVolume *managed_volume_free(ManagedVolume *v) {
         free(v->object_path);
         free(v->mapped_name);
         free(v->state_reason);
+        escrow_errors_done(v->escrow_error);
         free(v);
         return NULL;
 }
@@ -56,6 +57,8 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         polkit_queries_free(m);
+        sd_event_source_unref(m->escrow_timer);
+        free(m->machine_id);
         for (size_t i = 0; i < m->n_volumes; i++)
                 managed_volume_free(m->volumes[i]);
         free(m->volumes);
@@ -82,8 +85,7 @@ static void volume_set_state(ManagedVolume *v, VolumeState state, const char *re
         (void) volume_bus_emit_changed(v);
 }
 
-/* Re-reads the header and the token: what the bus shows about a volume is what is on disk. */
-static int managed_volume_refresh(ManagedVolume *v, Volume **ret) {
+int manager_refresh_volume(ManagedVolume *v, Volume **ret) {
         _cleanup_(volume_freep) Volume *vol = NULL;
         int r;
 
@@ -104,6 +106,8 @@ static int managed_volume_refresh(ManagedVolume *v, Volume **ret) {
                 v->key_ids[i] = vol->token.protectors[i].key_id;
         }
         memcpy(v->dra_fingerprint, vol->token.protectors[PROTECTOR_DRA].dra_fingerprint, sizeof(v->dra_fingerprint));
+        v->n_escrow = vol->token.protectors[PROTECTOR_RECOVERY].n_escrow;
+        memcpy(v->escrow, vol->token.protectors[PROTECTOR_RECOVERY].escrow, sizeof(v->escrow));
         if (v->state == VOLUME_UNAVAILABLE)
                 volume_set_state(v, VOLUME_LOCKED, NULL);
         if (ret)
@@ -191,7 +195,7 @@ static int registry_load(Manager *m) {
                 r = managed_volume_new(m, de->d_name, device, &v);
                 if (r < 0)
                         return r;
-                (void) managed_volume_refresh(v, NULL);
+                (void) manager_refresh_volume(v, NULL);
                 r = manager_add_volume(m, v);
                 if (r < 0)
                         return r;
@@ -246,6 +250,14 @@ int manager_new(const char *config_path, Manager **ret) {
                 return log_oom();
         if (mkdir(m->state_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Failed to create %s: %m", m->state_dir);
+
+        /* Who this server is, in every escrow record. */
+        (void) gethostname(m->hostname, sizeof(m->hostname) - 1);
+        if (read_file_full("/etc/machine-id", 64, &m->machine_id, NULL) >= 0) {
+                m->machine_id[strcspn(m->machine_id, "\n")] = '\0';
+                if (strlen(m->machine_id) != 32 || strspn(m->machine_id, "0123456789abcdef") != 32)
+                        m->machine_id = mfree(m->machine_id);
+        }
 
         /* No device-mapper (a container, these build machines): unlocking verifies every key and
          * says why nothing was mapped. */
@@ -330,24 +342,25 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
 
                 if (!v->rotate_after_reseal)
                         continue;
-                r = manager_rotate_recovery(m, v, &id);
+                r = manager_rotate_recovery(m, v, &id, NULL);
                 if (r < 0)
                         log_error_errno(r, "Failed to replace the used recovery password of %s, ignoring: %m",
                                         v->uuid);
                 else
                         v->rotate_after_reseal = false;
         }
+        manager_escrow_retry(m);
         return 0;
 }
 
 /* ---- operations ------------------------------------------------------------------------------ */
 
-int manager_provision(Manager *m, const char *device, ManagedVolume **ret) {
+int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char **ret_error) {
         _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
         _cleanup_(volume_freep) Volume *vol = NULL;
         _cleanup_secure_ char *password = NULL;
+        EscrowContext escrow = { .manager = m };
         X509 *cert = NULL;
-        char hostname[VOLUME_HOSTNAME_MAX + 1] = "";
         int r;
 
         r = manager_ensure_vmk(m, /* create= */ true);
@@ -356,33 +369,51 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret) {
         r = manager_load_dra_cert(m, &cert);
         if (r < 0 && r != -ENOENT)
                 return log_error_errno(r, "Failed to load the DRA certificate: %m");
-        (void) gethostname(hostname, sizeof(hostname) - 1);
 
         VolumeProvisionParams p = {
                 .vmk = m->vmk,
                 .vmk_id = m->vmk_id,
-                .hostname = hostname,
+                .hostname = m->hostname,
                 .dra_cert = cert,
                 .dra_extra_ekus = (const char *const *) m->config.dra_extra_ekus,
                 .recovery_iterations = m->config.recovery_kdf_iterations,
+                .escrow = escrow_callback,
+                .userdata = &escrow,
         };
         r = volume_provision(device, &p, &password, &vol);
         X509_free(cert);
-        if (r < 0)
+        if (r == -ECOMM) {
+                /* A required escrow failed: the volume was not provisioned. The reasons were logged;
+                 * the caller gets them with the error. */
+                if (ret_error)
+                        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX && !*ret_error; t++)
+                                if (escrow.errors[t] && (m->config.escrow_required & (1u << t)) &&
+                                    asprintf(ret_error, "%s: %s", escrow_target_to_string(t), escrow.errors[t]) < 0)
+                                        *ret_error = NULL;
+                escrow_errors_done(escrow.errors);
+                return r;
+        }
+        if (r < 0) {
+                escrow_errors_done(escrow.errors);
                 return log_error_errno(r, "Failed to provision %s: %m", device);
+        }
 
         r = managed_volume_new(m, vol->token.volume_uuid, device, &v);
-        if (r < 0)
+        if (r < 0) {
+                escrow_errors_done(escrow.errors);
                 return r;
+        }
+        memcpy(v->escrow_error, escrow.errors, sizeof(v->escrow_error));
         r = registry_add(m, v->uuid, device);
         if (r < 0)
                 return log_error_errno(r, "Failed to register volume %s: %m", v->uuid);
-        (void) managed_volume_refresh(v, NULL);
+        (void) manager_refresh_volume(v, NULL);
         r = manager_add_volume(m, v);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(v);
         (void) volume_bus_emit_added(*ret);
+        manager_escrow_retry(m);
         return 0;
 }
 
@@ -418,7 +449,7 @@ int manager_unlock(Manager *m, ManagedVolume *v) {
         char key_id[GUID_STRING_MAX], pcrs[128], reason[256];
         int r;
 
-        r = managed_volume_refresh(v, &vol);
+        r = manager_refresh_volume(v, &vol);
         if (r < 0)
                 return r;
         r = manager_ensure_vmk(m, /* create= */ false);
@@ -459,6 +490,8 @@ int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed) {
         }
         *ret_opened = opened;
         *ret_failed = failed;
+        /* With the VMK at hand, whatever escrow is outstanding can go now. */
+        manager_escrow_retry(m);
         return failed == 0 ? 0 : -ESTALE;
 }
 
@@ -474,15 +507,43 @@ int manager_lock(Manager *m, ManagedVolume *v) {
         return 0;
 }
 
+/* A new recovery password for vol, escrowed as configured before the old one goes. */
+static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, char **ret_error) {
+        _cleanup_secure_ char *password = NULL;
+        EscrowContext escrow = { .manager = m };
+        int r;
+
+        r = volume_rotate_recovery(vol, m->vmk, &m->vmk_id, m->config.recovery_kdf_iterations, escrow_callback,
+                                   &escrow, &password);
+        if (r < 0) {
+                if (r == -ECOMM && ret_error)
+                        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX && !*ret_error; t++)
+                                if (escrow.errors[t] && (m->config.escrow_required & (1u << t)) &&
+                                    asprintf(ret_error, "%s: %s", escrow_target_to_string(t), escrow.errors[t]) < 0)
+                                        *ret_error = NULL;
+                escrow_errors_done(escrow.errors);
+                if (r == -ECOMM)
+                        return log_error_errno(r, "The recovery password of %s was not replaced: a required escrow failed.",
+                                               v->uuid);
+                return log_error_errno(r, "Failed to rotate the recovery password of %s: %m", v->uuid);
+        }
+        escrow_errors_done(v->escrow_error);
+        memcpy(v->escrow_error, escrow.errors, sizeof(v->escrow_error));
+        v->escrow_attempts = 0;
+        v->escrow_due_usec = 0;
+        (void) manager_refresh_volume(v, NULL);
+        manager_escrow_retry(m);
+        return 0;
+}
+
 int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, unsigned *ret_bad_block,
                             Guid *ret_new_key_id) {
         _cleanup_(volume_freep) Volume *vol = NULL;
         _cleanup_secure_ uint8_t *recovered = NULL;
-        _cleanup_secure_ char *new_password = NULL;
         Guid recovered_id;
         int r;
 
-        r = managed_volume_refresh(v, &vol);
+        r = manager_refresh_volume(v, &vol);
         if (r < 0)
                 return r;
         /* A typo is reported before any KDF runs, with its block. */
@@ -519,12 +580,12 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
                 return 0;
         }
 
-        /* The TPM opens the VMK: the password is replaced now, and the new one stays readable. */
-        r = volume_rotate_recovery(vol, m->vmk, &m->vmk_id, m->config.recovery_kdf_iterations, NULL, NULL,
-                                   &new_password);
+        /* The TPM opens the VMK: the password is replaced now, and the new one stays readable. The
+         * volume is open either way; a rotation that fails (a required escrow target unreachable)
+         * leaves the used password in place, escrowed, and says so. */
+        r = rotate_recovery(m, v, vol, NULL);
         if (r < 0)
-                return log_error_errno(r, "Failed to rotate the recovery password of %s: %m", v->uuid);
-        (void) managed_volume_refresh(v, NULL);
+                return 0;
         if (ret_new_key_id)
                 *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
         return 0;
@@ -534,7 +595,7 @@ int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_pass
         _cleanup_(volume_freep) Volume *vol = NULL;
         int r;
 
-        r = managed_volume_refresh(v, &vol);
+        r = manager_refresh_volume(v, &vol);
         if (r < 0)
                 return r;
         r = manager_ensure_vmk(m, /* create= */ false);
@@ -544,22 +605,19 @@ int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_pass
         return r == -ENOENT ? -ENOKEY : r;
 }
 
-int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id) {
+int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error) {
         _cleanup_(volume_freep) Volume *vol = NULL;
-        _cleanup_secure_ char *password = NULL;
         int r;
 
-        r = managed_volume_refresh(v, &vol);
+        r = manager_refresh_volume(v, &vol);
         if (r < 0)
                 return r;
         r = manager_ensure_vmk(m, /* create= */ false);
         if (r < 0)
                 return r;
-        r = volume_rotate_recovery(vol, m->vmk, &m->vmk_id, m->config.recovery_kdf_iterations, NULL, NULL,
-                                   &password);
+        r = rotate_recovery(m, v, vol, ret_error);
         if (r < 0)
                 return r;
-        (void) managed_volume_refresh(v, NULL);
         *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
         return 0;
 }
@@ -597,7 +655,7 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
                 _cleanup_(volume_freep) Volume *vol = NULL;
                 _cleanup_secure_ uint8_t *auth = NULL;
 
-                if (managed_volume_refresh(m->volumes[i], &vol) < 0)
+                if (manager_refresh_volume(m->volumes[i], &vol) < 0)
                         continue; /* a missing disk is re-wrapped when it is back */
                 r = volume_vmk_passphrase(vol, m->vmk, &m->vmk_id, &auth);
                 if (r >= 0)
@@ -605,7 +663,7 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
                                            (const char *const *) m->config.dra_extra_ekus);
                 if (r >= 0) {
                         n++;
-                        (void) managed_volume_refresh(m->volumes[i], NULL);
+                        (void) manager_refresh_volume(m->volumes[i], NULL);
                 }
         }
         X509_free(cert);
@@ -650,7 +708,7 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
         _cleanup_(volume_freep) Volume *vol = NULL;
         int r;
 
-        r = managed_volume_refresh(v, &vol);
+        r = manager_refresh_volume(v, &vol);
         if (r < 0)
                 return r;
         r = open_with(v, vol, open_dra, key);

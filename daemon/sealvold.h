@@ -11,6 +11,7 @@
 #include <systemd/sd-event.h>
 
 #include "conf.h"
+#include "escrow.h"
 #include "guid.h"
 #include "vmk.h"
 #include "volume.h"
@@ -53,6 +54,13 @@ typedef struct ManagedVolume {
         /* Its recovery password was used while the TPM refused the VMK: replaced after the reseal,
          * when the new one can be read back with a VMK the TPM opens again. */
         bool rotate_after_reseal;
+        /* Escrow of the current recovery password: the token's records, the reason of each target's
+         * last failure, and when the next retry is due (CLOCK_MONOTONIC, with backoff). */
+        EscrowRecord escrow[ESCROW_RECORDS_MAX];
+        size_t n_escrow;
+        char *escrow_error[_ESCROW_TARGET_MAX];
+        unsigned escrow_attempts;
+        uint64_t escrow_due_usec;
 } ManagedVolume;
 
 typedef struct PolkitQuery PolkitQuery;
@@ -77,6 +85,9 @@ struct Manager {
         PolkitQuery **polkit_queries;
         size_t n_polkit_queries;
         bool device_mapper;
+        char hostname[VOLUME_HOSTNAME_MAX + 1];
+        char *machine_id;
+        sd_event_source *escrow_timer;
 };
 
 int manager_new(const char *config_path, Manager **ret);
@@ -85,18 +96,22 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_start(Manager *m);
 
 ManagedVolume *manager_find_volume(Manager *m, const char *uuid);
+/* Re-reads the header and the token: what the bus shows about a volume is what is on disk. */
+int manager_refresh_volume(ManagedVolume *v, Volume **ret);
 ManagedVolume *manager_find_volume_by_path(Manager *m, const char *path);
 
 /* The operations; each returns -errno, for the bus layer to turn into an error. */
 int manager_ensure_vmk(Manager *m, bool create);
-int manager_provision(Manager *m, const char *device, ManagedVolume **ret);
+/* -ECOMM: a required escrow failed, *ret_error says where and why; nothing was provisioned. */
+int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char **ret_error);
 int manager_unlock(Manager *m, ManagedVolume *v);
 int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed);
 int manager_lock(Manager *m, ManagedVolume *v);
 int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, unsigned *ret_bad_block,
                             Guid *ret_new_key_id);
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
-int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id);
+/* -ECOMM: a required escrow failed (*ret_error says which and why); the old password stays. */
+int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error);
 /* Seals the VMK the daemon holds to the current values of bank/mask (0: the configuration's). */
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask);
 /* The DRA certificate in force: the one set over the bus (state directory), else the configured one.
@@ -109,6 +124,20 @@ int manager_export_vmk(Manager *m, char **ret_json);
 /* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if
  * the daemon lacks it (TPM or board replaced), then opens every other volume with it. */
 int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
+
+/* sealvold-escrow.c */
+typedef struct EscrowContext {
+        Manager *manager;
+        char *errors[_ESCROW_TARGET_MAX];
+} EscrowContext;
+void escrow_errors_done(char *errors[static _ESCROW_TARGET_MAX]);
+/* A VolumeEscrowFn: userdata is an EscrowContext. -ECOMM when a required target failed. */
+int escrow_callback(Volume *vol, Protector *p, const char *password, void *userdata);
+/* Escrows v's current recovery password again: to every configured target (all), or to those it has
+ * not reached yet. -ECOMM if a target failed (*ret_failed says which: 1 << EscrowTarget). */
+int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_failed);
+/* Retries what is due and arms the timer for the rest. */
+void manager_escrow_retry(Manager *m);
 
 /* sealvold-bus.c */
 int manager_bus_setup(Manager *m);

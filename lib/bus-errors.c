@@ -33,6 +33,7 @@ const sd_bus_error_map sealvol_bus_errors[] = {
         SD_BUS_ERROR_MAP(BUS_ERROR_NO_COPY, ENODATA),
         SD_BUS_ERROR_MAP(BUS_ERROR_NO_VMK, ENOPKG),
         SD_BUS_ERROR_MAP(BUS_ERROR_TOO_MANY, E2BIG),
+        SD_BUS_ERROR_MAP(BUS_ERROR_ESCROW_FAILED, ECOMM),
         SD_BUS_ERROR_MAP_END,
 };
 

@@ -35,6 +35,7 @@
 #define BUS_ERROR_NO_COPY "org.sealvol1.Error.NoCopy"
 #define BUS_ERROR_NO_VMK "org.sealvol1.Error.NoVMK"
 #define BUS_ERROR_TOO_MANY "org.sealvol1.Error.TooMany"
+#define BUS_ERROR_ESCROW_FAILED "org.sealvol1.Error.EscrowFailed"
 
 extern const sd_bus_error_map sealvol_bus_errors[];
 

@@ -17,6 +17,10 @@ void config_init(Config *c) {
                 .pcr_bank = TPM2_ALG_SHA256,
                 .pcr_mask = VMK_PCR_MASK_DEFAULT,
                 .recovery_kdf_iterations = VOLUME_RECOVERY_PBKDF2_ITERATIONS,
+                .escrow_targets = 1u << ESCROW_TARGET_SPOOL,
+                .escrow_hook_timeout_sec = ESCROW_HOOK_TIMEOUT_SEC_DEFAULT,
+                .escrow_retry_sec = 60,
+                .escrow_retry_max_sec = 3600,
         };
 }
 
@@ -26,6 +30,8 @@ void config_done(Config *c) {
         for (size_t i = 0; c->dra_extra_ekus[i]; i++)
                 free(c->dra_extra_ekus[i]);
         free(c->state_directory);
+        free(c->escrow_spool_directory);
+        free(c->escrow_hook);
         config_init(c);
 }
 
@@ -113,6 +119,21 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                 if (streq(key, "KDFIterations"))
                         return set_uint32(&c->recovery_kdf_iterations, value, VOLUME_PBKDF2_ITERATIONS_MIN,
                                           16 * VOLUME_RECOVERY_PBKDF2_ITERATIONS);
+        } else if (streq(section, "Escrow")) {
+                if (streq(key, "Targets"))
+                        return escrow_targets_from_string(value, &c->escrow_targets);
+                if (streq(key, "Require"))
+                        return escrow_targets_from_string(value, &c->escrow_required);
+                if (streq(key, "SpoolDirectory"))
+                        return set_absolute_path(&c->escrow_spool_directory, value);
+                if (streq(key, "Hook"))
+                        return set_absolute_path(&c->escrow_hook, value);
+                if (streq(key, "HookTimeoutSec"))
+                        return set_uint32(&c->escrow_hook_timeout_sec, value, 1, 3600);
+                if (streq(key, "RetrySec"))
+                        return set_uint32(&c->escrow_retry_sec, value, 1, 86400);
+                if (streq(key, "RetryMaxSec"))
+                        return set_uint32(&c->escrow_retry_max_sec, value, 1, 7 * 86400);
         } else if (streq(section, "Paths")) {
                 if (streq(key, "StateDirectory"))
                         return set_absolute_path(&c->state_directory, value);
@@ -134,6 +155,17 @@ _printf_(4, 5) static int fail(char **ret_error, const char *path, unsigned line
         if (asprintf(ret_error, "%s:%u: %s", path, line, strempty(what)) < 0)
                 *ret_error = NULL;
         return -EBADMSG;
+}
+
+/* What only the whole file can tell. */
+static int config_check(const Config *c, const char *path, unsigned line, char **ret_error) {
+        if (c->escrow_required & ~c->escrow_targets)
+                return fail(ret_error, path, line, "[Escrow] Require= names a target that Targets= does not");
+        if ((c->escrow_targets & (1u << ESCROW_TARGET_HOOK)) && !c->escrow_hook)
+                return fail(ret_error, path, line, "[Escrow] Targets= names the hook, but Hook= is not set");
+        if (c->escrow_retry_max_sec < c->escrow_retry_sec)
+                return fail(ret_error, path, line, "[Escrow] RetryMaxSec= is less than RetrySec=");
+        return 0;
 }
 
 int config_parse(const char *data, size_t size, const char *path, Config *c, char **ret_error) {
@@ -172,7 +204,7 @@ int config_parse(const char *data, size_t size, const char *path, Config *c, cha
                         if (!section)
                                 return -ENOMEM;
                         if (!IN_SET(true, streq(section, "TPM"), streq(section, "DRA"), streq(section, "Recovery"),
-                                    streq(section, "Paths")))
+                                    streq(section, "Escrow"), streq(section, "Paths")))
                                 return fail(ret_error, path, line, "unknown section [%s]", section);
                         continue;
                 }
@@ -192,7 +224,7 @@ int config_parse(const char *data, size_t size, const char *path, Config *c, cha
                 if (r < 0)
                         return fail(ret_error, path, line, "invalid value for %s: \"%s\"", key, value);
         }
-        return 0;
+        return config_check(c, path, line, ret_error);
 }
 
 int config_load(const char *path, Config *c, char **ret_error) {

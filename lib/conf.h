@@ -5,6 +5,8 @@
  *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7
  *   [DRA]        Certificate=/etc/sealvol/dra.pem  ExtraEKU=1.2.3.4 ...
  *   [Recovery]   KDFIterations=1048576
+ *   [Escrow]     Targets=spool  Require=  SpoolDirectory=  Hook=  HookTimeoutSec=30  RetrySec=60
+ *                RetryMaxSec=3600
  *   [Paths]      StateDirectory=/var/lib/sealvol
  *
  * Every key is optional. Unknown sections and keys, and bad values, are errors that name the file
@@ -16,6 +18,7 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include "build-config.h"
+#include "escrow.h"
 #include "macro.h"
 
 #define CONFIG_PATH_DEFAULT SEALVOL_SYSCONFDIR "/sealvol.conf"
@@ -31,6 +34,13 @@ typedef struct Config {
         char *dra_extra_ekus[CONFIG_EXTRA_EKU_MAX + 1]; /* NULL-terminated */
         uint32_t recovery_kdf_iterations;
         char *state_directory;
+        uint32_t escrow_targets;        /* mask of 1 << EscrowTarget; default: the spool */
+        uint32_t escrow_required;       /* the targets that must succeed before a password counts */
+        char *escrow_spool_directory;   /* NULL: <state>/escrow */
+        char *escrow_hook;
+        uint32_t escrow_hook_timeout_sec;
+        uint32_t escrow_retry_sec;      /* first retry of a failed escrow; doubles up to the max */
+        uint32_t escrow_retry_max_sec;
 } Config;
 
 void config_init(Config *c);

@@ -23,6 +23,13 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
+#define MIN(a, b)                               \
+        ({                                      \
+                __typeof__(a) _a = (a);         \
+                __typeof__(b) _b = (b);         \
+                _a < _b ? _a : _b;              \
+        })
+
 /* IN_SET(r, -ENOLCK, -ENODEV): x equals one of the listed values. */
 #define IN_SET(x, first, ...)                                                   \
         ({                                                                      \
@@ -63,6 +70,11 @@
                 if (*p)                                 \
                         (void) func(*p);                \
         }
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
 
 static inline void freep(void *p) {
         free(*(void **) p);

@@ -35,6 +35,10 @@ ProtectorType protector_type_from_string(const char *s) {
         return _PROTECTOR_TYPE_INVALID;
 }
 
+const char *escrow_state_to_string(EscrowState s) {
+        return s >= 0 && s < _ESCROW_STATE_MAX ? escrow_state_table[s] : NULL;
+}
+
 static EscrowState escrow_state_from_string(const char *s) {
         for (int i = 0; i < _ESCROW_STATE_MAX; i++)
                 if (streq_ptr(s, escrow_state_table[i]))
@@ -48,6 +52,27 @@ void protector_done(Protector *p) {
         free(p->wrapped_vmk);
         p->dra_cms = p->wrapped_password = p->wrapped_vmk = NULL;
         p->dra_cms_size = p->wrapped_password_size = p->wrapped_vmk_size = 0;
+}
+
+const EscrowRecord *protector_get_escrow(const Protector *p, const char *target) {
+        for (size_t i = 0; i < p->n_escrow; i++)
+                if (streq(p->escrow[i].target, target))
+                        return &p->escrow[i];
+        return NULL;
+}
+
+int protector_set_escrow(Protector *p, const EscrowRecord *e) {
+        if (strlen(e->target) == 0 || e->state < 0 || e->state >= _ESCROW_STATE_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < p->n_escrow; i++)
+                if (streq(p->escrow[i].target, e->target)) {
+                        p->escrow[i] = *e;
+                        return 0;
+                }
+        if (p->n_escrow >= ESCROW_RECORDS_MAX)
+                return -E2BIG;
+        p->escrow[p->n_escrow++] = *e;
+        return 0;
 }
 
 void volume_token_done(VolumeToken *t) {
@@ -276,9 +301,14 @@ static int protector_from_json(json_object *o, Protector *ret) {
                 if (get_array(o, "escrow", ESCROW_RECORDS_MAX, &a) < 0)
                         return -EBADMSG;
                 p.n_escrow = json_object_array_length(a);
-                for (size_t i = 0; i < p.n_escrow; i++)
+                for (size_t i = 0; i < p.n_escrow; i++) {
                         if (escrow_from_json(json_object_array_get_idx(a, i), &p.escrow[i]) < 0)
                                 return -EBADMSG;
+                        /* One record per target. */
+                        for (size_t j = 0; j < i; j++)
+                                if (streq(p.escrow[j].target, p.escrow[i].target))
+                                        return -EBADMSG;
+                }
                 if (base64_decode(json_get_string(o, "wrapped_password"), &wpw, &p.wrapped_password_size) < 0 ||
                     base64_decode(json_get_string(o, "wrapped_vmk"), &wvmk, &p.wrapped_vmk_size) < 0)
                         return -EBADMSG;

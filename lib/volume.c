@@ -601,6 +601,20 @@ int volume_open_dra(Volume *v, EVP_PKEY *key, const char *name, uint32_t flags) 
 
 /* ---- changes ------------------------------------------------------------------------------------ */
 
+int volume_set_escrow(Volume *v, const Guid *key_id, const EscrowRecord *e) {
+        Protector *p = &v->token.protectors[PROTECTOR_RECOVERY];
+        int r;
+
+        if (!v->token.has[PROTECTOR_RECOVERY] || !guid_equal(&p->key_id, key_id))
+                return -ESTALE;
+        if (v->token.has_pending || v->token.n_retiring > 0)
+                return -EBUSY;
+        r = protector_set_escrow(p, e);
+        if (r < 0)
+                return r;
+        return token_write(v);
+}
+
 static int free_keyslot(Volume *v) {
         for (int slot = 0; slot < crypt_keyslot_max(CRYPT_LUKS2) && slot < VOLUME_KEYSLOT_MAX; slot++)
                 if (crypt_keyslot_status(v->cd, slot) == CRYPT_SLOT_INACTIVE)

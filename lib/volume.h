@@ -62,7 +62,10 @@ typedef enum EscrowState {
         _ESCROW_STATE_INVALID = -EINVAL,
 } EscrowState;
 
-/* Where a recovery password was sent, and how that went. Filled by the escrow code. */
+const char *escrow_state_to_string(EscrowState s);
+
+/* Where a recovery password was sent, and how that went, one record per target. Filled by the escrow
+ * code (escrow.h). */
 typedef struct EscrowRecord {
         char target[16]; /* "ad", "spool", "hook" */
         EscrowState state;
@@ -90,6 +93,9 @@ typedef struct Protector {
 } Protector;
 
 void protector_done(Protector *p);
+/* Replaces p's record for e->target, or adds it (-E2BIG beyond ESCROW_RECORDS_MAX). */
+int protector_set_escrow(Protector *p, const EscrowRecord *e);
+const EscrowRecord *protector_get_escrow(const Protector *p, const char *target);
 
 typedef struct VolumeToken {
         unsigned version;
@@ -132,9 +138,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Volume *, volume_free);
 int volume_load(const char *device, Volume **ret);
 
 /* Called once a new recovery password is in place and verified, and before anything relies on it
- * (provisioning: before the token is written; rotation: before the old password is destroyed). A
+ * (provisioning: before the token is written; rotation: before the old password is destroyed). It
+ * records the outcome per target in p (protector_set_escrow()), which the token then keeps. A
  * negative return aborts: the new keyslot goes, the old state stays. */
-typedef int (*VolumeEscrowFn)(Volume *v, const Protector *p, const char *password, void *userdata);
+typedef int (*VolumeEscrowFn)(Volume *v, Protector *p, const char *password, void *userdata);
 
 typedef struct VolumeProvisionParams {
         const uint8_t *vmk; /* VMK_SIZE bytes */
@@ -186,6 +193,9 @@ int volume_recover_vmk(Volume *v, const char *password, uint8_t **ret_vmk, Guid 
                        unsigned *ret_bad_block);
 
 /* The changes. */
+/* Records an escrow outcome for the recovery password key_id (one header write): -ESTALE when that is
+ * no longer the volume's recovery password, -EBUSY while a change is journalled. */
+int volume_set_escrow(Volume *v, const Guid *key_id, const EscrowRecord *e);
 /* A new recovery password, authorised by (and wrapped with) the VMK the volume is bound to. */
 int volume_rotate_recovery(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, uint32_t iterations,
                            VolumeEscrowFn escrow, void *userdata, char **ret_password);

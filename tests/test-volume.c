@@ -343,7 +343,7 @@ typedef struct EscrowCheck {
         int veto;
 } EscrowCheck;
 
-static int escrow_check(Volume *v, const Protector *p, const char *password, void *userdata) {
+static int escrow_check(Volume *v, Protector *p, const char *password, void *userdata) {
         EscrowCheck *c = userdata;
 
         assert_int_equal(p->type, PROTECTOR_RECOVERY);
@@ -495,7 +495,7 @@ static void test_bind_new_vmk(void **state) {
 }
 
 /* The escrow callback of the child: publishes each new password before the swap, as escrow would. */
-static int escrow_to_pipe(Volume *v, const Protector *p, const char *password, void *userdata) {
+static int escrow_to_pipe(Volume *v, Protector *p, const char *password, void *userdata) {
         int fd = *(int *) userdata;
         char line[RECOVERY_PASSWORD_LEN + 2];
 
@@ -684,7 +684,7 @@ static void test_refused_dra_cert_at_provisioning(void **state) {
         X509_free(cert);
 }
 
-static int provision_escrow_check(Volume *v, const Protector *p, const char *password, void *userdata) {
+static int provision_escrow_check(Volume *v, Protector *p, const char *password, void *userdata) {
         /* Escrow runs on a volume whose protectors all open, before the token exists. */
         assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
         assert_int_equal(p->type, PROTECTOR_RECOVERY);
