@@ -406,11 +406,14 @@ int escrow_hook_run(const char *path, const char *verb, const void *data, size_t
                 ;
         /* Whatever the hook left running in its process group goes with it. */
         (void) kill(-pid, SIGKILL);
+        /* Take back a SIGPIPE our writes raised while it was blocked, before unblocking it. */
+        if (!sigismember(&old_set, SIGPIPE)) {
+                struct timespec zero = {};
+
+                while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+                        ;
+        }
         pthread_sigmask(SIG_SETMASK, &old_set, NULL);
-        /* Drop a SIGPIPE that may have become pending while it was blocked. */
-        struct timespec zero = {};
-        while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
-                ;
 
         if (timed_out) {
                 if (ret_error && asprintf(ret_error, "killed after %u s", timeout_sec) < 0)

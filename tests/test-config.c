@@ -55,6 +55,14 @@ static void test_every_key(void **state) {
                                    "ExtraEKU=1.3.6.1.4.1.99999.1 1.2.3\n"
                                    "[Recovery]\n"
                                    "KDFIterations=1000\n"
+                                   "[Escrow]\n"
+                                   "Targets=spool,hook\n"
+                                   "Require=hook\n"
+                                   "SpoolDirectory=/var/spool/sealvol\n"
+                                   "Hook=/usr/local/libexec/escrow-to-vault\n"
+                                   "HookTimeoutSec=5\n"
+                                   "RetrySec=30\n"
+                                   "RetryMaxSec=600\n"
                                    "[Paths]\n"
                                    "StateDirectory=/tmp/state\n",
                                    &c, NULL),
@@ -68,6 +76,13 @@ static void test_every_key(void **state) {
         assert_null(c.dra_extra_ekus[2]);
         assert_int_equal(c.recovery_kdf_iterations, 1000);
         assert_string_equal(c.state_directory, "/tmp/state");
+        assert_int_equal(c.escrow_targets, (1u << ESCROW_TARGET_SPOOL) | (1u << ESCROW_TARGET_HOOK));
+        assert_int_equal(c.escrow_required, 1u << ESCROW_TARGET_HOOK);
+        assert_string_equal(c.escrow_spool_directory, "/var/spool/sealvol");
+        assert_string_equal(c.escrow_hook, "/usr/local/libexec/escrow-to-vault");
+        assert_int_equal(c.escrow_hook_timeout_sec, 5);
+        assert_int_equal(c.escrow_retry_sec, 30);
+        assert_int_equal(c.escrow_retry_max_sec, 600);
         config_done(&c);
 }
 
@@ -95,6 +110,12 @@ static void test_errors_name_the_line(void **state) {
         expect_error(dir, "[Recovery]\nKDFIterations=1e6\n", ":2: invalid value for KDFIterations");
         expect_error(dir, "[TPM\n", ":1: malformed section header");
         expect_error(dir, "[TPM]\nnonsense\n", ":2: expected Key=Value");
+        expect_error(dir, "[Escrow]\nTargets=spool vault\n", ":2: invalid value for Targets");
+        expect_error(dir, "[Escrow]\nTargets=spool\nRequire=hook\n", "Require= names a target that Targets= does not");
+        expect_error(dir, "[Escrow]\nTargets=hook\n", "Targets= names the hook, but Hook= is not set");
+        expect_error(dir, "[Escrow]\nHook=escrow.sh\n", ":2: invalid value for Hook");
+        expect_error(dir, "[Escrow]\nHookTimeoutSec=0\n", ":2: invalid value for HookTimeoutSec");
+        expect_error(dir, "[Escrow]\nRetrySec=60\nRetryMaxSec=10\n", "RetryMaxSec= is less than RetrySec=");
 }
 
 int main(void) {

@@ -386,56 +386,7 @@ static void test_concurrent_clients(void **state) {
         }
 }
 
-/* A copy of sealvolctl in the fixture's directory (0755): the build tree may sit below a directory
- * that nobody cannot enter (CI clones into a mktemp -d). */
-static char *ctl_binary(Fixture *f) {
-        char *copy = path_join(f->d->dir, "sealvolctl");
-        _cleanup_free_ char *data = NULL;
-        size_t n;
-
-        assert_non_null(copy);
-        if (access(copy, X_OK) == 0)
-                return copy;
-        assert_int_equal(read_file_full(getenv("SEALVOLCTL"), 64 * 1024 * 1024, &data, &n), 0);
-        assert_int_equal(write_file_atomic(copy, data, n, 0755), 0);
-        return copy;
-}
-
-/* Runs sealvolctl with args (as uid), input on stdin; returns its exit code, output in *ret_output. */
-static int ctl(Fixture *f, uid_t uid, const char *input, char **ret_output, const char *const *args) {
-        _cleanup_free_ char *out = path_join(f->d->dir, "ctl.out"), *binary = ctl_binary(f);
-        char *argv[16] = { binary };
-        int fds[2], status;
-        size_t n = 1;
-        pid_t pid;
-
-        for (; args[n - 1] && n < ELEMENTSOF(argv) - 1; n++)
-                argv[n] = (char *) args[n - 1];
-        argv[n] = NULL;
-        assert_int_equal(pipe2(fds, O_CLOEXEC), 0); /* the child must not hold the write end open */
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-
-                if (o < 0 || dup2(fds[0], STDIN_FILENO) < 0 || dup2(o, STDOUT_FILENO) < 0 || dup2(o, STDERR_FILENO) < 0)
-                        _exit(120);
-                if (uid != 0 && (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
-                        _exit(121);
-                execv(argv[0], argv);
-                _exit(122);
-        }
-        close(fds[0]);
-        if (input)
-                assert_true(write(fds[1], input, strlen(input)) == (ssize_t) strlen(input));
-        close(fds[1]);
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        *ret_output = test_read_file(out);
-        assert_non_null(*ret_output);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-#define CTL(f, uid, input, out, ...) ctl(f, uid, input, out, (const char *const[]) { __VA_ARGS__, NULL })
+#define CTL(f, uid, input, out, ...) DAEMON_CTL((f)->d, uid, input, out, __VA_ARGS__)
 
 static void test_sealvolctl(void **state) {
         Fixture *f = *state;

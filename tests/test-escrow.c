@@ -214,6 +214,7 @@ static void test_hook(void **state) {
                 struct timespec a, b;
                 double elapsed;
 
+                free(body);
                 assert_true(asprintf(&body, "sleep 600 & echo $! >'%s'\nsleep 600", pidfile) > 0);
                 hang = write_hook(dir, "hang.sh", body);
                 clock_gettime(CLOCK_MONOTONIC, &a);

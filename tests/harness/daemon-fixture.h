@@ -34,5 +34,12 @@ int daemon_fixture_start(DaemonFixture *f);
 int daemon_fixture_stop(DaemonFixture *f);
 /* Stops the daemon, reboots the TPM, starts the daemon. */
 int daemon_fixture_reboot(DaemonFixture *f);
+/* Runs sealvolctl ($SEALVOLCTL, copied into the fixture's directory so that an unprivileged uid can
+ * execute it) with args, as uid, input on its stdin (never argv); returns its exit status (128 if
+ * killed) or -errno, its stdout and stderr in *ret_output. */
+int daemon_fixture_ctl(DaemonFixture *f, uid_t uid, const char *input, char **ret_output, const char *const *args);
+#define DAEMON_CTL(d, uid, input, out, ...) \
+        daemon_fixture_ctl(d, uid, input, out, (const char *const[]) { __VA_ARGS__, NULL })
+
 /* A new image file of the default size in the fixture's directory. */
 int daemon_fixture_new_image(DaemonFixture *f, const char *name, char **ret_path);

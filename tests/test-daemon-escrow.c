@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-daemon-escrow.c: sealvold escrows every recovery password it creates. The spool (encrypted to
+ * the DRA; plain without one, and status says so), a hook that fails and is retried with backoff
+ * (across a daemon restart) until the record is there, and "require escrow": a provisioning or a
+ * rotation whose required escrow fails (or hangs past the time limit) changes nothing.
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "daemon-fixture.h"
+#include "dra-fixture.h"
+#include "dra.h"
+#include "fileio.h"
+#include "recovery.h"
+#include "secmem.h"
+#include "test-util.h"
+#include "volume.h"
+
+#define NOBODY 65534
+
+typedef struct Fixture {
+        char *dir;      /* the hook's world: its script, its flags, its records */
+        char *hook;
+        char *records;
+        DaemonFixture *d;
+} Fixture;
+
+/* The hook stores each record as records/N.json and prints where; "down" makes it fail, "hang" makes
+ * it hang; "verify" succeeds when the record is among those stored. */
+static int write_hook(Fixture *f) {
+        _cleanup_free_ char *text = NULL;
+
+        f->hook = path_join(f->dir, "hook.sh");
+        f->records = path_join(f->dir, "records");
+        if (!f->hook || !f->records || mkdir(f->records, 0700) < 0)
+                return -1;
+        if (asprintf(&text,
+                     "#!/bin/sh\n"
+                     "d='%s'\n"
+                     "if [ -e \"$d/down\" ]; then cat >/dev/null; echo 'vault: connection refused' >&2; exit 7; fi\n"
+                     "if [ -e \"$d/hang\" ]; then sleep 600; fi\n"
+                     "case \"$1\" in\n"
+                     "store) n=$(ls \"$d/records\" | wc -l); cat >\"$d/records/$n.json\"; echo \"file:$d/records/$n.json\" ;;\n"
+                     "verify) cat >\"$d/verify.in\"; for r in \"$d\"/records/*.json; do cmp -s \"$r\" \"$d/verify.in\" && exit 0; done; exit 1 ;;\n"
+                     "*) exit 2 ;;\n"
+                     "esac\n",
+                     f->dir) < 0)
+                return -1;
+        return write_file_atomic(f->hook, text, strlen(text), 0755);
+}
+
+/* extra: configuration for the daemon; the [Escrow] section comes last and gets Hook= added. */
+static int setup_with(void **state, const char *extra) {
+        Fixture *f = calloc(1, sizeof(*f));
+        _cleanup_free_ char *config = NULL;
+
+        if (!f || test_tmpdir_new("test-daemon-escrow-hook", &f->dir) < 0 || write_hook(f) < 0)
+                return -1;
+        if (asprintf(&config, "%sHook=%s\n", extra, f->hook) < 0)
+                return -1;
+        if (daemon_fixture_new("test-daemon-escrow", config, &f->d) < 0)
+                return -1;
+        *state = f;
+        return 0;
+}
+
+static int setup_spool(void **state) {
+        _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt");
+        _cleanup_free_ char *extra = NULL;
+
+        if (!cert || asprintf(&extra, "[DRA]\nCertificate=%s\n[Escrow]\n", cert) < 0)
+                return -1;
+        return setup_with(state, extra);
+}
+
+static int setup_plain(void **state) {
+        return setup_with(state, "[Escrow]\nTargets=spool\n");
+}
+
+static int setup_hook(void **state) {
+        return setup_with(state, "[Escrow]\nTargets=spool hook\nHookTimeoutSec=2\nRetrySec=1\nRetryMaxSec=2\n");
+}
+
+static int setup_required(void **state) {
+        return setup_with(state, "[Escrow]\nTargets=hook\nRequire=hook\nHookTimeoutSec=1\n");
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        int r = daemon_fixture_stop(f->d);
+
+        if (r < 0) {
+                _cleanup_free_ char *log = test_read_file(f->d->log_path);
+                fprintf(stderr, "sealvold did not stop cleanly (%s); its log:\n%s\n", strerror(-r), strempty(log));
+        }
+        daemon_fixture_free(f->d);
+        (void) rm_rf(f->dir);
+        free(f->dir);
+        free(f->hook);
+        free(f->records);
+        free(f);
+        return r < 0 ? -1 : 0;
+}
+
+static void flag(Fixture *f, const char *name, bool on) {
+        _cleanup_free_ char *p = path_join(f->dir, name);
+
+        if (on)
+                assert_int_equal(write_file_atomic(p, "", 0, 0644), 0);
+        else
+                assert_int_equal(unlink(p), 0);
+}
+
+/* Provisions an image through sealvolctl; returns the exit status, the UUID, Key ID and password. */
+static int provision(Fixture *f, const char *name, char **ret_image, char **ret_key_id, char **ret_password) {
+        _cleanup_free_ char *out = NULL;
+        char *p;
+        int r;
+
+        assert_int_equal(daemon_fixture_new_image(f->d, name, ret_image), 0);
+        r = DAEMON_CTL(f->d, 0, NULL, &out, "provision", *ret_image);
+        if (r != 0) {
+                fprintf(stderr, "provision: %s", out);
+                return r;
+        }
+        p = strstr(out, "Recovery Key ID: ");
+        assert_non_null(p);
+        *ret_key_id = strndup(p + strlen("Recovery Key ID: "), 36);
+        p = strstr(out, "Recovery password: ");
+        assert_non_null(p);
+        *ret_password = strndup(p + strlen("Recovery password: "), RECOVERY_PASSWORD_LEN);
+        return 0;
+}
+
+static char *volume_uuid(const char *image) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+
+        assert_int_equal(volume_load(image, &v), 0);
+        return strdup(v->token.volume_uuid);
+}
+
+/* The escrow record of target in the image's token (what survives a restart). */
+static EscrowRecord token_escrow(const char *image, const char *target) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        const EscrowRecord *e;
+
+        assert_int_equal(volume_load(image, &v), 0);
+        e = protector_get_escrow(&v->token.protectors[PROTECTOR_RECOVERY], target);
+        assert_non_null(e);
+        return *e;
+}
+
+/* A record's fields, checked against what opens the volume. */
+static void check_record(const char *json, size_t size, const char *image, const char *key_id, const char *password) {
+        _cleanup_free_ char *uuid = volume_uuid(image);
+        _cleanup_(volume_freep) Volume *v = NULL;
+        json_object *o = json_tokener_parse(json), *x;
+
+        (void) size;
+        assert_non_null(o);
+        assert_true(json_object_object_get_ex(o, "key_id", &x));
+        assert_string_equal(json_object_get_string(x), key_id);
+        assert_true(json_object_object_get_ex(o, "volume_uuid", &x));
+        assert_string_equal(json_object_get_string(x), uuid);
+        assert_true(json_object_object_get_ex(o, "device", &x));
+        assert_string_equal(json_object_get_string(x), image);
+        assert_true(json_object_object_get_ex(o, "recovery_password", &x));
+        assert_string_equal(json_object_get_string(x), password);
+        /* And the password escrowed is one that opens the volume. */
+        assert_int_equal(volume_load(image, &v), 0);
+        assert_true(volume_open_recovery(v, json_object_get_string(x), NULL, 0, NULL) >= 0);
+        json_object_put(o);
+}
+
+static size_t count_files(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        size_t n = 0;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+static void test_spool_encrypted_to_dra(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *uuid = NULL, *out = NULL;
+        _cleanup_free_ char *spool = path_join(f->d->state_dir, "escrow"), *file = NULL, *der = NULL;
+        _cleanup_secure_ void *plain = NULL;
+        EVP_PKEY *key = dra_fixture_key("rsa2048");
+        size_t der_size, plain_size;
+        EscrowRecord e;
+
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        uuid = volume_uuid(image);
+
+        /* One CMS file per password, which the DRA key opens to the record. */
+        assert_true(asprintf(&file, "%s/%s-%s.cms", spool, uuid, key_id) > 0);
+        assert_int_equal(read_file_full(file, 65536, &der, &der_size), 0);
+        assert_null(memmem(der, der_size, password, strlen(password)));
+        assert_int_equal(dra_unwrap(key, (uint8_t *) der, der_size, &plain, &plain_size), 0);
+        check_record(plain, plain_size, image, key_id, password);
+        EVP_PKEY_free(key);
+
+        e = token_escrow(image, "spool");
+        assert_int_equal(e.state, ESCROW_DONE);
+        assert_true(e.verified);
+        assert_string_equal(e.location, file);
+
+        /* Status shows it, to anyone. */
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "escrow: spool done (verified)"));
+        assert_non_null(strstr(out, "encrypted to the DRA"));
+        free(out);
+
+        /* A rotation escrows the new password; the old record stays, as history. */
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "rotate", uuid), 0);
+        free(out);
+        assert_int_equal(count_files(spool), 2);
+
+        /* On demand, for one volume or all; only with authorisation. */
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "recovery", "escrow", uuid), 3);
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "escrow", uuid), 0);
+        assert_non_null(strstr(out, "spool done (verified)"));
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "escrow", "--all"), 0);
+        assert_non_null(strstr(out, "1 escrowed, 0 failed"));
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--json", "status"), 0);
+        assert_non_null(strstr(out, "\"escrow\":[{\"target\":\"spool\",\"state\":\"done\",\"verified\":true"));
+        free(out);
+        out = NULL;
+        assert_int_equal(count_files(spool), 2);
+}
+
+static void test_spool_plain_without_dra(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *uuid = NULL, *out = NULL;
+        _cleanup_free_ char *file = NULL, *json = NULL;
+        size_t size;
+        struct stat st;
+
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        uuid = volume_uuid(image);
+        assert_true(asprintf(&file, "%s/escrow/%s-%s.json", f->d->state_dir, uuid, key_id) > 0);
+        assert_int_equal(read_file_full(file, 65536, &json, &size), 0);
+        check_record(json, size, image, key_id, password);
+        assert_int_equal(stat(file, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "NOT encrypted (no DRA certificate)"));
+}
+
+/* Waits until the token records target as done (the daemon retries on its own). */
+static bool wait_escrow_done(const char *image, const char *target, unsigned seconds) {
+        for (unsigned i = 0; i < seconds * 10; i++) {
+                if (token_escrow(image, target).state == ESCROW_DONE)
+                        return true;
+                usleep(100 * 1000);
+        }
+        return false;
+}
+
+static void test_hook_fails_then_retried(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *record = NULL;
+        _cleanup_free_ char *first = path_join(f->records, "0.json"), *location = NULL;
+        size_t size;
+        EscrowRecord e;
+
+        /* The hook is down: provisioning goes ahead (escrow is not required), and says so. */
+        flag(f, "down", true);
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        e = token_escrow(image, "hook");
+        assert_int_equal(e.state, ESCROW_FAILED);
+        assert_int_equal(token_escrow(image, "spool").state, ESCROW_DONE);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "hook failed: hook"));
+        assert_non_null(strstr(out, "exit status 7: vault: connection refused"));
+        free(out);
+        out = NULL;
+        /* On demand while still down: exit 10, the reason. */
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "escrow", image), 10);
+        assert_non_null(strstr(out, "vault: connection refused"));
+        free(out);
+        out = NULL;
+
+        /* A restart does not forget it (it is in the token), and once the hook is back, the daemon
+         * retries on its own. */
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        flag(f, "down", false);
+        assert_true(wait_escrow_done(image, "hook", 15));
+        e = token_escrow(image, "hook");
+        assert_true(e.verified);
+        assert_true(asprintf(&location, "file:%s", first) > 0);
+        assert_string_equal(e.location, location);
+        assert_int_equal(read_file_full(first, 65536, &record, &size), 0);
+        check_record(record, size, image, key_id, password);
+}
+
+static void test_required_escrow_vetoes(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *uuid = NULL;
+        _cleanup_free_ char *refused = NULL;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        struct timespec a, b;
+
+        /* Required and down: not provisioned (no token: a fresh provisioning may follow), not listed. */
+        flag(f, "down", true);
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 10);
+        assert_int_equal(volume_load(image, &v), -ENOMSG);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "list"), 0);
+        assert_null(strstr(out, image));
+        free(out);
+        out = NULL;
+        refused = TAKE_PTR(image);
+
+        /* Required and hanging: the same, within the time limit. */
+        flag(f, "down", false);
+        flag(f, "hang", true);
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        assert_int_equal(provision(f, "b.img", &image, &key_id, &password), 10);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        assert_true(b.tv_sec - a.tv_sec < 20);
+        free(image);
+        image = NULL;
+        flag(f, "hang", false);
+
+        /* Up: provisioned, escrowed. */
+        assert_int_equal(provision(f, "c.img", &image, &key_id, &password), 0);
+        assert_int_equal(token_escrow(image, "hook").state, ESCROW_DONE);
+        uuid = volume_uuid(image);
+
+        /* Down again: a rotation is refused and the old password stays the volume's. */
+        flag(f, "down", true);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "rotate", uuid), 10);
+        assert_non_null(strstr(out, "The old one stays"));
+        free(out);
+        out = NULL;
+        volume_free(v);
+        v = NULL;
+        assert_int_equal(volume_load(image, &v), 0);
+        assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "show", uuid), 0);
+        assert_non_null(strstr(out, password));
+        assert_non_null(strstr(out, key_id));
+
+        free(out);
+        out = NULL;
+
+        /* The image of the refused provisioning can be provisioned once the hook is back. */
+        flag(f, "down", false);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "provision", refused), 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_spool_encrypted_to_dra, setup_spool, teardown),
+                cmocka_unit_test_setup_teardown(test_spool_plain_without_dra, setup_plain, teardown),
+                cmocka_unit_test_setup_teardown(test_hook_fails_then_retried, setup_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
+        };
+
+        test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
+        test_require(test_have_executable("dbus-daemon"), "dbus-daemon (Debian package dbus)");
+        test_require(!isempty(getenv("SEALVOLD")), "SEALVOLD (the path of the sealvold under test)");
+        test_require(!isempty(getenv("SEALVOLCTL")), "SEALVOLCTL (the path of the sealvolctl under test)");
+        test_require(geteuid() == 0, "root (the test runs sealvolctl as an unprivileged user)");
+        test_require(!isempty(getenv("SEALVOL_DRA_FIXTURES")), "SEALVOL_DRA_FIXTURES (the generated DRA certificates)");
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
