@@ -656,6 +656,18 @@ static int verb_show_manager(sd_bus *bus, const char *const *props) {
                         r = sd_bus_get_property_trivial(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, props[i], &error,
                                                         'b', &b);
                         s = strdup(b ? "yes" : "no");
+                } else if (streq(props[i], "TPMLockout")) {
+                        sd_bus_message *m = NULL;
+                        uint32_t counter = 0, max_tries = 0;
+
+                        r = sd_bus_get_property(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, props[i], &error, &m,
+                                                "(uub)");
+                        if (r >= 0)
+                                r = sd_bus_message_read(m, "(uub)", &counter, &max_tries, &b);
+                        if (r >= 0 && asprintf(&s, "%s, %u of %u failed authorisations", b ? "LOCKED OUT" : "no",
+                                               counter, max_tries) < 0)
+                                s = NULL;
+                        sd_bus_message_unref(m);
                 } else
                         r = sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, props[i], &error, &s);
                 if (r < 0) {
@@ -875,8 +887,8 @@ int main(int argc, char *argv[]) {
                 r = verb_reseal(bus);
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "status"))
                 r = verb_show_manager(bus, (const char *const[]) { "TPMPresent", "TPMManufacturer", "TPMFirmware",
-                                                                    "SealedPCRs", "ChangedPCRs", "VMKAvailable",
-                                                                    "VMKId", NULL });
+                                                                    "TPMLockout", "SealedPCRs", "ChangedPCRs",
+                                                                    "VMKAvailable", "VMKId", NULL });
         else if (streq(verb, "dra") && argc == 2 && streq(argv[1], "show"))
                 r = verb_show_manager(bus, (const char *const[]) { "DRAFingerprint", NULL });
         else if (streq(verb, "dra") && argc == 3 && streq(argv[1], "set"))

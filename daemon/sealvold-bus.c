@@ -131,7 +131,8 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                                              m->vmk ? guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}) : "");
         if (streq(property, "DeviceMapper"))
                 return sd_bus_message_append(reply, "b", m->device_mapper);
-        if (streq(property, "TPMPresent") || streq(property, "TPMManufacturer") || streq(property, "TPMFirmware")) {
+        if (IN_SET(true, streq(property, "TPMPresent"), streq(property, "TPMManufacturer"),
+                   streq(property, "TPMFirmware"), streq(property, "TPMLockout"))) {
                 /* Asked of the TPM when someone asks, never on the boot path. */
                 _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
                 Tpm2Info info = {};
@@ -140,6 +141,17 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
 
                 if (streq(property, "TPMPresent"))
                         return sd_bus_message_append(reply, "b", present);
+                if (streq(property, "TPMLockout")) {
+                        /* The dictionary-attack state: failed authorisations so far, the limit, and
+                         * whether the TPM refuses until it recovers. The VMK is sealed noDA, so a
+                         * lockout does not stop unlocking, but it is worth an operator's look. */
+                        uint32_t counter = 0, max_tries = 0;
+                        bool in_lockout = false;
+
+                        if (present)
+                                (void) tpm2_get_lockout_info(c, &counter, &max_tries, &in_lockout);
+                        return sd_bus_message_append(reply, "(uub)", counter, max_tries, in_lockout);
+                }
                 if (streq(property, "TPMManufacturer")) {
                         snprintf(buf, sizeof(buf), "%s%s%s", info.manufacturer, info.vendor[0] ? " " : "",
                                  info.vendor);
@@ -695,6 +707,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("TPMPresent", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("TPMManufacturer", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("TPMFirmware", "s", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("TPMLockout", "(uub)", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKAvailable", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),

@@ -439,6 +439,7 @@ static void test_sealvolctl(void **state) {
         assert_int_equal(CTL(f, NOBODY, NULL, &out, "tpm", "status"), 0);
         assert_non_null(strstr(out, "TPMPresent       yes"));
         assert_non_null(strstr(out, "TPMManufacturer  IBM"));
+        assert_non_null(strstr(out, "TPMLockout       no, 0 of "));
         assert_non_null(strstr(out, "SealedPCRs       sha256:7"));
         free(out);
 
