@@ -160,9 +160,10 @@ static void json_string(const char *s) {
         putchar('"');
 }
 
-/* The Escrow property of a volume: one line for people, an array for tools. Returns the number of
- * targets not done. */
-static unsigned print_escrow(sd_bus *bus, const char *path) {
+/* An escrow property (a volume's Escrow, the manager's VMKEscrow): one line for people after label,
+ * an array for tools. Returns the number of targets not done. */
+static unsigned print_escrow_property(sd_bus *bus, const char *path, const char *iface, const char *property,
+                                      const char *label) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         const char *target, *state, *location, *why;
@@ -171,14 +172,14 @@ static unsigned print_escrow(sd_bus *bus, const char *path) {
         int verified, r;
         bool first = true;
 
-        r = sd_bus_get_property(bus, BUS_NAME, path, VOLUME_IFACE, "Escrow", &error, &reply, "a(ssbtss)");
+        r = sd_bus_get_property(bus, BUS_NAME, path, iface, property, &error, &reply, "a(ssbtss)");
         sd_bus_error_free(&error);
         if (r >= 0)
                 r = sd_bus_message_enter_container(reply, 'a', "(ssbtss)");
         if (arg_json)
                 printf(",\"escrow\":[");
         else
-                printf("    escrow:");
+                printf("%s", label);
         while (r >= 0 &&
                (r = sd_bus_message_read(reply, "(ssbtss)", &target, &state, &verified, &when, &location, &why)) > 0) {
                 if (arg_json) {
@@ -204,6 +205,10 @@ static unsigned print_escrow(sd_bus *bus, const char *path) {
                 printf("%s\n", first ? " none" : "");
         sd_bus_message_unref(reply);
         return missing;
+}
+
+static unsigned print_escrow(sd_bus *bus, const char *path) {
+        return print_escrow_property(bus, path, VOLUME_IFACE, "Escrow", "    escrow:");
 }
 
 static int verb_status(sd_bus *bus, bool summary) {
@@ -246,9 +251,11 @@ static int verb_status(sd_bus *bus, bool summary) {
                 printf("Volumes: %u, needing recovery: %u\n", count, recovery);
                 printf("VMK sealed to: %s PCR %s%s%s\n", strempty(bank), strempty(pcrs),
                        isempty(changed) ? "" : "; changed since: PCR ", strempty(changed));
-                printf("Escrow to: %s%s%s; spool and hook records %s\n\n", isempty(targets) ? "nothing" : targets,
+                printf("Escrow to: %s%s%s; spool and hook records %s\n", isempty(targets) ? "nothing" : targets,
                        isempty(required) ? "" : ", required: ", strempty(required),
                        encrypted ? "encrypted to the DRA" : "NOT encrypted (no DRA certificate)");
+                (void) print_escrow_property(bus, MANAGER_PATH, MANAGER_IFACE, "VMKEscrow", "VMK export escrow:");
+                printf("\n");
                 free(bank);
                 free(pcrs);
                 free(changed);

@@ -594,21 +594,38 @@ static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata
         return sd_bus_reply_method_return(message, "s", guid_format(&new_id, id));
 }
 
-static int append_escrow(sd_bus_message *reply, const ManagedVolume *v) {
+static int append_escrow_records(sd_bus_message *reply, const EscrowRecord *records, size_t n,
+                                 char *const errors[static _ESCROW_TARGET_MAX]) {
         int r;
 
         r = sd_bus_message_open_container(reply, 'a', "(ssbtss)");
-        for (size_t i = 0; r >= 0 && i < v->n_escrow; i++) {
-                const EscrowRecord *e = &v->escrow[i];
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const EscrowRecord *e = &records[i];
                 EscrowTarget t = escrow_target_from_string(e->target);
 
                 r = sd_bus_message_append(reply, "(ssbtss)", e->target, escrow_state_to_string(e->state), e->verified,
                                           e->time, e->location,
-                                          t >= 0 && e->state != ESCROW_DONE ? strempty(v->escrow_error[t]) : "");
+                                          t >= 0 && e->state != ESCROW_DONE ? strempty(errors[t]) : "");
         }
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;
+}
+
+static int append_escrow(sd_bus_message *reply, const ManagedVolume *v) {
+        return append_escrow_records(reply, v->escrow, v->n_escrow, v->escrow_error);
+}
+
+static int property_get_vmk_escrow(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        return append_escrow_records(reply, m->vmk_escrow, m->n_vmk_escrow, m->vmk_escrow_error);
 }
 
 static int property_get_escrow(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -691,6 +708,10 @@ static int method_escrow_all(sd_bus_message *message, void *userdata, sd_bus_err
                 else
                         done++;
         }
+        /* And the server's VMK export, if there is one. */
+        if (manager_escrow_vmk(m, /* all= */ true) < 0)
+                failed++;
+        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "VMKEscrow", NULL);
         manager_escrow_retry(m);
         return sd_bus_reply_method_return(message, "uu", done, failed);
 }
@@ -715,6 +736,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("EscrowTargets", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowRequired", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowEncrypted", "b", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("VMKEscrow", "a(ssbtss)", property_get_vmk_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("VolumeCount", "u", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("RecoveryRequiredCount", "u", property_get_manager, 0, 0),
         SD_BUS_METHOD_WITH_ARGS("ListVolumes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssso)", volumes), method_list_volumes,

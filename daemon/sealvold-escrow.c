@@ -15,7 +15,9 @@
 
 #include "escrow.h"
 #include "fileio.h"
+#include "json-util.h"
 #include "log.h"
+#include "openssl-util.h"
 #include "sealvold.h"
 #include "secmem.h"
 
@@ -53,29 +55,22 @@ static char *spool_directory(Manager *m) {
         return asprintf(&s, "%s/escrow", m->state_dir) < 0 ? NULL : s;
 }
 
-static int escrow_one(Manager *m, EscrowTarget t, const EscrowPassword *e, const char *json, size_t size,
-                      EscrowRecord *rec, char **error) {
+/* Sends one record to target t; records the outcome in rec, the reason of a failure in *error.
+ * spool_name: the record's file in the spool; cert: the DRA certificate to encrypt spool records to,
+ * or NULL. */
+static int escrow_send(Manager *m, EscrowTarget t, const char *spool_name, X509 *cert, const char *json, size_t size,
+                       EscrowRecord *rec, char **error) {
         _cleanup_free_ char *location = NULL, *why = NULL;
         bool verified = false;
         int r;
 
         switch (t) {
         case ESCROW_TARGET_SPOOL: {
-                _cleanup_free_ char *dir = spool_directory(m), *name = NULL;
-                X509 *cert = NULL;
+                _cleanup_free_ char *dir = spool_directory(m);
 
                 if (!dir)
                         return -ENOMEM;
-                r = manager_load_dra_cert(m, &cert);
-                if (r < 0 && r != -ENOENT) {
-                        set_error(error, "cannot load the DRA certificate: %s", strerror(-r));
-                        return r;
-                }
-                /* Encrypted to the DRA when there is one; plain only without, which status shows. */
-                r = escrow_spool_name(e->volume_uuid, &e->key_id, cert != NULL, &name);
-                if (r >= 0)
-                        r = escrow_spool_store(dir, name, cert, json, size, &location, &verified);
-                X509_free(cert);
+                r = escrow_spool_store(dir, spool_name, cert, json, size, &location, &verified);
                 if (r < 0)
                         set_error(error, "cannot write to the spool %s: %s", dir, strerror(-r));
                 break;
@@ -133,7 +128,9 @@ static void escrow_password_init(Manager *m, Volume *vol, const Protector *p, co
  * errors. Returns -ECOMM if a required target failed. */
 static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *password, uint32_t mask,
                             char *errors[static _ESCROW_TARGET_MAX]) {
+        _cleanup_(X509_freep) X509 *cert = NULL;
         _cleanup_secure_ char *json = NULL;
+        _cleanup_free_ char *spool_name = NULL;
         EscrowPassword e;
         size_t size;
         int r, ret = 0;
@@ -142,6 +139,14 @@ static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *p
         r = escrow_password_to_json(&e, &json, &size);
         if (r < 0)
                 return log_error_errno(r, "Failed to build the escrow record of %s: %m", vol->token.volume_uuid);
+        /* Spool records are encrypted to the DRA when there is one; plain only without, which
+         * status shows. */
+        r = manager_load_dra_cert(m, &cert);
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Failed to load the DRA certificate, spool records stay plain: %m");
+        r = escrow_spool_name(e.volume_uuid, &e.key_id, cert != NULL, &spool_name);
+        if (r < 0)
+                return r;
 
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
                 char key_id[GUID_STRING_MAX];
@@ -149,7 +154,7 @@ static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *p
 
                 if (!(mask & (1u << t)))
                         continue;
-                r = escrow_one(m, t, &e, json, size, &rec, &errors[t]);
+                r = escrow_send(m, t, spool_name, cert, json, size, &rec, &errors[t]);
                 if (protector_set_escrow(p, &rec) < 0)
                         log_warning("No room to record the escrow of %s to %s.", vol->token.volume_uuid, rec.target);
                 guid_format(&p->key_id, key_id);
@@ -234,6 +239,166 @@ int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_
         return failed ? -ECOMM : 0;
 }
 
+/* ---- the server's VMK export --------------------------------------------------------------------- */
+
+/* The VMK export (wrapped to the DRA) goes to the spool and the hook; AD has no attribute for it. Its
+ * escrow state lives in <state>/vmk-escrow.json: {"vmk_id": ..., "escrow": [records as in the token]}. */
+#define VMK_ESCROW_TARGETS ((1u << ESCROW_TARGET_SPOOL) | (1u << ESCROW_TARGET_HOOK))
+
+static void vmk_escrow_set(Manager *m, const EscrowRecord *e) {
+        for (size_t i = 0; i < m->n_vmk_escrow; i++)
+                if (streq(m->vmk_escrow[i].target, e->target)) {
+                        m->vmk_escrow[i] = *e;
+                        return;
+                }
+        if (m->n_vmk_escrow < ELEMENTSOF(m->vmk_escrow))
+                m->vmk_escrow[m->n_vmk_escrow++] = *e;
+}
+
+static int vmk_escrow_save(Manager *m) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *a = json_object_new_array();
+        _cleanup_free_ char *text = NULL;
+        char id[GUID_STRING_MAX];
+        int r;
+
+        if (!o || !a)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_vmk_escrow; i++) {
+                json_object *e;
+
+                r = escrow_record_to_json(&m->vmk_escrow[i], &e);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(a, e) < 0) {
+                        json_object_put(e);
+                        return -ENOMEM;
+                }
+        }
+        r = json_add_string(o, "vmk_id", guid_format(&m->vmk_escrow_id, id));
+        if (r >= 0)
+                r = json_add_owned(o, "escrow", TAKE_PTR(a));
+        if (r < 0)
+                return r;
+        text = json_format(o);
+        if (!text)
+                return -ENOMEM;
+        return write_file_atomic(m->vmk_escrow_path, text, strlen(text), 0600);
+}
+
+int manager_load_vmk_escrow(Manager *m) {
+        static const char *const keys[] = { "vmk_id", "escrow", NULL };
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ char *text = NULL;
+        json_object *a;
+        size_t size, n;
+        int r;
+
+        r = read_file_full(m->vmk_escrow_path, 64 * 1024, &text, &size);
+        if (r == -ENOENT)
+                return 0;
+        if (r >= 0)
+                r = json_parse_object(text, size, 4, &o);
+        if (r >= 0 && (json_check_keys(o, keys) < 0 || guid_parse(json_get_string(o, "vmk_id"), &m->vmk_escrow_id) < 0 ||
+                       !json_object_object_get_ex(o, "escrow", &a) || !json_object_is_type(a, json_type_array) ||
+                       (n = json_object_array_length(a)) > ELEMENTSOF(m->vmk_escrow)))
+                r = -EBADMSG;
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = escrow_record_from_json(json_object_array_get_idx(a, i), &m->vmk_escrow[i]);
+        if (r < 0) {
+                /* Only a record of what was sent: sent again, nothing is lost. */
+                m->n_vmk_escrow = 0;
+                return log_warning_errno(r, "Ignoring %s, the VMK export will be escrowed again: %m", m->vmk_escrow_path);
+        }
+        m->n_vmk_escrow = n;
+        return 0;
+}
+
+static int read_vmk_export(Manager *m, char **ret_json, Guid *ret_id) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ char *text = NULL;
+        size_t size;
+        int r;
+
+        r = read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &text, &size);
+        if (r < 0)
+                return r;
+        r = json_parse_object(text, size, 4, &o);
+        if (r < 0 || guid_parse(json_get_string(o, "vmk_id"), ret_id) < 0)
+                return -EBADMSG;
+        *ret_json = TAKE_PTR(text);
+        return 0;
+}
+
+static uint32_t vmk_escrow_outstanding(Manager *m) {
+        uint32_t mask = m->config.escrow_targets & VMK_ESCROW_TARGETS, out = 0;
+        _cleanup_free_ char *json = NULL;
+        Guid id;
+
+        if (mask == 0 || read_vmk_export(m, &json, &id) < 0)
+                return 0;
+        if (!guid_equal(&id, &m->vmk_escrow_id))
+                return mask;
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
+                bool done = false;
+
+                if (!(mask & (1u << t)))
+                        continue;
+                for (size_t i = 0; i < m->n_vmk_escrow; i++)
+                        if (streq(m->vmk_escrow[i].target, escrow_target_to_string(t)))
+                                done = m->vmk_escrow[i].state == ESCROW_DONE;
+                if (!done)
+                        out |= 1u << t;
+        }
+        return out;
+}
+
+int manager_escrow_vmk(Manager *m, bool all) {
+        _cleanup_free_ char *export = NULL, *record = NULL, *spool_name = NULL;
+        char id[GUID_STRING_MAX];
+        uint32_t mask;
+        Guid vmk_id;
+        int r, ret = 0;
+
+        mask = all ? m->config.escrow_targets & VMK_ESCROW_TARGETS : vmk_escrow_outstanding(m);
+        if (mask == 0)
+                return 0;
+        r = read_vmk_export(m, &export, &vmk_id);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s: %m", m->vmk_export_path);
+        if (!guid_equal(&vmk_id, &m->vmk_escrow_id)) {
+                /* A new VMK or a new export: everything is to be sent again. */
+                m->vmk_escrow_id = vmk_id;
+                m->n_vmk_escrow = 0;
+        }
+        r = escrow_vmk_to_json(m->hostname, m->machine_id, &vmk_id, export, &record);
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the escrow record of the VMK export: %m");
+        if (asprintf(&spool_name, "vmk-%s.json", guid_format(&vmk_id, id)) < 0)
+                return -ENOMEM;
+
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
+                EscrowRecord rec;
+
+                if (!(mask & (1u << t)))
+                        continue;
+                /* Already wrapped to the DRA: the spool gets it as it is. */
+                r = escrow_send(m, t, spool_name, NULL, record, strlen(record), &rec, &m->vmk_escrow_error[t]);
+                vmk_escrow_set(m, &rec);
+                if (r < 0) {
+                        log_error("Escrow of the VMK export %s to %s failed, will retry: %s", id, rec.target,
+                                  strempty(m->vmk_escrow_error[t]));
+                        ret = -ECOMM;
+                } else
+                        log_info("VMK export %s escrowed to %s (%s).", id, rec.target, rec.location);
+        }
+        r = vmk_escrow_save(m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to write %s: %m", m->vmk_escrow_path);
+        return ret;
+}
+
 /* ---- retries ------------------------------------------------------------------------------------ */
 
 static int on_escrow_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -276,6 +441,23 @@ void manager_escrow_retry(Manager *m) {
                 next = MIN(next, v->escrow_due_usec);
                 log_notice("Escrow of %s will be retried in %" PRIu64 " s (attempt %u failed).", v->uuid,
                            delay / UINT64_C(1000000), v->escrow_attempts);
+        }
+
+        /* The VMK export needs no VMK: it is sent as it is. */
+        if (vmk_escrow_outstanding(m) != 0) {
+                if (m->vmk_escrow_due_usec <= now) {
+                        if (manager_escrow_vmk(m, /* all= */ false) >= 0)
+                                m->vmk_escrow_attempts = 0;
+                        else {
+                                uint64_t delay = (uint64_t) m->config.escrow_retry_sec << MIN(m->vmk_escrow_attempts, 20u);
+
+                                delay = MIN(delay, (uint64_t) m->config.escrow_retry_max_sec) * UINT64_C(1000000);
+                                m->vmk_escrow_attempts++;
+                                m->vmk_escrow_due_usec = now + delay;
+                        }
+                }
+                if (vmk_escrow_outstanding(m) != 0)
+                        next = MIN(next, m->vmk_escrow_due_usec);
         }
 
         if (!m->event)

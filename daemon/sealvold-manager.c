@@ -72,6 +72,8 @@ Manager *manager_free(Manager *m) {
         free(m->volumes_dir);
         free(m->dra_cert_path);
         free(m->vmk_export_path);
+        free(m->vmk_escrow_path);
+        escrow_errors_done(m->vmk_escrow_error);
         free(m);
         return NULL;
 }
@@ -246,7 +248,8 @@ int manager_new(const char *config_path, Manager **ret) {
         if (!m->state_dir || asprintf(&m->vmk_path, "%s/vmk.sealed", m->state_dir) < 0 ||
             asprintf(&m->volumes_dir, "%s/volumes", m->state_dir) < 0 ||
             asprintf(&m->dra_cert_path, "%s/dra.pem", m->state_dir) < 0 ||
-            asprintf(&m->vmk_export_path, "%s/vmk-export.json", m->state_dir) < 0)
+            asprintf(&m->vmk_export_path, "%s/vmk-export.json", m->state_dir) < 0 ||
+            asprintf(&m->vmk_escrow_path, "%s/vmk-escrow.json", m->state_dir) < 0)
                 return log_oom();
         if (mkdir(m->state_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Failed to create %s: %m", m->state_dir);
@@ -262,6 +265,8 @@ int manager_new(const char *config_path, Manager **ret) {
         /* No device-mapper (a container, these build machines): unlocking verifies every key and
          * says why nothing was mapped. */
         m->device_mapper = device_mapper_available();
+
+        (void) manager_load_vmk_escrow(m);
 
         r = registry_load(m);
         if (r < 0)
@@ -413,6 +418,12 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
                 return r;
         *ret = TAKE_PTR(v);
         (void) volume_bus_emit_added(*ret);
+        /* With a DRA, the server keeps its VMK wrapped to it from the first volume on (a TPM or a main
+         * board can be replaced without a recovery password), and escrows that copy. */
+        if (access(m->vmk_export_path, F_OK) < 0 && manager_load_dra_cert(m, &cert) >= 0) {
+                X509_free(cert);
+                (void) manager_export_vmk(m, NULL);
+        }
         manager_escrow_retry(m);
         return 0;
 }
@@ -669,11 +680,8 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
         X509_free(cert);
         if (r < 0)
                 return r;
-        /* The server-level copy follows the certificate too, if there is one. */
-        if (access(m->vmk_export_path, F_OK) == 0) {
-                _cleanup_free_ char *json = NULL;
-                (void) manager_export_vmk(m, &json);
-        }
+        /* The server-level copy follows the certificate (and goes to escrow). */
+        (void) manager_export_vmk(m, NULL);
         *ret_rewrapped = n;
         return 0;
 }
@@ -696,7 +704,13 @@ int manager_export_vmk(Manager *m, char **ret_json) {
         r = write_file_atomic(m->vmk_export_path, json, strlen(json), 0600);
         if (r < 0)
                 return r;
-        *ret_json = TAKE_PTR(json);
+        /* A new export goes to the spool and the hook; a failure there is retried, not the export's. */
+        m->vmk_escrow_attempts = 0;
+        m->vmk_escrow_due_usec = 0;
+        (void) manager_escrow_vmk(m, /* all= */ true);
+        manager_escrow_retry(m);
+        if (ret_json)
+                *ret_json = TAKE_PTR(json);
         return 0;
 }
 

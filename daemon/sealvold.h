@@ -88,6 +88,14 @@ struct Manager {
         char hostname[VOLUME_HOSTNAME_MAX + 1];
         char *machine_id;
         sd_event_source *escrow_timer;
+        /* The escrow of the VMK export (spool, hook), kept in vmk_escrow_path. */
+        char *vmk_escrow_path;
+        Guid vmk_escrow_id;
+        EscrowRecord vmk_escrow[_ESCROW_TARGET_MAX];
+        size_t n_vmk_escrow;
+        char *vmk_escrow_error[_ESCROW_TARGET_MAX];
+        unsigned vmk_escrow_attempts;
+        uint64_t vmk_escrow_due_usec;
 };
 
 int manager_new(const char *config_path, Manager **ret);
@@ -136,6 +144,10 @@ int escrow_callback(Volume *vol, Protector *p, const char *password, void *userd
 /* Escrows v's current recovery password again: to every configured target (all), or to those it has
  * not reached yet. -ECOMM if a target failed (*ret_failed says which: 1 << EscrowTarget). */
 int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_failed);
+/* Sends the VMK export (if there is one) to the spool and the hook: every configured one (all), or
+ * those it has not reached. -ECOMM if one failed. */
+int manager_escrow_vmk(Manager *m, bool all);
+int manager_load_vmk_escrow(Manager *m);
 /* Retries what is due and arms the timer for the rest. */
 void manager_escrow_retry(Manager *m);
 

@@ -148,6 +148,38 @@ int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_siz
         return 0;
 }
 
+int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid *vmk_id, const char *export_json,
+                       char **ret) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *export = NULL;
+        char id[GUID_STRING_MAX];
+        char *text;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        r = json_parse_object(export_json, strlen(export_json), 8, &export);
+        if (r < 0)
+                return -EBADMSG;
+        r = json_add_owned(o, "sealvol_escrow_version", json_object_new_int(ESCROW_RECORD_VERSION));
+        if (r >= 0)
+                r = json_add_string(o, "type", "vmk");
+        if (r >= 0)
+                r = json_add_string(o, "hostname", strempty(hostname));
+        if (r >= 0 && machine_id)
+                r = json_add_string(o, "machine_id", machine_id);
+        if (r >= 0)
+                r = json_add_string(o, "vmk_id", guid_format(vmk_id, id));
+        if (r >= 0)
+                r = json_add_owned(o, "vmk_export", TAKE_PTR(export));
+        if (r < 0)
+                return r;
+        text = json_format(o);
+        if (!text)
+                return -ENOMEM;
+        *ret = text;
+        return 0;
+}
+
 /* ---- the spool ---------------------------------------------------------------------------------- */
 
 int escrow_spool_name(const char *volume_uuid, const Guid *key_id, bool encrypted, char **ret) {

@@ -59,6 +59,11 @@ typedef struct EscrowPassword {
  * -EINVAL if the password is not in canonical form. */
 int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_size);
 
+/* The server's VMK export (vmk_export_dra(), docs/sealed-vmk.md) as an escrow record, malloc'd. Not
+ * a secret: only the DRA's private key opens it. -EBADMSG if export_json is not a JSON object. */
+int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid *vmk_id, const char *export_json,
+                       char **ret);
+
 /* The file name a record gets in the spool: "<volume uuid>-<KEY ID>.json" (or ".cms"). */
 int escrow_spool_name(const char *volume_uuid, const Guid *key_id, bool encrypted, char **ret);
 

@@ -83,7 +83,7 @@ void volume_token_done(VolumeToken *t) {
 
 /* ---- writing ------------------------------------------------------------------------------------ */
 
-static int escrow_to_json(const EscrowRecord *e, json_object **ret) {
+int escrow_record_to_json(const EscrowRecord *e, json_object **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         int r;
 
@@ -121,7 +121,7 @@ static int protector_to_json(const Protector *p, json_object **ret) {
                 for (size_t i = 0; i < p->n_escrow; i++) {
                         json_object *e;
 
-                        r = escrow_to_json(&p->escrow[i], &e);
+                        r = escrow_record_to_json(&p->escrow[i], &e);
                         if (r < 0)
                                 return r;
                         if (json_object_array_add(a, e) < 0) {
@@ -247,7 +247,7 @@ static int copy_string(json_object *o, const char *key, char *buf, size_t size, 
         return 0;
 }
 
-static int escrow_from_json(json_object *o, EscrowRecord *ret) {
+int escrow_record_from_json(json_object *o, EscrowRecord *ret) {
         static const char *const keys[] = { "target", "state", "time", "verified", "location", NULL };
         EscrowRecord e = {};
         json_object *v;
@@ -302,7 +302,7 @@ static int protector_from_json(json_object *o, Protector *ret) {
                         return -EBADMSG;
                 p.n_escrow = json_object_array_length(a);
                 for (size_t i = 0; i < p.n_escrow; i++) {
-                        if (escrow_from_json(json_object_array_get_idx(a, i), &p.escrow[i]) < 0)
+                        if (escrow_record_from_json(json_object_array_get_idx(a, i), &p.escrow[i]) < 0)
                                 return -EBADMSG;
                         /* One record per target. */
                         for (size_t j = 0; j < i; j++)

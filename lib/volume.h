@@ -74,6 +74,11 @@ typedef struct EscrowRecord {
         char location[ESCROW_LOCATION_MAX]; /* AD object DN, spool file, hook name */
 } EscrowRecord;
 
+/* A record as the token keeps it (docs/token-format.md); strict: -EBADMSG. */
+typedef struct json_object json_object;
+int escrow_record_to_json(const EscrowRecord *e, json_object **ret);
+int escrow_record_from_json(json_object *o, EscrowRecord *ret);
+
 typedef struct Protector {
         ProtectorType type;
         int keyslot;

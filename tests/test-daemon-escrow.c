@@ -28,6 +28,7 @@
 #include "recovery.h"
 #include "secmem.h"
 #include "test-util.h"
+#include "vmk.h"
 #include "volume.h"
 
 #define NOBODY 65534
@@ -217,7 +218,6 @@ static void test_spool_encrypted_to_dra(void **state) {
         assert_null(memmem(der, der_size, password, strlen(password)));
         assert_int_equal(dra_unwrap(key, (uint8_t *) der, der_size, &plain, &plain_size), 0);
         check_record(plain, plain_size, image, key_id, password);
-        EVP_PKEY_free(key);
 
         e = token_escrow(image, "spool");
         assert_int_equal(e.state, ESCROW_DONE);
@@ -228,12 +228,42 @@ static void test_spool_encrypted_to_dra(void **state) {
         assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "status"), 0);
         assert_non_null(strstr(out, "escrow: spool done (verified)"));
         assert_non_null(strstr(out, "encrypted to the DRA"));
+        assert_non_null(strstr(out, "VMK export escrow: spool done (verified)"));
         free(out);
+
+        /* With a DRA, the server's VMK export went to the spool too: the DRA key opens it to the VMK
+         * that opens the volume. */
+        {
+                _cleanup_free_ char *vmk_file = NULL, *text = NULL;
+                _cleanup_secure_ uint8_t *vmk = NULL;
+                _cleanup_(volume_freep) Volume *v = NULL;
+                json_object *o, *x;
+                char id[GUID_STRING_MAX];
+                Guid vmk_id;
+
+                assert_int_equal(volume_load(image, &v), 0);
+                assert_true(asprintf(&vmk_file, "%s/vmk-%s.json", spool, guid_format(&v->token.vmk_id, id)) > 0);
+                assert_int_equal(read_file_full(vmk_file, 65536, &text, NULL), 0);
+                o = json_tokener_parse(text);
+                assert_non_null(o);
+                assert_true(json_object_object_get_ex(o, "type", &x));
+                assert_string_equal(json_object_get_string(x), "vmk");
+                assert_true(json_object_object_get_ex(o, "vmk_export", &x));
+                {
+                        const char *export = json_object_to_json_string(x);
+                        assert_int_equal(vmk_import_dra(export, strlen(export), key, &vmk, &vmk_id), 0);
+                }
+                json_object_put(o);
+                assert_true(guid_equal(&vmk_id, &v->token.vmk_id));
+                assert_true(volume_open_vmk(v, vmk, &vmk_id, NULL, 0) >= 0);
+        }
+        EVP_PKEY_free(key);
+        assert_int_equal(count_files(spool), 2);
 
         /* A rotation escrows the new password; the old record stays, as history. */
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "rotate", uuid), 0);
         free(out);
-        assert_int_equal(count_files(spool), 2);
+        assert_int_equal(count_files(spool), 3);
 
         /* On demand, for one volume or all; only with authorisation. */
         assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "recovery", "escrow", uuid), 3);
@@ -245,10 +275,12 @@ static void test_spool_encrypted_to_dra(void **state) {
         assert_non_null(strstr(out, "1 escrowed, 0 failed"));
         free(out);
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--json", "status"), 0);
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--json", "status"), 0);
         assert_non_null(strstr(out, "\"escrow\":[{\"target\":\"spool\",\"state\":\"done\",\"verified\":true"));
         free(out);
         out = NULL;
-        assert_int_equal(count_files(spool), 2);
+        assert_int_equal(count_files(spool), 3);
 }
 
 static void test_spool_plain_without_dra(void **state) {
