@@ -421,9 +421,22 @@ static int make_dra_protector(X509 *cert, uint8_t **ret_secret, Protector *ret) 
         return 0;
 }
 
-int volume_provision(const char *device, const VolumeProvisionParams *p, char **ret_recovery_password,
-                     Volume **ret) {
-        _cleanup_(volume_freep) Volume *v = NULL;
+static int provision_check_params(const VolumeProvisionParams *p) {
+        uint32_t recovery_iterations = p->recovery_iterations ?: VOLUME_RECOVERY_PBKDF2_ITERATIONS;
+
+        if (!p->vmk || guid_is_null(&p->vmk_id) || recovery_iterations < VOLUME_PBKDF2_ITERATIONS_MIN ||
+            (p->hostname && strlen(p->hostname) > VOLUME_HOSTNAME_MAX))
+                return -EINVAL;
+        /* Refused before anything is written (callers wanting the reason call dra_cert_check()). */
+        if (p->dra_cert && dra_cert_check(p->dra_cert, p->dra_extra_ekus, time(NULL), NULL) < 0)
+                return -EKEYREJECTED;
+        return 0;
+}
+
+/* Formats v (a new header; data_offset in sectors, 0: libcryptsetup's default), adds and verifies
+ * every protector, escrows the recovery password and writes the token last. */
+static int provision_format(Volume *v, const VolumeProvisionParams *p, uint64_t data_offset,
+                            char **ret_recovery_password) {
         _cleanup_secure_ uint8_t *tpm_pass = NULL, *recovery_key = NULL, *dra_secret = NULL;
         _cleanup_secure_ char *password = NULL;
         struct crypt_params_luks2 params = { .subsystem = VOLUME_LUKS2_SUBSYSTEM };
@@ -432,25 +445,17 @@ int volume_provision(const char *device, const VolumeProvisionParams *p, char **
         const char *uuid;
         int r, slot;
 
-        if (!p->vmk || guid_is_null(&p->vmk_id) || recovery_iterations < VOLUME_PBKDF2_ITERATIONS_MIN ||
-            (p->hostname && strlen(p->hostname) > VOLUME_HOSTNAME_MAX))
-                return -EINVAL;
-        /* Refused before anything is written (callers wanting the reason call dra_cert_check()). */
-        if (p->dra_cert && dra_cert_check(p->dra_cert, p->dra_extra_ekus, time(NULL), NULL) < 0)
-                return -EKEYREJECTED;
-
-        r = check_device_is_empty(device);
-        if (r < 0)
-                return r;
-        r = volume_new(device, &v);
-        if (r < 0)
-                return r;
-
         /* Our keyslots each get an explicit PBKDF; setting one before formatting also spares
          * crypt_format() its Argon2 benchmark (about a second here), whose result we would not use. */
         r = set_keyslot_pbkdf(v->cd, VOLUME_PBKDF2_ITERATIONS_MIN);
         if (r < 0)
                 return r;
+
+        if (data_offset > 0) {
+                r = crypt_set_data_offset(v->cd, data_offset);
+                if (r < 0)
+                        return r;
+        }
 
         /* A fresh 512-bit volume key from libcryptsetup's generator; it stays in libcryptsetup. */
         r = crypt_format(v->cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, NULL, 64, &params);
@@ -536,6 +541,26 @@ int volume_provision(const char *device, const VolumeProvisionParams *p, char **
                 return r;
 
         *ret_recovery_password = TAKE_PTR(password);
+        return 0;
+}
+
+int volume_provision(const char *device, const VolumeProvisionParams *p, char **ret_recovery_password,
+                     Volume **ret) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        int r;
+
+        r = provision_check_params(p);
+        if (r < 0)
+                return r;
+        r = check_device_is_empty(device);
+        if (r < 0)
+                return r;
+        r = volume_new(device, &v);
+        if (r < 0)
+                return r;
+        r = provision_format(v, p, 0, ret_recovery_password);
+        if (r < 0)
+                return r;
         if (ret)
                 *ret = TAKE_PTR(v);
         return 0;
