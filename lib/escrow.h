@@ -33,7 +33,6 @@ typedef enum EscrowTarget {
 #define ESCROW_RECORD_VERSION 1
 #define ESCROW_RECORD_MAX ((size_t) 4096)
 #define ESCROW_HOOK_TIMEOUT_SEC_DEFAULT 30u
-#define ESCROW_HOOK_OUTPUT_MAX ((size_t) 4096)
 
 const char *escrow_target_to_string(EscrowTarget t);
 EscrowTarget escrow_target_from_string(const char *s);
@@ -74,11 +73,8 @@ int escrow_spool_name(const char *volume_uuid, const Guid *key_id, bool encrypte
 int escrow_spool_store(const char *dir, const char *name, X509 *dra_cert, const void *data, size_t size,
                        char **ret_path, bool *ret_verified);
 
-/* Runs path with the single argument verb ("store" or "verify"), data on its stdin, a bare
- * environment, in its own process group, and no inherited descriptors. It gets timeout_sec
- * seconds (0: ESCROW_HOOK_TIMEOUT_SEC_DEFAULT) to exit, or it is killed (-ETIMEDOUT). Exit status 0
- * is success; the first line of its stdout (at most ESCROW_HOOK_OUTPUT_MAX bytes) is returned in
- * *ret_output (it names where the record went). Any other status is -EREMOTEIO, with the status and
- * the last line of its stderr in *ret_error. -ENOENT / -EACCES: the hook cannot be executed. */
+/* Runs path with the single argument verb ("store" or "verify") and data on its stdin, as spawn_run()
+ * does, with timeout_sec (0: ESCROW_HOOK_TIMEOUT_SEC_DEFAULT). The first line of its output names where
+ * the record went. */
 int escrow_hook_run(const char *path, const char *verb, const void *data, size_t size, unsigned timeout_sec,
                     char **ret_output, char **ret_error);

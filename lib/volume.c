@@ -12,6 +12,7 @@
 #include "log.h"
 #include "recovery.h"
 #include "secmem.h"
+#include "volume-internal.h"
 #include "volume.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free);
@@ -125,7 +126,7 @@ static int find_token(struct crypt_device *cd, int *ret_id, const char **ret_jso
         return 0;
 }
 
-static int volume_new(const char *device, Volume **ret) {
+int volume_new(const char *header, const char *device, Volume **ret) {
         _cleanup_(volume_freep) Volume *v = calloc(1, sizeof(Volume));
         int r;
 
@@ -136,7 +137,7 @@ static int volume_new(const char *device, Volume **ret) {
         if (!v->device)
                 return -ENOMEM;
         crypt_set_log_callback(NULL, quiet_cryptsetup_log, NULL);
-        r = crypt_init(&v->cd, device);
+        r = header ? crypt_init_data_device(&v->cd, header, device) : crypt_init(&v->cd, device);
         /* libcryptsetup says "not a block device" for a path that does not exist at all. */
         if (r == -ENOTBLK && access(device, F_OK) < 0)
                 return -errno;
@@ -152,7 +153,7 @@ int volume_load(const char *device, Volume **ret) {
         const char *json = NULL;
         int r;
 
-        r = volume_new(device, &v);
+        r = volume_new(NULL, device, &v);
         if (r < 0)
                 return r;
         r = crypt_load(v->cd, CRYPT_LUKS2, NULL);
@@ -421,7 +422,7 @@ static int make_dra_protector(X509 *cert, uint8_t **ret_secret, Protector *ret) 
         return 0;
 }
 
-static int provision_check_params(const VolumeProvisionParams *p) {
+int provision_check_params(const VolumeProvisionParams *p) {
         uint32_t recovery_iterations = p->recovery_iterations ?: VOLUME_RECOVERY_PBKDF2_ITERATIONS;
 
         if (!p->vmk || guid_is_null(&p->vmk_id) || recovery_iterations < VOLUME_PBKDF2_ITERATIONS_MIN ||
@@ -435,7 +436,7 @@ static int provision_check_params(const VolumeProvisionParams *p) {
 
 /* Formats v (a new header; data_offset in sectors, 0: libcryptsetup's default), adds and verifies
  * every protector, escrows the recovery password and writes the token last. */
-static int provision_format(Volume *v, const VolumeProvisionParams *p, uint64_t data_offset,
+int provision_format(Volume *v, const VolumeProvisionParams *p, uint64_t data_offset,
                             char **ret_recovery_password) {
         _cleanup_secure_ uint8_t *tpm_pass = NULL, *recovery_key = NULL, *dra_secret = NULL;
         _cleanup_secure_ char *password = NULL;
@@ -555,7 +556,7 @@ int volume_provision(const char *device, const VolumeProvisionParams *p, char **
         r = check_device_is_empty(device);
         if (r < 0)
                 return r;
-        r = volume_new(device, &v);
+        r = volume_new(NULL, device, &v);
         if (r < 0)
                 return r;
         r = provision_format(v, p, 0, ret_recovery_password);
