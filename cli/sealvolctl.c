@@ -49,6 +49,8 @@ static bool arg_stdin = false;
 static const char *arg_pcrs = "";
 static const char *arg_pcr_bank = "";
 static const char *arg_dra_key = NULL;
+static bool arg_in_place = false;
+static bool arg_no_wait = false;
 
 static int exit_code_for(const sd_bus_error *error, int r) {
         if (sd_bus_error_has_names(error, SD_BUS_ERROR_ACCESS_DENIED, SD_BUS_ERROR_AUTH_FAILED,
@@ -82,6 +84,9 @@ static int exit_code_for(const sd_bus_error *error, int r) {
                 return EXIT_USAGE;
         case ECOMM:
                 return EXIT_ESCROW;
+        case EBUSY:
+        case ENOSPC:
+                return EXIT_FAILED;
         default:
                 return EXIT_FAILED;
         }
@@ -308,14 +313,121 @@ static int verb_status(sd_bus *bus, bool summary) {
 static int call_volume(sd_bus *bus, const char *what, const char *member, sd_bus_message **reply,
                        const char *types, ...);
 
+static int read_progress(sd_bus *bus, const char *path, char **ret_state, uint64_t p[static 4]) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_get_property_string(bus, BUS_NAME, path, VOLUME_IFACE, "Encryption", &error, ret_state);
+        if (r >= 0)
+                r = sd_bus_get_property(bus, BUS_NAME, path, VOLUME_IFACE, "EncryptionProgress", &error, &m, "(tttt)");
+        if (r >= 0)
+                r = sd_bus_message_read(m, "(tttt)", &p[0], &p[1], &p[2], &p[3]);
+        sd_bus_message_unref(m);
+        if (r < 0) {
+                r = fail(&error, r, "Failed to read the progress");
+                sd_bus_error_free(&error);
+                return -r;
+        }
+        return 0;
+}
+
+/* Follows an in-place encryption to its end: a bar on a terminal, a line per 5% otherwise. */
+static int follow_encryption(sd_bus *bus, const char *path) {
+        bool tty = isatty(STDOUT_FILENO);
+        int last_step = -1;
+
+        for (;;) {
+                _cleanup_free_ char *state = NULL;
+                uint64_t p[4] = {};
+                unsigned pct;
+                int r;
+
+                r = read_progress(bus, path, &state, p);
+                if (r < 0)
+                        return -r;
+                pct = p[1] > 0 ? (unsigned) (p[0] * 100 / p[1]) : 0;
+                if (isempty(state)) {
+                        if (tty)
+                                printf("\r[%-40s] 100%%%-30s\n", "########################################", "");
+                        printf("Encrypted.\n");
+                        return EXIT_OK;
+                }
+                if (!streq(state, "encrypting")) {
+                        if (tty)
+                                printf("\n");
+                        fprintf(stderr, "Encryption %s at %u%%.\n", state, pct);
+                        return streq(state, "paused") ? EXIT_OK : EXIT_FAILED;
+                }
+                if (tty) {
+                        char bar[41];
+
+                        memset(bar, '#', sizeof(bar) - 1);
+                        memset(bar + pct * 40 / 100, '.', 40 - pct * 40 / 100);
+                        bar[40] = '\0';
+                        printf("\r[%s] %3u%%  %6.1f MiB/s  ETA %" PRIu64 ":%02" PRIu64 "   ", bar, pct,
+                               (double) p[2] / (1024.0 * 1024.0), p[3] / 60, p[3] % 60);
+                        fflush(stdout);
+                } else if ((int) (pct / 5) != last_step) {
+                        last_step = (int) (pct / 5);
+                        printf("%u%% (%" PRIu64 " of %" PRIu64 " MiB, %.1f MiB/s, ETA %" PRIu64 " s)\n", pct,
+                               p[0] >> 20, p[1] >> 20, (double) p[2] / (1024.0 * 1024.0), p[3]);
+                        fflush(stdout);
+                }
+                (void) usleep(200 * 1000);
+        }
+}
+
+static int verb_encryption(sd_bus *bus, const char *action, const char *what) {
+        _cleanup_free_ char *path = NULL, *state = NULL;
+        sd_bus_message *reply = NULL;
+        uint64_t p[4] = {};
+        int r;
+
+        if (streq(action, "pause") || streq(action, "resume")) {
+                r = call_volume(bus, what, streq(action, "pause") ? "PauseEncryption" : "ResumeEncryption", &reply, "");
+                sd_bus_message_unref(reply);
+                if (r != EXIT_OK || streq(action, "pause") || arg_no_wait)
+                        return r;
+        }
+        r = resolve_volume(bus, what, &path, NULL);
+        if (r < 0)
+                return -r;
+        if (streq(action, "resume"))
+                return follow_encryption(bus, path);
+        r = read_progress(bus, path, &state, p);
+        if (r < 0)
+                return -r;
+        if (arg_json)
+                printf("{\"state\":\"%s\",\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"rate\":%" PRIu64
+                       ",\"eta\":%" PRIu64 "}\n", isempty(state) ? "none" : state, p[0], p[1], p[2], p[3]);
+        else if (isempty(state))
+                printf("%s: no in-place encryption under way.\n", what);
+        else
+                printf("%s: %s, %" PRIu64 " of %" PRIu64 " MiB (%.1f MiB/s, ETA %" PRIu64 " s)\n", what, state,
+                       p[0] >> 20, p[1] >> 20, (double) p[2] / (1024.0 * 1024.0), p[3]);
+        return EXIT_OK;
+}
+
 static int verb_provision(sd_bus *bus, const char *device) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL, *pw_reply = NULL;
         const char *path, *key_id, *password = NULL, *k2;
         int r;
 
-        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ProvisionVolume", &error, &reply, "st",
-                               device, UINT64_C(0));
+        if (arg_in_place) {
+                sd_bus_message *call = NULL;
+
+                /* Checking and shrinking the file system comes before the answer: no default timeout. */
+                r = sd_bus_message_new_method_call(bus, &call, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ProvisionInPlace");
+                if (r >= 0)
+                        r = sd_bus_message_append(call, "st", device, UINT64_C(0));
+                if (r >= 0)
+                        r = sd_bus_call(bus, call, UINT64_C(24) * 3600 * 1000000, &error, &reply);
+                sd_bus_message_unref(call);
+        } else
+                r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ProvisionVolume", &error, &reply,
+                                       "st", device, UINT64_C(0));
         if (r < 0) {
                 r = fail(&error, r, "Failed to provision");
                 sd_bus_error_free(&error);
@@ -353,7 +465,14 @@ static int verb_provision(sd_bus *bus, const char *device) {
                 if (password)
                         printf("Recovery password: %s\n", password);
         }
+        fflush(stdout);
         sd_bus_message_unref(pw_reply);
+        if (arg_in_place && !arg_no_wait) {
+                _cleanup_free_ char *p = strdup(path);
+
+                sd_bus_message_unref(reply);
+                return p ? follow_encryption(bus, p) : EXIT_FAILED;
+        }
         sd_bus_message_unref(reply);
         return EXIT_OK;
 }
@@ -719,8 +838,12 @@ static const struct {
 } verb_help[] = {
         { "status", "status", "A summary (volumes, those needing recovery, the sealed PCRs) and every volume." },
         { "list", "list", "Every volume of this server: UUID, state, recovery Key ID (first 8 digits), device." },
-        { "provision", "provision DEVICE",
-          "Make an empty DEVICE a new sealvol volume; show its recovery password and Key ID (-q: do not)." },
+        { "provision", "provision DEVICE | provision --in-place [--no-wait] DEVICE",
+          "Make an empty DEVICE a new sealvol volume; show its recovery password and Key ID (-q: do not).\n"
+          "With --in-place: encrypt the ext2/3/4 file system DEVICE holds, in place, and follow the progress\n"
+          "(a bar on a terminal, plain lines otherwise; --no-wait: return once it has started)." },
+        { "encryption", "encryption status|pause|resume VOLUME",
+          "The progress of an in-place encryption; pause it (it stays paused across restarts), or resume it." },
         { "unlock", "unlock VOLUME | unlock --all", "Unlock a volume, or every volume, from one TPM unseal." },
         { "lock", "lock VOLUME", "Lock a volume." },
         { "recover", "recover VOLUME | --dra-key FILE recover VOLUME",
@@ -753,6 +876,10 @@ static void help(void) {
                "  status                    Summary and the volumes of this server (default)\n"
                "  list                      The volumes of this server\n"
                "  provision DEVICE          Make DEVICE (empty) a new sealvol volume; show its recovery password\n"
+               "  provision --in-place DEVICE\n"
+               "                            Encrypt the file system DEVICE holds, in place, with progress\n"
+               "  encryption status|pause|resume VOLUME\n"
+               "                            The progress of an in-place encryption; pause or resume it\n"
                "  unlock VOLUME | --all     Unlock a volume, or every volume, from the TPM\n"
                "  lock VOLUME               Lock a volume\n"
                "  recover VOLUME            Unlock with the recovery password (read from the terminal or\n"
@@ -774,6 +901,8 @@ static void help(void) {
                "     --json     Machine-readable output\n"
                "  -q --quiet    Print less\n"
                "     --all      With unlock and recovery escrow: every volume\n"
+               "     --in-place With provision: encrypt the existing file system\n"
+               "     --no-wait  With provision --in-place and encryption resume: do not follow the progress\n"
                "     --stdin    Read secrets from stdin even on a terminal\n"
                "     --dra-key FILE  With recover: the DRA private key (PEM or DER, unencrypted)\n"
                "     --pcrs LIST     With tpm reseal: another PCR selection, e.g. 0,2,7\n"
@@ -784,7 +913,8 @@ static void help(void) {
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN, ARG_DRA_KEY, ARG_PCRS, ARG_PCR_BANK };
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN, ARG_DRA_KEY, ARG_PCRS, ARG_PCR_BANK, ARG_IN_PLACE,
+               ARG_NO_WAIT };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },  { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, ARG_JSON }, { "quiet", no_argument, NULL, 'q' },
@@ -792,6 +922,8 @@ int main(int argc, char *argv[]) {
                 { "dra-key", required_argument, NULL, ARG_DRA_KEY },
                 { "pcrs", required_argument, NULL, ARG_PCRS },
                 { "pcr-bank", required_argument, NULL, ARG_PCR_BANK },
+                { "in-place", no_argument, NULL, ARG_IN_PLACE },
+                { "no-wait", no_argument, NULL, ARG_NO_WAIT },
                 {},
         };
         sd_bus *bus = NULL;
@@ -829,6 +961,12 @@ int main(int argc, char *argv[]) {
                 case ARG_PCR_BANK:
                         arg_pcr_bank = optarg;
                         break;
+                case ARG_IN_PLACE:
+                        arg_in_place = true;
+                        break;
+                case ARG_NO_WAIT:
+                        arg_no_wait = true;
+                        break;
                 default:
                         return EXIT_USAGE;
                 }
@@ -855,7 +993,7 @@ int main(int argc, char *argv[]) {
 
         if (!IN_SET(true, streq(verb, "status"), streq(verb, "list"), streq(verb, "provision"), streq(verb, "unlock"),
                     streq(verb, "lock"), streq(verb, "recover"), streq(verb, "recovery"), streq(verb, "tpm"),
-                    streq(verb, "dra"), streq(verb, "vmk"))) {
+                    streq(verb, "dra"), streq(verb, "vmk"), streq(verb, "encryption"))) {
                 fprintf(stderr, "Unknown command %s; see sealvolctl --help.\n", verb);
                 return EXIT_USAGE;
         }
@@ -890,6 +1028,9 @@ int main(int argc, char *argv[]) {
                 r = verb_escrow(bus, argv[2]);
         else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "rotate"))
                 r = verb_simple(bus, argv[2], "RotateRecoveryPassword", "new recovery Key ID ");
+        else if (streq(verb, "encryption") && argc == 3 &&
+                 IN_SET(true, streq(argv[1], "status"), streq(argv[1], "pause"), streq(argv[1], "resume")))
+                r = verb_encryption(bus, argv[1], argv[2]);
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "reseal"))
                 r = verb_reseal(bus);
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "status"))

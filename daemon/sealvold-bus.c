@@ -284,6 +284,43 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
                                           guid_format(&v->key_ids[PROTECTOR_RECOVERY], id));
 }
 
+static int method_provision_in_place(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *what = NULL;
+        const char *device;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "st", &device, &flags);
+        if (r < 0)
+                return r;
+        if (!device_path_valid(device))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not an absolute device path: %s", device);
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(m, message, "org.sealvol1.provision", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        /* Answered by the job once the device is a sealvol volume (or with why not). */
+        r = manager_provision_in_place(m, device, message, &what);
+        audit_record(message, "provision-in-place", NULL, r, device);
+        if (IN_SET(r, -EMEDIUMTYPE, -ENODATA))
+                return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED_CONTENT, "Cannot encrypt in place: %s.",
+                                         strempty(what));
+        if (r == -ENOSPC)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SPACE, "Cannot encrypt in place: %s.", strempty(what));
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "Cannot encrypt in place: %s.", strempty(what));
+        if (r == -EEXIST)
+                return sd_bus_error_setf(error, BUS_ERROR_DEVICE_NOT_EMPTY, "Cannot encrypt in place: %s.",
+                                         strempty(what));
+        if (r < 0)
+                return volume_error(error, r, NULL, device);
+        return 1;
+}
+
 static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         unsigned opened = 0, failed = 0;
@@ -594,6 +631,40 @@ static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata
         return sd_bus_reply_method_return(message, "s", guid_format(&new_id, id));
 }
 
+static int property_get_encryption(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        uint64_t done, total, rate, eta;
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) error;
+        if (streq(property, "Encryption"))
+                return sd_bus_message_append(reply, "s", strempty(v->encryption));
+        (void) volume_encryption_progress(v, &done, &total, &rate, &eta);
+        return sd_bus_message_append(reply, "(tttt)", done, total, rate, eta);
+}
+
+static int method_volume_encryption(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        bool pause = streq(sd_bus_message_get_member(message), "PauseEncryption");
+        int r;
+
+        r = polkit_check(v->manager, message, "org.sealvol1.provision", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = pause ? manager_pause_encryption(v->manager, v) : manager_resume_encryption(v->manager, v);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VOLUME, "%s is not being encrypted in place%s.",
+                                         v->uuid, pause ? " (nothing to pause)" : " (nothing to resume)");
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "The encryption of %s is running.", v->uuid);
+        if (r < 0)
+                return volume_error(error, r, v, pause ? "Failed to pause" : "Failed to resume");
+        return sd_bus_reply_method_return(message, NULL);
+}
+
 static int append_escrow_records(sd_bus_message *reply, const EscrowRecord *records, size_t n,
                                  char *const errors[static _ESCROW_TARGET_MAX]) {
         int r;
@@ -746,6 +817,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("ProvisionVolume", SD_BUS_ARGS("s", device, "t", flags),
                                 SD_BUS_RESULT("o", volume, "s", recovery_key_id), method_provision,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ProvisionInPlace", SD_BUS_ARGS("s", device, "t", flags),
+                                SD_BUS_RESULT("o", volume, "s", recovery_key_id), method_provision_in_place,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("UnlockAll", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("u", opened, "u", failed),
                                 method_unlock_all, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResealVMK", SD_BUS_ARGS("s", pcr_bank, "s", pcrs, "t", flags), SD_BUS_NO_RESULT,
@@ -773,6 +847,8 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_PROPERTY("Protectors", "a(ss)", property_get_protectors, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_dra_fingerprint, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Escrow", "a(ssbtss)", property_get_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Encryption", "s", property_get_encryption, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("EncryptionProgress", "(tttt)", property_get_encryption, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Unlock", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", state), method_volume_unlock,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Lock", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_volume_lock, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -788,6 +864,10 @@ static const sd_bus_vtable volume_vtable[] = {
                                 method_volume_rotate_recovery, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("EscrowRecoveryPassword", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("a(ssbtss)", escrow),
                                 method_volume_escrow, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("PauseEncryption", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_volume_encryption,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ResumeEncryption", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_volume_encryption,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

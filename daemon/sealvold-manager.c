@@ -34,6 +34,7 @@ static const char *const volume_state_table[_VOLUME_STATE_MAX] = {
         [VOLUME_VERIFIED] = "verified",
         [VOLUME_RECOVERY_REQUIRED] = "recovery-required",
         [VOLUME_UNAVAILABLE] = "unavailable",
+        [VOLUME_BUSY] = "busy",
 };
 
 const char *volume_state_to_string(VolumeState s) {
@@ -48,6 +49,7 @@ static ManagedVolume *managed_volume_free(ManagedVolume *v) {
         free(v->mapped_name);
         free(v->state_reason);
         escrow_errors_done(v->escrow_error);
+        free(v->encryption);
         free(v);
         return NULL;
 }
@@ -57,6 +59,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         polkit_queries_free(m);
+        manager_stop_jobs(m);
         sd_event_source_unref(m->escrow_timer);
         free(m->machine_id);
         for (size_t i = 0; i < m->n_volumes; i++)
@@ -90,6 +93,9 @@ static void volume_set_state(ManagedVolume *v, VolumeState state, const char *re
 int manager_refresh_volume(ManagedVolume *v, Volume **ret) {
         _cleanup_(volume_freep) Volume *vol = NULL;
         int r;
+
+        if (v->job)
+                return -EBUSY;
 
         r = volume_load(v->device, &vol);
         if (r == -ENOENT || r == -ENOTBLK)
@@ -205,6 +211,26 @@ static int registry_load(Manager *m) {
         }
         /* A stable order for people and scripts: by device. */
         qsort(m->volumes, m->n_volumes, sizeof(*m->volumes), compare_volumes);
+        return 0;
+}
+
+static int registry_add(Manager *m, const char *uuid, const char *device);
+
+int manager_register_volume(Manager *m, const char *uuid, const char *device, ManagedVolume **ret) {
+        _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
+        int r;
+
+        r = managed_volume_new(m, uuid, device, &v);
+        if (r < 0)
+                return r;
+        r = registry_add(m, uuid, device);
+        if (r < 0)
+                return r;
+        r = manager_add_volume(m, v);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(v);
+        (void) volume_bus_emit_added(*ret);
         return 0;
 }
 
@@ -501,8 +527,10 @@ int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed) {
         }
         *ret_opened = opened;
         *ret_failed = failed;
-        /* With the VMK at hand, whatever escrow is outstanding can go now. */
+        /* With the VMK at hand, whatever escrow is outstanding can go now, and unfinished in-place
+         * encryptions resume. */
         manager_escrow_retry(m);
+        manager_resume_in_place(m);
         return failed == 0 ? 0 : -ESTALE;
 }
 
@@ -605,6 +633,9 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password) {
         _cleanup_(volume_freep) Volume *vol = NULL;
         int r;
+
+        if (v->job)
+                return volume_encryption_password(v, ret_password);
 
         r = manager_refresh_volume(v, &vol);
         if (r < 0)

@@ -24,6 +24,7 @@
 #define MANAGED_VOLUMES_MAX 1024u
 #define DEVICE_PATH_MAX 4096u
 #define POLKIT_QUERIES_MAX 256u
+#define INPLACE_JOBS_MAX 16u
 
 typedef enum VolumeState {
         VOLUME_LOCKED,
@@ -31,12 +32,14 @@ typedef enum VolumeState {
         VOLUME_VERIFIED,          /* every key checked; not mapped (no device-mapper here) */
         VOLUME_RECOVERY_REQUIRED, /* the TPM path failed: a person must recover it */
         VOLUME_UNAVAILABLE,       /* the device is missing or its header unreadable */
+        VOLUME_BUSY,              /* being encrypted in place: nothing else touches its header */
         _VOLUME_STATE_MAX,
 } VolumeState;
 
 const char *volume_state_to_string(VolumeState s);
 
 typedef struct Manager Manager;
+typedef struct InPlaceJob InPlaceJob;
 
 typedef struct ManagedVolume {
         Manager *manager;
@@ -61,6 +64,11 @@ typedef struct ManagedVolume {
         char *escrow_error[_ESCROW_TARGET_MAX];
         unsigned escrow_attempts;
         uint64_t escrow_due_usec;
+        /* In-place encryption: the running job, and what to show ("encrypting", "paused",
+         * "failed: ..."; NULL when there is none). */
+        InPlaceJob *job;
+        char *encryption;
+        uint64_t encryption_done, encryption_total;
 } ManagedVolume;
 
 typedef struct PolkitQuery PolkitQuery;
@@ -96,6 +104,8 @@ struct Manager {
         char *vmk_escrow_error[_ESCROW_TARGET_MAX];
         unsigned vmk_escrow_attempts;
         uint64_t vmk_escrow_due_usec;
+        InPlaceJob **jobs;
+        size_t n_jobs;
 };
 
 int manager_new(const char *config_path, Manager **ret);
@@ -104,8 +114,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_start(Manager *m);
 
 ManagedVolume *manager_find_volume(Manager *m, const char *uuid);
-/* Re-reads the header and the token: what the bus shows about a volume is what is on disk. */
+/* Re-reads the header and the token: what the bus shows about a volume is what is on disk. -EBUSY
+ * while it is being encrypted in place (its header is the job's alone). */
 int manager_refresh_volume(ManagedVolume *v, Volume **ret);
+/* Adds a volume to the registry and the bus without reading its device. */
+int manager_register_volume(Manager *m, const char *uuid, const char *device, ManagedVolume **ret);
 ManagedVolume *manager_find_volume_by_path(Manager *m, const char *path);
 
 /* The operations; each returns -errno, for the bus layer to turn into an error. */
@@ -150,6 +163,22 @@ int manager_escrow_vmk(Manager *m, bool all);
 int manager_load_vmk_escrow(Manager *m);
 /* Retries what is due and arms the timer for the rest. */
 void manager_escrow_retry(Manager *m);
+
+/* sealvold-inplace.c */
+/* Checks device (refusals answer at once) and starts encrypting it in place on a thread; request is
+ * answered (volume, recovery Key ID) once the device is a sealvol volume, or with the error. */
+int manager_provision_in_place(Manager *m, const char *device, sd_bus_message *request, char **ret_what);
+int manager_pause_encryption(Manager *m, ManagedVolume *v);
+int manager_resume_encryption(Manager *m, ManagedVolume *v);
+/* Resumes every unfinished in-place encryption this server has notes of (needs the VMK). */
+void manager_resume_in_place(Manager *m);
+/* Pauses every job and waits for it (at exit). */
+void manager_stop_jobs(Manager *m);
+/* The recovery password of a volume whose header is busy with its in-place encryption (started by
+ * this daemon): -ENOENT no job, -EBUSY not known (a resumed job). */
+int volume_encryption_password(const ManagedVolume *v, char **ret);
+int volume_encryption_progress(const ManagedVolume *v, uint64_t *ret_done, uint64_t *ret_total, uint64_t *ret_rate,
+                               uint64_t *ret_eta);
 
 /* sealvold-bus.c */
 int manager_bus_setup(Manager *m);

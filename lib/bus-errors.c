@@ -34,6 +34,9 @@ const sd_bus_error_map sealvol_bus_errors[] = {
         SD_BUS_ERROR_MAP(BUS_ERROR_NO_VMK, ENOPKG),
         SD_BUS_ERROR_MAP(BUS_ERROR_TOO_MANY, E2BIG),
         SD_BUS_ERROR_MAP(BUS_ERROR_ESCROW_FAILED, ECOMM),
+        SD_BUS_ERROR_MAP(BUS_ERROR_NO_SPACE, ENOSPC),
+        /* Named explicitly where it applies (in-place encryption); the errno says "foreign content". */
+        SD_BUS_ERROR_MAP(BUS_ERROR_UNSUPPORTED_CONTENT, EMEDIUMTYPE),
         SD_BUS_ERROR_MAP_END,
 };
 

@@ -36,6 +36,8 @@
 #define BUS_ERROR_NO_VMK "org.sealvol1.Error.NoVMK"
 #define BUS_ERROR_TOO_MANY "org.sealvol1.Error.TooMany"
 #define BUS_ERROR_ESCROW_FAILED "org.sealvol1.Error.EscrowFailed"
+#define BUS_ERROR_UNSUPPORTED_CONTENT "org.sealvol1.Error.UnsupportedContent"
+#define BUS_ERROR_NO_SPACE "org.sealvol1.Error.NoSpace"
 
 extern const sd_bus_error_map sealvol_bus_errors[];
 

@@ -21,11 +21,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "fileio.h"
+#include "luks-fixture.h"
 #include "log.h"
 #include "secmem.h"
 #include "test-util.h"
@@ -61,33 +61,17 @@ static int run_cmd(const char *format, ...) {
         return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
 }
 
-/* An image of size_mb with an ext4 file system of fs_mb holding files_mb of random files. */
 static char *make_image(const char *dir, const char *name, unsigned size_mb, unsigned fs_mb, unsigned files_mb) {
-        _cleanup_free_ char *src = NULL;
-        char *image = path_join(dir, name);
+        char *image = NULL;
 
-        assert_true(asprintf(&src, "%s/%s.src", dir, name) > 0);
-        assert_int_equal(mkdir(src, 0755), 0);
-        for (unsigned i = 0; i < files_mb; i++) {
-                _cleanup_free_ char *f = NULL, *data = malloc(MiB);
-
-                assert_true(asprintf(&f, "%s/file%u", src, i) > 0);
-                assert_int_equal(RAND_bytes((unsigned char *) data, (int) MiB), 1);
-                assert_int_equal(write_file_atomic(f, data, MiB, 0644), 0);
-        }
-        assert_int_equal(run_cmd("truncate -s %uM '%s' && mke2fs -q -F -t ext4 -d '%s' '%s' %uM", size_mb, image, src,
-                                 image, fs_mb),
-                         0);
+        assert_int_equal(ext4_image_new(dir, name, size_mb, fs_mb, files_mb, &image), 0);
         return image;
 }
 
 static uint8_t *read_range(const char *path, uint64_t offset, uint64_t size) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        uint8_t *buf = malloc(size);
+        uint8_t *buf = NULL;
 
-        assert_true(fd >= 0);
-        assert_non_null(buf);
-        assert_int_equal(pread(fd, buf, size, (off_t) offset), (ssize_t) size);
+        assert_int_equal(read_file_range(path, offset, size, &buf), 0);
         return buf;
 }
 
@@ -99,41 +83,16 @@ static void sha256_file(const char *path, uint8_t ret[static 32]) {
         SHA256((const unsigned char *) data, n, ret);
 }
 
-/* The data area decrypted with the volume key (AES-256-XTS, plain64 IVs from the segment start). */
+/* The data area decrypted with the volume key the VMK-derived keyslot opens. */
 static uint8_t *decrypt_volume(const char *image, uint64_t size) {
         _cleanup_(volume_freep) Volume *v = NULL;
         _cleanup_secure_ uint8_t *pass = NULL;
-        _cleanup_free_ uint8_t *cipher = NULL;
-        char key[64];
-        size_t key_size = sizeof(key);
-        uint64_t offset;
-        uint8_t *plain = malloc(size);
-        EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+        uint8_t *plain = NULL;
 
-        assert_non_null(plain);
         assert_int_equal(volume_load(image, &v), 0);
-        assert_int_equal(crypt_reencrypt_status(v->cd, NULL), CRYPT_REENCRYPT_NONE);
+        assert_int_equal(crypt_get_data_offset(v->cd) * 512, INPLACE_DATA_SHIFT);
         assert_int_equal(volume_vmk_passphrase(v, test_vmk, &test_vmk_id, &pass), 0);
-        assert_true(crypt_volume_key_get(v->cd, CRYPT_ANY_SLOT, key, &key_size, (const char *) pass,
-                                         VMK_KEYSLOT_PASSPHRASE_SIZE) >= 0);
-        assert_int_equal(key_size, 64);
-        assert_string_equal(crypt_get_cipher(v->cd), "aes");
-        assert_string_equal(crypt_get_cipher_mode(v->cd), "xts-plain64");
-        offset = crypt_get_data_offset(v->cd) * 512;
-        assert_int_equal(offset, INPLACE_DATA_SHIFT);
-        cipher = read_range(image, offset, size);
-        for (uint64_t s = 0; s < size / 512; s++) {
-                uint8_t iv[16] = {};
-                int n = 0;
-
-                for (int i = 0; i < 8; i++)
-                        iv[i] = (uint8_t) (s >> (8 * i));
-                assert_int_equal(EVP_DecryptInit_ex(ctx, EVP_aes_256_xts(), NULL, (uint8_t *) key, iv), 1);
-                assert_int_equal(EVP_DecryptUpdate(ctx, plain + s * 512, &n, cipher + s * 512, 512), 1);
-                assert_int_equal(n, 512);
-        }
-        EVP_CIPHER_CTX_free(ctx);
-        OPENSSL_cleanse(key, sizeof(key));
+        assert_int_equal(luks_image_decrypt(image, pass, VMK_KEYSLOT_PASSPHRASE_SIZE, size, &plain), 0);
         return plain;
 }
 

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -110,6 +111,19 @@ int daemon_fixture_stop(DaemonFixture *f) {
                 (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
         /* A clean SIGTERM exit is 0; anything else (a sanitizer report, a leak, a crash) is a failure. */
         return r < 0 ? r : r > 0 ? -EPROTO : 0;
+}
+
+int daemon_fixture_kill(DaemonFixture *f) {
+        if (f->pid <= 0)
+                return 0;
+        if (kill(f->pid, SIGKILL) < 0)
+                return -errno;
+        (void) waitpid(f->pid, NULL, 0);
+        f->pid = 0;
+        for (unsigned waited = 0; waited < DAEMON_STOP_TIMEOUT_MS && bus_name_has_owner("org.sealvol1") > 0;
+             waited += 10)
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        return 0;
 }
 
 int daemon_fixture_reboot(DaemonFixture *f) {

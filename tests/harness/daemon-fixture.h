@@ -32,6 +32,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(DaemonFixture *, daemon_fixture_free);
 int daemon_fixture_start(DaemonFixture *f);
 /* -EPROTO if the daemon did not exit cleanly (a sanitizer report, a leak, a crash): see its log. */
 int daemon_fixture_stop(DaemonFixture *f);
+/* SIGKILL, as a crash or a power cut would (the TPM keeps running). */
+int daemon_fixture_kill(DaemonFixture *f);
 /* Stops the daemon, reboots the TPM, starts the daemon. */
 int daemon_fixture_reboot(DaemonFixture *f);
 /* Runs sealvolctl ($SEALVOLCTL, copied into the fixture's directory so that an unprivileged uid can

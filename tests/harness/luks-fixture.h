@@ -20,3 +20,16 @@ int luks_image_new(const char *dir, const char *name, uint64_t size, const void 
 /* Verifies a passphrase against every keyslot without mapping anything: the keyslot number, or
  * -EPERM when no keyslot opens with it. */
 int luks_image_test_passphrase(const char *path, const void *passphrase, size_t len);
+
+/* An image of size_mb MiB holding an ext4 file system of fs_mb MiB with files_mb files of 1 MiB of
+ * random data each (their sources stay in "<path>.src/fileN" for comparison). */
+int ext4_image_new(const char *dir, const char *name, unsigned size_mb, unsigned fs_mb, unsigned files_mb,
+                   char **ret_path);
+
+/* The first size bytes of the volume's data, decrypted without device-mapper: the volume key from the
+ * keyslot the passphrase opens, then AES-256-XTS with plain64 IVs (aes-xts-plain64, 512-byte sectors)
+ * over the data segment. -EBUSY while a re-encryption is unfinished. */
+int luks_image_decrypt(const char *path, const void *passphrase, size_t len, uint64_t size, uint8_t **ret);
+
+/* size bytes of path at offset, malloc'd. */
+int read_file_range(const char *path, uint64_t offset, uint64_t size, uint8_t **ret);

@@ -1,0 +1,571 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sealvold-inplace.c: encrypting a device that holds data, in place (docs/in-place.md), on a thread of
+ * its own so the bus stays responsive for the minutes or hours it takes.
+ *
+ * The thread only calls the library (volume_inplace_start(), volume_inplace_run()) on its own copies
+ * (the device path, the VMK in secure memory, the DRA certificate); everything it tells the daemon
+ * goes through the job under its mutex, and an eventfd wakes the event loop, which alone touches the
+ * manager, the bus and the volume's object. While a job runs, its volume is "busy": nothing else reads
+ * or writes its header.
+ *
+ * Every job leaves a note in <state>/inplace/<sha256 of the device path>.device naming the device,
+ * next to the detached header the library works with (.hdr): after a crash or a restart, the daemon
+ * finds the note and resumes (the library's metadata says where).
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "bus-errors.h"
+#include "encoding.h"
+#include "fileio.h"
+#include "log.h"
+#include "openssl-util.h"
+#include "sealvold.h"
+#include "secmem.h"
+#include "volume-inplace.h"
+
+#define PROGRESS_INTERVAL_USEC UINT64_C(500000)
+
+typedef enum JobEvent {
+        JOB_EVENT_STARTED = 1 << 0,  /* the device is a sealvol volume now */
+        JOB_EVENT_PROGRESS = 1 << 1,
+        JOB_EVENT_FINISHED = 1 << 2, /* done, paused or failed: the thread has ended */
+} JobEvent;
+
+struct InPlaceJob {
+        Manager *manager;
+        ManagedVolume *volume;     /* once started */
+        sd_bus_message *request;   /* the ProvisionInPlace call, answered once started */
+        char *device;
+        char *header_path;
+        char *note_path;
+        bool start;                /* a new job (not a resumption) */
+        uint8_t *vmk;              /* secure memory, the thread's copy */
+        Guid vmk_id;
+        X509 *dra_cert;
+        EscrowContext escrow;
+
+        pthread_t thread;
+        bool thread_running;
+        int efd;
+        sd_event_source *source;
+        atomic_bool pause;
+
+        pthread_mutex_t lock;      /* guards what follows */
+        unsigned events;
+        uint64_t done, total, rate, eta;
+        uint64_t first_usec, first_done, last_event_usec;
+        int result;
+        char *what;
+        char uuid[VOLUME_UUID_STRING_MAX];
+        Guid recovery_key_id;
+        char *password;            /* secure memory: the new volume's, shown while its header is busy */
+};
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* A pause outlives a restart: "<note>.paused" says not to resume on start. */
+static char *paused_marker(const char *note) {
+        char *p;
+
+        return asprintf(&p, "%s.paused", note) < 0 ? NULL : p;
+}
+
+static void job_post(InPlaceJob *j, unsigned event) {
+        uint64_t one = 1;
+
+        pthread_mutex_lock(&j->lock);
+        j->events |= event;
+        pthread_mutex_unlock(&j->lock);
+        (void) write(j->efd, &one, sizeof(one));
+}
+
+static int job_progress(uint64_t done, uint64_t total, void *userdata) {
+        InPlaceJob *j = userdata;
+        uint64_t now = now_usec();
+        bool post;
+
+        pthread_mutex_lock(&j->lock);
+        if (j->first_usec == 0) {
+                j->first_usec = now;
+                j->first_done = done;
+        }
+        j->done = done;
+        j->total = total;
+        if (now > j->first_usec && done > j->first_done) {
+                j->rate = (done - j->first_done) * UINT64_C(1000000) / (now - j->first_usec);
+                j->eta = j->rate > 0 ? (total - done) / j->rate : 0;
+        }
+        post = now - j->last_event_usec >= PROGRESS_INTERVAL_USEC;
+        if (post)
+                j->last_event_usec = now;
+        pthread_mutex_unlock(&j->lock);
+        if (post)
+                job_post(j, JOB_EVENT_PROGRESS);
+        return atomic_load(&j->pause) ? 1 : 0;
+}
+
+static void *job_thread(void *userdata) {
+        InPlaceJob *j = userdata;
+        _cleanup_free_ char *what = NULL;
+        int r = 0;
+
+        if (j->start) {
+                _cleanup_secure_ char *password = NULL;
+                VolumeProvisionParams p = {
+                        .vmk = j->vmk,
+                        .vmk_id = j->vmk_id,
+                        .hostname = j->manager->hostname,
+                        .dra_cert = j->dra_cert,
+                        .dra_extra_ekus = (const char *const *) j->manager->config.dra_extra_ekus,
+                        .recovery_iterations = j->manager->config.recovery_kdf_iterations,
+                        .escrow = escrow_callback,
+                        .userdata = &j->escrow,
+                };
+
+                r = volume_inplace_start(j->device, j->header_path, &p, &password, &what);
+                if (r >= 0) {
+                        pthread_mutex_lock(&j->lock);
+                        j->password = TAKE_PTR(password);
+                        pthread_mutex_unlock(&j->lock);
+                }
+        }
+        if (r >= 0) {
+                _cleanup_(volume_freep) Volume *v = NULL;
+
+                /* Who it is now, for the daemon to register before the long part. */
+                r = volume_load(j->device, &v);
+                if (r >= 0) {
+                        pthread_mutex_lock(&j->lock);
+                        snprintf(j->uuid, sizeof(j->uuid), "%s", v->token.volume_uuid);
+                        j->recovery_key_id = v->token.protectors[PROTECTOR_RECOVERY].key_id;
+                        pthread_mutex_unlock(&j->lock);
+                        job_post(j, JOB_EVENT_STARTED);
+                }
+        }
+        if (r >= 0)
+                r = volume_inplace_run(j->device, j->header_path, j->vmk, &j->vmk_id, job_progress, j);
+
+        pthread_mutex_lock(&j->lock);
+        j->result = r;
+        j->what = TAKE_PTR(what);
+        pthread_mutex_unlock(&j->lock);
+        job_post(j, JOB_EVENT_FINISHED);
+        return NULL;
+}
+
+static InPlaceJob *job_free(InPlaceJob *j) {
+        if (!j)
+                return NULL;
+        if (j->thread_running)
+                (void) pthread_join(j->thread, NULL);
+        sd_event_source_disable_unref(j->source);
+        safe_close(j->efd);
+        sd_bus_message_unref(j->request);
+        free(j->device);
+        free(j->header_path);
+        free(j->note_path);
+        secure_free(j->vmk);
+        secure_free(j->password);
+        X509_free(j->dra_cert);
+        escrow_errors_done(j->escrow.errors);
+        free(j->what);
+        pthread_mutex_destroy(&j->lock);
+        free(j);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(InPlaceJob *, job_free);
+
+static void job_detach(Manager *m, InPlaceJob *j) {
+        for (size_t i = 0; i < m->n_jobs; i++)
+                if (m->jobs[i] == j) {
+                        m->jobs[i] = m->jobs[--m->n_jobs];
+                        break;
+                }
+        if (j->volume && j->volume->job == j)
+                j->volume->job = NULL;
+}
+
+static void emit_encryption_changed(ManagedVolume *v) {
+        if (v && v->manager->bus)
+                (void) sd_bus_emit_properties_changed(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE,
+                                                      "Encryption", "EncryptionProgress", "State", NULL);
+}
+
+/* The device became a sealvol volume: register it and answer the caller. */
+static void job_started(InPlaceJob *j) {
+        Manager *m = j->manager;
+        ManagedVolume *v;
+        char id[GUID_STRING_MAX];
+        int r;
+
+        v = manager_find_volume(m, j->uuid);
+        if (!v) {
+                r = manager_register_volume(m, j->uuid, j->device, &v);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to register %s (%s), which is being encrypted: %m", j->uuid,
+                                        j->device);
+                        return;
+                }
+        }
+        j->volume = v;
+        v->job = j;
+        if (j->start) {
+                escrow_errors_done(v->escrow_error);
+                memcpy(v->escrow_error, j->escrow.errors, sizeof(v->escrow_error));
+                memset(j->escrow.errors, 0, sizeof(j->escrow.errors));
+        }
+        free(v->encryption);
+        v->encryption = strdup("encrypting");
+        v->state = VOLUME_BUSY;
+        emit_encryption_changed(v);
+        log_info("Encrypting %s (%s) in place.", v->uuid, j->device);
+        if (j->request) {
+                (void) sd_bus_reply_method_return(j->request, "os", v->object_path,
+                                                  guid_format(&j->recovery_key_id, id));
+                j->request = sd_bus_message_unref(j->request);
+        }
+}
+
+static void job_finished(InPlaceJob *j) {
+        Manager *m = j->manager;
+        ManagedVolume *v = j->volume;
+        const char *outcome;
+
+        (void) pthread_join(j->thread, NULL);
+        j->thread_running = false;
+
+        if (j->result == 0) {
+                _cleanup_free_ char *marker = paused_marker(j->note_path);
+
+                outcome = "";
+                (void) unlink(j->note_path);
+                if (marker)
+                        (void) unlink(marker);
+                log_info("%s (%s) is encrypted.", j->uuid, j->device);
+        } else if (j->result == -EINTR) {
+                outcome = "paused";
+                log_info("Encryption of %s (%s) paused at %" PRIu64 " of %" PRIu64 " bytes.", j->uuid, j->device,
+                         j->done, j->total);
+        } else {
+                outcome = "failed";
+                if (j->result == -ENOMSG)
+                        /* It never became a volume: the file system is whole, the note is stale. */
+                        (void) unlink(j->note_path);
+                log_error_errno(j->result, "In-place encryption of %s failed%s%s: %m", j->device, j->what ? ": " : "",
+                                strempty(j->what));
+        }
+        if (j->request) {
+                /* Refused or failed before it became a volume. */
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                if (j->result == -ECOMM)
+                        (void) sd_bus_error_setf(&error, BUS_ERROR_ESCROW_FAILED,
+                                                 "%s was not encrypted: its recovery password could not be escrowed "
+                                                 "to a required target.", j->device);
+                else
+                        (void) bus_error_set(&error, j->result, "Cannot encrypt %s in place%s%s", j->device,
+                                             j->what ? ": " : "", strempty(j->what));
+                (void) sd_bus_reply_method_error(j->request, &error);
+                sd_bus_error_free(&error);
+                j->request = sd_bus_message_unref(j->request);
+        }
+        if (v) {
+                free(v->encryption);
+                v->encryption = j->result == 0 ? NULL :
+                                j->result == -EINTR ? strdup(outcome) :
+                                (asprintf(&v->encryption, "failed: %s", j->what ?: strerror(-j->result)) < 0 ? NULL :
+                                                                                                           v->encryption);
+                v->state = VOLUME_LOCKED;
+                v->encryption_done = j->done;
+                v->encryption_total = j->total;
+                job_detach(m, j);
+                (void) manager_refresh_volume(v, NULL);
+                emit_encryption_changed(v);
+        } else
+                job_detach(m, j);
+        job_free(j);
+        manager_escrow_retry(m);
+}
+
+static int on_job_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        InPlaceJob *j = userdata;
+        uint64_t n;
+        unsigned events;
+
+        (void) s;
+        (void) revents;
+        (void) read(fd, &n, sizeof(n));
+        pthread_mutex_lock(&j->lock);
+        events = j->events;
+        j->events = 0;
+        pthread_mutex_unlock(&j->lock);
+
+        if (events & JOB_EVENT_STARTED)
+                job_started(j);
+        if ((events & JOB_EVENT_PROGRESS) && j->volume)
+                (void) sd_bus_emit_properties_changed(j->manager->bus, j->volume->object_path, SEALVOL_VOLUME_INTERFACE,
+                                                      "EncryptionProgress", NULL);
+        if (events & JOB_EVENT_FINISHED)
+                job_finished(j); /* frees j */
+        return 0;
+}
+
+static int note_paths(Manager *m, const char *device, char **ret_note, char **ret_header) {
+        uint8_t digest[SHA256_DIGEST_LENGTH];
+        _cleanup_free_ char *hex = NULL, *dir = NULL;
+
+        SHA256((const uint8_t *) device, strlen(device), digest);
+        hex = hex_encode(digest, sizeof(digest));
+        if (!hex || asprintf(&dir, "%s/inplace", m->state_dir) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        if (asprintf(ret_note, "%s/%s.device", dir, hex) < 0)
+                return -ENOMEM;
+        if (asprintf(ret_header, "%s/%s.hdr", dir, hex) < 0) {
+                *ret_note = mfree(*ret_note);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int job_launch(Manager *m, const char *device, bool start, sd_bus_message *request, ManagedVolume *v) {
+        _cleanup_(job_freep) InPlaceJob *j = NULL;
+        InPlaceJob **a;
+        int r;
+
+        if (m->n_jobs >= INPLACE_JOBS_MAX)
+                return -E2BIG;
+        for (size_t i = 0; i < m->n_jobs; i++)
+                if (streq(m->jobs[i]->device, device))
+                        return -EBUSY;
+        if (!m->vmk)
+                return -ENOPKG;
+
+        j = calloc(1, sizeof(InPlaceJob));
+        if (!j)
+                return -ENOMEM;
+        pthread_mutex_init(&j->lock, NULL);
+        j->efd = -EBADF;
+        j->manager = m;
+        j->start = start;
+        j->escrow.manager = m;
+        j->device = strdup(device);
+        j->vmk = secure_memdup(m->vmk, VMK_SIZE);
+        j->vmk_id = m->vmk_id;
+        if (!j->device || !j->vmk)
+                return -ENOMEM;
+        r = note_paths(m, device, &j->note_path, &j->header_path);
+        if (r < 0)
+                return r;
+        if (start) {
+                r = manager_load_dra_cert(m, &j->dra_cert);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                /* The note first: whatever happens next, a restart knows to look at this device. */
+                r = write_file_atomic(j->note_path, device, strlen(device), 0600);
+                if (r < 0)
+                        return r;
+        }
+        j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (j->efd < 0)
+                return -errno;
+        r = sd_event_add_io(m->event, &j->source, j->efd, EPOLLIN, on_job_event, j);
+        if (r < 0)
+                return r;
+        a = realloc(m->jobs, (m->n_jobs + 1) * sizeof(*m->jobs));
+        if (!a)
+                return -ENOMEM;
+        m->jobs = a;
+        if (request)
+                j->request = sd_bus_message_ref(request);
+        if (v) {
+                j->volume = v;
+                v->job = j;
+                snprintf(j->uuid, sizeof(j->uuid), "%s", v->uuid);
+                free(v->encryption);
+                v->encryption = strdup("encrypting");
+                v->state = VOLUME_BUSY;
+                emit_encryption_changed(v);
+        }
+        r = -pthread_create(&j->thread, NULL, job_thread, j);
+        if (r < 0) {
+                if (v) {
+                        v->job = NULL;
+                        v->state = VOLUME_LOCKED;
+                }
+                return r;
+        }
+        j->thread_running = true;
+        m->jobs[m->n_jobs++] = TAKE_PTR(j);
+        return 0;
+}
+
+int manager_provision_in_place(Manager *m, const char *device, sd_bus_message *request, char **ret_what) {
+        InPlaceInfo info;
+        _cleanup_free_ char *note = NULL, *header = NULL;
+        int r;
+
+        /* The quick refusals answer at once, with nothing changed. */
+        r = volume_inplace_check(device, &info, ret_what);
+        if (r < 0)
+                return r;
+        r = note_paths(m, device, &note, &header);
+        if (r < 0)
+                return r;
+        if (access(note, F_OK) == 0) {
+                if (ret_what && asprintf(ret_what, "%s is already being encrypted in place", device) < 0)
+                        *ret_what = NULL;
+                return -EBUSY;
+        }
+        r = manager_ensure_vmk(m, /* create= */ true);
+        if (r < 0)
+                return r;
+        return job_launch(m, device, /* start= */ true, request, NULL);
+}
+
+int manager_pause_encryption(Manager *m, ManagedVolume *v) {
+        _cleanup_free_ char *marker = NULL;
+
+        (void) m;
+        if (!v->job)
+                return -ENOENT;
+        marker = paused_marker(v->job->note_path);
+        if (!marker)
+                return -ENOMEM;
+        (void) write_file_atomic(marker, "", 0, 0600);
+        atomic_store(&v->job->pause, true);
+        return 0;
+}
+
+int manager_resume_encryption(Manager *m, ManagedVolume *v) {
+        int r;
+
+        if (v->job)
+                return -EBUSY;
+        if (!v->encryption)
+                return -ENOENT;
+        r = manager_ensure_vmk(m, /* create= */ false);
+        if (r < 0)
+                return r;
+        r = job_launch(m, v->device, /* start= */ false, NULL, v);
+        if (r >= 0) {
+                _cleanup_free_ char *marker = paused_marker(v->job->note_path);
+                if (marker)
+                        (void) unlink(marker);
+        }
+        return r;
+}
+
+void manager_resume_in_place(Manager *m) {
+        _cleanup_free_ char *dir = NULL;
+        DIR *d;
+        struct dirent *de;
+
+        if (!m->vmk || asprintf(&dir, "%s/inplace", m->state_dir) < 0)
+                return;
+        d = opendir(dir);
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *path = NULL, *device = NULL;
+                size_t n = strlen(de->d_name);
+                ManagedVolume *v = NULL;
+                int r;
+
+                if (n < 8 || !streq(de->d_name + n - 7, ".device"))
+                        continue;
+                if (asprintf(&path, "%s/%s", dir, de->d_name) < 0 ||
+                    read_file_full(path, DEVICE_PATH_MAX, &device, NULL) < 0)
+                        continue;
+                for (size_t i = 0; i < m->n_volumes; i++)
+                        if (streq(m->volumes[i]->device, device))
+                                v = m->volumes[i];
+                if (v && v->job)
+                        continue;
+                {
+                        _cleanup_free_ char *marker = paused_marker(path);
+
+                        if (marker && access(marker, F_OK) == 0) {
+                                if (v) {
+                                        free(v->encryption);
+                                        v->encryption = strdup("paused");
+                                }
+                                continue;
+                        }
+                }
+                log_info("Resuming the in-place encryption of %s.", device);
+                r = job_launch(m, device, /* start= */ false, NULL, v);
+                if (r < 0)
+                        log_error_errno(r, "Failed to resume the in-place encryption of %s: %m", device);
+        }
+        closedir(d);
+}
+
+void manager_stop_jobs(Manager *m) {
+        /* Pause every job (consistent metadata) and wait: the next start resumes them. */
+        for (size_t i = 0; i < m->n_jobs; i++)
+                atomic_store(&m->jobs[i]->pause, true);
+        while (m->n_jobs > 0) {
+                InPlaceJob *j = m->jobs[0];
+
+                (void) pthread_join(j->thread, NULL);
+                j->thread_running = false;
+                job_detach(m, j);
+                job_free(j);
+        }
+        free(m->jobs);
+        m->jobs = NULL;
+}
+
+int volume_encryption_password(const ManagedVolume *v, char **ret) {
+        InPlaceJob *j = v->job;
+        char *copy = NULL;
+
+        if (!j)
+                return -ENOENT;
+        pthread_mutex_lock(&j->lock);
+        if (j->password)
+                copy = secure_memdup(j->password, strlen(j->password) + 1);
+        pthread_mutex_unlock(&j->lock);
+        if (!copy)
+                return -EBUSY;
+        *ret = copy;
+        return 0;
+}
+
+int volume_encryption_progress(const ManagedVolume *v, uint64_t *ret_done, uint64_t *ret_total, uint64_t *ret_rate,
+                               uint64_t *ret_eta) {
+        InPlaceJob *j = v->job;
+
+        if (!j) {
+                *ret_done = v->encryption_done;
+                *ret_total = v->encryption_total;
+                *ret_rate = *ret_eta = 0;
+                return 0;
+        }
+        pthread_mutex_lock(&j->lock);
+        *ret_done = j->done;
+        *ret_total = j->total;
+        *ret_rate = j->rate;
+        *ret_eta = j->eta;
+        pthread_mutex_unlock(&j->lock);
+        return 0;
+}

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-daemon-inplace.c: `sealvolctl provision --in-place` through sealvold: an ext4 image full of
+ * known data ends up a sealvol volume that decrypts (recovery password -> volume key -> AES-XTS) to
+ * exactly the bytes it held; the daemon SIGKILLed in the middle resumes on restart; a pause survives a
+ * restart and resume finishes it; refusals (swap, too small, in use, already LUKS, the same device
+ * twice) are clear, with nothing changed.
+ */
+
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/sha.h>
+
+#include "daemon-fixture.h"
+#include "fileio.h"
+#include "luks-fixture.h"
+#include "recovery.h"
+#include "test-util.h"
+#include "volume-inplace.h"
+
+#define MiB (UINT64_C(1) << 20)
+
+static int setup(void **state) {
+        DaemonFixture *d = NULL;
+
+        if (daemon_fixture_new("test-daemon-inplace", NULL, &d) < 0)
+                return -1;
+        *state = d;
+        return 0;
+}
+
+static int teardown(void **state) {
+        DaemonFixture *d = *state;
+        int r = daemon_fixture_stop(d);
+
+        if (r < 0) {
+                _cleanup_free_ char *log = test_read_file(d->log_path);
+                fprintf(stderr, "sealvold did not stop cleanly (%s); its log:\n%s\n", strerror(-r), strempty(log));
+        }
+        daemon_fixture_free(d);
+        return r < 0 ? -1 : 0;
+}
+
+static char *image_new(DaemonFixture *d, const char *name, unsigned size_mb, unsigned fs_mb, unsigned files_mb) {
+        char *image = NULL;
+
+        assert_int_equal(ext4_image_new(d->dir, name, size_mb, fs_mb, files_mb, &image), 0);
+        return image;
+}
+
+static char *password_from(const char *out) {
+        const char *p = strstr(out, "Recovery password: ");
+
+        assert_non_null(p);
+        return strndup(p + strlen("Recovery password: "), RECOVERY_PASSWORD_LEN);
+}
+
+static void assert_decrypts_to(const char *image, const char *password, const uint8_t *before, uint64_t size) {
+        _cleanup_free_ uint8_t *after = NULL;
+
+        assert_int_equal(luks_image_decrypt(image, password, strlen(password), size, &after), 0);
+        assert_memory_equal(before, after, size);
+}
+
+/* Waits (bounded) until the volume's Encryption property is want, via sealvolctl. */
+static void wait_encryption(DaemonFixture *d, const char *image, const char *want, unsigned seconds) {
+        for (unsigned i = 0; i < seconds * 10; i++) {
+                _cleanup_free_ char *out = NULL;
+
+                assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "status", image), 0);
+                if (strstr(out, want))
+                        return;
+                usleep(100 * 1000);
+        }
+        fail_msg("the encryption of %s never reached \"%s\"", image, want);
+}
+
+static void test_in_place_through_daemon(void **state) {
+        DaemonFixture *d = *state;
+        _cleanup_free_ char *image = image_new(d, "a.img", 160, 128, 60), *out = NULL, *password = NULL;
+        _cleanup_free_ uint8_t *before = NULL;
+
+        assert_int_equal(read_file_range(image, 0, 128 * MiB, &before), 0);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", image), 0);
+        /* Not a terminal: plain progress lines, the password, then the end. */
+        assert_non_null(strstr(out, "Recovery Key ID: "));
+        assert_non_null(strstr(out, "Encrypted."));
+        password = password_from(out);
+        assert_decrypts_to(image, password, before, 128 * MiB);
+        free(out);
+        /* Now an ordinary volume: unlock verifies it, status lists it. */
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "unlock", image), 0);
+        free(out);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "status", image), 0);
+        assert_non_null(strstr(out, "no in-place encryption under way"));
+}
+
+static void test_killed_daemon_resumes(void **state) {
+        DaemonFixture *d = *state;
+        _cleanup_free_ char *image = image_new(d, "b.img", 544, 512, 200), *out = NULL, *password = NULL;
+        _cleanup_free_ uint8_t *before = NULL;
+
+        assert_int_equal(read_file_range(image, 0, 512 * MiB, &before), 0);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", "--no-wait", image), 0);
+        password = password_from(out);
+        free(out);
+        out = NULL;
+        /* Killed in the middle, as a crash would; the restart resumes from the metadata. */
+        usleep(300 * 1000);
+        assert_int_equal(daemon_fixture_kill(d), 0);
+        assert_int_equal(daemon_fixture_start(d), 0);
+        wait_encryption(d, image, "no in-place encryption under way", 300);
+        assert_decrypts_to(image, password, before, 512 * MiB);
+}
+
+static void test_pause_survives_restart(void **state) {
+        DaemonFixture *d = *state;
+        _cleanup_free_ char *image = image_new(d, "c.img", 544, 512, 100), *out = NULL, *password = NULL;
+        _cleanup_free_ uint8_t *before = NULL;
+
+        assert_int_equal(read_file_range(image, 0, 512 * MiB, &before), 0);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", "--no-wait", image), 0);
+        password = password_from(out);
+        free(out);
+        out = NULL;
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "pause", image), 0);
+        free(out);
+        out = NULL;
+        wait_encryption(d, image, ": paused,", 60);
+        /* A clean restart keeps it paused. */
+        assert_int_equal(daemon_fixture_stop(d), 0);
+        assert_int_equal(daemon_fixture_start(d), 0);
+        assert_int_equal(volume_inplace_in_progress(image), 1);
+        wait_encryption(d, image, ": paused,", 10);
+        /* Resume follows it to the end. */
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "resume", image), 0);
+        assert_non_null(strstr(out, "Encrypted."));
+        assert_decrypts_to(image, password, before, 512 * MiB);
+}
+
+static void sha256_of(const char *path, uint8_t ret[static 32]) {
+        _cleanup_free_ char *data = NULL;
+        size_t n;
+
+        assert_int_equal(read_file_full(path, 256 * MiB, &data, &n), 0);
+        SHA256((const unsigned char *) data, n, ret);
+}
+
+static void expect_refused(DaemonFixture *d, const char *image, int code, const char *words) {
+        _cleanup_free_ char *out = NULL;
+        uint8_t a[32], b[32];
+
+        sha256_of(image, a);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", image), code);
+        if (!strstr(out, words))
+                fail_msg("expected \"%s\" in: %s", words, out);
+        sha256_of(image, b);
+        assert_memory_equal(a, b, 32);
+}
+
+static void test_refusals(void **state) {
+        DaemonFixture *d = *state;
+        _cleanup_free_ char *swap = path_join(d->dir, "swap.img"), *small = image_new(d, "small.img", 48, 48, 1);
+        _cleanup_free_ char *attached = image_new(d, "attached.img", 100, 64, 1), *cmd = NULL, *out = NULL;
+        _cleanup_free_ char *done = image_new(d, "done.img", 100, 64, 4);
+        char line[64] = "";
+        FILE *f;
+
+        assert_true(asprintf(&cmd, "truncate -s 100M '%s' && mkswap -q '%s' >/dev/null", swap, swap) > 0);
+        assert_int_equal(system(cmd), 0);
+        expect_refused(d, swap, 7, "holds swap, which sealvol does not encrypt in place");
+        expect_refused(d, small, 1, "smaller than 64 MiB");
+
+        free(cmd);
+        assert_true(asprintf(&cmd, "losetup -f --show '%s'", attached) > 0);
+        f = popen(cmd, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(line, sizeof(line), f));
+        assert_int_equal(pclose(f), 0);
+        line[strcspn(line, "\n")] = '\0';
+        expect_refused(d, attached, 1, "is attached to /dev/loop");
+        free(cmd);
+        assert_true(asprintf(&cmd, "losetup -d '%s'", line) > 0);
+        assert_int_equal(system(cmd), 0);
+
+        /* Encrypted once; a second request finds LUKS. */
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", done), 0);
+        expect_refused(d, done, 1, "is already LUKS");
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_in_place_through_daemon, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_killed_daemon_resumes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pause_survives_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        };
+
+        test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
+        test_require(test_have_executable("dbus-daemon"), "dbus-daemon (Debian package dbus)");
+        test_require(!isempty(getenv("SEALVOLD")), "SEALVOLD (the path of the sealvold under test)");
+        test_require(!isempty(getenv("SEALVOLCTL")), "SEALVOLCTL (the path of the sealvolctl under test)");
+        test_require(test_have_executable("mke2fs"), "mke2fs (Debian package e2fsprogs)");
+        test_require(test_have_executable("losetup"), "losetup (Debian package mount)");
+        test_require(test_have_executable("mkswap"), "mkswap (Debian package util-linux)");
+        test_require(geteuid() == 0, "root");
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
