@@ -36,6 +36,14 @@ static TSS2_RC tpm2_rc_base(TSS2_RC rc) {
         return rc;
 }
 
+/* An error of the TPM itself that is not about a handle, parameter or session of the command. */
+static bool tpm2_rc_is_tpm_fmt0(TSS2_RC rc) {
+        TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
+
+        return rc != TSS2_RC_SUCCESS && (layer == TSS2_TPM_RC_LAYER || layer == TSS2_RESMGR_TPM_RC_LAYER) &&
+               !(rc & TPM2_RC_FMT1);
+}
+
 int tpm2_rc_to_errno(TSS2_RC rc, const char *what) {
         TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
         TSS2_RC base = tpm2_rc_base(rc);
@@ -77,6 +85,13 @@ int tpm2_rc_to_errno(TSS2_RC rc, const char *what) {
                 case TSS2_BASE_RC_NO_CONNECTION:
                 case TSS2_BASE_RC_IO_ERROR:
                         r = -ENODEV;
+                        break;
+                case TSS2_BASE_RC_BAD_SEQUENCE:
+                        /* ESAPI refuses every command once a response was lost on the way back
+                         * (_ESYS_STATE_INTERNALERROR); we make synchronous calls only, so that is the
+                         * one way here: the transport failed on an earlier command whose error was
+                         * ignored (a flush). */
+                        r = layer == TSS2_ESAPI_RC_LAYER ? -ENODEV : -ENOTRECOVERABLE;
                         break;
                 case TSS2_BASE_RC_TRY_AGAIN:
                         r = -EAGAIN;
@@ -663,8 +678,10 @@ int tpm2_unseal(Tpm2Context *c, const Tpm2PcrValues *pcrs, const Tpm2Sealed *sea
                        &sealed->public, &object);
         if (rc != TSS2_RC_SUCCESS) {
                 r = tpm2_rc_to_errno(rc, "Esys_Load (sealed object)");
-                /* The parent is the right one, so an object it refuses is a damaged one. */
-                if (!IN_SET(r, -ENOLCK, -ENODEV, -ENOMEM, -EAGAIN))
+                /* The parent is the right one, so an object it refuses is a damaged one. A TPM that
+                 * refuses every command (format-zero errors such as TPM_RC_FAILURE, TPM 2.0 Part 2,
+                 * 6.6.3) says nothing about the object. */
+                if (!IN_SET(r, -ENOLCK, -ENODEV, -ENOMEM, -EAGAIN) && !tpm2_rc_is_tpm_fmt0(rc))
                         r = -EBADMSG;
                 goto finish;
         }

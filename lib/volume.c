@@ -148,6 +148,21 @@ int volume_new(const char *header, const char *device, Volume **ret) {
         return 0;
 }
 
+/* Whether the device carries a LUKS2 signature (in either header copy, as blkid finds it): a header
+ * that then does not load is a damaged one, not another kind of device. */
+static bool has_luks2_signature(const char *device) {
+        _cleanup_(blkid_free_probep) blkid_probe pr = blkid_new_probe_from_filename(device);
+        const char *type = NULL, *version = NULL;
+
+        if (!pr)
+                return false;
+        blkid_probe_enable_superblocks(pr, 1);
+        blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_VERSION);
+        return blkid_do_safeprobe(pr) == 0 && blkid_probe_lookup_value(pr, "TYPE", &type, NULL) == 0 &&
+               streq_ptr(type, "crypto_LUKS") && blkid_probe_lookup_value(pr, "VERSION", &version, NULL) == 0 &&
+               streq_ptr(version, "2");
+}
+
 int volume_load(const char *device, Volume **ret) {
         _cleanup_(volume_freep) Volume *v = NULL;
         const char *json = NULL;
@@ -157,6 +172,10 @@ int volume_load(const char *device, Volume **ret) {
         if (r < 0)
                 return r;
         r = crypt_load(v->cd, CRYPT_LUKS2, NULL);
+        /* libcryptsetup says -EINVAL for "no LUKS2 here" and for a header that fails its checksum or
+         * validation alike, and -EIO for one cut short. */
+        if (IN_SET(r, -EINVAL, -EIO) && has_luks2_signature(device))
+                return -EUCLEAN;
         if (r == -EINVAL)
                 return -EMEDIUMTYPE;
         if (r < 0)

@@ -138,7 +138,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Volume *, volume_free);
 
 /* Loads the header and the token and finishes any journalled change (best effort: a device that
  * cannot be written still loads, with the journal left and changes refused with -EBUSY). Errors: -EMEDIUMTYPE not
- * LUKS2, -ENOMSG no sealvol token, -EBADMSG a malformed token (or two), -EPROTONOSUPPORT a newer
+ * LUKS2, -EUCLEAN a LUKS2 header too damaged to load (truncated, failing its checksum or libcryptsetup's
+ * validation), -ENOMSG no sealvol token, -EBADMSG a malformed token (or two), -EPROTONOSUPPORT a newer
  * token, -EXDEV a token copied from another volume. */
 int volume_load(const char *device, Volume **ret);
 

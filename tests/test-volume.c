@@ -740,7 +740,9 @@ static void test_provisioning_escrow_and_sigkill(void **state) {
                         complete++;
                 } else {
                         interrupted++;
-                        assert_true(r == -ENOMSG || r == -EMEDIUMTYPE);
+                        /* Killed before the header (no LUKS2), inside its write (a damaged one), or after it
+                 * and before the token. */
+                assert_true(r == -ENOMSG || r == -EMEDIUMTYPE || r == -EUCLEAN);
                         r = volume_provision(image, &p, &pw, &v);
                         if (r == -EUCLEAN) {
                                 /* Killed inside crypt_format(): a header too damaged to tell whose it
@@ -847,7 +849,9 @@ static void check_after_kill(StepContext *c, const char *initial_password, char 
                 _cleanup_secure_ char *pw = NULL;
                 VolumeProvisionParams p = { .vmk = c->f->vmk, .vmk_id = c->f->vmk_id, .recovery_iterations = FAST };
 
-                assert_true(r == -ENOMSG || r == -EMEDIUMTYPE);
+                /* Killed before the header (no LUKS2), inside its write (a damaged one), or after it
+                 * and before the token. */
+                assert_true(r == -ENOMSG || r == -EMEDIUMTYPE || r == -EUCLEAN);
                 r = volume_provision(c->image, &p, &pw, &v);
                 if (r == -EUCLEAN) { /* killed inside the LUKS2 header write itself */
                         assert_int_equal(truncate(c->image, 0), 0);
@@ -953,6 +957,11 @@ static void test_production_recovery_kdf_cost(void **state) {
         _cleanup_secure_ char *password = NULL;
         VolumeProvisionParams p = { .vmk = f->vmk, .vmk_id = f->vmk_id };
         struct crypt_pbkdf_type pbkdf;
+
+        /* A cost test: under memcheck its 2^20-iteration KDFs take minutes and cover no code the
+         * cheap recovery keyslots of the other tests do not. */
+        if (!isempty(getenv("SEALVOL_VALGRIND")))
+                skip();
 
         assert_int_equal(volume_provision(f->image, &p, &password, &v), 0);
         assert_int_equal(crypt_keyslot_get_pbkdf(v->cd, v->token.protectors[PROTECTOR_RECOVERY].keyslot, &pbkdf), 0);

@@ -80,6 +80,21 @@ int test_run_killed_at(KillPointFn fn, void *userdata, const char *path_prefix, 
         int status;
         pid_t pid;
 
+        /* Under valgrind the child's system calls are valgrind's: our filter and ptrace stops would
+         * see (and kill) the emulator, not the change. There the change runs once, uninterrupted, so
+         * memcheck still sees its code; the kills are tested by the other builds. */
+        if (!isempty(getenv("SEALVOL_VALGRIND"))) {
+                pid = fork();
+                if (pid < 0)
+                        return -errno;
+                if (pid == 0)
+                        _exit(fn(userdata) < 0 ? 1 : 0);
+                if (waitpid(pid, &status, 0) != pid)
+                        return -errno;
+                *ret_completed = true;
+                return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+        }
+
         pid = fork();
         if (pid < 0)
                 return -errno;

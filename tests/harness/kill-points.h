@@ -13,6 +13,7 @@
 
 typedef int (*KillPointFn)(void *userdata);
 
-/* Returns 0 with *ret_completed false if the child was killed at the k-th step, true if fn finished
+/* With $SEALVOL_VALGRIND set (the valgrind test setup) fn runs once to completion, unkilled.
+ * Returns 0 with *ret_completed false if the child was killed at the k-th step, true if fn finished
  * first (then fn's result must have been >= 0, else -EIO). Negative errno on harness failure. */
 int test_run_killed_at(KillPointFn fn, void *userdata, const char *path_prefix, unsigned k, bool *ret_completed);
