@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "escrow-ad.h"
 #include "escrow.h"
 #include "fileio.h"
 #include "json-util.h"
@@ -58,8 +59,56 @@ static char *spool_directory(Manager *m) {
 /* Sends one record to target t; records the outcome in rec, the reason of a failure in *error.
  * spool_name: the record's file in the spool; cert: the DRA certificate to encrypt spool records to,
  * or NULL. */
-static int escrow_send(Manager *m, EscrowTarget t, const char *spool_name, X509 *cert, const char *json, size_t size,
-                       EscrowRecord *rec, char **error) {
+static const char *ad_error_class(int r) {
+        switch (-r) {
+        case EHOSTUNREACH:
+                return "directory unreachable";
+        case ETIMEDOUT:
+                return "directory timed out";
+        case ENOKEY:
+                return "authentication failed";
+        case EACCES:
+                return "insufficient access";
+        case ESRCH:
+                return "computer object not found";
+        case EPROTONOSUPPORT:
+                return "schema has no msFVE classes";
+        case EREMOTEIO:
+                return "record rejected";
+        case EEXIST:
+                return "a different record holds this Key ID";
+        case EINVAL:
+                return "bad configuration or record";
+        default:
+                return "failed";
+        }
+}
+
+/* One password to Active Directory: the Key ID and the volume's UUID as BitLocker's GUIDs. */
+static int escrow_ad(Manager *m, const EscrowPassword *e, char **ret_dn, bool *ret_verified, char **error) {
+        _cleanup_free_ char *why = NULL;
+        AdVerify verify = AD_VERIFY_NONE;
+        AdRecoveryRecord rec = {
+                .recovery_guid = e->key_id,
+                .password = e->password,
+                .created_usec = e->created * UINT64_C(1000000),
+        };
+        int r;
+
+        r = guid_parse(e->volume_uuid, &rec.volume_guid);
+        if (r < 0)
+                return r;
+        r = ad_escrow(&m->config.ad, &rec, ret_dn, &verify, &why);
+        if (r < 0) {
+                set_error(error, "%s: %s", ad_error_class(r), why ?: strerror(-r));
+                return r;
+        }
+        *ret_verified = verify != AD_VERIFY_NONE;
+        return 0;
+}
+
+static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, const char *spool_name, X509 *cert,
+                       const char *json, size_t size, EscrowRecord *rec, char **error) {
         _cleanup_free_ char *location = NULL, *why = NULL;
         bool verified = false;
         int r;
@@ -91,6 +140,14 @@ static int escrow_send(Manager *m, EscrowTarget t, const char *spool_name, X509 
                 /* A hook that can read records back says so by accepting "verify". */
                 verified = escrow_hook_run(m->config.escrow_hook, "verify", json, size,
                                            m->config.escrow_hook_timeout_sec, NULL, NULL) >= 0;
+                break;
+        case ESCROW_TARGET_AD:
+                if (!e) {
+                        set_error(error, "Active Directory takes recovery passwords only");
+                        r = -EOPNOTSUPP;
+                        break;
+                }
+                r = escrow_ad(m, e, &location, &verified, error);
                 break;
         default:
                 set_error(error, "the %s target is not available in this build", escrow_target_to_string(t));
@@ -154,7 +211,7 @@ static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *p
 
                 if (!(mask & (1u << t)))
                         continue;
-                r = escrow_send(m, t, spool_name, cert, json, size, &rec, &errors[t]);
+                r = escrow_send(m, t, &e, spool_name, cert, json, size, &rec, &errors[t]);
                 if (protector_set_escrow(p, &rec) < 0)
                         log_warning("No room to record the escrow of %s to %s.", vol->token.volume_uuid, rec.target);
                 guid_format(&p->key_id, key_id);
@@ -384,7 +441,7 @@ int manager_escrow_vmk(Manager *m, bool all) {
                 if (!(mask & (1u << t)))
                         continue;
                 /* Already wrapped to the DRA: the spool gets it as it is. */
-                r = escrow_send(m, t, spool_name, NULL, record, strlen(record), &rec, &m->vmk_escrow_error[t]);
+                r = escrow_send(m, t, NULL, spool_name, NULL, record, strlen(record), &rec, &m->vmk_escrow_error[t]);
                 vmk_escrow_set(m, &rec);
                 if (r < 0) {
                         log_error("Escrow of the VMK export %s to %s failed, will retry: %s", id, rec.target,

@@ -22,6 +22,7 @@ void config_init(Config *c) {
                 .escrow_retry_sec = 60,
                 .escrow_retry_max_sec = 3600,
         };
+        ad_config_init(&c->ad);
 }
 
 void config_done(Config *c) {
@@ -32,6 +33,7 @@ void config_done(Config *c) {
         free(c->state_directory);
         free(c->escrow_spool_directory);
         free(c->escrow_hook);
+        ad_config_done(&c->ad);
         config_init(c);
 }
 
@@ -88,6 +90,24 @@ static int set_ekus(Config *c, const char *value) {
         return 0;
 }
 
+static int set_bool(bool *field, const char *value) {
+        if (IN_SET(true, streq(value, "yes"), streq(value, "true"), streq(value, "1"), streq(value, "on")))
+                *field = true;
+        else if (IN_SET(true, streq(value, "no"), streq(value, "false"), streq(value, "0"), streq(value, "off")))
+                *field = false;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+/* A value with no spaces or control characters (an LDAP URI, a sAMAccountName, a principal). */
+static int set_token(char **field, const char *value) {
+        for (const char *p = value; *p; p++)
+                if ((unsigned char) *p <= ' ' || *p == 0x7f)
+                        return -EINVAL;
+        return set_string(field, value);
+}
+
 static int set_uint32(uint32_t *field, const char *value, uint32_t min, uint32_t max) {
         unsigned long long v;
         char *end;
@@ -134,6 +154,35 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                         return set_uint32(&c->escrow_retry_sec, value, 1, 86400);
                 if (streq(key, "RetryMaxSec"))
                         return set_uint32(&c->escrow_retry_max_sec, value, 1, 7 * 86400);
+        } else if (streq(section, "ActiveDirectory")) {
+                if (streq(key, "URI")) {
+                        if (!isempty(value) && strncmp(value, "ldap://", 7) != 0 && strncmp(value, "ldaps://", 8) != 0)
+                                return -EINVAL;
+                        return set_token(&c->ad.uri, value);
+                }
+                if (streq(key, "ComputerDN"))
+                        return set_string(&c->ad.computer_dn, value);
+                if (streq(key, "SAMAccountName"))
+                        return strlen(value) > AD_SAM_ACCOUNT_NAME_MAX ? -EINVAL : set_token(&c->ad.sam_account_name, value);
+                if (streq(key, "Keytab"))
+                        return set_absolute_path(&c->ad.keytab, value);
+                if (streq(key, "Principal"))
+                        return set_token(&c->ad.principal, value);
+                if (streq(key, "BindDN"))
+                        return set_string(&c->ad.bind_dn, value);
+                if (streq(key, "PasswordFile"))
+                        return set_absolute_path(&c->ad.password_file, value);
+                if (streq(key, "CAFile"))
+                        return set_absolute_path(&c->ad.ca_file, value);
+                if (streq(key, "SASLNoCanon"))
+                        return set_bool(&c->ad.sasl_nocanon, value);
+                if (streq(key, "TimeoutSec")) {
+                        uint32_t t;
+                        int r = set_uint32(&t, value, 1, AD_TIMEOUT_SEC_MAX);
+                        if (r >= 0)
+                                c->ad.timeout_sec = t;
+                        return r;
+                }
         } else if (streq(section, "Paths")) {
                 if (streq(key, "StateDirectory"))
                         return set_absolute_path(&c->state_directory, value);
@@ -163,6 +212,10 @@ static int config_check(const Config *c, const char *path, unsigned line, char *
                 return fail(ret_error, path, line, "[Escrow] Require= names a target that Targets= does not");
         if ((c->escrow_targets & (1u << ESCROW_TARGET_HOOK)) && !c->escrow_hook)
                 return fail(ret_error, path, line, "[Escrow] Targets= names the hook, but Hook= is not set");
+        if ((c->escrow_targets & (1u << ESCROW_TARGET_AD)) && !c->ad.uri)
+                return fail(ret_error, path, line, "[Escrow] Targets= names ad, but [ActiveDirectory] URI= is not set");
+        if (!!c->ad.bind_dn != !!c->ad.password_file)
+                return fail(ret_error, path, line, "[ActiveDirectory] BindDN= and PasswordFile= go together");
         if (c->escrow_retry_max_sec < c->escrow_retry_sec)
                 return fail(ret_error, path, line, "[Escrow] RetryMaxSec= is less than RetrySec=");
         return 0;
@@ -204,7 +257,8 @@ int config_parse(const char *data, size_t size, const char *path, Config *c, cha
                         if (!section)
                                 return -ENOMEM;
                         if (!IN_SET(true, streq(section, "TPM"), streq(section, "DRA"), streq(section, "Recovery"),
-                                    streq(section, "Escrow"), streq(section, "Paths")))
+                                    streq(section, "Escrow"), streq(section, "ActiveDirectory"),
+                                    streq(section, "Paths")))
                                 return fail(ret_error, path, line, "unknown section [%s]", section);
                         continue;
                 }

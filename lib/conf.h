@@ -7,6 +7,8 @@
  *   [Recovery]   KDFIterations=1048576
  *   [Escrow]     Targets=spool  Require=  SpoolDirectory=  Hook=  HookTimeoutSec=30  RetrySec=60
  *                RetryMaxSec=3600
+ *   [ActiveDirectory] URI=  ComputerDN=  SAMAccountName=  Keytab=  Principal=  BindDN=  PasswordFile=
+ *                CAFile=  SASLNoCanon=yes  TimeoutSec=10
  *   [Paths]      StateDirectory=/var/lib/sealvol
  *
  * Every key is optional. Unknown sections and keys, and bad values, are errors that name the file
@@ -18,6 +20,7 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include "build-config.h"
+#include "escrow-ad.h"
 #include "escrow.h"
 #include "macro.h"
 
@@ -41,6 +44,7 @@ typedef struct Config {
         uint32_t escrow_hook_timeout_sec;
         uint32_t escrow_retry_sec;      /* first retry of a failed escrow; doubles up to the max */
         uint32_t escrow_retry_max_sec;
+        AdConfig ad;
 } Config;
 
 void config_init(Config *c);

@@ -50,16 +50,6 @@ typedef struct Record {
         uint8_t key_package[64];
 } Record;
 
-typedef struct Entry {
-        char *dn;
-        char *cn;
-        char *password;
-        void *recovery_guid;
-        size_t recovery_guid_size;
-        void *volume_guid;
-        size_t volume_guid_size;
-} Entry;
-
 static int group_setup(void **state) {
         int r;
 
@@ -140,93 +130,21 @@ static void config_admin(AdConfig *c, const char *uri) {
         assert_non_null(c->ca_file);
 }
 
-static void entry_done(Entry *e) {
-        free(e->dn);
-        free(e->cn);
-        if (e->password)
-                explicit_bzero(e->password, strlen(e->password));
-        free(e->password);
-        free(e->recovery_guid);
-        free(e->volume_guid);
-}
-
-static void entries_free(Entry *e, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                entry_done(&e[i]);
-        free(e);
-}
-
-static char *startswith_value(char *line, const char *prefix) {
-        size_t n = strlen(prefix);
-
-        return strncmp(line, prefix, n) == 0 ? line + n : NULL;
-}
-
-/* Runs the stock ldapsearch as the domain administrator over LDAPS, verifying the DC against the test
- * CA, under LNX1's computer object, and parses its LDIF. */
+/* Runs the stock ldapsearch as the domain administrator under LNX1's computer object. */
 static void admin_ldapsearch(const char *filter, Entry **ret, size_t *ret_n) {
-        _cleanup_free_ char *out = path_join(fixture.dir, "ldapsearch.out"), *cacert = NULL, *text = NULL;
-        Entry *entries = NULL;
-        size_t n = 0;
-        char *save = NULL;
-        pid_t pid;
-        int status;
+        _cleanup_free_ char *error = NULL;
 
-        assert_non_null(out);
-        assert_true(asprintf(&cacert, "LDAPTLS_CACERT=%s", fixture.dc->ca_file) > 0);
-        (void) unlink(out);
-        char *const argv[] = {
-                (char *) "env", cacert, (char *) "LDAPTLS_REQCERT=demand", (char *) "LDAPCONF=/dev/null",
-                (char *) "ldapsearch", (char *) "-LLL", (char *) "-o", (char *) "ldif-wrap=no", (char *) "-x",
-                (char *) "-H", (char *) AD_FIXTURE_LDAPS_URI, (char *) "-D", (char *) AD_FIXTURE_ADMIN,
-                (char *) "-y", fixture.dc->admin_password_file, (char *) "-b", (char *) AD_FIXTURE_LNX1_DN,
-                (char *) filter, (char *) "cn", (char *) "msFVE-RecoveryPassword", (char *) "msFVE-RecoveryGuid",
-                (char *) "msFVE-VolumeGuid", NULL,
-        };
-        assert_int_equal(test_spawn(argv, out, /* pass_fd= */ -1, &pid), 0);
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        text = test_read_file(out);
-        assert_non_null(text);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                fail_msg("ldapsearch failed (%d):\n%s", status, text);
-
-        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                Entry *e = n > 0 ? &entries[n - 1] : NULL;
-                char *value;
-
-                if (strncmp(line, "dn: ", 4) == 0) {
-                        entries = reallocarray(entries, n + 1, sizeof(Entry));
-                        assert_non_null(entries);
-                        entries[n++] = (Entry) { .dn = strdup(line + 4) };
-                        continue;
-                }
-                assert_non_null(e);
-                if ((value = startswith_value(line, "cn: ")))
-                        e->cn = strdup(value);
-                else if ((value = startswith_value(line, "msFVE-RecoveryPassword: ")))
-                        e->password = strdup(value);
-                else if ((value = startswith_value(line, "msFVE-RecoveryGuid:: ")))
-                        assert_int_equal(base64_decode(value, &e->recovery_guid, &e->recovery_guid_size), 0);
-                else if ((value = startswith_value(line, "msFVE-VolumeGuid:: ")))
-                        assert_int_equal(base64_decode(value, &e->volume_guid, &e->volume_guid_size), 0);
-                else
-                        fail_msg("unexpected ldapsearch output: %s", line);
-        }
-        explicit_bzero(text, strlen(text));
-        (void) unlink(out);
-
-        *ret = entries;
-        *ret_n = n;
+        if (ad_dc_admin_search(fixture.dc, AD_FIXTURE_LNX1_DN, filter, ret, ret_n, &error) < 0)
+                fail_msg("ldapsearch failed:\n%s", strempty(error));
 }
 
 /* The administrator's search by Key ID, as docs/escrow-ad.md tells an operator to do it: the first
  * 8 hex digits of the Key ID, in the cn. */
 static void admin_find_by_key_id(const Guid *g, Entry **ret, size_t *ret_n) {
-        char gs[GUID_STRING_MAX], filter[128];
+        char gs[GUID_STRING_MAX], filter[AD_KEY_ID_FILTER_MAX];
 
         guid_format(g, gs);
-        assert_true(snprintf(filter, sizeof(filter), "(&(objectClass=msFVE-RecoveryInformation)(cn=*{%.8s-*))", gs) <
-                    (int) sizeof(filter));
+        assert_int_equal(ad_key_id_filter(gs, filter), 0);
         admin_ldapsearch(filter, ret, ret_n);
 }
 
@@ -302,7 +220,7 @@ static void test_machine_escrows_admin_reads(void **state) {
         admin_find_by_key_id(&rec.r.recovery_guid, &entries, &n);
         assert_int_equal(n, 1);
         assert_entry_is(&entries[0], &rec, dn);
-        entries_free(entries, n);
+        ad_entries_free(entries, n);
 
         /* Again: nothing added, the same DN. */
         t = now_usec(CLOCK_MONOTONIC);
@@ -312,7 +230,7 @@ static void test_machine_escrows_admin_reads(void **state) {
         assert_int_equal(verify, AD_VERIFY_OBJECT);
         admin_find_by_key_id(&rec.r.recovery_guid, &entries, &n);
         assert_int_equal(n, 1);
-        entries_free(entries, n);
+        ad_entries_free(entries, n);
 
         /* A later record with another Key ID made in the same second is still its own object. */
         assert_int_equal(ad_escrow_list(&c, &guids, &n, &error), 0);
@@ -352,7 +270,7 @@ static void test_history_kept(void **state) {
         assert_int_equal(n, 2);
         for (size_t i = 0; i < n; i++)
                 assert_entry_is(&entries[i], strstr(entries[i].cn, guid_format(&a.r.recovery_guid, (char[GUID_STRING_MAX]) {})) ? &a : &b, NULL);
-        entries_free(entries, n);
+        ad_entries_free(entries, n);
 
         assert_int_equal(ad_escrow_list(&c, &guids, &n, &error), 0);
         assert_int_equal(count_guid(guids, n, &a.r.recovery_guid), 1);
@@ -393,7 +311,7 @@ static void test_admin_simple_bind_verifies_fully(void **state) {
                 admin_find_by_key_id(&own.r.recovery_guid, &entries, &n);
                 assert_int_equal(n, 1);
                 assert_entry_is(&entries[0], &own, dn);
-                entries_free(entries, n);
+                ad_entries_free(entries, n);
 
                 /* The machine's record, found and read back in full by the administrator. */
                 assert_int_equal(ad_escrow(&c, &rec.r, &dn2, &verify, &error), 0);

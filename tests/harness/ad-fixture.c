@@ -2,6 +2,8 @@
 /* ad-fixture.c: a private Samba AD DC for tests (see ad-fixture.h). */
 
 #include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <ldap.h>
 
 #include "ad-fixture.h"
+#include "encoding.h"
 #include "test-util.h"
 
 #define AD_DC_SCRIPT SEALVOL_SOURCE_ROOT "/tests/harness/ad-dc"
@@ -193,4 +196,108 @@ AdDc *ad_dc_stop(AdDc *dc) {
                 (void) test_process_stop(dc->pid, AD_DC_STOP_TIMEOUT_MS);
         ad_dc_free(dc);
         return NULL;
+}
+
+static void entry_done(Entry *e) {
+        free(e->dn);
+        free(e->cn);
+        if (e->password)
+                explicit_bzero(e->password, strlen(e->password));
+        free(e->password);
+        free(e->recovery_guid);
+        free(e->volume_guid);
+}
+
+void ad_entries_free(Entry *e, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                entry_done(&e[i]);
+        free(e);
+}
+
+static char *startswith_value(char *line, const char *prefix) {
+        size_t n = strlen(prefix);
+
+        return strncmp(line, prefix, n) == 0 ? line + n : NULL;
+}
+
+int ad_dc_admin_search(AdDc *dc, const char *base, const char *filter, Entry **ret, size_t *ret_n, char **ret_error) {
+        _cleanup_free_ char *out = path_join(dc->dir, "ldapsearch.out"), *cacert = NULL, *text = NULL;
+        Entry *entries = NULL;
+        size_t n = 0;
+        char *save = NULL;
+        pid_t pid;
+        int status, r;
+
+        if (!out || asprintf(&cacert, "LDAPTLS_CACERT=%s", dc->ca_file) < 0)
+                return -ENOMEM;
+        (void) unlink(out);
+        char *const argv[] = {
+                (char *) "env", cacert, (char *) "LDAPTLS_REQCERT=demand", (char *) "LDAPCONF=/dev/null",
+                (char *) "ldapsearch", (char *) "-LLL", (char *) "-o", (char *) "ldif-wrap=no", (char *) "-x",
+                (char *) "-H", (char *) AD_FIXTURE_LDAPS_URI, (char *) "-D", (char *) AD_FIXTURE_ADMIN,
+                (char *) "-y", dc->admin_password_file, (char *) "-b", (char *) base,
+                (char *) filter, (char *) "cn", (char *) "msFVE-RecoveryPassword", (char *) "msFVE-RecoveryGuid",
+                (char *) "msFVE-VolumeGuid", NULL,
+        };
+        r = test_spawn(argv, out, /* pass_fd= */ -1, &pid);
+        if (r < 0)
+                return r;
+        if (waitpid(pid, &status, 0) != pid)
+                return -errno;
+        text = test_read_file(out);
+        if (!text)
+                return -EIO;
+        (void) unlink(out);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                if (ret_error)
+                        *ret_error = TAKE_PTR(text);
+                return -EIO;
+        }
+
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                Entry *e = n > 0 ? &entries[n - 1] : NULL;
+                char *value;
+
+                if (strncmp(line, "dn: ", 4) == 0) {
+                        Entry *a = reallocarray(entries, n + 1, sizeof(Entry));
+                        if (!a) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        entries = a;
+                        entries[n++] = (Entry) { .dn = strdup(line + 4) };
+                        continue;
+                }
+                if (!e) {
+                        r = -EBADMSG;
+                        break;
+                }
+                if ((value = startswith_value(line, "cn: ")))
+                        e->cn = strdup(value);
+                else if ((value = startswith_value(line, "msFVE-RecoveryPassword: ")))
+                        e->password = strdup(value);
+                else if ((value = startswith_value(line, "msFVE-RecoveryGuid:: ")))
+                        r = base64_decode(value, &e->recovery_guid, &e->recovery_guid_size);
+                else if ((value = startswith_value(line, "msFVE-VolumeGuid:: ")))
+                        r = base64_decode(value, &e->volume_guid, &e->volume_guid_size);
+                else
+                        r = -EBADMSG;
+                if (r < 0)
+                        break;
+        }
+        explicit_bzero(text, strlen(text));
+        if (r < 0) {
+                ad_entries_free(entries, n);
+                return r;
+        }
+        *ret = entries;
+        *ret_n = n;
+        return 0;
+}
+
+int ad_key_id_filter(const char *key_id, char ret[static AD_KEY_ID_FILTER_MAX]) {
+        if (strlen(key_id) < 8)
+                return -EINVAL;
+        snprintf(ret, AD_KEY_ID_FILTER_MAX, "(&(objectClass=msFVE-RecoveryInformation)(cn=*{%.8s-*))", key_id);
+        return 0;
 }

@@ -41,3 +41,25 @@ int ad_fixture_enter_netns(void);
 int ad_dc_start(const char *dir, AdDc **ret);
 /* Stops the DC by PID and frees dc (the directory stays: it is the test's). Accepts NULL. */
 AdDc *ad_dc_stop(AdDc *dc);
+
+/* An msFVE-RecoveryInformation object as the administrator sees it. */
+typedef struct Entry {
+        char *dn;
+        char *cn;
+        char *password;
+        void *recovery_guid;
+        size_t recovery_guid_size;
+        void *volume_guid;
+        size_t volume_guid_size;
+} Entry;
+
+void ad_entries_free(Entry *e, size_t n);
+
+/* Runs the stock ldapsearch as the domain administrator over LDAPS (CA-verified), below base, with
+ * filter, asking for cn, the password and both GUIDs, and parses its LDIF. On failure (-EIO) *ret_error
+ * holds what ldapsearch said. */
+int ad_dc_admin_search(AdDc *dc, const char *base, const char *filter, Entry **ret, size_t *ret_n, char **ret_error);
+
+/* The filter an operator uses for a Key ID: the first 8 hex digits, in the cn. */
+#define AD_KEY_ID_FILTER_MAX 128
+int ad_key_id_filter(const char *key_id, char ret[static AD_KEY_ID_FILTER_MAX]);
