@@ -40,7 +40,7 @@ const char *volume_state_to_string(VolumeState s) {
         return s < _VOLUME_STATE_MAX ? volume_state_table[s] : NULL;
 }
 
-static ManagedVolume *managed_volume_free(ManagedVolume *v) {
+ManagedVolume *managed_volume_free(ManagedVolume *v) {
         if (!v)
                 return NULL;
         free(v->device);
@@ -51,13 +51,14 @@ static ManagedVolume *managed_volume_free(ManagedVolume *v) {
         free(v);
         return NULL;
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(ManagedVolume *, managed_volume_free);
 
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         polkit_queries_free(m);
         sd_event_source_unref(m->escrow_timer);
+        sd_event_source_unref(m->boot_timer);
+        sd_device_monitor_unref(m->device_monitor);
         free(m->machine_id);
         for (size_t i = 0; i < m->n_volumes; i++)
                 managed_volume_free(m->volumes[i]);
@@ -117,7 +118,7 @@ int manager_refresh_volume(ManagedVolume *v, Volume **ret) {
         return 0;
 }
 
-static int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret) {
+int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret) {
         _cleanup_(managed_volume_freep) ManagedVolume *v = calloc(1, sizeof(ManagedVolume));
         int r;
 
@@ -137,7 +138,7 @@ static int managed_volume_new(Manager *m, const char *uuid, const char *device, 
         return 0;
 }
 
-static int manager_add_volume(Manager *m, ManagedVolume *v) {
+int manager_add_volume(Manager *m, ManagedVolume *v) {
         ManagedVolume **a;
 
         if (m->n_volumes >= MANAGED_VOLUMES_MAX)
@@ -208,7 +209,7 @@ static int registry_load(Manager *m) {
         return 0;
 }
 
-static int registry_add(Manager *m, const char *uuid, const char *device) {
+int registry_add(Manager *m, const char *uuid, const char *device) {
         _cleanup_free_ char *path = NULL, *content = NULL;
 
         if (mkdir(m->volumes_dir, 0700) < 0 && errno != EEXIST)
@@ -244,7 +245,8 @@ int manager_new(const char *config_path, Manager **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to load the configuration: %m");
 
-        m->state_dir = strdup(m->config.state_directory ?: SEALVOL_STATEDIR);
+        /* systemd's StateDirectory= says where (STATE_DIRECTORY), unless the configuration does. */
+        m->state_dir = strdup(m->config.state_directory ?: getenv("STATE_DIRECTORY") ?: SEALVOL_STATEDIR);
         if (!m->state_dir || asprintf(&m->vmk_path, "%s/vmk.sealed", m->state_dir) < 0 ||
             asprintf(&m->volumes_dir, "%s/volumes", m->state_dir) < 0 ||
             asprintf(&m->dra_cert_path, "%s/dra.pem", m->state_dir) < 0 ||

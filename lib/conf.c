@@ -21,6 +21,8 @@ void config_init(Config *c) {
                 .escrow_hook_timeout_sec = ESCROW_HOOK_TIMEOUT_SEC_DEFAULT,
                 .escrow_retry_sec = 60,
                 .escrow_retry_max_sec = 3600,
+                .boot_discover = true,
+                .boot_device_timeout_sec = 10,
         };
 }
 
@@ -102,6 +104,16 @@ static int set_uint32(uint32_t *field, const char *value, uint32_t min, uint32_t
         return 0;
 }
 
+static int set_boolean(bool *field, const char *value) {
+        if (streq_ptr(value, "yes") || streq_ptr(value, "true") || streq_ptr(value, "1"))
+                *field = true;
+        else if (streq_ptr(value, "no") || streq_ptr(value, "false") || streq_ptr(value, "0"))
+                *field = false;
+        else
+                return -EINVAL;
+        return 0;
+}
+
 static int assign(Config *c, const char *section, const char *key, const char *value) {
         if (streq(section, "TPM")) {
                 if (streq(key, "TCTI"))
@@ -134,6 +146,11 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                         return set_uint32(&c->escrow_retry_sec, value, 1, 86400);
                 if (streq(key, "RetryMaxSec"))
                         return set_uint32(&c->escrow_retry_max_sec, value, 1, 7 * 86400);
+        } else if (streq(section, "Boot")) {
+                if (streq(key, "Discover"))
+                        return set_boolean(&c->boot_discover, value);
+                if (streq(key, "DeviceTimeoutSec"))
+                        return set_uint32(&c->boot_device_timeout_sec, value, 0, 600);
         } else if (streq(section, "Paths")) {
                 if (streq(key, "StateDirectory"))
                         return set_absolute_path(&c->state_directory, value);
@@ -204,7 +221,7 @@ int config_parse(const char *data, size_t size, const char *path, Config *c, cha
                         if (!section)
                                 return -ENOMEM;
                         if (!IN_SET(true, streq(section, "TPM"), streq(section, "DRA"), streq(section, "Recovery"),
-                                    streq(section, "Escrow"), streq(section, "Paths")))
+                                    streq(section, "Escrow"), streq(section, "Paths"), streq(section, "Boot")))
                                 return fail(ret_error, path, line, "unknown section [%s]", section);
                         continue;
                 }
