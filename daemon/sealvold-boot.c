@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-device.h>
 
@@ -51,6 +52,17 @@ static bool is_crypt_mapping(sd_device *d) {
         return sd_device_get_sysattr_value(d, "dm/uuid", &uuid) >= 0 && uuid && strncmp(uuid, "CRYPT-", 6) == 0;
 }
 
+/* The registry may name a volume by a stable link (/dev/disk/by-id/...) where udev reports the node. */
+static bool same_device(const char *a, const char *b) {
+        struct stat sa, sb;
+
+        if (streq(a, b))
+                return true;
+        if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+                return false;
+        return S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode) && sa.st_rdev == sb.st_rdev;
+}
+
 static void report_foreign(Manager *m, const char *device, const VolumeToken *t) {
         char vmk[GUID_STRING_MAX], key_id[GUID_STRING_MAX], reason[512];
 
@@ -85,7 +97,7 @@ static int manager_consider_device(Manager *m, const char *device, ManagedVolume
         }
 
         v = manager_find_volume(m, t.volume_uuid);
-        if (v && streq(v->device, device)) {
+        if (v && same_device(v->device, device)) {
                 *ret = v;
                 return 0;
         }
