@@ -476,6 +476,8 @@ int manager_unlock(Manager *m, ManagedVolume *v) {
         if (r == -ESTALE)
                 snprintf(reason, sizeof(reason), "PCR %s changed since the VMK was sealed",
                          tpm2_pcr_mask_to_string(m->last_pcr_mismatch, pcrs, sizeof(pcrs)));
+        else if (r == -ENODEV)
+                snprintf(reason, sizeof(reason), "no TPM (%s)", tpm2_tcti_select(m->config.tcti));
         else
                 snprintf(reason, sizeof(reason), "%s", strerror(-r));
         volume_set_state(v, VOLUME_RECOVERY_REQUIRED, reason);
