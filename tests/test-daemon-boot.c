@@ -112,6 +112,14 @@ static int teardown(void **state) {
         return r < 0 ? -1 : 0;
 }
 
+static void must_start(Fixture *f, int r) {
+        if (r < 0) {
+                _cleanup_free_ char *log = test_read_file(f->d->log_path);
+                fprintf(stderr, "sealvold did not start (%s); its log:\n%s\n", strerror(-r), strempty(log));
+        }
+        assert_int_equal(r, 0);
+}
+
 static void reconnect(Fixture *f) {
         f->bus = sd_bus_flush_close_unref(f->bus);
         assert_int_equal(sd_bus_open_system(&f->bus), 0);
@@ -195,7 +203,7 @@ static void test_forgotten_volume_is_found(void **state) {
         /* The registry loses it (a restored state directory, an administrator's mistake). */
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         assert_int_equal(unlink(reg), 0);
-        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        must_start(f, daemon_fixture_reboot(f->d));
         reconnect(f);
 
         st = volume_state(f, uuid);
@@ -223,14 +231,14 @@ static void test_foreign_volume_left_alone(void **state) {
         assert_int_equal(unlink(vmk), 0);
         assert_int_equal(unlink(reg), 0);
         assert_int_equal(read_head(f->loop_path, &before), 0);
-        assert_int_equal(daemon_fixture_start(f->d), 0);
+        must_start(f, daemon_fixture_start(f->d));
         reconnect(f);
         assert_int_equal(daemon_fixture_new_image(f->d, "other.img", &other), 0);
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
                                        "ProvisionVolume", &error, &reply, "st", other, UINT64_C(0)) >= 0);
         assert_true(sd_bus_message_read(reply, "os", &p, &k) >= 0);
         sd_bus_message_unref(reply);
-        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        must_start(f, daemon_fixture_reboot(f->d));
         reconnect(f);
 
         /* Not ours: not opened, not registered, not on the bus as a volume; reported with its Key ID. */
@@ -255,7 +263,7 @@ static void test_missing_disk_bounded(void **state) {
         (void) nanosleep(&(struct timespec) { .tv_nsec = 200 * 1000 * 1000 }, NULL);
         assert_int_equal(write_file_atomic(reg, "/dev/sealvol-test-missing\n", 26, 0600), 0);
         clock_gettime(CLOCK_MONOTONIC, &a);
-        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        must_start(f, daemon_fixture_reboot(f->d));
         reconnect(f);
         st = volume_state(f, uuid);
         assert_non_null(st);
