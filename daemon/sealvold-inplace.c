@@ -479,7 +479,7 @@ void manager_resume_in_place(Manager *m) {
         DIR *d;
         struct dirent *de;
 
-        if (!m->vmk || asprintf(&dir, "%s/inplace", m->state_dir) < 0)
+        if (asprintf(&dir, "%s/inplace", m->state_dir) < 0)
                 return;
         d = opendir(dir);
         if (!d)
@@ -510,6 +510,11 @@ void manager_resume_in_place(Manager *m) {
                                 }
                                 continue;
                         }
+                }
+                /* The one unseal of the boot may not have happened yet: every volume here was busy. */
+                if (!m->vmk && manager_ensure_vmk(m, /* create= */ false) < 0) {
+                        log_warning("The in-place encryption of %s waits for the VMK.", device);
+                        continue;
                 }
                 log_info("Resuming the in-place encryption of %s.", device);
                 r = job_launch(m, device, /* start= */ false, NULL, v);

@@ -41,7 +41,7 @@ const char *volume_state_to_string(VolumeState s) {
         return s < _VOLUME_STATE_MAX ? volume_state_table[s] : NULL;
 }
 
-static ManagedVolume *managed_volume_free(ManagedVolume *v) {
+ManagedVolume *managed_volume_free(ManagedVolume *v) {
         if (!v)
                 return NULL;
         free(v->device);
@@ -53,7 +53,6 @@ static ManagedVolume *managed_volume_free(ManagedVolume *v) {
         free(v);
         return NULL;
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(ManagedVolume *, managed_volume_free);
 
 Manager *manager_free(Manager *m) {
         if (!m)
@@ -61,6 +60,8 @@ Manager *manager_free(Manager *m) {
         polkit_queries_free(m);
         manager_stop_jobs(m);
         sd_event_source_unref(m->escrow_timer);
+        sd_event_source_unref(m->boot_timer);
+        sd_device_monitor_unref(m->device_monitor);
         free(m->machine_id);
         for (size_t i = 0; i < m->n_volumes; i++)
                 managed_volume_free(m->volumes[i]);
@@ -123,7 +124,7 @@ int manager_refresh_volume(ManagedVolume *v, Volume **ret) {
         return 0;
 }
 
-static int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret) {
+int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret) {
         _cleanup_(managed_volume_freep) ManagedVolume *v = calloc(1, sizeof(ManagedVolume));
         int r;
 
@@ -143,7 +144,7 @@ static int managed_volume_new(Manager *m, const char *uuid, const char *device, 
         return 0;
 }
 
-static int manager_add_volume(Manager *m, ManagedVolume *v) {
+int manager_add_volume(Manager *m, ManagedVolume *v) {
         ManagedVolume **a;
 
         if (m->n_volumes >= MANAGED_VOLUMES_MAX)
@@ -214,8 +215,6 @@ static int registry_load(Manager *m) {
         return 0;
 }
 
-static int registry_add(Manager *m, const char *uuid, const char *device);
-
 int manager_register_volume(Manager *m, const char *uuid, const char *device, ManagedVolume **ret) {
         _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
         int r;
@@ -234,7 +233,7 @@ int manager_register_volume(Manager *m, const char *uuid, const char *device, Ma
         return 0;
 }
 
-static int registry_add(Manager *m, const char *uuid, const char *device) {
+int registry_add(Manager *m, const char *uuid, const char *device) {
         _cleanup_free_ char *path = NULL, *content = NULL;
 
         if (mkdir(m->volumes_dir, 0700) < 0 && errno != EEXIST)
@@ -270,7 +269,8 @@ int manager_new(const char *config_path, Manager **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to load the configuration: %m");
 
-        m->state_dir = strdup(m->config.state_directory ?: SEALVOL_STATEDIR);
+        /* systemd's StateDirectory= says where (STATE_DIRECTORY), unless the configuration does. */
+        m->state_dir = strdup(m->config.state_directory ?: getenv("STATE_DIRECTORY") ?: SEALVOL_STATEDIR);
         if (!m->state_dir || asprintf(&m->vmk_path, "%s/vmk.sealed", m->state_dir) < 0 ||
             asprintf(&m->volumes_dir, "%s/volumes", m->state_dir) < 0 ||
             asprintf(&m->dra_cert_path, "%s/dra.pem", m->state_dir) < 0 ||
@@ -489,6 +489,11 @@ int manager_unlock(Manager *m, ManagedVolume *v) {
         r = manager_refresh_volume(v, &vol);
         if (r < 0)
                 return r;
+        /* Half encrypted: it is not mapped (the encryption is offline) until its job has finished. */
+        if (crypt_reencrypt_status(vol->cd, NULL) != CRYPT_REENCRYPT_NONE) {
+                volume_set_state(v, VOLUME_LOCKED, "being encrypted in place");
+                return -EBUSY;
+        }
         r = manager_ensure_vmk(m, /* create= */ false);
         if (r >= 0)
                 r = open_with(v, vol, open_vmk, m);
@@ -500,6 +505,8 @@ int manager_unlock(Manager *m, ManagedVolume *v) {
         if (r == -ESTALE)
                 snprintf(reason, sizeof(reason), "PCR %s changed since the VMK was sealed",
                          tpm2_pcr_mask_to_string(m->last_pcr_mismatch, pcrs, sizeof(pcrs)));
+        else if (r == -ENODEV)
+                snprintf(reason, sizeof(reason), "no TPM (%s)", tpm2_tcti_select(m->config.tcti));
         else
                 snprintf(reason, sizeof(reason), "%s", strerror(-r));
         volume_set_state(v, VOLUME_RECOVERY_REQUIRED, reason);

@@ -26,6 +26,53 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
+static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        (void) userdata;
+        (void) ret_error;
+        if (!e)
+                return 0;
+        /* Another sealvold owns it, or the bus policy (policy/org.sealvol1.conf) is not installed. */
+        log_error("Failed to acquire the bus name %s: %s", SEALVOL_BUS_NAME, e->message ?: e->name);
+        return sd_event_exit(sd_bus_get_event(sd_bus_message_get_bus(reply)), -EADDRINUSE);
+}
+
+/* At boot the daemon starts long before the system bus (it must, to open the disks the local file
+ * systems live on). sd-bus waits for the bus socket to appear (watch-bind) and queues what is sent
+ * meanwhile; the name is requested asynchronously, so nothing here blocks on the bus. */
+static int bus_open(Manager *m) {
+        const char *address = getenv("DBUS_SYSTEM_BUS_ADDRESS");
+        int r;
+
+        r = sd_bus_new(&m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the bus connection: %m");
+        r = sd_bus_set_address(m->bus, isempty(address) ? "unix:path=/run/dbus/system_bus_socket" : address);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set the system bus address: %m");
+        (void) sd_bus_set_description(m->bus, "system-bus");
+        (void) sd_bus_set_bus_client(m->bus, true);
+        (void) sd_bus_set_trusted(m->bus, false);
+        (void) sd_bus_negotiate_creds(m->bus, true, SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_EFFECTIVE_CAPS);
+        r = sd_bus_set_watch_bind(m->bus, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to wait for the system bus socket: %m");
+        r = manager_bus_setup(m);
+        if (r < 0)
+                return r;
+        r = sd_bus_start(m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the system bus: %m");
+        r = sd_bus_request_name_async(m->bus, NULL, SEALVOL_BUS_NAME, 0, on_name_acquired, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to request the bus name %s: %m", SEALVOL_BUS_NAME);
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        return 0;
+}
+
 static void help(void) {
         printf("sealvold [OPTIONS...]\n\n"
                "The sealvol daemon: unlocks this server's volumes from one TPM unseal and serves\n"
@@ -48,7 +95,6 @@ static int run(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
         const char *config = NULL;
         bool unlock = true;
-        unsigned opened = 0, failed = 0;
         sigset_t mask;
         int c, r;
 
@@ -98,29 +144,15 @@ static int run(int argc, char *argv[]) {
             sd_event_add_signal(m->event, NULL, SIGINT, on_signal, NULL) < 0)
                 return log_error_errno(EIO, "Failed to watch SIGTERM/SIGINT.");
 
-        r = sd_bus_open_system(&m->bus);
-        if (r < 0)
-                return log_error_errno(r, "Failed to connect to the system bus: %m");
-        r = manager_bus_setup(m);
+        r = bus_open(m);
         if (r < 0)
                 return r;
-        r = sd_bus_request_name(m->bus, SEALVOL_BUS_NAME, 0);
-        if (r < 0)
-                return log_error_errno(r, "Failed to acquire the bus name %s: %m", SEALVOL_BUS_NAME);
-        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
 
-        /* The boot's job: every volume of this server, from one unseal. A volume that does not open
-         * stays closed and is reported; the daemon still comes up. */
-        if (unlock && m->n_volumes > 0) {
-                (void) manager_unlock_all(m, &opened, &failed);
-                log_info("Unlocked %u of %zu volumes%s.", opened, m->n_volumes,
-                         failed > 0 ? "; the others need recovery" : "");
-        }
-
-        (void) sd_notifyf(false, "READY=1\nSTATUS=%u volumes, %u open, %u need recovery", (unsigned) m->n_volumes,
-                          opened, failed);
+        /* The boot's job: every volume of this server, from one unseal, then READY=1. A volume that
+         * does not open stays closed and is reported; the daemon still comes up. */
+        r = manager_boot(m, unlock);
+        if (r < 0)
+                return r;
 
         r = sd_event_loop(m->event);
         (void) sd_notify(false, "STOPPING=1");

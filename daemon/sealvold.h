@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-device.h>
 #include <systemd/sd-event.h>
 
 #include "conf.h"
@@ -106,6 +107,10 @@ struct Manager {
         uint64_t vmk_escrow_due_usec;
         InPlaceJob **jobs;
         size_t n_jobs;
+        /* The boot (sealvold-boot.c): hot-plugged disks, the bounded wait for registered ones. */
+        sd_device_monitor *device_monitor;
+        sd_event_source *boot_timer;
+        bool boot_ready;
 };
 
 int manager_new(const char *config_path, Manager **ret);
@@ -145,6 +150,17 @@ int manager_export_vmk(Manager *m, char **ret_json);
 /* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if
  * the daemon lacks it (TPM or board replaced), then opens every other volume with it. */
 int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
+
+/* The registry and the list of volumes (sealvold-manager.c), for the boot's discovery. */
+int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret);
+ManagedVolume *managed_volume_free(ManagedVolume *v);
+DEFINE_TRIVIAL_CLEANUP_FUNC(ManagedVolume *, managed_volume_free);
+int manager_add_volume(Manager *m, ManagedVolume *v);
+int registry_add(Manager *m, const char *uuid, const char *device);
+
+/* sealvold-boot.c: finds this server's volumes (registry and block devices), opens them, waits a
+ * bounded time for missing registered disks, then sends READY=1; opens hot-plugged disks later. */
+int manager_boot(Manager *m, bool unlock);
 
 /* sealvold-escrow.c */
 typedef struct EscrowContext {

@@ -21,6 +21,8 @@ void config_init(Config *c) {
                 .escrow_hook_timeout_sec = ESCROW_HOOK_TIMEOUT_SEC_DEFAULT,
                 .escrow_retry_sec = 60,
                 .escrow_retry_max_sec = 3600,
+                .boot_discover = true,
+                .boot_device_timeout_sec = 10,
         };
         ad_config_init(&c->ad);
 }
@@ -90,16 +92,6 @@ static int set_ekus(Config *c, const char *value) {
         return 0;
 }
 
-static int set_bool(bool *field, const char *value) {
-        if (IN_SET(true, streq(value, "yes"), streq(value, "true"), streq(value, "1"), streq(value, "on")))
-                *field = true;
-        else if (IN_SET(true, streq(value, "no"), streq(value, "false"), streq(value, "0"), streq(value, "off")))
-                *field = false;
-        else
-                return -EINVAL;
-        return 0;
-}
-
 /* A value with no spaces or control characters (an LDAP URI, a sAMAccountName, a principal). */
 static int set_token(char **field, const char *value) {
         for (const char *p = value; *p; p++)
@@ -119,6 +111,16 @@ static int set_uint32(uint32_t *field, const char *value, uint32_t min, uint32_t
         if (errno != 0 || *end != '\0' || v < min || v > max)
                 return -ERANGE;
         *field = (uint32_t) v;
+        return 0;
+}
+
+static int set_boolean(bool *field, const char *value) {
+        if (streq_ptr(value, "yes") || streq_ptr(value, "true") || streq_ptr(value, "1") || streq_ptr(value, "on"))
+                *field = true;
+        else if (streq_ptr(value, "no") || streq_ptr(value, "false") || streq_ptr(value, "0") || streq_ptr(value, "off"))
+                *field = false;
+        else
+                return -EINVAL;
         return 0;
 }
 
@@ -175,7 +177,7 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                 if (streq(key, "CAFile"))
                         return set_absolute_path(&c->ad.ca_file, value);
                 if (streq(key, "SASLNoCanon"))
-                        return set_bool(&c->ad.sasl_nocanon, value);
+                        return set_boolean(&c->ad.sasl_nocanon, value);
                 if (streq(key, "TimeoutSec")) {
                         uint32_t t;
                         int r = set_uint32(&t, value, 1, AD_TIMEOUT_SEC_MAX);
@@ -183,6 +185,11 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                                 c->ad.timeout_sec = t;
                         return r;
                 }
+        } else if (streq(section, "Boot")) {
+                if (streq(key, "Discover"))
+                        return set_boolean(&c->boot_discover, value);
+                if (streq(key, "DeviceTimeoutSec"))
+                        return set_uint32(&c->boot_device_timeout_sec, value, 0, 600);
         } else if (streq(section, "Paths")) {
                 if (streq(key, "StateDirectory"))
                         return set_absolute_path(&c->state_directory, value);
@@ -258,7 +265,7 @@ int config_parse(const char *data, size_t size, const char *path, Config *c, cha
                                 return -ENOMEM;
                         if (!IN_SET(true, streq(section, "TPM"), streq(section, "DRA"), streq(section, "Recovery"),
                                     streq(section, "Escrow"), streq(section, "ActiveDirectory"),
-                                    streq(section, "Paths")))
+                                    streq(section, "Paths"), streq(section, "Boot")))
                                 return fail(ret_error, path, line, "unknown section [%s]", section);
                         continue;
                 }

@@ -10,12 +10,14 @@
  *   [ActiveDirectory] URI=  ComputerDN=  SAMAccountName=  Keytab=  Principal=  BindDN=  PasswordFile=
  *                CAFile=  SASLNoCanon=yes  TimeoutSec=10
  *   [Paths]      StateDirectory=/var/lib/sealvol
+ *   [Boot]       Discover=yes  DeviceTimeoutSec=10
  *
  * Every key is optional. Unknown sections and keys, and bad values, are errors that name the file
  * and the line: a typo in a security setting must not be silently ignored.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <tss2/tss2_tpm2_types.h>
 
@@ -45,6 +47,9 @@ typedef struct Config {
         uint32_t escrow_retry_sec;      /* first retry of a failed escrow; doubles up to the max */
         uint32_t escrow_retry_max_sec;
         AdConfig ad;
+        /* [Boot] (docs/boot.md) */
+        bool boot_discover;             /* scan block devices for this server's volumes */
+        uint32_t boot_device_timeout_sec; /* wait this long at start for registered volumes' disks */
 } Config;
 
 void config_init(Config *c);

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sealvold-boot.c: the boot's job (docs/boot.md). Find every volume of this server (the registry,
+ * plus every LUKS2 block device whose sealvol token names this server's VMK), open them all from one
+ * TPM unseal, wait a bounded time for registered disks that have not appeared yet, then tell systemd
+ * READY=1. Afterwards, a disk of this server that appears (hot-plug) is opened when udev announces it.
+ *
+ * A volume that does not open never holds the boot up: it stays closed and is reported, with its Key
+ * ID and the reason, on the console (stderr is journal+console in the unit), in the journal and on
+ * the bus.
+ */
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-device.h>
+
+#include "fileio.h"
+#include "log.h"
+#include "sealvold.h"
+#include "volume-probe.h"
+
+/* The identity of this server's VMK: the one the daemon holds, else the one in the sealed file
+ * (readable without the TPM). -ENOENT: no VMK yet, so no volume can be this server's. */
+static int server_vmk_id(Manager *m, Guid *ret) {
+        VmkBlob blob;
+        int r;
+
+        if (m->vmk) {
+                *ret = m->vmk_id;
+                return 0;
+        }
+        r = vmk_blob_read(m->vmk_path, &blob);
+        if (r < 0)
+                return r;
+        *ret = blob.vmk_id;
+        return 0;
+}
+
+static bool volume_is_open(const ManagedVolume *v) {
+        return v->state == VOLUME_UNLOCKED || v->state == VOLUME_VERIFIED;
+}
+
+/* dm-crypt mappings (ours and everybody's) show the plaintext: nothing to find there. Other
+ * device-mapper devices (LVM, multipath) may well hold a volume. */
+static bool is_crypt_mapping(sd_device *d) {
+        const char *sysname = NULL, *uuid = NULL;
+
+        if (sd_device_get_sysname(d, &sysname) < 0 || !sysname || strncmp(sysname, "dm-", 3) != 0)
+                return false;
+        return sd_device_get_sysattr_value(d, "dm/uuid", &uuid) >= 0 && uuid && strncmp(uuid, "CRYPT-", 6) == 0;
+}
+
+/* The registry may name a volume by a stable link (/dev/disk/by-id/...) where udev reports the node. */
+static bool same_device(const char *a, const char *b) {
+        struct stat sa, sb;
+
+        if (streq(a, b))
+                return true;
+        if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+                return false;
+        return S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode) && sa.st_rdev == sb.st_rdev;
+}
+
+static void report_foreign(Manager *m, const char *device, const VolumeToken *t) {
+        char vmk[GUID_STRING_MAX], key_id[GUID_STRING_MAX], reason[512];
+
+        guid_format(&t->vmk_id, vmk);
+        guid_format(&t->protectors[PROTECTOR_RECOVERY].key_id, key_id);
+        snprintf(reason, sizeof(reason), "it belongs to another server (VMK %s, host %s)", vmk,
+                 isempty(t->hostname) ? "unknown" : t->hostname);
+        log_warning("Volume %s on %s is not opened (recovery Key ID %s): %s.", t->volume_uuid, device, key_id,
+                    reason);
+        (void) sd_bus_emit_signal(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "RecoveryRequired", "osss",
+                                  "/", t->volume_uuid, key_id, reason);
+}
+
+/* Looks at one block device: if it holds a volume of this server, makes sure the daemon knows it
+ * (registry included) at this device path, and returns it in *ret. 0 and *ret = NULL: not ours. */
+static int manager_consider_device(Manager *m, const char *device, ManagedVolume **ret) {
+        _cleanup_(volume_token_done) VolumeToken t = {};
+        ManagedVolume *v;
+        Guid ours;
+        int r;
+
+        *ret = NULL;
+        r = volume_probe(device, &t);
+        if (IN_SET(r, -EMEDIUMTYPE, -ENOMSG, -ENOMEDIUM, -ENXIO, -ENOENT))
+                return 0;
+        if (r < 0)
+                return log_debug_errno(r, "%s: not a readable sealvol volume, ignoring: %m", device);
+
+        if (server_vmk_id(m, &ours) < 0 || !guid_equal(&ours, &t.vmk_id)) {
+                report_foreign(m, device, &t);
+                return 0;
+        }
+
+        v = manager_find_volume(m, t.volume_uuid);
+        if (v && same_device(v->device, device)) {
+                *ret = v;
+                return 0;
+        }
+        if (v) {
+                /* Disk names are not stable (vdb today, vdc after a controller change): the UUID is. */
+                if (volume_is_open(v))
+                        return 0;
+                log_info("Volume %s is now on %s (was %s).", v->uuid, device, v->device);
+                char *copy = strdup(device);
+                if (!copy)
+                        return log_oom();
+                free(v->device);
+                v->device = copy;
+        } else {
+                _cleanup_(managed_volume_freep) ManagedVolume *n = NULL;
+
+                r = managed_volume_new(m, t.volume_uuid, device, &n);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to track volume %s: %m", t.volume_uuid);
+                r = manager_add_volume(m, n);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to track volume %s: %m", t.volume_uuid);
+                v = TAKE_PTR(n);
+                log_info("Found volume %s of this server on %s.", v->uuid, device);
+                (void) volume_bus_emit_added(v);
+        }
+        r = registry_add(m, v->uuid, device);
+        if (r < 0)
+                log_warning_errno(r, "Failed to record volume %s in the registry, ignoring: %m", v->uuid);
+        (void) manager_refresh_volume(v, NULL);
+        *ret = v;
+        return 0;
+}
+
+static int manager_scan(Manager *m) {
+        _cleanup_(sd_device_enumerator_unrefp) sd_device_enumerator *e = NULL;
+        int r;
+
+        r = sd_device_enumerator_new(&e);
+        if (r < 0)
+                return r;
+        r = sd_device_enumerator_add_match_subsystem(e, "block", /* match= */ true);
+        if (r < 0)
+                return r;
+        /* Early in the boot udev has not processed every disk yet (and there is no udev in a
+         * container): what sysfs lists is what counts. */
+        r = sd_device_enumerator_allow_uninitialized(e);
+        if (r < 0)
+                return r;
+        for (sd_device *d = sd_device_enumerator_get_device_first(e); d; d = sd_device_enumerator_get_device_next(e)) {
+                const char *devname = NULL;
+                ManagedVolume *v;
+
+                if (sd_device_get_devname(d, &devname) < 0 || !devname || is_crypt_mapping(d))
+                        continue;
+                (void) manager_consider_device(m, devname, &v);
+        }
+        return 0;
+}
+
+static unsigned count_state(Manager *m, VolumeState s) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < m->n_volumes; i++)
+                n += m->volumes[i]->state == s;
+        return n;
+}
+
+static void boot_ready(Manager *m) {
+        unsigned open = count_state(m, VOLUME_UNLOCKED) + count_state(m, VOLUME_VERIFIED);
+        unsigned recovery = count_state(m, VOLUME_RECOVERY_REQUIRED);
+        unsigned missing = count_state(m, VOLUME_UNAVAILABLE);
+
+        if (m->boot_ready)
+                return;
+        m->boot_ready = true;
+        m->boot_timer = sd_event_source_disable_unref(m->boot_timer);
+        log_info("Unlocked %u of %zu volumes%s%s.", open, m->n_volumes,
+                 recovery > 0 ? "; the others need recovery" : "", missing > 0 ? "; some disks are missing" : "");
+        (void) sd_notifyf(false, "READY=1\nSTATUS=%zu volumes, %u open, %u need recovery, %u missing", m->n_volumes,
+                          open, recovery, missing);
+}
+
+static int on_boot_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        (void) s;
+        (void) usec;
+        for (size_t i = 0; i < m->n_volumes; i++)
+                if (m->volumes[i]->state == VOLUME_UNAVAILABLE)
+                        log_error("Volume %s: its disk %s did not appear within %us; it will be opened when it does.",
+                                  m->volumes[i]->uuid, m->volumes[i]->device, m->config.boot_device_timeout_sec);
+        boot_ready(m);
+        return 0;
+}
+
+static void unlock_one(Manager *m, ManagedVolume *v) {
+        if (volume_is_open(v) || v->state == VOLUME_UNAVAILABLE)
+                return;
+        /* The VMK is unsealed once (manager_ensure_vmk() keeps it); each volume then costs no TPM
+         * command. A failure is logged and signalled by manager_unlock(). */
+        (void) manager_unlock(m, v);
+}
+
+static int on_device(sd_device_monitor *monitor, sd_device *d, void *userdata) {
+        Manager *m = userdata;
+        sd_device_action_t action;
+        const char *devname = NULL;
+        ManagedVolume *v = NULL;
+
+        (void) monitor;
+        if (sd_device_get_action(d, &action) < 0 || (action != SD_DEVICE_ADD && action != SD_DEVICE_CHANGE))
+                return 0;
+        if (sd_device_get_devname(d, &devname) < 0 || !devname || is_crypt_mapping(d))
+                return 0;
+        if (manager_consider_device(m, devname, &v) < 0 || !v)
+                return 0;
+        /* A "change" of a volume we know and have not been asked to open (just provisioned, locked by
+         * an administrator) is not an arrival. */
+        if (action == SD_DEVICE_CHANGE && v->state == VOLUME_LOCKED && m->boot_ready)
+                return 0;
+        if (v->state == VOLUME_UNAVAILABLE)
+                (void) manager_refresh_volume(v, NULL);
+        if (m->boot_ready)
+                log_info("Volume %s appeared on %s.", v->uuid, devname);
+        unlock_one(m, v);
+        if (!m->boot_ready && count_state(m, VOLUME_UNAVAILABLE) == 0)
+                boot_ready(m);
+        return 0;
+}
+
+static int monitor_start(Manager *m) {
+        int r;
+
+        r = sd_device_monitor_new(&m->device_monitor);
+        if (r < 0)
+                return r;
+        r = sd_device_monitor_filter_add_match_subsystem_devtype(m->device_monitor, "block", NULL);
+        if (r < 0)
+                return r;
+        r = sd_device_monitor_attach_event(m->device_monitor, m->event);
+        if (r < 0)
+                return r;
+        return sd_device_monitor_start(m->device_monitor, on_device, m);
+}
+
+int manager_boot(Manager *m, bool unlock) {
+        int r;
+
+        /* Listen before looking, so that a disk appearing in between is not missed. Without udev (a
+         * container, the build machines) there are no events: the scan at start is all there is. */
+        r = monitor_start(m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to watch for block devices (hot-plugged disks will not be opened), ignoring: %m");
+        if (m->config.boot_discover) {
+                r = manager_scan(m);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to scan block devices, only registered volumes are opened: %m");
+        }
+        if (!unlock) {
+                m->boot_ready = true; /* nothing to wait for */
+                (void) sd_notifyf(false, "READY=1\nSTATUS=%zu volumes, not unlocked (--no-unlock)", m->n_volumes);
+                return 0;
+        }
+
+        for (size_t i = 0; i < m->n_volumes; i++)
+                unlock_one(m, m->volumes[i]);
+        manager_escrow_retry(m);
+        /* Unfinished in-place encryptions go on (they need the VMK the unlock unsealed). */
+        manager_resume_in_place(m);
+
+        if (count_state(m, VOLUME_UNAVAILABLE) == 0 || m->config.boot_device_timeout_sec == 0 || !m->device_monitor) {
+                boot_ready(m);
+                return 0;
+        }
+        log_info("Waiting up to %us for the disks of %u volumes.", m->config.boot_device_timeout_sec,
+                 count_state(m, VOLUME_UNAVAILABLE));
+        r = sd_event_add_time_relative(m->event, &m->boot_timer, CLOCK_MONOTONIC,
+                                       (uint64_t) m->config.boot_device_timeout_sec * 1000000u, 0, on_boot_timeout, m);
+        if (r < 0) {
+                boot_ready(m);
+                return log_warning_errno(r, "Failed to arm the boot timer, not waiting for missing disks: %m");
+        }
+        return 0;
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# VM scenario 1, the boot: a server with 4 data disks provisions them on its first boot (files
+# written, /etc/fstab entries on /dev/mapper/sealvol-<uuid>), then reboots with the same TPM. The
+# installed sealvold.service must have mapped all 4 before local-fs.target, fstab mounts them, the
+# files read back identical, and the boot's unlock costs the TPM the same commands as with 1 disk
+# (one Unseal, whatever the number of disks).
+#   usage: test-vm-boot.sh BUILD_DIR VM_TPM_COUNT
+. "$(dirname "$0")/vm-lib.sh"
+vm_setup vm-boot "$1" "$2"
+server=$VM/server
+vm_boot "$server" boot1-provision s1-provision.sh || exit 1
+vm_boot "$server" boot2-unlock s1-verify.sh || exit 1
+
+one=$(vm_tpm_count "$VM/boot1-provision/tpm-1.pcap") || exit 1
+four=$(vm_tpm_count "$server/persist/sealvol/tpm.pcap") || exit 1
+echo "TPM at start with 1 volume:  $one"
+echo "TPM at boot with 4 volumes:  $four"
+[ "${one%% |*}" = "${four%% |*}" ] || { echo "FAIL: the TPM commands of the unlock depend on the number of disks"; exit 1; }
+grep -q 'unseal=1 ' <<<"$four" || { echo "FAIL: not exactly one Unseal at boot"; exit 1; }
+echo "PASS"

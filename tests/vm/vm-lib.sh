@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Sourced by the VM scenarios (tests/vm/test-vm-*.sh). Usage in a scenario:
+#   . vm-lib.sh; vm_setup NAME BUILD_DIR VM_TPM_COUNT
+#   vm_boot SERVER BOOT_NAME PAYLOAD [ENV=VALUE...]   -> the guest's status; checks in $VM/BOOT_NAME/checks
+# Everything lives in one directory under $SEALVOL_TEST_TMPDIR, removed at exit; every process is
+# started by run-vm and stopped by PID there. With CI=true a missing prerequisite is a failure.
+set -uo pipefail
+VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+vm_skip() {
+  echo "SKIP: $*"
+  [ "${CI:-}" = true ] && exit 1
+  exit 77
+}
+
+vm_setup() {  # vm_setup NAME BUILD_DIR COUNTER
+  local name=$1 build=$2
+  VM_COUNT=$3
+  [ "$(id -u)" = 0 ] || vm_skip "needs root"
+  for t in qemu-system-x86_64 swtpm busybox cpio; do command -v $t >/dev/null || vm_skip "$t is missing"; done
+  local kver
+  kver=$(ls /lib/modules 2>/dev/null | sort -V | tail -1)
+  [ -n "$kver" ] && [ -f "/boot/vmlinuz-$kver" ] || vm_skip "no kernel (linux-image-amd64)"
+  VM=$(mktemp -d "${SEALVOL_TEST_TMPDIR:-/tmp}/$name.XXXXXX")
+  chmod 0755 "$VM"
+  trap 'rm -rf "$VM"' EXIT
+  export VM_KERNEL=/boot/vmlinuz-$kver VM_INITRD=$VM/initramfs.gz VM_STAGE=$VM/stage
+  "$VM_HERE/build-initramfs" "$VM_INITRD" "$kver" || exit 1
+  # sealvol as a package installs it: meson's own install, into the overlay by /init.
+  meson install -C "$build" --destdir "$VM_STAGE" --no-rebuild --quiet >/dev/null || exit 1
+  if [ -d "$VM_STAGE/lib" ]; then  # merged /usr: /lib is /usr/lib
+    mkdir -p "$VM_STAGE/usr/lib"; cp -a "$VM_STAGE/lib/." "$VM_STAGE/usr/lib/"; rm -rf "$VM_STAGE/lib"
+  fi
+  # The test server's configuration: cheap recovery KDF under TCG, the TPM through the pcap TCTI
+  # so that the host can count the boot's TPM commands.
+  mkdir -p "$VM_STAGE/usr/local/etc/sealvol"
+  printf '[TPM]\nTCTI=pcap:device:/dev/tpmrm0\n[Recovery]\nKDFIterations=1000\n[Boot]\nDeviceTimeoutSec=5\n' \
+    > "$VM_STAGE/usr/local/etc/sealvol/sealvol.conf"
+}
+
+# vm_units DIR PAYLOAD [ENV...]: the boot's target and payload service (after local-fs.target,
+# so that it sees the boot as it was), plus the test drop-in for sealvold.
+vm_units() {
+  local dir=$1 payload=$2; shift 2
+  mkdir -p "$dir/sealvold.service.d"
+  cat > "$dir/vmtest.target" <<UNIT
+[Unit]
+Description=vmtest
+Requires=basic.target vmtest.service
+After=basic.target vmtest.service
+AllowIsolate=yes
+UNIT
+  cat > "$dir/vmtest.service" <<UNIT
+[Unit]
+Description=vmtest payload $(basename "$payload")
+After=basic.target local-fs.target sealvold.service
+SuccessAction=poweroff
+FailureAction=poweroff
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $payload
+ExecStopPost=/bin/sh $VM_HERE/guest/report.sh
+StandardOutput=journal+console
+StandardError=journal+console
+TimeoutStartSec=240
+Environment=VMTEST_DIR=$VM_HERE/guest $(printf '"%s" ' "$@")
+UNIT
+  printf '[Service]\nEnvironment=TCTI_PCAP_FILE=/var/lib/sealvol/tpm.pcap\n' \
+    > "$dir/sealvold.service.d/test-tpm-count.conf"
+}
+
+# vm_boot SERVER NAME PAYLOAD [ENV...]: one boot; prints its checks; returns the guest's status.
+vm_boot() {
+  local server=$1 name=$2 payload=$3; shift 3
+  local units=$VM/units-$name out=$VM/$name rc
+  vm_units "$units" "$VM_HERE/guest/$payload" "$@"
+  "$VM_HERE/run-vm" "$server" "$units" "$out"
+  rc=$?
+  [ -f "$out/checks" ] && sed "s/^/  [$name] /" "$out/checks"
+  if [ $rc -ne 0 ]; then
+    echo "--- $name: console (last 80 lines)"; tail -n 80 "$out/console.log" 2>/dev/null
+    echo "--- $name: sealvold"; grep -E 'sealvold|sealvol' "$out/journal.txt" 2>/dev/null | tail -n 40
+  fi
+  return $rc
+}
+
+vm_tpm_count() { "$VM_COUNT" "$1"; }
