@@ -51,6 +51,7 @@ static const char *arg_pcr_bank = "";
 static const char *arg_dra_key = NULL;
 static bool arg_in_place = false;
 static bool arg_no_wait = false;
+static bool arg_yes = false;
 
 static int exit_code_for(const sd_bus_error *error, int r) {
         if (sd_bus_error_has_names(error, SD_BUS_ERROR_ACCESS_DENIED, SD_BUS_ERROR_AUTH_FAILED,
@@ -726,6 +727,47 @@ static int verb_escrow(sd_bus *bus, const char *what) {
         return EXIT_OK;
 }
 
+/* Destroys every key of a volume: asks for its UUID to be typed back on a terminal, or --yes. */
+static int verb_erase(sd_bus *bus, const char *what) {
+        _cleanup_free_ char *path = NULL, *uuid = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *record;
+        int r;
+
+        r = resolve_volume(bus, what, &path, &uuid);
+        if (r < 0)
+                return -r;
+        if (!arg_yes) {
+                char line[64] = "";
+
+                if (!isatty(STDIN_FILENO)) {
+                        fprintf(stderr, "Erasing destroys every key of %s for ever: confirm with --yes.\n", uuid);
+                        return EXIT_USAGE;
+                }
+                fprintf(stderr, "This destroys every key of volume %s (%s): its data will be unreadable for ever,\n"
+                                "with any password, key or escrowed copy. Type its UUID to go on: ", uuid, what);
+                if (!fgets(line, sizeof(line), stdin) || strncmp(line, uuid, strlen(uuid)) != 0) {
+                        fprintf(stderr, "Not erased.\n");
+                        return EXIT_USAGE;
+                }
+        }
+        r = sd_bus_call_method(bus, BUS_NAME, path, VOLUME_IFACE, "Erase", &error, &reply, "t", UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to erase");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        if (sd_bus_message_read(reply, "s", &record) >= 0) {
+                if (arg_json)
+                        printf("%s\n", record);
+                else if (!arg_quiet)
+                        printf("Volume %s erased; the record of what was done:\n%s\n", uuid, record);
+        }
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
 static int verb_escrow_all(sd_bus *bus) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
@@ -842,6 +884,10 @@ static const struct {
           "Make an empty DEVICE a new sealvol volume; show its recovery password and Key ID (-q: do not).\n"
           "With --in-place: encrypt the ext2/3/4 file system DEVICE holds, in place, and follow the progress\n"
           "(a bar on a terminal, plain lines otherwise; --no-wait: return once it has started)." },
+        { "erase", "erase [--yes] VOLUME",
+          "Crypto-erase: destroy every keyslot and both header copies, so the data is unreadable for ever;\n"
+          "escrow records are marked retired and a record of what was done is kept (and printed).\n"
+          "Asks for the volume's UUID to be typed back, unless --yes." },
         { "encryption", "encryption status|pause|resume VOLUME",
           "The progress of an in-place encryption; pause it (it stays paused across restarts), or resume it." },
         { "unlock", "unlock VOLUME | unlock --all", "Unlock a volume, or every volume, from one TPM unseal." },
@@ -878,6 +924,7 @@ static void help(void) {
                "  provision DEVICE          Make DEVICE (empty) a new sealvol volume; show its recovery password\n"
                "  provision --in-place DEVICE\n"
                "                            Encrypt the file system DEVICE holds, in place, with progress\n"
+               "  erase [--yes] VOLUME      Crypto-erase a volume (decommissioning); asks for its UUID\n"
                "  encryption status|pause|resume VOLUME\n"
                "                            The progress of an in-place encryption; pause or resume it\n"
                "  unlock VOLUME | --all     Unlock a volume, or every volume, from the TPM\n"
@@ -903,6 +950,7 @@ static void help(void) {
                "     --all      With unlock and recovery escrow: every volume\n"
                "     --in-place With provision: encrypt the existing file system\n"
                "     --no-wait  With provision --in-place and encryption resume: do not follow the progress\n"
+               "     --yes      With erase: do not ask\n"
                "     --stdin    Read secrets from stdin even on a terminal\n"
                "     --dra-key FILE  With recover: the DRA private key (PEM or DER, unencrypted)\n"
                "     --pcrs LIST     With tpm reseal: another PCR selection, e.g. 0,2,7\n"
@@ -914,7 +962,7 @@ static void help(void) {
 
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN, ARG_DRA_KEY, ARG_PCRS, ARG_PCR_BANK, ARG_IN_PLACE,
-               ARG_NO_WAIT };
+               ARG_NO_WAIT, ARG_YES };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },  { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, ARG_JSON }, { "quiet", no_argument, NULL, 'q' },
@@ -924,6 +972,7 @@ int main(int argc, char *argv[]) {
                 { "pcr-bank", required_argument, NULL, ARG_PCR_BANK },
                 { "in-place", no_argument, NULL, ARG_IN_PLACE },
                 { "no-wait", no_argument, NULL, ARG_NO_WAIT },
+                { "yes", no_argument, NULL, ARG_YES },
                 {},
         };
         sd_bus *bus = NULL;
@@ -967,6 +1016,9 @@ int main(int argc, char *argv[]) {
                 case ARG_NO_WAIT:
                         arg_no_wait = true;
                         break;
+                case ARG_YES:
+                        arg_yes = true;
+                        break;
                 default:
                         return EXIT_USAGE;
                 }
@@ -993,7 +1045,7 @@ int main(int argc, char *argv[]) {
 
         if (!IN_SET(true, streq(verb, "status"), streq(verb, "list"), streq(verb, "provision"), streq(verb, "unlock"),
                     streq(verb, "lock"), streq(verb, "recover"), streq(verb, "recovery"), streq(verb, "tpm"),
-                    streq(verb, "dra"), streq(verb, "vmk"), streq(verb, "encryption"))) {
+                    streq(verb, "dra"), streq(verb, "vmk"), streq(verb, "encryption"), streq(verb, "erase"))) {
                 fprintf(stderr, "Unknown command %s; see sealvolctl --help.\n", verb);
                 return EXIT_USAGE;
         }
@@ -1028,6 +1080,8 @@ int main(int argc, char *argv[]) {
                 r = verb_escrow(bus, argv[2]);
         else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "rotate"))
                 r = verb_simple(bus, argv[2], "RotateRecoveryPassword", "new recovery Key ID ");
+        else if (streq(verb, "erase") && argc == 2)
+                r = verb_erase(bus, argv[1]);
         else if (streq(verb, "encryption") && argc == 3 &&
                  IN_SET(true, streq(argv[1], "status"), streq(argv[1], "pause"), streq(argv[1], "resume")))
                 r = verb_encryption(bus, argv[1], argv[2]);

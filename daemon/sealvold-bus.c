@@ -665,6 +665,38 @@ static int method_volume_encryption(sd_bus_message *message, void *userdata, sd_
         return sd_bus_reply_method_return(message, NULL);
 }
 
+static int method_volume_erase(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        _cleanup_free_ char *record = NULL;
+        ManagedVolume *v = userdata;
+        Manager *m = v->manager;
+        char uuid[VOLUME_UUID_STRING_MAX];
+        uid_t uid = (uid_t) -1;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(m, message, "org.sealvol1.erase", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        if (sd_bus_query_sender_creds(message, SD_BUS_CREDS_EUID, &creds) >= 0)
+                (void) sd_bus_creds_get_euid(creds, &uid);
+        snprintf(uuid, sizeof(uuid), "%s", v->uuid);
+        r = manager_erase(m, v, uid, &record); /* frees v */
+        audit_record(message, "erase", NULL, r, uuid);
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "%s is being encrypted in place; pause it and decrypt, or "
+                                         "let it finish, before erasing.", uuid);
+        if (r < 0)
+                return bus_error_set(error, r, "Failed to erase %s", uuid);
+        return sd_bus_reply_method_return(message, "s", record);
+}
+
 static int append_escrow_records(sd_bus_message *reply, const EscrowRecord *records, size_t n,
                                  char *const errors[static _ESCROW_TARGET_MAX]) {
         int r;
@@ -864,6 +896,8 @@ static const sd_bus_vtable volume_vtable[] = {
                                 method_volume_rotate_recovery, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("EscrowRecoveryPassword", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("a(ssbtss)", escrow),
                                 method_volume_escrow, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Erase", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", record), method_volume_erase,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("PauseEncryption", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_volume_encryption,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResumeEncryption", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_volume_encryption,
@@ -921,6 +955,12 @@ int volume_bus_emit_added(ManagedVolume *v) {
         if (!v->manager->bus)
                 return 0;
         return sd_bus_emit_interfaces_added(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, NULL);
+}
+
+int volume_bus_emit_removed(ManagedVolume *v) {
+        if (!v->manager->bus)
+                return 0;
+        return sd_bus_emit_interfaces_removed(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, NULL);
 }
 
 int manager_bus_setup(Manager *m) {

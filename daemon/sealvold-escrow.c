@@ -9,7 +9,9 @@
  * exponential backoff until it succeeds; nothing is dropped silently.
  */
 
+#include <dirent.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -294,6 +296,97 @@ int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_
         if (ret_failed)
                 *ret_failed = failed;
         return failed ? -ECOMM : 0;
+}
+
+/* ---- retirement, after a crypto-erase ------------------------------------------------------------ */
+
+/* The spool's records of the volume (every password it ever had) move to <spool>/retired/. */
+static int spool_retire(Manager *m, const char *uuid, unsigned *ret_moved) {
+        _cleanup_free_ char *dir = spool_directory(m), *retired = NULL;
+        struct dirent *de;
+        unsigned moved = 0;
+        DIR *d;
+        int r = 0;
+
+        if (!dir || asprintf(&retired, "%s/retired", dir) < 0)
+                return -ENOMEM;
+        d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *from = NULL, *to = NULL;
+
+                if (strncmp(de->d_name, uuid, strlen(uuid)) != 0 || de->d_name[strlen(uuid)] != '-')
+                        continue;
+                if (mkdir(retired, 0700) < 0 && errno != EEXIST) {
+                        r = -errno;
+                        break;
+                }
+                if (asprintf(&from, "%s/%s", dir, de->d_name) < 0 || asprintf(&to, "%s/%s", retired, de->d_name) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if (rename(from, to) < 0) {
+                        r = -errno;
+                        break;
+                }
+                moved++;
+        }
+        closedir(d);
+        *ret_moved = moved;
+        return r;
+}
+
+int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_summary) {
+        _cleanup_free_ char *summary = NULL;
+        char key_id[GUID_STRING_MAX];
+        int r;
+
+        guid_format(&rec->key_ids[PROTECTOR_RECOVERY], key_id);
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
+                _cleanup_free_ char *line = NULL;
+
+                if (!(m->config.escrow_targets & (1u << t)))
+                        continue;
+                if (t == ESCROW_TARGET_SPOOL) {
+                        unsigned moved = 0;
+
+                        r = spool_retire(m, rec->volume_uuid, &moved);
+                        r = r < 0 ? asprintf(&line, "spool: %s", strerror(-r)) :
+                                    asprintf(&line, "spool: %u record(s) moved to retired/", moved);
+                } else if (t == ESCROW_TARGET_HOOK) {
+                        _cleanup_free_ char *json = NULL, *why = NULL;
+
+                        /* Not a secret: which password of which volume is void now. */
+                        r = asprintf(&json,
+                                     "{\"sealvol_escrow_version\":%d,\"type\":\"retired\",\"hostname\":\"%s\","
+                                     "\"volume_uuid\":\"%s\",\"key_id\":\"%s\",\"time\":%" PRIu64 "}\n",
+                                     ESCROW_RECORD_VERSION, m->hostname, rec->volume_uuid, key_id,
+                                     (uint64_t) time(NULL));
+                        if (r < 0)
+                                return -ENOMEM;
+                        r = escrow_hook_run(m->config.escrow_hook, "retire", json, strlen(json),
+                                            m->config.escrow_hook_timeout_sec, NULL, &why);
+                        r = r < 0 ? asprintf(&line, "hook: told, it answered %s", why ?: strerror(-r)) :
+                                    asprintf(&line, "hook: retired");
+                } else
+                        /* As with Windows: the object stays, and opens nothing any more. */
+                        r = asprintf(&line, "ad: the record stays in the directory (its key is gone)");
+                if (r < 0)
+                        return -ENOMEM;
+                log_info("Escrow of %s after its erasure: %s.", rec->volume_uuid, line);
+                if (summary) {
+                        char *joined;
+
+                        if (asprintf(&joined, "%s; %s", summary, line) < 0)
+                                return -ENOMEM;
+                        free(summary);
+                        summary = joined;
+                } else
+                        summary = TAKE_PTR(line);
+        }
+        *ret_summary = summary ? TAKE_PTR(summary) : strdup("no escrow targets");
+        return *ret_summary ? 0 : -ENOMEM;
 }
 
 /* ---- the server's VMK export --------------------------------------------------------------------- */

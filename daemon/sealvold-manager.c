@@ -17,6 +17,7 @@
 
 #include "dra.h"
 #include "fileio.h"
+#include "json-util.h"
 #include "log.h"
 #include "recovery.h"
 #include "sealvold.h"
@@ -668,6 +669,109 @@ int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, 
         if (r < 0)
                 return r;
         *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
+        return 0;
+}
+
+/* ---- decommissioning ---------------------------------------------------------------------------- */
+
+static int erase_record(Manager *m, const ManagedVolume *v, const VolumeEraseRecord *rec, uid_t caller,
+                        const char *escrow, char **ret) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *a = json_object_new_array();
+        _cleanup_free_ char *dir = NULL, *path = NULL, *text = NULL;
+        int r;
+
+        if (!o || !a)
+                return -ENOMEM;
+        for (ProtectorType t = 0; t < _PROTECTOR_TYPE_MAX; t++) {
+                json_object *p = json_object_new_object();
+                char id[GUID_STRING_MAX];
+
+                if (!rec->has[t])
+                        continue;
+                if (!p || json_object_array_add(a, p) < 0) {
+                        json_object_put(p);
+                        return -ENOMEM;
+                }
+                r = json_add_string(p, "type", protector_type_to_string(t));
+                if (r >= 0)
+                        r = json_add_string(p, "key_id", guid_format(&rec->key_ids[t], id));
+                if (r < 0)
+                        return r;
+        }
+        r = json_add_owned(o, "sealvol_erase_version", json_object_new_int(1));
+        if (r >= 0)
+                r = json_add_string(o, "volume_uuid", rec->volume_uuid);
+        if (r >= 0)
+                r = json_add_string(o, "device", v->device);
+        if (r >= 0)
+                r = json_add_string(o, "hostname", m->hostname);
+        if (r >= 0)
+                r = json_add_time(o, "erased", (uint64_t) time(NULL));
+        if (r >= 0)
+                r = json_add_owned(o, "caller_uid", json_object_new_int64(caller == (uid_t) -1 ? -1 : (int64_t) caller));
+        if (r >= 0)
+                r = json_add_owned(o, "keyslots_destroyed", json_object_new_int((int) rec->keyslots_destroyed));
+        if (r >= 0)
+                r = json_add_owned(o, "header_bytes_overwritten", json_object_new_int64((int64_t) rec->header_bytes));
+        if (r >= 0)
+                r = json_add_owned(o, "protectors", TAKE_PTR(a));
+        if (r >= 0)
+                r = json_add_string(o, "escrow", escrow);
+        if (r < 0)
+                return r;
+        text = json_format(o);
+        if (!text || asprintf(&dir, "%s/erased", m->state_dir) < 0 ||
+            asprintf(&path, "%s/%s.json", dir, rec->volume_uuid) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        r = write_file_atomic(path, text, strlen(text), 0600);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(text);
+        return 0;
+}
+
+static void manager_forget_volume(Manager *m, ManagedVolume *v) {
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/%s", m->volumes_dir, v->uuid) >= 0)
+                (void) unlink(path);
+        (void) volume_bus_emit_removed(v);
+        for (size_t i = 0; i < m->n_volumes; i++)
+                if (m->volumes[i] == v) {
+                        memmove(m->volumes + i, m->volumes + i + 1, (m->n_volumes - i - 1) * sizeof(*m->volumes));
+                        m->n_volumes--;
+                        break;
+                }
+        managed_volume_free(v);
+}
+
+int manager_erase(Manager *m, ManagedVolume *v, uid_t caller, char **ret_record) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        _cleanup_free_ char *escrow = NULL;
+        VolumeEraseRecord rec;
+        int r;
+
+        if (v->job)
+                return -EBUSY;
+        r = manager_refresh_volume(v, &vol);
+        if (r < 0)
+                return r;
+        if (v->state == VOLUME_UNLOCKED)
+                return -EBUSY; /* mapped: lock it first */
+        r = volume_crypto_erase(vol, &rec);
+        if (r < 0)
+                return log_error_errno(r, "Failed to erase %s (%s): %m", v->uuid, v->device);
+        log_notice("Volume %s (%s) crypto-erased: %u keyslots destroyed, %" PRIu64 " header bytes overwritten.",
+                   v->uuid, v->device, rec.keyslots_destroyed, rec.header_bytes);
+        r = manager_escrow_retire(m, &rec, &escrow);
+        if (r < 0)
+                log_warning_errno(r, "Failed to retire the escrow records of %s: %m", v->uuid);
+        r = erase_record(m, v, &rec, caller, strempty(escrow), ret_record);
+        manager_forget_volume(m, v);
+        if (r < 0)
+                return log_error_errno(r, "Volume erased, but its record could not be written: %m");
         return 0;
 }
 

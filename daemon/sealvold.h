@@ -138,6 +138,10 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
 /* -ECOMM: a required escrow failed (*ret_error says which and why); the old password stays. */
 int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error);
+/* Crypto-erases v's device (volume_crypto_erase()), retires its escrow records, forgets it (registry,
+ * bus object) and keeps a record of what was done in <state>/erased/<uuid>.json, also returned. v is
+ * freed. -EBUSY while it is being encrypted in place. */
+int manager_erase(Manager *m, ManagedVolume *v, uid_t caller, char **ret_record);
 /* Seals the VMK the daemon holds to the current values of bank/mask (0: the configuration's). */
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask);
 /* The DRA certificate in force: the one set over the bus (state directory), else the configured one.
@@ -177,6 +181,9 @@ int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_
  * those it has not reached. -ECOMM if one failed. */
 int manager_escrow_vmk(Manager *m, bool all);
 int manager_load_vmk_escrow(Manager *m);
+/* After a crypto-erase: spool records move to retired/, the hook is told ("retire"), AD keeps its
+ * objects. *ret_summary says what happened, per target. */
+int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_summary);
 /* Retries what is due and arms the timer for the rest. */
 void manager_escrow_retry(Manager *m);
 
@@ -200,6 +207,7 @@ int volume_encryption_progress(const ManagedVolume *v, uint64_t *ret_done, uint6
 int manager_bus_setup(Manager *m);
 int volume_bus_emit_changed(ManagedVolume *v);
 int volume_bus_emit_added(ManagedVolume *v);
+int volume_bus_emit_removed(ManagedVolume *v);
 
 /* sealvold-polkit.c: 1 authorised, 0 pending (the message is dispatched again when polkit answers),
  * -EACCES denied. Root passes without polkit; no polkit on the bus means denied. */

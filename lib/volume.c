@@ -2,10 +2,12 @@
 /* volume.c: provisioning, opening and changing the protectors of a sealvol volume (see volume.h). */
 
 #include <blkid.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "aead.h"
 #include "dra.h"
@@ -642,6 +644,68 @@ int volume_open_dra(Volume *v, EVP_PKEY *key, const char *name, uint32_t flags) 
                 return r;
         return crypt_activate_by_passphrase(v->cd, name, v->token.protectors[PROTECTOR_DRA].keyslot, secret, size,
                                             flags);
+}
+
+/* ---- decommissioning ------------------------------------------------------------------------------ */
+
+int volume_crypto_erase(Volume *v, VolumeEraseRecord *ret) {
+        _cleanup_(crypt_freep) struct crypt_device *check = NULL;
+        _cleanup_free_ uint8_t *noise = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        VolumeEraseRecord rec = {};
+        uint64_t size;
+        int r;
+
+        if (crypt_reencrypt_status(v->cd, NULL) != CRYPT_REENCRYPT_NONE)
+                return -EBUSY;
+        snprintf(rec.volume_uuid, sizeof(rec.volume_uuid), "%s", v->token.volume_uuid);
+        for (size_t i = 0; i < _PROTECTOR_TYPE_MAX; i++) {
+                rec.has[i] = v->token.has[i];
+                rec.key_ids[i] = v->token.protectors[i].key_id;
+        }
+        size = crypt_get_data_offset(v->cd) * UINT64_C(512);
+        if (size < UINT64_C(32768))
+                return -EBADMSG; /* not a header sealvol wrote: refuse to guess its extent */
+
+        /* The keyslots first, through libcryptsetup: each one's area is wiped as it goes. */
+        for (int slot = 0; slot < crypt_keyslot_max(CRYPT_LUKS2); slot++)
+                if (crypt_keyslot_status(v->cd, slot) != CRYPT_SLOT_INACTIVE) {
+                        r = crypt_keyslot_destroy(v->cd, slot);
+                        if (r < 0)
+                                return r;
+                        rec.keyslots_destroyed++;
+                }
+        crypt_free(v->cd);
+        v->cd = NULL;
+
+        /* Then the whole header area, both copies and whatever the keyslots area held. */
+        fd = open(v->device, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        noise = malloc(1024 * 1024);
+        if (!noise)
+                return -ENOMEM;
+        for (uint64_t off = 0; off < size;) {
+                size_t n = (size_t) MIN(size - off, (uint64_t) 1024 * 1024);
+                ssize_t k;
+
+                if (RAND_bytes(noise, (int) n) != 1)
+                        return -EIO;
+                k = pwrite(fd, noise, n, (off_t) off);
+                if (k < 0)
+                        return -errno;
+                off += (uint64_t) k;
+        }
+        if (fsync(fd) < 0)
+                return -errno;
+        rec.header_bytes = size;
+
+        /* Nothing may load any more. */
+        if (crypt_init(&check, v->device) >= 0 && crypt_load(check, CRYPT_LUKS, NULL) >= 0)
+                return -EIO;
+        if (ret)
+                *ret = rec;
+        return 0;
 }
 
 /* ---- changes ------------------------------------------------------------------------------------ */

@@ -198,6 +198,22 @@ int volume_read_recovery_password(Volume *v, const uint8_t vmk[static VMK_SIZE],
 int volume_recover_vmk(Volume *v, const char *password, uint8_t **ret_vmk, Guid *ret_vmk_id,
                        unsigned *ret_bad_block);
 
+/* What a crypto-erase destroyed, for the record. */
+typedef struct VolumeEraseRecord {
+        char volume_uuid[VOLUME_UUID_STRING_MAX];
+        Guid key_ids[_PROTECTOR_TYPE_MAX];
+        bool has[_PROTECTOR_TYPE_MAX];
+        unsigned keyslots_destroyed;
+        uint64_t header_bytes; /* overwritten with random data: both header copies and the keyslots area */
+} VolumeEraseRecord;
+
+/* Crypto-erase (decommissioning): destroys every keyslot, then overwrites the whole LUKS2 header area
+ * (both header copies and the keyslots area, up to the data offset) with random bytes and syncs. The
+ * data area stays, encrypted under a volume key that no longer exists anywhere. Afterwards no LUKS
+ * header loads from the device (checked). -EBUSY while an in-place encryption is unfinished (part of
+ * the data would stay in clear). Consumes v. */
+int volume_crypto_erase(Volume *v, VolumeEraseRecord *ret);
+
 /* The changes. */
 /* Records an escrow outcome for the recovery password key_id (one header write): -ESTALE when that is
  * no longer the volume's recovery password, -EBUSY while a change is journalled. */

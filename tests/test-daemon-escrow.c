@@ -57,6 +57,7 @@ static int write_hook(Fixture *f) {
                      "case \"$1\" in\n"
                      "store) n=$(ls \"$d/records\" | wc -l); cat >\"$d/records/$n.json\"; echo \"file:$d/records/$n.json\" ;;\n"
                      "verify) cat >\"$d/verify.in\"; for r in \"$d\"/records/*.json; do cmp -s \"$r\" \"$d/verify.in\" && exit 0; done; exit 1 ;;\n"
+                     "retire) cat >\"$d/retired.json\" ;;\n"
                      "*) exit 2 ;;\n"
                      "esac\n",
                      f->dir) < 0)
@@ -404,12 +405,71 @@ static void test_required_escrow_vetoes(void **state) {
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "provision", refused), 0);
 }
 
+static void test_erase(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *uuid = NULL, *out = NULL;
+        _cleanup_free_ char *spooled = NULL, *retired = NULL, *record = NULL, *told = NULL, *hook_record = NULL;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        json_object *o, *x;
+
+        assert_int_equal(provision(f, "e.img", &image, &key_id, &password), 0);
+        uuid = volume_uuid(image);
+        assert_true(asprintf(&spooled, "%s/escrow/%s-%s.json", f->d->state_dir, uuid, key_id) > 0);
+        assert_true(asprintf(&retired, "%s/escrow/retired/%s-%s.json", f->d->state_dir, uuid, key_id) > 0);
+        assert_int_equal(access(spooled, F_OK), 0);
+
+        /* Nobody may; without --yes and no terminal, sealvolctl asks for confirmation (usage). */
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "erase", "--yes", uuid), 3);
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "erase", uuid), 2);
+        assert_non_null(strstr(out, "confirm with --yes"));
+        free(out);
+        assert_int_equal(volume_load(image, &v), 0);
+        v = volume_free(v);
+
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--json", "erase", "--yes", uuid), 0);
+        o = json_tokener_parse(out);
+        assert_non_null(o);
+        assert_true(json_object_object_get_ex(o, "volume_uuid", &x));
+        assert_string_equal(json_object_get_string(x), uuid);
+        assert_true(json_object_object_get_ex(o, "keyslots_destroyed", &x));
+        assert_int_equal(json_object_get_int(x), 2);
+        assert_true(json_object_object_get_ex(o, "header_bytes_overwritten", &x));
+        assert_true(json_object_get_int64(x) >= 16 * 1024 * 1024);
+        json_object_put(o);
+        free(out);
+        out = NULL;
+
+        /* Nothing opens it any more: no LUKS header, stock cryptsetup agrees, the password is void. */
+        assert_int_equal(volume_load(image, &v), -EMEDIUMTYPE);
+        {
+                _cleanup_free_ char *cmd = NULL;
+
+                assert_true(asprintf(&cmd, "cryptsetup isLuks '%s'", image) > 0);
+                assert_true(system(cmd) != 0);
+        }
+        /* Its escrow records are retired: the spool file moved, the hook told which Key ID. */
+        assert_int_equal(access(spooled, F_OK), -1);
+        assert_int_equal(access(retired, F_OK), 0);
+        hook_record = path_join(f->dir, "retired.json");
+        told = test_read_file(hook_record);
+        assert_non_null(told);
+        assert_non_null(strstr(told, key_id));
+        assert_null(strstr(told, password));
+        /* The daemon forgot it and kept a record. */
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "list"), 0);
+        assert_null(strstr(out, uuid));
+        assert_true(asprintf(&record, "%s/erased/%s.json", f->d->state_dir, uuid) > 0);
+        assert_int_equal(access(record, F_OK), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_spool_encrypted_to_dra, setup_spool, teardown),
                 cmocka_unit_test_setup_teardown(test_spool_plain_without_dra, setup_plain, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_fails_then_retried, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
+                cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
