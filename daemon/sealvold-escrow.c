@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "escrow-ad.h"
+#include "encoding.h"
 #include "escrow.h"
 #include "fileio.h"
 #include "json-util.h"
@@ -46,7 +47,10 @@ static int set_error(char **field, const char *format, ...) {
         k = vasprintf(&s, format, ap);
         va_end(ap);
         free(*field);
-        *field = k < 0 ? NULL : s;
+        /* What a hook or a server said goes to the bus and the journal: printable text only. */
+        *field = k < 0 ? NULL : utf8_sanitize(s);
+        if (k >= 0)
+                free(s);
         return 0;
 }
 
@@ -133,7 +137,9 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                         set_error(error, "hook %s: %s", m->config.escrow_hook, why ?: strerror(-r));
                         break;
                 }
-                if (isempty(location)) {
+                /* Its first line names where the record went; a hook printing nothing, or nothing
+                 * printable, is named itself. */
+                if (isempty(location) || !utf8_is_printable(location)) {
                         free(location);
                         location = strdup(m->config.escrow_hook);
                         if (!location)

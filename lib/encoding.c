@@ -118,3 +118,64 @@ int base64_decode(const char *s, void **ret, size_t *ret_size) {
         *ret_size = (size_t) n;
         return 0;
 }
+
+/* The length of the valid UTF-8 sequence at s (1-4), or 0; no overlongs, surrogates or > U+10FFFF. */
+static size_t utf8_sequence(const unsigned char *s) {
+        size_t n;
+        uint32_t c;
+
+        if (s[0] < 0x80)
+                return 1;
+        if (s[0] >= 0xc2 && s[0] <= 0xdf)
+                n = 2, c = s[0] & 0x1f;
+        else if (s[0] >= 0xe0 && s[0] <= 0xef)
+                n = 3, c = s[0] & 0x0f;
+        else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+                n = 4, c = s[0] & 0x07;
+        else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                c = c << 6 | (s[i] & 0x3f);
+        }
+        if ((n == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) || (n == 4 && (c < 0x10000 || c > 0x10ffff)))
+                return 0;
+        return n;
+}
+
+static bool is_control(const unsigned char *s, size_t n) {
+        return n == 1 && (s[0] < 0x20 || s[0] == 0x7f);
+}
+
+bool utf8_is_printable(const char *s) {
+        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+                size_t n = utf8_sequence(p);
+
+                if (n == 0 || is_control(p, n))
+                        return false;
+                p += n;
+        }
+        return true;
+}
+
+char *utf8_sanitize(const char *s) {
+        char *out = malloc(strlen(s) + 1), *o = out;
+
+        if (!out)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+                size_t n = utf8_sequence(p);
+
+                if (n == 0 || is_control(p, n)) {
+                        *o++ = '?';
+                        p++;
+                        continue;
+                }
+                memcpy(o, p, n);
+                o += n;
+                p += n;
+        }
+        *o = '\0';
+        return out;
+}

@@ -54,6 +54,8 @@ static int write_hook(Fixture *f) {
                      "d='%s'\n"
                      "if [ -e \"$d/down\" ]; then cat >/dev/null; echo 'vault: connection refused' >&2; exit 7; fi\n"
                      "if [ -e \"$d/hang\" ]; then sleep 600; fi\n"
+                     "if [ -e \"$d/garbage\" ]; then cat >/dev/null; head -c 20000 /dev/urandom;\n"
+                     "  head -c 20000 /dev/urandom >&2; exit \"$(cat \"$d/garbage\")\"; fi\n"
                      "case \"$1\" in\n"
                      "store) n=$(ls \"$d/records\" | wc -l); cat >\"$d/records/$n.json\"; echo \"file:$d/records/$n.json\" ;;\n"
                      "verify) cat >\"$d/verify.in\"; for r in \"$d\"/records/*.json; do cmp -s \"$r\" \"$d/verify.in\" && exit 0; done; exit 1 ;;\n"
@@ -350,6 +352,35 @@ static void test_hook_fails_then_retried(void **state) {
         check_record(record, size, image, key_id, password);
 }
 
+/* A hook that answers with binary garbage, failing or not: reported in printable words, the bus and
+ * status stay readable. */
+static void test_hook_garbage(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *flagfile = NULL;
+        EscrowRecord e;
+
+        flagfile = path_join(f->dir, "garbage");
+        assert_int_equal(write_file_atomic(flagfile, "5", 1, 0644), 0);
+        assert_int_equal(provision(f, "g.img", &image, &key_id, &password), 0);
+        e = token_escrow(image, "hook");
+        assert_int_equal(e.state, ESCROW_FAILED);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "hook failed: hook"));
+        assert_non_null(strstr(out, "exit status 5"));
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--json", "status"), 0);
+        assert_non_null(strstr(out, "\"target\":\"hook\",\"state\":\"failed\""));
+        free(out);
+        out = NULL;
+
+        /* Exit 0 with garbage on stdout: stored, and named after the hook itself. */
+        assert_int_equal(write_file_atomic(flagfile, "0", 1, 0644), 0);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "escrow", image), 0);
+        e = token_escrow(image, "hook");
+        assert_int_equal(e.state, ESCROW_DONE);
+        assert_string_equal(e.location, f->hook);
+}
+
 static void test_required_escrow_vetoes(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *uuid = NULL;
@@ -470,6 +501,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_hook_fails_then_retried, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");

@@ -138,8 +138,27 @@ static void test_base64(void **state) {
         }
 }
 
+static void test_utf8(void **state) {
+        _cleanup_free_ char *a = NULL, *b = NULL;
+
+        (void) state;
+        assert_true(utf8_is_printable("CN=2026-11-23T08:27:01\\+00:00{A494C89A},CN=Łódź,DC=test"));
+        assert_true(utf8_is_printable(""));
+        assert_false(utf8_is_printable("line\nbreak"));
+        assert_false(utf8_is_printable("\x7f"));
+        assert_false(utf8_is_printable("\xc3"));             /* truncated */
+        assert_false(utf8_is_printable("\xc0\xaf"));         /* overlong */
+        assert_false(utf8_is_printable("\xed\xa0\x80"));     /* surrogate */
+        assert_false(utf8_is_printable("\xf4\x90\x80\x80")); /* above U+10FFFF */
+        a = utf8_sanitize("ok \x01\xff\xc3\xa9 end\n");
+        assert_string_equal(a, "ok ??\xc3\xa9 end?");
+        b = utf8_sanitize("");
+        assert_string_equal(b, "");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_utf8),
                 cmocka_unit_test_setup_teardown(test_atomic_write_survives_sigkill, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_atomic_write_mode_and_errors, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test(test_hex),
