@@ -211,8 +211,9 @@ static int registry_load(Manager *m) {
                         return r;
                 TAKE_PTR(v);
         }
-        /* A stable order for people and scripts: by device. */
-        qsort(m->volumes, m->n_volumes, sizeof(*m->volumes), compare_volumes);
+        /* A stable order for people and scripts: by device. (qsort() takes no NULL, even for none.) */
+        if (m->n_volumes > 1)
+                qsort(m->volumes, m->n_volumes, sizeof(*m->volumes), compare_volumes);
         return 0;
 }
 
