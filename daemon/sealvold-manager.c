@@ -684,11 +684,12 @@ static int erase_record(Manager *m, const ManagedVolume *v, const VolumeEraseRec
         if (!o || !a)
                 return -ENOMEM;
         for (ProtectorType t = 0; t < _PROTECTOR_TYPE_MAX; t++) {
-                json_object *p = json_object_new_object();
+                json_object *p;
                 char id[GUID_STRING_MAX];
 
                 if (!rec->has[t])
                         continue;
+                p = json_object_new_object();
                 if (!p || json_object_array_add(a, p) < 0) {
                         json_object_put(p);
                         return -ENOMEM;
