@@ -260,7 +260,9 @@ static int verb_status(sd_bus *bus, bool summary) {
                 printf("Escrow to: %s%s%s; spool and hook records %s\n", isempty(targets) ? "nothing" : targets,
                        isempty(required) ? "" : ", required: ", strempty(required),
                        encrypted ? "encrypted to the DRA" : "NOT encrypted (no DRA certificate)");
-                (void) print_escrow_property(bus, MANAGER_PATH, MANAGER_IFACE, "VMKEscrow", "VMK export escrow:");
+                /* The VMK export exists only with a DRA certificate. */
+                if (encrypted)
+                        (void) print_escrow_property(bus, MANAGER_PATH, MANAGER_IFACE, "VMKEscrow", "VMK export escrow:");
                 printf("\n");
                 free(bank);
                 free(pcrs);
