@@ -250,11 +250,8 @@ static bool device_path_valid(const char *s) {
         return s[0] == '/' && strlen(s) < DEVICE_PATH_MAX && !strstr(s, "/../") && !strchr(s, '\n');
 }
 
-static int method_provision(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        ManagedVolume *v = NULL;
-        _cleanup_free_ char *why = NULL;
-        char id[GUID_STRING_MAX];
+/* The arguments of the provisioning methods: "st", an absolute device path and flags (none known). */
+static int read_device_and_flags(sd_bus_message *message, const char **ret_device, sd_bus_error *error) {
         const char *device;
         uint64_t flags;
         int r;
@@ -265,6 +262,21 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
         if (!device_path_valid(device))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not an absolute device path: %s", device);
         r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        *ret_device = device;
+        return 0;
+}
+
+static int method_provision(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        ManagedVolume *v = NULL;
+        _cleanup_free_ char *why = NULL;
+        char id[GUID_STRING_MAX];
+        const char *device;
+        int r;
+
+        r = read_device_and_flags(message, &device, error);
         if (r < 0)
                 return r;
 
@@ -288,15 +300,9 @@ static int method_provision_in_place(sd_bus_message *message, void *userdata, sd
         Manager *m = userdata;
         _cleanup_free_ char *what = NULL;
         const char *device;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "st", &device, &flags);
-        if (r < 0)
-                return r;
-        if (!device_path_valid(device))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not an absolute device path: %s", device);
-        r = check_flags(flags, error);
+        r = read_device_and_flags(message, &device, error);
         if (r < 0)
                 return r;
         r = polkit_check(m, message, "org.sealvol1.provision", error);

@@ -106,16 +106,22 @@ static void test_in_place_through_daemon(void **state) {
         assert_non_null(strstr(out, "no in-place encryption under way"));
 }
 
+/* Reads the image's first size bytes, starts its in-place encryption without following it, and
+ * returns the recovery password shown. */
+static char *start_in_place(DaemonFixture *d, const char *image, uint64_t size, uint8_t **ret_before) {
+        _cleanup_free_ char *out = NULL;
+
+        assert_int_equal(read_file_range(image, 0, size, ret_before), 0);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", "--no-wait", image), 0);
+        return password_from(out);
+}
+
 static void test_killed_daemon_resumes(void **state) {
         DaemonFixture *d = *state;
-        _cleanup_free_ char *image = image_new(d, "b.img", 544, 512, 200), *out = NULL, *password = NULL;
+        _cleanup_free_ char *image = image_new(d, "b.img", 544, 512, 200), *password = NULL;
         _cleanup_free_ uint8_t *before = NULL;
 
-        assert_int_equal(read_file_range(image, 0, 512 * MiB, &before), 0);
-        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", "--no-wait", image), 0);
-        password = password_from(out);
-        free(out);
-        out = NULL;
+        password = start_in_place(d, image, 512 * MiB, &before);
         /* Killed in the middle, as a crash would; the restart resumes from the metadata. */
         usleep(300 * 1000);
         assert_int_equal(daemon_fixture_kill(d), 0);
@@ -129,11 +135,7 @@ static void test_pause_survives_restart(void **state) {
         _cleanup_free_ char *image = image_new(d, "c.img", 544, 512, 100), *out = NULL, *password = NULL;
         _cleanup_free_ uint8_t *before = NULL;
 
-        assert_int_equal(read_file_range(image, 0, 512 * MiB, &before), 0);
-        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", "--no-wait", image), 0);
-        password = password_from(out);
-        free(out);
-        out = NULL;
+        password = start_in_place(d, image, 512 * MiB, &before);
         assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "pause", image), 0);
         free(out);
         out = NULL;
