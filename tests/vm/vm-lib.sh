@@ -30,7 +30,8 @@ vm_setup() {  # vm_setup NAME BUILD_DIR COUNTER
   [ -n "$kver" ] && [ -f "/boot/vmlinuz-$kver" ] || vm_skip "no kernel (linux-image-amd64)"
   VM=$(mktemp -d "${SEALVOL_TEST_TMPDIR:-/tmp}/$name.XXXXXX")
   chmod 0755 "$VM"
-  trap 'rm -rf "$VM"' EXIT
+  # VM_KEEP=yes keeps the directory (consoles, journals, images) for a person to look at.
+  [ "${VM_KEEP:-no}" = yes ] && echo "VM_KEEP: $VM is kept" || trap 'rm -rf "$VM"' EXIT
   export VM_KERNEL=/boot/vmlinuz-$kver VM_INITRD=$VM/initramfs.gz VM_STAGE=$VM/stage
   "$VM_HERE/build-initramfs" "$VM_INITRD" "$kver" || exit 1
   # sealvol as a package installs it: meson's own install, into the overlay by /init.
