@@ -10,6 +10,7 @@
 #   usage: test-vm-changed-boot.sh BUILD_DIR VM_TPM_COUNT
 . "$(dirname "$0")/vm-lib.sh"
 vm_setup vm-changed-boot "$1" "$2"
+command -v tpm2_pcrextend >/dev/null || vm_skip "tpm2_pcrextend (tpm2-tools) is missing"
 server=$VM/server
 export VM_DISKS=2
 vm_boot "$server" boot1-provision s1-provision.sh NDISKS=2 FSTAB_OPTS=nofail || exit 1
