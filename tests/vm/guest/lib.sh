@@ -20,4 +20,21 @@ wait_disks() {  # wait_disks N
     [ -b "$(disk $i)" ] || { say "disk $i missing"; return 1; }
   done
 }
+not() { ! "$@"; }
 finish() { [ $FAILED -eq 0 ] || exit 1; exit 0; }
+# What `sealvolctl provision` displayed (saved by the provisioning payload as $R/provision-N.txt).
+shown_password() { sed -n 's/^Recovery password: //p' "$1"; }
+shown_key_id() { sed -n 's/^Recovery Key ID: //p' "$1"; }
+# key_id_of UUID: the volume's recovery Key ID as sealvold reports it now.
+key_id_of() {
+  sealvolctl --json list | tr '{' '\n' | grep "\"uuid\":\"$1\"" | sed -n 's/.*"recovery_key_id":"\([^"]*\)".*/\1/p'
+}
+# opens_with_password DEVICE PASSWORD: the stock cryptsetup accepts it (no mapping is made).
+opens_with_password() { printf '%s\n' "$2" | cryptsetup open --test-passphrase "$1"; }
+# power_cut WHAT: the journal and checks so far to the results share, then the console line that
+# run-vm's VM_KILL_ON waits for; the VM is killed (no shutdown, no TPM2_Shutdown) while this waits.
+power_cut() {
+  journalctl -b --no-pager -o short-monotonic > $R/journal.txt 2>&1; sync
+  say "POWER-CUT $*"
+  sleep 600
+}
