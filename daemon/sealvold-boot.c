@@ -265,6 +265,9 @@ int manager_boot(Manager *m, bool unlock) {
 
         for (size_t i = 0; i < m->n_volumes; i++)
                 unlock_one(m, m->volumes[i]);
+        /* The TPM opened the VMK: passwords a person used before a reseal that did not happen (a
+         * reboot in between) are replaced now. */
+        manager_rotate_used_passwords(m);
         manager_escrow_retry(m);
         /* Unfinished in-place encryptions go on (they need the VMK the unlock unsealed). */
         manager_resume_in_place(m);

@@ -177,6 +177,8 @@ static int compare_volumes(const void *a, const void *b) {
         return strcmp(x->device, y->device);
 }
 
+static void used_password_load(Manager *m, ManagedVolume *v);
+
 static int registry_load(Manager *m) {
         _cleanup_(closedirp) DIR *d = opendir(m->volumes_dir);
         struct dirent *de;
@@ -206,6 +208,7 @@ static int registry_load(Manager *m) {
                 if (r < 0)
                         return r;
                 (void) manager_refresh_volume(v, NULL);
+                used_password_load(m, v);
                 r = manager_add_volume(m, v);
                 if (r < 0)
                         return r;
@@ -369,9 +372,66 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         m->last_pcr_mismatch = 0;
 
         /* Now the passwords used during the recovery can be replaced safely. */
+        manager_rotate_used_passwords(m);
+        manager_escrow_retry(m);
+        return 0;
+}
+
+/* A recovery password a person used while the TPM refused the VMK is replaced after the reseal; until
+ * then a note in <state>/used-passwords/<uuid> (its Key ID) keeps that across restarts, so a reboot
+ * between the recovery and the reseal cannot leave a seen password valid for good. */
+static char *used_password_path(Manager *m, const char *uuid) {
+        char *p;
+
+        return asprintf(&p, "%s/used-passwords/%s", m->state_dir, uuid) < 0 ? NULL : p;
+}
+
+static void used_password_note(Manager *m, ManagedVolume *v, bool used) {
+        _cleanup_free_ char *path = used_password_path(m, v->uuid), *dir = NULL;
+        char id[GUID_STRING_MAX];
+        int r = 0;
+
+        v->rotate_after_reseal = used;
+        if (!path)
+                return;
+        if (!used) {
+                if (unlink(path) < 0 && errno != ENOENT)
+                        log_warning_errno(errno, "Failed to remove %s: %m", path);
+                return;
+        }
+        if (asprintf(&dir, "%s/used-passwords", m->state_dir) < 0)
+                return;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                r = -errno;
+        if (r >= 0) {
+                guid_format(&v->key_ids[PROTECTOR_RECOVERY], id);
+                r = write_file_atomic(path, id, strlen(id), 0600);
+        }
+        if (r < 0)
+                log_warning_errno(r, "Failed to note that the recovery password of %s was used (it is replaced at "
+                                     "the reseal only while the daemon runs): %m", v->uuid);
+}
+
+/* At start: the notes of used passwords that are still the volumes' passwords. */
+static void used_password_load(Manager *m, ManagedVolume *v) {
+        _cleanup_free_ char *path = used_password_path(m, v->uuid), *id = NULL;
+        Guid g;
+
+        if (!path || read_file_full(path, 64, &id, NULL) < 0)
+                return;
+        if (guid_parse(id, &g) >= 0 && v->has[PROTECTOR_RECOVERY] && guid_equal(&g, &v->key_ids[PROTECTOR_RECOVERY]))
+                v->rotate_after_reseal = true;
+        else
+                (void) unlink(path); /* replaced since, by a rotation this note did not hear of */
+}
+
+void manager_rotate_used_passwords(Manager *m) {
+        if (!m->vmk)
+                return;
         for (size_t i = 0; i < m->n_volumes; i++) {
                 ManagedVolume *v = m->volumes[i];
                 Guid id;
+                int r;
 
                 if (!v->rotate_after_reseal)
                         continue;
@@ -379,11 +439,7 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
                 if (r < 0)
                         log_error_errno(r, "Failed to replace the used recovery password of %s, ignoring: %m",
                                         v->uuid);
-                else
-                        v->rotate_after_reseal = false;
         }
-        manager_escrow_retry(m);
-        return 0;
 }
 
 /* ---- operations ------------------------------------------------------------------------------ */
@@ -579,6 +635,8 @@ static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, char **ret
         memcpy(v->escrow_error, escrow.errors, sizeof(v->escrow_error));
         v->escrow_attempts = 0;
         v->escrow_due_usec = 0;
+        /* Whatever password was used before, it is gone now. */
+        used_password_note(m, v, false);
         (void) manager_refresh_volume(v, NULL);
         manager_escrow_retry(m);
         return 0;
@@ -618,7 +676,7 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
                  * but not yet. The TPM still refuses the VMK, so a new password would exist only in a
                  * keyslot and wrapped under a VMK nobody can unseal after a restart: replaced once the
                  * VMK is resealed, it can always be read back. */
-                v->rotate_after_reseal = true;
+                used_password_note(m, v, true);
                 log_notice("The recovery password of %s will be replaced once the VMK is resealed.", v->uuid);
                 return 0;
         }

@@ -142,6 +142,9 @@ int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, 
  * bus object) and keeps a record of what was done in <state>/erased/<uuid>.json, also returned. v is
  * freed. -EBUSY while it is being encrypted in place. */
 int manager_erase(Manager *m, ManagedVolume *v, uid_t caller, char **ret_record);
+/* Replaces the recovery passwords used while the TPM refused the VMK (noted across restarts), now
+ * that the daemon holds a VMK the TPM opens. */
+void manager_rotate_used_passwords(Manager *m);
 /* Seals the VMK the daemon holds to the current values of bank/mask (0: the configuration's). */
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask);
 /* The DRA certificate in force: the one set over the bus (state directory), else the configured one.

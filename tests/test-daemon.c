@@ -215,9 +215,24 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         for (size_t i = 1; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
 
+        /* A reboot before the reseal (the TPM still refuses): the used password is not forgotten.
+         * A second recovery, with another volume's password, then the reseal replaces both. */
+        _cleanup_free_ char *pw2 = read_password(f, 1), *old_id2 = get_string(f, f->paths[1], "RecoveryKeyId");
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
+        assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+        assert_state(f, 0, "recovery-required");
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[1], "org.sealvol1.Volume",
+                                       "UnlockWithRecoveryPassword", &error, &reply, "st", pw2, UINT64_C(0)) >= 0);
+        reply = sd_bus_message_unref(reply);
+
         /* Reseal to the new PCR 7, reboot: everything opens from the TPM again. */
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
                                             &error, NULL, "sst", "", "", UINT64_C(0)) >= 0);
+        _cleanup_free_ char *replaced2 = get_string(f, f->paths[1], "RecoveryKeyId");
+        assert_string_not_equal(replaced2, old_id2);
         /* Resealed: now the used password is replaced. */
         _cleanup_free_ char *replaced = get_string(f, f->paths[0], "RecoveryKeyId");
         assert_string_not_equal(replaced, old_id);
