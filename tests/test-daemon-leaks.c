@@ -5,7 +5,8 @@
  * so their values are known) never appear where they do not belong: not in the daemon's log, not in
  * its command line or environment, and on the bus (captured with dbus-monitor, as text and as pcap)
  * only in the calls and replies that carry them by design (UnlockWithRecoveryPassword,
- * GetRecoveryPassword's reply). The VMK never crosses the bus at all.
+ * GetRecoveryPassword's reply). The VMK never crosses the bus at all. And a crash of the daemon
+ * writes no core file, where an ordinary process in its place does.
  */
 
 #include <fcntl.h>
@@ -16,6 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -214,9 +217,86 @@ static void test_secrets_stay_where_they_belong(void **state) {
                 free(passwords[i]);
 }
 
+/* Whether dir holds a core file (core_pattern "core" or "core.<pid>"). */
+static bool has_core(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        bool found = false;
+
+        assert_non_null(d);
+        while ((de = readdir(d)))
+                found = found || strncmp(de->d_name, "core", 4) == 0;
+        closedir(d);
+        return found;
+}
+
+static void remove_cores(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        assert_non_null(d);
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, "core", 4) == 0) {
+                        _cleanup_free_ char *p = path_join(dir, de->d_name);
+                        (void) unlink(p);
+                }
+        closedir(d);
+}
+
+/* The daemon holds the VMK in memory: a crash must not write it to a core file. A dumpable process
+ * crashing in the same place and with the same limits writes one, so the check is not vacuous. */
+static void test_no_core_dump(void **state) {
+        _cleanup_(daemon_fixture_freep) DaemonFixture *d = NULL;
+        _cleanup_free_ char *dir = NULL, *cwd = get_current_dir_name(), *pattern = NULL;
+        struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY }, old;
+        int status;
+        pid_t pid;
+
+        (void) state;
+        assert_int_equal(read_file_full("/proc/sys/kernel/core_pattern", 4096, &pattern, NULL), 0);
+        if (strncmp(pattern, "core", 4) != 0)
+                fail_msg("core_pattern is \"%s\": this test needs cores written to the working directory", pattern);
+        assert_int_equal(test_tmpdir_new("test-daemon-leaks-core", &dir), 0);
+        assert_int_equal(chdir(dir), 0);
+        assert_int_equal(getrlimit(RLIMIT_CORE, &old), 0);
+        assert_int_equal(setrlimit(RLIMIT_CORE, &unlimited), 0);
+
+        /* The control: an ordinary process crashing here leaves a core. */
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                execl("/bin/sh", "sh", "-c", "kill -SEGV $$", (char *) NULL);
+                _exit(127);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WCOREDUMP(status));
+        assert_true(has_core(dir));
+        remove_cores(dir);
+
+        /* sealvold, holding the VMK (it unsealed it to provision), crashes the same way: no core. */
+        assert_int_equal(daemon_fixture_new("test-daemon-leaks", NULL, &d), 0);
+        {
+                _cleanup_free_ char *image = NULL, *out = NULL;
+
+                assert_int_equal(daemon_fixture_new_image(d, "a.img", &image), 0);
+                assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "-q", "provision", image), 0);
+        }
+        assert_int_equal(kill(d->pid, SIGSEGV), 0);
+        assert_int_equal(waitpid(d->pid, &status, 0), d->pid);
+        d->pid = 0;
+        assert_true(WIFSIGNALED(status));
+        assert_false(WCOREDUMP(status));
+        assert_false(has_core(dir));
+
+        assert_int_equal(setrlimit(RLIMIT_CORE, &old), 0);
+        assert_int_equal(chdir(cwd), 0);
+        (void) rm_rf(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_secrets_stay_where_they_belong),
+                cmocka_unit_test(test_no_core_dump),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
