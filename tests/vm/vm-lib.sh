@@ -42,7 +42,7 @@ vm_setup() {  # vm_setup NAME BUILD_DIR COUNTER
   # The test server's configuration: cheap recovery KDF under TCG, the TPM through the pcap TCTI
   # so that the host can count the boot's TPM commands.
   mkdir -p "$VM_STAGE/usr/local/etc/sealvol"
-  printf '[TPM]\nTCTI=pcap:device:/dev/tpmrm0\n[Recovery]\nKDFIterations=1000\n[Boot]\nDeviceTimeoutSec=30\n' \
+  printf '[TPM]\nTCTI=pcap:device:/dev/tpmrm0\n[Recovery]\nKDFIterations=1000\n[Boot]\nDeviceTimeoutSec=120\n' \
     > "$VM_STAGE/usr/local/etc/sealvol/sealvol.conf"
 }
 
