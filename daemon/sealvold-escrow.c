@@ -238,6 +238,15 @@ static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *p
         return ret;
 }
 
+char *escrow_required_failure(Manager *m, char *const errors[static _ESCROW_TARGET_MAX]) {
+        char *s;
+
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++)
+                if (errors[t] && (m->config.escrow_required & (1u << t)))
+                        return asprintf(&s, "%s: %s", escrow_target_to_string(t), errors[t]) < 0 ? NULL : s;
+        return NULL;
+}
+
 int escrow_callback(Volume *vol, Protector *p, const char *password, void *userdata) {
         EscrowContext *c = userdata;
 

@@ -475,10 +475,7 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
                 /* A required escrow failed: the volume was not provisioned. The reasons were logged;
                  * the caller gets them with the error. */
                 if (ret_error)
-                        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX && !*ret_error; t++)
-                                if (escrow.errors[t] && (m->config.escrow_required & (1u << t)) &&
-                                    asprintf(ret_error, "%s: %s", escrow_target_to_string(t), escrow.errors[t]) < 0)
-                                        *ret_error = NULL;
+                        *ret_error = escrow_required_failure(m, escrow.errors);
                 escrow_errors_done(escrow.errors);
                 return r;
         }
@@ -621,10 +618,7 @@ static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, char **ret
                                    &escrow, &password);
         if (r < 0) {
                 if (r == -ECOMM && ret_error)
-                        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX && !*ret_error; t++)
-                                if (escrow.errors[t] && (m->config.escrow_required & (1u << t)) &&
-                                    asprintf(ret_error, "%s: %s", escrow_target_to_string(t), escrow.errors[t]) < 0)
-                                        *ret_error = NULL;
+                        *ret_error = escrow_required_failure(m, escrow.errors);
                 escrow_errors_done(escrow.errors);
                 if (r == -ECOMM)
                         return log_error_errno(r, "The recovery password of %s was not replaced: a required escrow failed.",

@@ -175,6 +175,8 @@ typedef struct EscrowContext {
         char *errors[_ESCROW_TARGET_MAX];
 } EscrowContext;
 void escrow_errors_done(char *errors[static _ESCROW_TARGET_MAX]);
+/* "target: why" of the first required target that failed, malloc'd; NULL if none did. */
+char *escrow_required_failure(Manager *m, char *const errors[static _ESCROW_TARGET_MAX]);
 /* A VolumeEscrowFn: userdata is an EscrowContext. -ECOMM when a required target failed. */
 int escrow_callback(Volume *vol, Protector *p, const char *password, void *userdata);
 /* Escrows v's current recovery password again: to every configured target (all), or to those it has

@@ -12,3 +12,6 @@ int provision_check_params(const VolumeProvisionParams *p);
 /* Formats v (data_offset in 512-byte sectors; 0: libcryptsetup's default), adds and verifies every
  * protector, escrows the recovery password, and writes the token last. */
 int provision_format(Volume *v, const VolumeProvisionParams *p, uint64_t data_offset, char **ret_recovery_password);
+/* The one "sealvol" token of a loaded header: its id and JSON (owned by cd). -ENOMSG none, -EBADMSG
+ * two, or one that cannot be read. */
+int volume_find_token(struct crypt_device *cd, int *ret_id, const char **ret_json);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "volume-internal.h"
 #include "volume-probe.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free);
@@ -74,19 +75,8 @@ int volume_probe(const char *device, VolumeToken *ret) {
         if (!streq_ptr(crypt_get_subsystem(cd), VOLUME_LUKS2_SUBSYSTEM))
                 return -ENOMSG;
 
-        for (int i = 0; i < crypt_token_max(CRYPT_LUKS2); i++) {
-                const char *type = NULL;
-                crypt_token_info info = crypt_token_status(cd, i, &type);
-
-                if (info == CRYPT_TOKEN_INACTIVE || info == CRYPT_TOKEN_INVALID || !streq_ptr(type, VOLUME_TOKEN_TYPE))
-                        continue;
-                if (found >= 0)
-                        return -EBADMSG;
-                found = i;
-        }
-        if (found < 0)
-                return -ENOMSG;
-        if (crypt_token_json_get(cd, found, &json) < 0)
-                return -EBADMSG;
+        r = volume_find_token(cd, &found, &json);
+        if (r < 0)
+                return r;
         return volume_token_from_json(json, strlen(json), crypt_get_uuid(cd), ret);
 }

@@ -106,7 +106,7 @@ static int journal_finish(Volume *v) {
         return token_write(v);
 }
 
-static int find_token(struct crypt_device *cd, int *ret_id, const char **ret_json) {
+int volume_find_token(struct crypt_device *cd, int *ret_id, const char **ret_json) {
         int found = -1;
 
         for (int i = 0; i < crypt_token_max(CRYPT_LUKS2); i++) {
@@ -183,7 +183,7 @@ int volume_load(const char *device, Volume **ret) {
         if (r < 0)
                 return r;
 
-        r = find_token(v->cd, &v->token_id, &json);
+        r = volume_find_token(v->cd, &v->token_id, &json);
         if (r < 0)
                 return r;
         r = volume_token_from_json(json, strlen(json), crypt_get_uuid(v->cd), &v->token);
@@ -220,7 +220,7 @@ static int is_interrupted_provisioning(const char *device) {
          * damaged volume; we cannot tell, so we do not overwrite it). */
         if (crypt_load(cd, CRYPT_LUKS2, NULL) < 0)
                 return -EUCLEAN;
-        if (streq_ptr(crypt_get_subsystem(cd), VOLUME_LUKS2_SUBSYSTEM) && find_token(cd, &id, &json) == -ENOMSG)
+        if (streq_ptr(crypt_get_subsystem(cd), VOLUME_LUKS2_SUBSYSTEM) && volume_find_token(cd, &id, &json) == -ENOMSG)
                 return 0;
         return -EEXIST;
 }
