@@ -4,11 +4,15 @@
  * input, through the daemon's own vtables and handlers (daemon/sealvold-bus.c) and its Manager.
  *
  * The daemon's bus is one end of a socketpair (a direct connection, sd-bus as server), the fuzzer
- * the other end. The caller is root, so polkit answers at once and every handler runs to its end.
- * Each input picks a call (an entry of the table below, or a raw member with a signature of its
- * own), builds its arguments from the following bytes (strings, flags, descriptors of several
- * kinds, object paths), sends it and pumps both ends until the reply arrives. Every call must get
- * exactly one reply, and nothing may be left pending.
+ * the other end. There are two such connections: one whose peer is root, for whom polkit_check()
+ * answers at once, and one whose peer is "nobody" (the socketpair is made by a child that dropped
+ * to uid 65534), for whom the daemon asks polkit over that same connection; the fuzzer answers
+ * CheckAuthorization as the input says (yes, no, an error, a malformed reply), and the daemon runs
+ * the handler a second time with the verdict. Each input picks the caller, the verdict, a call (an
+ * entry of the table below, or a member with a signature of its own), builds its arguments from
+ * the following bytes (strings, flags, descriptors of several kinds, object paths), sends it and
+ * pumps both ends until the reply arrives. Every call must get exactly one reply, and no polkit
+ * query may be left behind.
  *
  * What it may touch: the TPM is a socket that does not exist (SEALVOL_TCTI, which wins over any
  * configuration), so no VMK is ever unsealed or created and nothing is provisioned; the registry
@@ -20,6 +24,7 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <openssl/rand.h>
 #include <sched.h>
 #include <stddef.h>
@@ -31,6 +36,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fileio.h"
@@ -87,11 +93,32 @@ static char *take_string(Input *in) {
 
 #define VOLUMES_MISSING 3
 
+typedef enum Caller {
+        CALLER_ROOT,
+        CALLER_NOBODY,
+        _CALLER_MAX,
+} Caller;
+
+typedef enum Verdict {
+        VERDICT_YES,
+        VERDICT_NO,
+        VERDICT_ERROR,
+        VERDICT_MALFORMED,
+        _VERDICT_MAX,
+} Verdict;
+
+typedef struct Peer {
+        sd_bus *server; /* the daemon's end */
+        sd_bus *client; /* the caller's end */
+} Peer;
+
 static struct {
         char dir[64];
-        char *ro;       /* the read-only bind mount of the real volume's directory */
+        char *ro; /* the read-only bind mount of the real volume's directory */
         Manager *manager;
-        sd_bus *client;
+        Peer peers[_CALLER_MAX];
+        Verdict verdict;                  /* what "polkit" answers for this input */
+        unsigned asked;                   /* CheckAuthorization calls this input */
         char *paths[VOLUMES_MISSING + 1]; /* the volumes' object paths */
         size_t n_paths;
 } fx;
@@ -105,8 +132,13 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 }
 
 static void cleanup(void) {
+        if (fx.manager)
+                fx.manager->bus = NULL; /* ours, below */
         fx.manager = manager_free(fx.manager);
-        fx.client = sd_bus_flush_close_unref(fx.client);
+        for (Caller c = 0; c < _CALLER_MAX; c++) {
+                fx.peers[c].server = sd_bus_flush_close_unref(fx.peers[c].server);
+                fx.peers[c].client = sd_bus_flush_close_unref(fx.peers[c].client);
+        }
         for (size_t i = 0; i < fx.n_paths; i++)
                 free(fx.paths[i]);
         if (fx.ro)
@@ -147,7 +179,9 @@ static void make_real_volume(char uuid[static VOLUME_UUID_STRING_MAX], char **re
         close(fd);
 
         must(RAND_bytes(vmk, sizeof(vmk)) == 1 && guid_generate(&vmk_id) >= 0, "a VMK");
-        VolumeProvisionParams p = { .vmk = vmk, .vmk_id = vmk_id, .recovery_iterations = VOLUME_PBKDF2_ITERATIONS_MIN };
+        VolumeProvisionParams p = { .vmk = vmk,
+                                    .vmk_id = vmk_id,
+                                    .recovery_iterations = VOLUME_PBKDF2_ITERATIONS_MIN };
         must(volume_provision(image, &p, &password, &v) >= 0, "provisioning the volume");
         explicit_bzero(vmk, sizeof(vmk));
         memcpy(uuid, v->token.volume_uuid, VOLUME_UUID_STRING_MAX);
@@ -158,14 +192,15 @@ static void make_real_volume(char uuid[static VOLUME_UUID_STRING_MAX], char **re
         must(asprintf(ret_device, "%s/disk.img", fx.ro) > 0, "asprintf");
 }
 
-static void pump(bool *done) {
-        /* Each round moves what is queued on both ends; a call needs a handful. */
+static void pump(const Peer *p, bool *done) {
+        /* Each round moves what is queued on both ends; a call needs a handful, one that asks
+         * polkit a few more. */
         for (unsigned i = 0; i < 1000 && !*done; i++) {
-                int a = sd_bus_process(fx.manager->bus, NULL), b = sd_bus_process(fx.client, NULL);
+                int a = sd_bus_process(p->server, NULL), b = sd_bus_process(p->client, NULL);
 
                 must(a >= 0 && b >= 0, "sd_bus_process");
                 if (a == 0 && b == 0 && !*done)
-                        (void) sd_bus_wait(fx.client, 1000);
+                        (void) sd_bus_wait(p->client, 1000);
         }
 }
 
@@ -176,19 +211,122 @@ static int on_ready(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return 0;
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        _cleanup_free_ char *config = NULL, *state = NULL, *volumes = NULL, *tcti = NULL, *text = NULL;
+/* polkit, as the unprivileged caller's end of the connection plays it. */
+static int check_authorization(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        (void) userdata;
+        fx.asked++;
+        switch (fx.verdict) {
+        case VERDICT_YES:
+        case VERDICT_NO:
+                return sd_bus_reply_method_return(m, "(bba{ss})", fx.verdict == VERDICT_YES, false, 0);
+        case VERDICT_ERROR:
+                return sd_bus_error_set(error, "org.freedesktop.PolicyKit1.Error.Failed", "No.");
+        default:
+                return sd_bus_reply_method_return(m, "s", "yes");
+        }
+}
+
+static const sd_bus_vtable polkit_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD(
+                "CheckAuthorization", "(sa{sv})sa{ss}us", "(bba{ss})", check_authorization,
+                SD_BUS_VTABLE_UNPRIVILEGED), /* its caller, the daemon, is "nobody" on this socket too */
+        SD_BUS_VTABLE_END,
+};
+
+/* A socketpair whose peer credentials (SO_PEERCRED, what sd-bus reports as the caller's) are
+ * uid/gid 65534: made by a child that dropped to them, and passed back. */
+static void socketpair_as_nobody(int ret[static 2]) {
+        union {
+                struct cmsghdr header;
+                char buf[CMSG_SPACE(2 * sizeof(int))];
+        } control = {};
+        char byte = 0;
+        struct iovec iov = { &byte, 1 };
+        struct msghdr msg = {
+                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof(control)
+        };
+        int channel[2], status;
+        pid_t pid;
+
+        must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) == 0, "socketpair");
+        pid = fork();
+        must(pid >= 0, "fork");
+        if (pid == 0) {
+                int pair[2];
+                struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+                if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                    setresuid(65534, 65534, 65534) < 0 ||
+                    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) < 0)
+                        _exit(1);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(pair));
+                memcpy(CMSG_DATA(c), pair, sizeof(pair));
+                _exit(sendmsg(channel[1], &msg, 0) == 1 ? 0 : 1);
+        }
+        close(channel[1]);
+        must(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child");
+        must(recvmsg(channel[0], &msg, MSG_CMSG_CLOEXEC) == 1, "recvmsg");
+        close(channel[0]);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        must(c && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(2 * sizeof(int)), "the descriptors");
+        memcpy(ret, CMSG_DATA(c), 2 * sizeof(int));
+}
+
+static void peer_start(Caller caller) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *ping = NULL;
-        char uuid[VOLUME_UUID_STRING_MAX];
+        Peer *p = &fx.peers[caller];
         sd_id128_t server_id;
         bool ready = false;
         int pair[2];
+
+        if (caller == CALLER_ROOT)
+                must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0,
+                     "socketpair");
+        else
+                socketpair_as_nobody(pair);
+
+        /* The daemon's end: the server of a direct connection, with the daemon's own objects. */
+        must(sd_bus_new(&p->server) >= 0, "sd_bus_new");
+        must(sd_bus_set_fd(p->server, pair[0], pair[0]) >= 0, "sd_bus_set_fd");
+        must(sd_id128_randomize(&server_id) >= 0, "sd_id128_randomize");
+        must(sd_bus_set_server(p->server, true, server_id) >= 0, "sd_bus_set_server");
+        /* EXTERNAL would compare our uid with the socket's; the socket's is what counts. */
+        must(sd_bus_set_anonymous(p->server, true) >= 0, "sd_bus_set_anonymous");
+        must(sd_bus_negotiate_fds(p->server, true) >= 0, "sd_bus_negotiate_fds");
+        fx.manager->bus = p->server;
+        must(manager_bus_setup(fx.manager) >= 0, "manager_bus_setup");
+        must(sd_bus_start(p->server) >= 0, "sd_bus_start (server)");
+
+        must(sd_bus_new(&p->client) >= 0, "sd_bus_new");
+        must(sd_bus_set_fd(p->client, pair[1], pair[1]) >= 0, "sd_bus_set_fd");
+        must(sd_bus_set_anonymous(p->client, true) >= 0, "sd_bus_set_anonymous");
+        must(sd_bus_negotiate_fds(p->client, true) >= 0, "sd_bus_negotiate_fds");
+        must(sd_bus_add_object_vtable(p->client, NULL, "/org/freedesktop/PolicyKit1/Authority",
+                                      "org.freedesktop.PolicyKit1.Authority", polkit_vtable, NULL) >= 0,
+             "polkit's object");
+        must(sd_bus_start(p->client) >= 0, "sd_bus_start (client)");
+
+        must(sd_bus_message_new_method_call(p->client, &ping, NULL, SEALVOL_MANAGER_PATH,
+                                            "org.freedesktop.DBus.Peer", "Ping") >= 0,
+             "a Ping");
+        must(sd_bus_call_async(p->client, NULL, ping, on_ready, &ready, 0) >= 0, "sending a Ping");
+        pump(p, &ready);
+        must(ready, "the connection");
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+        _cleanup_free_ char *config = NULL, *state = NULL, *volumes = NULL, *tcti = NULL, *text = NULL;
+        char uuid[VOLUME_UUID_STRING_MAX];
 
         (void) argc;
         (void) argv;
         log_set_max_level(LOG_CRIT);
         /* In memory when there is a tmpfs for it: the volume header is read on every call. */
-        snprintf(fx.dir, sizeof(fx.dir), "%s/sealvol-fuzz-bus.XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+        snprintf(fx.dir, sizeof(fx.dir), "%s/sealvol-fuzz-bus.XXXXXX",
+                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
         must(mkdtemp(fx.dir) != NULL, "mkdtemp");
         must(atexit(cleanup) == 0, "atexit");
 
@@ -203,7 +341,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
         must(asprintf(&tcti, "swtpm:path=%s/no-tpm.sock", fx.dir) > 0, "asprintf");
         must(setenv(TPM2_TCTI_ENV, tcti, 1) == 0, "setenv");
-        must(asprintf(&state, "%s/state", fx.dir) > 0 && asprintf(&volumes, "%s/volumes", state) > 0, "asprintf");
+        must(asprintf(&state, "%s/state", fx.dir) > 0 && asprintf(&volumes, "%s/volumes", state) > 0,
+             "asprintf");
         must(mkdir(state, 0700) == 0 && mkdir(volumes, 0700) == 0, "mkdir");
         must(asprintf(&text, "[Paths]\nStateDirectory=%s\n", state) > 0, "asprintf");
         write_text(fx.dir, "sealvol.conf", text);
@@ -234,27 +373,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         }
         fx.n_paths = fx.manager->n_volumes;
 
-        /* The daemon's end: the server of a direct connection, with the daemon's own objects. */
-        must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0, "socketpair");
-        must(sd_bus_new(&fx.manager->bus) >= 0, "sd_bus_new");
-        must(sd_bus_set_fd(fx.manager->bus, pair[0], pair[0]) >= 0, "sd_bus_set_fd");
-        must(sd_id128_randomize(&server_id) >= 0, "sd_id128_randomize");
-        must(sd_bus_set_server(fx.manager->bus, true, server_id) >= 0, "sd_bus_set_server");
-        must(sd_bus_negotiate_fds(fx.manager->bus, true) >= 0, "sd_bus_negotiate_fds");
-        must(manager_bus_setup(fx.manager) >= 0, "manager_bus_setup");
-        must(sd_bus_start(fx.manager->bus) >= 0, "sd_bus_start (server)");
-
-        must(sd_bus_new(&fx.client) >= 0, "sd_bus_new");
-        must(sd_bus_set_fd(fx.client, pair[1], pair[1]) >= 0, "sd_bus_set_fd");
-        must(sd_bus_negotiate_fds(fx.client, true) >= 0, "sd_bus_negotiate_fds");
-        must(sd_bus_start(fx.client) >= 0, "sd_bus_start (client)");
-
-        must(sd_bus_message_new_method_call(fx.client, &ping, NULL, SEALVOL_MANAGER_PATH,
-                                            "org.freedesktop.DBus.Peer", "Ping") >= 0,
-             "a Ping");
-        must(sd_bus_call_async(fx.client, NULL, ping, on_ready, &ready, 0) >= 0, "sending a Ping");
-        pump(&ready);
-        must(ready, "the connection");
+        peer_start(CALLER_ROOT);
+        if (geteuid() == 0)
+                peer_start(CALLER_NOBODY);
         return 0;
 }
 
@@ -262,7 +383,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 typedef enum Object {
         OBJECT_MANAGER,
-        OBJECT_VOLUME,  /* one of the registered volumes, or a path from the input */
+        OBJECT_VOLUME, /* one of the registered volumes, or a path from the input */
 } Object;
 
 typedef struct Call {
@@ -448,6 +569,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         k = take_byte(&in);
         const Call *c = &calls[(k & 0x7f) % ELEMENTSOF(calls)];
+        /* Who calls, and what polkit will say about it. */
+        uint8_t who = take_byte(&in);
+        const Peer *peer =
+                &fx.peers[(who & 1) && fx.peers[CALLER_NOBODY].server ? CALLER_NOBODY : CALLER_ROOT];
+        fx.verdict = (Verdict) ((who >> 1) % _VERDICT_MAX);
+        fx.asked = 0;
+        /* The daemon has one bus; here each caller has its own, and polkit is asked on the caller's. */
+        fx.manager->bus = peer->server;
 
         if (c->object == OBJECT_MANAGER)
                 path = SEALVOL_MANAGER_PATH;
@@ -462,7 +591,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         path = path_buf;
                 }
         }
-        r = sd_bus_message_new_method_call(fx.client, &m, NULL, path, c->interface, c->member);
+        r = sd_bus_message_new_method_call(peer->client, &m, NULL, path, c->interface, c->member);
         if (r < 0)
                 return 0; /* not an object path */
 
@@ -475,12 +604,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (append_value(m, &sig, &in) < 0)
                         return 0;
 
-        r = sd_bus_call_async(fx.client, NULL, m, on_reply, &done, 5 * 1000 * 1000);
+        r = sd_bus_call_async(peer->client, NULL, m, on_reply, &done, 5 * 1000 * 1000);
         must(r >= 0, "sending the call");
-        pump(&done);
+        pump(peer, &done);
         if (!done)
                 abort(); /* a call left without a reply */
         if (fx.manager->n_polkit_queries != 0)
+                abort(); /* a query outliving its call */
+        if (peer == &fx.peers[CALLER_ROOT] && fx.asked > 0)
                 abort(); /* root is never asked about */
+        if (fx.asked > 1)
+                abort(); /* one call, one question */
         return 0;
 }
