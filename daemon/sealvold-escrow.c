@@ -50,7 +50,7 @@ static int set_error(char **field, const char *format, ...) {
         /* What a hook or a server said goes to the bus and the journal: printable text only. */
         *field = k < 0 ? NULL : utf8_sanitize(s);
         if (k >= 0)
-                free(s);
+                erase_and_free(s); /* until escrow_send() has looked, it may quote a password */
         return 0;
 }
 
@@ -92,7 +92,7 @@ static const char *ad_error_class(int r) {
 
 /* One password to Active Directory: the Key ID and the volume's UUID as BitLocker's GUIDs. */
 static int escrow_ad(Manager *m, const EscrowPassword *e, char **ret_dn, bool *ret_verified, char **error) {
-        _cleanup_free_ char *why = NULL;
+        _cleanup_erase_and_free_ char *why = NULL;
         AdVerify verify = AD_VERIFY_NONE;
         AdRecoveryRecord rec = {
                 .recovery_guid = e->key_id,
@@ -115,7 +115,7 @@ static int escrow_ad(Manager *m, const EscrowPassword *e, char **ret_dn, bool *r
 
 static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, const char *spool_name, X509 *cert,
                        const char *json, size_t size, EscrowRecord *rec, char **error) {
-        _cleanup_free_ char *location = NULL, *why = NULL;
+        _cleanup_erase_and_free_ char *location = NULL, *why = NULL;
         bool verified = false;
         int r;
 
@@ -161,6 +161,24 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                 set_error(error, "the %s target is not available in this build", escrow_target_to_string(t));
                 r = -EOPNOTSUPP;
                 break;
+        }
+
+        /* What came back is kept in the token, shown on the bus and logged: never when it shows the
+         * password (a hook that echoes its input, a server quoting the value it refused). */
+        if (e && escrow_text_reveals_password(location, e->password)) {
+                log_warning("The escrow target %s answered with the recovery password of %s; the answer is not kept.",
+                            escrow_target_to_string(t), e->volume_uuid);
+                location = erase_and_free(location);
+                location = strdup(t == ESCROW_TARGET_HOOK ? m->config.escrow_hook : escrow_target_to_string(t));
+                if (!location)
+                        return -ENOMEM;
+        }
+        if (e && escrow_text_reveals_password(*error, e->password)) {
+                log_warning("The escrow target %s failed with a message showing the recovery password of %s; the "
+                            "message is not kept.", escrow_target_to_string(t), e->volume_uuid);
+                *error = erase_and_free(*error);
+                set_error(error, "%s: its error message showed the recovery password and was discarded",
+                          t == ESCROW_TARGET_HOOK ? m->config.escrow_hook : escrow_target_to_string(t));
         }
 
         *rec = (EscrowRecord) {

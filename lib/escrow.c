@@ -65,6 +65,30 @@ char *escrow_targets_to_string(uint32_t mask) {
         return strdup(buf);
 }
 
+bool escrow_text_reveals_password(const char *text, const char *password) {
+        _cleanup_secure_ char *digits = NULL, *text_digits = NULL;
+        size_t n = 0, m = 0, len;
+
+        if (isempty(text) || isempty(password))
+                return false;
+        /* Both without separators, in locked memory: the copy of a text that holds the password
+         * is as secret as the password. */
+        len = strlen(text);
+        digits = secure_alloc(strlen(password) + 1);
+        text_digits = secure_alloc(len + 1);
+        if (!digits || !text_digits)
+                return true; /* cannot tell: treat it as a leak, which only drops the text */
+        for (const char *p = password; *p; p++)
+                if (*p >= '0' && *p <= '9')
+                        digits[n++] = *p;
+        for (const char *p = text; *p; p++)
+                if (*p >= '0' && *p <= '9')
+                        text_digits[m++] = *p;
+        if (n == 0)
+                return false;
+        return memmem(text_digits, m, digits, n) != NULL;
+}
+
 /* ---- the record --------------------------------------------------------------------------------- */
 
 static int password_is_canonical(const char *password) {

@@ -42,6 +42,10 @@ int escrow_targets_from_string(const char *s, uint32_t *ret_mask);
 /* The mask as "spool hook ad", malloc'd ("" for 0). */
 char *escrow_targets_to_string(uint32_t mask);
 
+/* Whether text (what a hook or a server answered) shows the recovery password: its 48 digits in
+ * order, whatever separates or surrounds them. Such text is never kept, logged or shown. */
+bool escrow_text_reveals_password(const char *text, const char *password);
+
 /* One recovery password and what it opens. */
 typedef struct EscrowPassword {
         const char *hostname;

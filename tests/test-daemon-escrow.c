@@ -41,7 +41,8 @@ typedef struct Fixture {
 } Fixture;
 
 /* The hook stores each record as records/N.json and prints where; "down" makes it fail, "hang" makes
- * it hang; "verify" succeeds when the record is among those stored. */
+ * it hang, "echo" prints the record on one line (its password without dashes) on stdout and stderr and exits
+ * with the status the file holds; "verify" succeeds when the record is among those stored. */
 static int write_hook(Fixture *f) {
         _cleanup_free_ char *text = NULL;
 
@@ -54,6 +55,7 @@ static int write_hook(Fixture *f) {
                      "d='%s'\n"
                      "if [ -e \"$d/down\" ]; then cat >/dev/null; echo 'vault: connection refused' >&2; exit 7; fi\n"
                      "if [ -e \"$d/hang\" ]; then sleep 600; fi\n"
+                     "if [ -e \"$d/echo\" ]; then tr -d '\\n-' | tee /dev/stderr; exit \"$(cat \"$d/echo\")\"; fi\n"
                      "if [ -e \"$d/garbage\" ]; then cat >/dev/null; head -c 20000 /dev/urandom;\n"
                      "  head -c 20000 /dev/urandom >&2; exit \"$(cat \"$d/garbage\")\"; fi\n"
                      "case \"$1\" in\n"
@@ -381,6 +383,47 @@ static void test_hook_garbage(void **state) {
         assert_string_equal(e.location, f->hook);
 }
 
+/* A hook that echoes the record, password and all, on stdout and stderr: its answer is not kept in
+ * the token, not shown by status or on the bus, not logged; whether it then succeeds or fails. */
+static void test_hook_echoing_the_password(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *flagfile = NULL;
+        _cleanup_free_ char *log = NULL, *digits = NULL;
+        EscrowRecord e;
+
+        flagfile = path_join(f->dir, "echo");
+        assert_int_equal(write_file_atomic(flagfile, "3", 1, 0644), 0);
+        assert_int_equal(provision(f, "echo.img", &image, &key_id, &password), 0);
+        digits = strdup(password);
+        assert_non_null(digits);
+        digits[strspn(digits, "0123456789")] = '\0'; /* the first group: present in every form */
+
+        e = token_escrow(image, "hook");
+        assert_int_equal(e.state, ESCROW_FAILED);
+        assert_null(strstr(e.location, digits));
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "its error message showed the recovery password and was discarded"));
+        assert_null(strstr(out, digits));
+        free(out);
+        out = NULL;
+
+        /* Exit 0: stored, and named after the hook, not after what it printed. */
+        assert_int_equal(write_file_atomic(flagfile, "0", 1, 0644), 0);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "escrow", image), 0);
+        assert_null(strstr(out, digits));
+        e = token_escrow(image, "hook");
+        assert_int_equal(e.state, ESCROW_DONE);
+        assert_string_equal(e.location, f->hook);
+        free(out);
+        out = NULL;
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--json", "status"), 0);
+        assert_null(strstr(out, digits));
+
+        assert_int_equal(read_file_full(f->d->log_path, 16 * 1024 * 1024, &log, NULL), 0);
+        assert_non_null(strstr(log, "answered with the recovery password"));
+        assert_null(strstr(log, digits));
+}
+
 static void test_required_escrow_vetoes(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *uuid = NULL;
@@ -502,6 +545,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_hook_echoing_the_password, setup_hook, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");

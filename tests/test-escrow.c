@@ -57,6 +57,26 @@ static void test_targets(void **state) {
         assert_string_equal(s, "spool ad");
 }
 
+/* What a hook or a server answers is checked for the password in any layout before it is kept. */
+static void test_text_reveals_password(void **state) {
+        static const char *const pw = "131648-338723-204908-284702-214797-556644-119295-459558";
+
+        (void) state;
+        assert_true(escrow_text_reveals_password(pw, pw));
+        assert_true(escrow_text_reveals_password("stored {\"recovery_password\":\"131648-338723-204908-284702-214797-"
+                                                 "556644-119295-459558\"}", pw));
+        assert_true(escrow_text_reveals_password("131648338723204908284702214797556644119295459558", pw));
+        assert_true(escrow_text_reveals_password("131648 338723 204908 284702 214797 556644 119295 459558 ok", pw));
+        assert_true(escrow_text_reveals_password("x1316483387232049082847022147975566441192954595589", pw));
+        /* A part, other digits, nothing: kept. */
+        assert_false(escrow_text_reveals_password("131648-338723-204908-284702", pw));
+        assert_false(escrow_text_reveals_password("131648-338723-204908-284702-214797-556644-119295-459559", pw));
+        assert_false(escrow_text_reveals_password("file:/var/spool/escrow/0f5c4b22.json", pw));
+        assert_false(escrow_text_reveals_password("", pw));
+        assert_false(escrow_text_reveals_password(NULL, pw));
+        assert_false(escrow_text_reveals_password(pw, NULL));
+}
+
 static void test_record(void **state) {
         EscrowPassword e = sample();
         _cleanup_secure_ char *json = NULL;
@@ -254,6 +274,7 @@ static void test_hook(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_targets),
+                cmocka_unit_test(test_text_reveals_password),
                 cmocka_unit_test(test_record),
                 cmocka_unit_test_setup_teardown(test_spool_plain_and_encrypted, test_setup_tmpdir,
                                                 test_teardown_tmpdir),
