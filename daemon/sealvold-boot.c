@@ -263,6 +263,8 @@ int manager_boot(Manager *m, bool unlock) {
                 return 0;
         }
 
+        /* One pass: the TPM is asked once, whether it opens the VMK or refuses it. */
+        manager_pass_begin(m);
         for (size_t i = 0; i < m->n_volumes; i++)
                 unlock_one(m, m->volumes[i]);
         /* The TPM opened the VMK: passwords a person used before a reseal that did not happen (a
@@ -271,6 +273,7 @@ int manager_boot(Manager *m, bool unlock) {
         manager_escrow_retry(m);
         /* Unfinished in-place encryptions go on (they need the VMK the unlock unsealed). */
         manager_resume_in_place(m);
+        manager_pass_end(m);
 
         if (count_state(m, VOLUME_UNAVAILABLE) == 0 || m->config.boot_device_timeout_sec == 0 || !m->device_monitor) {
                 boot_ready(m);

@@ -313,14 +313,12 @@ static int tpm_open(Manager *m, Tpm2Context **ret) {
         return tpm2_context_new(tpm2_tcti_select(m->config.tcti), ret);
 }
 
-int manager_ensure_vmk(Manager *m, bool create) {
+static int vmk_load(Manager *m, bool create) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
         _cleanup_secure_ uint8_t *vmk = NULL;
         VmkBlob blob;
         int r;
 
-        if (m->vmk)
-                return 0;
         r = tpm_open(m, &c);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the TPM (%s): %m", tpm2_tcti_select(m->config.tcti));
@@ -354,6 +352,31 @@ int manager_ensure_vmk(Manager *m, bool create) {
         m->vmk_id = blob.vmk_id;
         m->last_pcr_mismatch = 0;
         return 0;
+}
+
+int manager_ensure_vmk(Manager *m, bool create) {
+        int r;
+
+        if (m->vmk)
+                return 0;
+        /* Asked and refused in this pass: the TPM's answer does not change from one volume to the
+         * next, and each attempt costs TPM commands (and the journal a line). */
+        if (m->pass_unseal_error < 0)
+                return m->pass_unseal_error;
+        r = vmk_load(m, create);
+        if (r < 0 && m->pass_depth > 0)
+                m->pass_unseal_error = r;
+        return r;
+}
+
+void manager_pass_begin(Manager *m) {
+        if (m->pass_depth++ == 0)
+                m->pass_unseal_error = 0;
+}
+
+void manager_pass_end(Manager *m) {
+        if (m->pass_depth > 0 && --m->pass_depth == 0)
+                m->pass_unseal_error = 0;
 }
 
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
@@ -574,7 +597,9 @@ int manager_unlock(Manager *m, ManagedVolume *v) {
 int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed) {
         unsigned opened = 0, failed = 0;
 
-        /* One unseal for all of them: manager_ensure_vmk() caches the VMK after the first. */
+        /* One unseal for all of them: manager_ensure_vmk() caches the VMK after the first, and
+         * within the pass a refusal too. */
+        manager_pass_begin(m);
         for (size_t i = 0; i < m->n_volumes; i++) {
                 ManagedVolume *v = m->volumes[i];
 
@@ -593,6 +618,7 @@ int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed) {
          * encryptions resume. */
         manager_escrow_retry(m);
         manager_resume_in_place(m);
+        manager_pass_end(m);
         return failed == 0 ? 0 : -ESTALE;
 }
 

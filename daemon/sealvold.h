@@ -91,6 +91,10 @@ struct Manager {
         uint8_t *vmk;
         Guid vmk_id;
         uint32_t last_pcr_mismatch;
+        /* A pass over many volumes (the boot, UnlockAll) asks the TPM once: within it, a failed
+         * unseal is the answer for every volume (manager_pass_begin()). */
+        unsigned pass_depth;
+        int pass_unseal_error;
         PolkitQuery **polkit_queries;
         size_t n_polkit_queries;
         bool device_mapper;
@@ -128,6 +132,9 @@ ManagedVolume *manager_find_volume_by_path(Manager *m, const char *path);
 
 /* The operations; each returns -errno, for the bus layer to turn into an error. */
 int manager_ensure_vmk(Manager *m, bool create);
+/* Brackets a pass over many volumes; passes nest. */
+void manager_pass_begin(Manager *m);
+void manager_pass_end(Manager *m);
 /* -ECOMM: a required escrow failed, *ret_error says where and why; nothing was provisioned. */
 int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char **ret_error);
 int manager_unlock(Manager *m, ManagedVolume *v);

@@ -164,6 +164,26 @@ static void test_provision_reboot_unlock_all(void **state) {
         assert_int_equal(n, N_VOLUMES);
 }
 
+/* The size of the daemon's log (appended to across restarts): where the next start begins. */
+static size_t log_size(Fixture *f) {
+        struct stat st;
+
+        return stat(f->d->log_path, &st) < 0 ? 0 : (size_t) st.st_size;
+}
+
+/* How often text appears in the daemon's log after offset. */
+static unsigned count_in_log(Fixture *f, size_t offset, const char *text) {
+        _cleanup_free_ char *log = NULL;
+        size_t size = 0;
+        unsigned n = 0;
+
+        assert_int_equal(read_file_full(f->d->log_path, 64 * 1024 * 1024, &log, &size), 0);
+        assert_true(offset <= size);
+        for (const char *p = log + offset; (p = strstr(p, text)); p++)
+                n++;
+        return n;
+}
+
 static void test_changed_pcr_recovery_reseal(void **state) {
         Fixture *f = *state;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -180,6 +200,7 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
         assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
+        size_t boot_log = log_size(f);
         assert_int_equal(daemon_fixture_start(f->d), 0);
         reconnect(f);
 
@@ -187,6 +208,8 @@ static void test_changed_pcr_recovery_reseal(void **state) {
                 assert_state(f, i, "recovery-required");
         reason = get_string(f, f->paths[0], "StateReason");
         assert_non_null(strstr(reason, "PCR 7"));
+        /* The TPM was asked once for all of them, and its refusal logged once. */
+        assert_int_equal(count_in_log(f, boot_log, "The TPM refuses the VMK"), 1);
         assert_true(sd_bus_get_property_trivial(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
                                                      "RecoveryRequiredCount", &error, 'u', &count) >= 0);
         assert_int_equal(count, N_VOLUMES);
