@@ -24,11 +24,6 @@
 #include "secmem.h"
 #include "tpm2.h"
 
-static inline void closedirp(DIR **d) {
-        if (*d)
-                (void) closedir(*d);
-}
-
 static const char *const volume_state_table[_VOLUME_STATE_MAX] = {
         [VOLUME_LOCKED] = "locked",
         [VOLUME_UNLOCKED] = "unlocked",
@@ -260,6 +255,31 @@ static bool device_mapper_available(void) {
         return false;
 }
 
+/* A crash between a temporary file and its rename leaves the temporary: gone at the next start (one
+ * may hold a plain spool record, a password). */
+static void manager_sweep_temporaries(Manager *m) {
+        static const char *const subdirs[] = { "", "/volumes", "/used-passwords", "/erased", "/inplace", "/escrow" };
+
+        for (size_t i = 0; i <= ELEMENTSOF(subdirs); i++) {
+                _cleanup_free_ char *dir = NULL;
+                int r;
+
+                if (i < ELEMENTSOF(subdirs))
+                        dir = asprintf(&dir, "%s%s", m->state_dir, subdirs[i]) < 0 ? NULL : dir;
+                else if (m->config.escrow_spool_directory) /* a spool of its own */
+                        dir = strdup(m->config.escrow_spool_directory);
+                else
+                        break;
+                if (!dir)
+                        return;
+                r = sweep_stale_temporaries(dir);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to remove unfinished temporary files from %s, ignoring: %m", dir);
+                else if (r > 0)
+                        log_info("Removed %d unfinished temporary files from %s (a crash while writing).", r, dir);
+        }
+}
+
 int manager_new(const char *config_path, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
         _cleanup_free_ char *error = NULL;
@@ -297,6 +317,7 @@ int manager_new(const char *config_path, Manager **ret) {
          * says why nothing was mapped. */
         m->device_mapper = device_mapper_available();
 
+        manager_sweep_temporaries(m);
         (void) manager_load_vmk_escrow(m);
 
         r = registry_load(m);

@@ -69,6 +69,43 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
         return 0;
 }
 
+static bool is_stale_temporary(const char *name) {
+        size_t n = strlen(name);
+        const char *suffix;
+
+        if (n <= strlen(".tmp.XXXXXX"))
+                return false;
+        suffix = name + n - strlen(".tmp.XXXXXX");
+        if (strncmp(suffix, ".tmp.", 5) != 0)
+                return false;
+        for (const char *p = suffix + 5; *p; p++)
+                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+                        return false;
+        return true;
+}
+
+int sweep_stale_temporaries(const char *dir) {
+        _cleanup_(closedirp) DIR *d = opendir(dir);
+        struct dirent *de;
+        int n = 0;
+
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((errno = 0, de = readdir(d))) {
+                struct stat st;
+
+                if (!is_stale_temporary(de->d_name))
+                        continue;
+                /* Only files (a directory or link by that name is somebody else's). */
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        return -errno;
+                n++;
+        }
+        return errno == 0 ? n : -errno;
+}
+
 int read_file_full(const char *path, size_t max, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;

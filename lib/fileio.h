@@ -7,12 +7,23 @@
  */
 #pragma once
 
+#include <dirent.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
 
 /* Writes data to a temporary file next to path (mode, fsync), renames it over path, and fsyncs the
  * directory so the rename itself is durable. */
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
+
+/* Removes what write_file_atomic() leaves when killed between creating its temporary file and the
+ * rename ("<name>.tmp.XXXXXX", a regular file) from dir, not below it. For a start-up, when nothing
+ * is being written. The number removed, 0 if dir does not exist, or -errno. */
+int sweep_stale_temporaries(const char *dir);
 
 /* Reads a whole regular file of at most max bytes; the result is NUL-terminated (not counted in
  * *ret_size). -EFBIG when larger, -EBADF-like errors as errno says. */

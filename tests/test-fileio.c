@@ -4,6 +4,7 @@
  * the new content in full), bounded reads, and the strict hex/base64 codecs.
  */
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -89,6 +90,40 @@ static void test_atomic_write_mode_and_errors(void **state) {
         assert_int_equal(read_file_full(dir, 100, &got, &n), -EBADFD);
 }
 
+/* What a killed write_file_atomic() leaves, and only that, is swept. */
+static void test_sweep_stale_temporaries(void **state) {
+        const char *dir = *state;
+        static const char *const stale[] = { "vmk.sealed.tmp.a1B2c3", "x.json.tmp.ZZZZZZ" };
+        static const char *const kept[] = { "vmk.sealed", "x.tmp.short", "x.tmp.abcdefg", "x.tmp.ab-def", ".tmp.abcdef" };
+        _cleanup_free_ char *sub = path_join(dir, "d.tmp.Abcdef"), *link = path_join(dir, "l.tmp.Abcdef");
+        _cleanup_free_ char *missing = path_join(dir, "missing");
+
+        for (size_t i = 0; i < ELEMENTSOF(stale); i++) {
+                _cleanup_free_ char *p = path_join(dir, stale[i]);
+                assert_int_equal(write_file_atomic(p, "x", 1, 0600), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++) {
+                _cleanup_free_ char *p = path_join(dir, kept[i]);
+                assert_int_equal(write_file_atomic(p, "x", 1, 0600), 0);
+        }
+        assert_int_equal(mkdir(sub, 0700), 0);          /* not a file: somebody else's */
+        assert_int_equal(symlink("vmk.sealed", link), 0);
+
+        assert_int_equal(sweep_stale_temporaries(dir), (int) ELEMENTSOF(stale));
+        for (size_t i = 0; i < ELEMENTSOF(stale); i++) {
+                _cleanup_free_ char *p = path_join(dir, stale[i]);
+                assert_int_equal(access(p, F_OK), -1);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++) {
+                _cleanup_free_ char *p = path_join(dir, kept[i]);
+                assert_int_equal(access(p, F_OK), 0);
+        }
+        assert_int_equal(access(sub, F_OK), 0);
+        assert_int_equal(faccessat(AT_FDCWD, link, F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        assert_int_equal(sweep_stale_temporaries(dir), 0);
+        assert_int_equal(sweep_stale_temporaries(missing), 0);
+}
+
 static void test_hex(void **state) {
         _cleanup_free_ char *s = NULL;
         _cleanup_free_ void *d = NULL;
@@ -161,6 +196,7 @@ int main(void) {
                 cmocka_unit_test(test_utf8),
                 cmocka_unit_test_setup_teardown(test_atomic_write_survives_sigkill, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_atomic_write_mode_and_errors, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_sweep_stale_temporaries, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test(test_hex),
                 cmocka_unit_test(test_base64),
         };
