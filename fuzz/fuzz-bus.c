@@ -23,7 +23,6 @@
  */
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <openssl/rand.h>
 #include <sched.h>
@@ -40,6 +39,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "fuzz-util.h"
 #include "log.h"
 #include "sealvold.h"
 #include "secmem.h"
@@ -123,14 +123,6 @@ static struct {
         size_t n_paths;
 } fx;
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        (void) remove(path);
-        return 0;
-}
-
 static void cleanup(void) {
         if (fx.manager)
                 fx.manager->bus = NULL; /* ours, below */
@@ -145,21 +137,14 @@ static void cleanup(void) {
                 (void) umount2(fx.ro, MNT_DETACH);
         free(fx.ro);
         if (fx.dir[0])
-                (void) nftw(fx.dir, remove_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
-static void must(bool ok, const char *what) {
-        if (!ok) {
-                fprintf(stderr, "fuzz-bus: %s failed: %m\n", what);
-                abort();
-        }
+                fuzz_rm_rf(fx.dir);
 }
 
 static void write_text(const char *dir, const char *name, const char *text) {
         _cleanup_free_ char *path = NULL;
 
-        must(asprintf(&path, "%s/%s", dir, name) > 0, "asprintf");
-        must(write_file_atomic(path, text, strlen(text), 0600) >= 0, path);
+        fuzz_must(asprintf(&path, "%s/%s", dir, name) > 0, "asprintf");
+        fuzz_must(write_file_atomic(path, text, strlen(text), 0600) >= 0, path);
 }
 
 /* One real sealvol volume, bound to a VMK nobody will ever hold here, reached read-only. */
@@ -171,25 +156,26 @@ static void make_real_volume(char uuid[static VOLUME_UUID_STRING_MAX], char **re
         Guid vmk_id = {};
         int fd;
 
-        must(asprintf(&rw, "%s/rw", fx.dir) > 0 && asprintf(&ro, "%s/ro", fx.dir) > 0, "asprintf");
-        must(mkdir(rw, 0700) == 0 && mkdir(ro, 0700) == 0, "mkdir");
-        must(asprintf(&image, "%s/disk.img", rw) > 0, "asprintf");
+        fuzz_must(asprintf(&rw, "%s/rw", fx.dir) > 0 && asprintf(&ro, "%s/ro", fx.dir) > 0, "asprintf");
+        fuzz_must(mkdir(rw, 0700) == 0 && mkdir(ro, 0700) == 0, "mkdir");
+        fuzz_must(asprintf(&image, "%s/disk.img", rw) > 0, "asprintf");
         fd = open(image, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-        must(fd >= 0 && ftruncate(fd, 32 * 1024 * 1024) == 0, "the image");
+        fuzz_must(fd >= 0 && ftruncate(fd, 32 * 1024 * 1024) == 0, "the image");
         close(fd);
 
-        must(RAND_bytes(vmk, sizeof(vmk)) == 1 && guid_generate(&vmk_id) >= 0, "a VMK");
+        fuzz_must(RAND_bytes(vmk, sizeof(vmk)) == 1 && guid_generate(&vmk_id) >= 0, "a VMK");
         VolumeProvisionParams p = { .vmk = vmk,
                                     .vmk_id = vmk_id,
                                     .recovery_iterations = VOLUME_PBKDF2_ITERATIONS_MIN };
-        must(volume_provision(image, &p, &password, &v) >= 0, "provisioning the volume");
+        fuzz_must(volume_provision(image, &p, &password, &v) >= 0, "provisioning the volume");
         explicit_bzero(vmk, sizeof(vmk));
         memcpy(uuid, v->token.volume_uuid, VOLUME_UUID_STRING_MAX);
 
-        must(mount(rw, ro, NULL, MS_BIND, NULL) == 0, "the bind mount");
+        fuzz_must(mount(rw, ro, NULL, MS_BIND, NULL) == 0, "the bind mount");
         fx.ro = TAKE_PTR(ro);
-        must(mount(NULL, fx.ro, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) == 0, "the read-only remount");
-        must(asprintf(ret_device, "%s/disk.img", fx.ro) > 0, "asprintf");
+        fuzz_must(mount(NULL, fx.ro, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) == 0,
+                  "the read-only remount");
+        fuzz_must(asprintf(ret_device, "%s/disk.img", fx.ro) > 0, "asprintf");
 }
 
 static void pump(const Peer *p, bool *done) {
@@ -198,7 +184,7 @@ static void pump(const Peer *p, bool *done) {
         for (unsigned i = 0; i < 1000 && !*done; i++) {
                 int a = sd_bus_process(p->server, NULL), b = sd_bus_process(p->client, NULL);
 
-                must(a >= 0 && b >= 0, "sd_bus_process");
+                fuzz_must(a >= 0 && b >= 0, "sd_bus_process");
                 if (a == 0 && b == 0 && !*done)
                         (void) sd_bus_wait(p->client, 1000);
         }
@@ -249,9 +235,9 @@ static void socketpair_as_nobody(int ret[static 2]) {
         int channel[2], status;
         pid_t pid;
 
-        must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) == 0, "socketpair");
+        fuzz_must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) == 0, "socketpair");
         pid = fork();
-        must(pid >= 0, "fork");
+        fuzz_must(pid >= 0, "fork");
         if (pid == 0) {
                 int pair[2];
                 struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
@@ -267,11 +253,13 @@ static void socketpair_as_nobody(int ret[static 2]) {
                 _exit(sendmsg(channel[1], &msg, 0) == 1 ? 0 : 1);
         }
         close(channel[1]);
-        must(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child");
-        must(recvmsg(channel[0], &msg, MSG_CMSG_CLOEXEC) == 1, "recvmsg");
+        fuzz_must(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the child");
+        fuzz_must(recvmsg(channel[0], &msg, MSG_CMSG_CLOEXEC) == 1, "recvmsg");
         close(channel[0]);
         struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        must(c && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(2 * sizeof(int)), "the descriptors");
+        fuzz_must(c && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(2 * sizeof(int)),
+                  "the descriptors");
         memcpy(ret, CMSG_DATA(c), 2 * sizeof(int));
 }
 
@@ -283,38 +271,38 @@ static void peer_start(Caller caller) {
         int pair[2];
 
         if (caller == CALLER_ROOT)
-                must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0,
-                     "socketpair");
+                fuzz_must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0,
+                          "socketpair");
         else
                 socketpair_as_nobody(pair);
 
         /* The daemon's end: the server of a direct connection, with the daemon's own objects. */
-        must(sd_bus_new(&p->server) >= 0, "sd_bus_new");
-        must(sd_bus_set_fd(p->server, pair[0], pair[0]) >= 0, "sd_bus_set_fd");
-        must(sd_id128_randomize(&server_id) >= 0, "sd_id128_randomize");
-        must(sd_bus_set_server(p->server, true, server_id) >= 0, "sd_bus_set_server");
+        fuzz_must(sd_bus_new(&p->server) >= 0, "sd_bus_new");
+        fuzz_must(sd_bus_set_fd(p->server, pair[0], pair[0]) >= 0, "sd_bus_set_fd");
+        fuzz_must(sd_id128_randomize(&server_id) >= 0, "sd_id128_randomize");
+        fuzz_must(sd_bus_set_server(p->server, true, server_id) >= 0, "sd_bus_set_server");
         /* EXTERNAL would compare our uid with the socket's; the socket's is what counts. */
-        must(sd_bus_set_anonymous(p->server, true) >= 0, "sd_bus_set_anonymous");
-        must(sd_bus_negotiate_fds(p->server, true) >= 0, "sd_bus_negotiate_fds");
+        fuzz_must(sd_bus_set_anonymous(p->server, true) >= 0, "sd_bus_set_anonymous");
+        fuzz_must(sd_bus_negotiate_fds(p->server, true) >= 0, "sd_bus_negotiate_fds");
         fx.manager->bus = p->server;
-        must(manager_bus_setup(fx.manager) >= 0, "manager_bus_setup");
-        must(sd_bus_start(p->server) >= 0, "sd_bus_start (server)");
+        fuzz_must(manager_bus_setup(fx.manager) >= 0, "manager_bus_setup");
+        fuzz_must(sd_bus_start(p->server) >= 0, "sd_bus_start (server)");
 
-        must(sd_bus_new(&p->client) >= 0, "sd_bus_new");
-        must(sd_bus_set_fd(p->client, pair[1], pair[1]) >= 0, "sd_bus_set_fd");
-        must(sd_bus_set_anonymous(p->client, true) >= 0, "sd_bus_set_anonymous");
-        must(sd_bus_negotiate_fds(p->client, true) >= 0, "sd_bus_negotiate_fds");
-        must(sd_bus_add_object_vtable(p->client, NULL, "/org/freedesktop/PolicyKit1/Authority",
-                                      "org.freedesktop.PolicyKit1.Authority", polkit_vtable, NULL) >= 0,
-             "polkit's object");
-        must(sd_bus_start(p->client) >= 0, "sd_bus_start (client)");
+        fuzz_must(sd_bus_new(&p->client) >= 0, "sd_bus_new");
+        fuzz_must(sd_bus_set_fd(p->client, pair[1], pair[1]) >= 0, "sd_bus_set_fd");
+        fuzz_must(sd_bus_set_anonymous(p->client, true) >= 0, "sd_bus_set_anonymous");
+        fuzz_must(sd_bus_negotiate_fds(p->client, true) >= 0, "sd_bus_negotiate_fds");
+        fuzz_must(sd_bus_add_object_vtable(p->client, NULL, "/org/freedesktop/PolicyKit1/Authority",
+                                           "org.freedesktop.PolicyKit1.Authority", polkit_vtable, NULL) >= 0,
+                  "polkit's object");
+        fuzz_must(sd_bus_start(p->client) >= 0, "sd_bus_start (client)");
 
-        must(sd_bus_message_new_method_call(p->client, &ping, NULL, SEALVOL_MANAGER_PATH,
-                                            "org.freedesktop.DBus.Peer", "Ping") >= 0,
-             "a Ping");
-        must(sd_bus_call_async(p->client, NULL, ping, on_ready, &ready, 0) >= 0, "sending a Ping");
+        fuzz_must(sd_bus_message_new_method_call(p->client, &ping, NULL, SEALVOL_MANAGER_PATH,
+                                                 "org.freedesktop.DBus.Peer", "Ping") >= 0,
+                  "a Ping");
+        fuzz_must(sd_bus_call_async(p->client, NULL, ping, on_ready, &ready, 0) >= 0, "sending a Ping");
         pump(p, &ready);
-        must(ready, "the connection");
+        fuzz_must(ready, "the connection");
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -324,27 +312,25 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         (void) argc;
         (void) argv;
         log_set_max_level(LOG_CRIT);
-        /* In memory when there is a tmpfs for it: the volume header is read on every call. */
-        snprintf(fx.dir, sizeof(fx.dir), "%s/sealvol-fuzz-bus.XXXXXX",
-                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-        must(mkdtemp(fx.dir) != NULL, "mkdtemp");
-        must(atexit(cleanup) == 0, "atexit");
+        fuzz_tmpdir_new("fuzz-bus", fx.dir, sizeof(fx.dir));
+        fuzz_must(atexit(cleanup) == 0, "atexit");
 
         /* A namespace of our own: the read-only volume, and no journal to flood. */
         if (geteuid() == 0) {
-                must(unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
-                must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "making / private");
+                fuzz_must(unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
+                fuzz_must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "making / private");
                 if (access("/run/systemd/journal", F_OK) == 0)
-                        must(mount("tmpfs", "/run/systemd/journal", "tmpfs", 0, "mode=0755,size=64k") == 0,
-                             "hiding the journal");
+                        fuzz_must(mount("tmpfs", "/run/systemd/journal", "tmpfs", 0, "mode=0755,size=64k") ==
+                                          0,
+                                  "hiding the journal");
         }
 
-        must(asprintf(&tcti, "swtpm:path=%s/no-tpm.sock", fx.dir) > 0, "asprintf");
-        must(setenv(TPM2_TCTI_ENV, tcti, 1) == 0, "setenv");
-        must(asprintf(&state, "%s/state", fx.dir) > 0 && asprintf(&volumes, "%s/volumes", state) > 0,
-             "asprintf");
-        must(mkdir(state, 0700) == 0 && mkdir(volumes, 0700) == 0, "mkdir");
-        must(asprintf(&text, "[Paths]\nStateDirectory=%s\n", state) > 0, "asprintf");
+        fuzz_must(asprintf(&tcti, "swtpm:path=%s/no-tpm.sock", fx.dir) > 0, "asprintf");
+        fuzz_must(setenv(TPM2_TCTI_ENV, tcti, 1) == 0, "setenv");
+        fuzz_must(asprintf(&state, "%s/state", fx.dir) > 0 && asprintf(&volumes, "%s/volumes", state) > 0,
+                  "asprintf");
+        fuzz_must(mkdir(state, 0700) == 0 && mkdir(volumes, 0700) == 0, "mkdir");
+        fuzz_must(asprintf(&text, "[Paths]\nStateDirectory=%s\n", state) > 0, "asprintf");
         write_text(fx.dir, "sealvol.conf", text);
 
         /* Registered volumes whose disks are gone, and a real one when we may mount. */
@@ -353,23 +339,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
                 snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%012llx", (unsigned) i + 1, 2u, 3u, 4u,
                          (unsigned long long) i);
-                must(asprintf(&device, "%s/missing-%u.img\n", fx.dir, i) > 0, "asprintf");
+                fuzz_must(asprintf(&device, "%s/missing-%u.img\n", fx.dir, i) > 0, "asprintf");
                 write_text(volumes, uuid, device);
         }
         if (geteuid() == 0) {
                 _cleanup_free_ char *device = NULL, *line = NULL;
 
                 make_real_volume(uuid, &device);
-                must(asprintf(&line, "%s\n", device) > 0, "asprintf");
+                fuzz_must(asprintf(&line, "%s\n", device) > 0, "asprintf");
                 write_text(volumes, uuid, line);
         }
 
-        must(asprintf(&config, "%s/sealvol.conf", fx.dir) > 0, "asprintf");
-        must(manager_new(config, &fx.manager) >= 0, "manager_new");
-        must(sd_event_new(&fx.manager->event) >= 0, "sd_event_new");
+        fuzz_must(asprintf(&config, "%s/sealvol.conf", fx.dir) > 0, "asprintf");
+        fuzz_must(manager_new(config, &fx.manager) >= 0, "manager_new");
+        fuzz_must(sd_event_new(&fx.manager->event) >= 0, "sd_event_new");
         for (size_t i = 0; i < fx.manager->n_volumes; i++) {
                 fx.paths[i] = strdup(fx.manager->volumes[i]->object_path);
-                must(fx.paths[i] != NULL, "strdup");
+                fuzz_must(fx.paths[i] != NULL, "strdup");
         }
         fx.n_paths = fx.manager->n_volumes;
 
@@ -440,16 +426,16 @@ static int take_fd(Input *in) {
                 content = take_string(in);
                 n = strlen(content);
                 fd = memfd_create("fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-                must(fd >= 0 && (n == 0 || write(fd, content, n) == (ssize_t) n), "a memfd");
+                fuzz_must(fd >= 0 && (n == 0 || write(fd, content, n) == (ssize_t) n), "a memfd");
                 if (take_byte(in) & 1) /* at the start or at the end: the daemon must not care */
                         (void) lseek(fd, 0, SEEK_SET);
                 return fd;
         case 2:
-                must(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0, "pipe2");
+                fuzz_must(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0, "pipe2");
                 close(p[1]);
                 return p[0];
         case 3:
-                must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0, "socketpair");
+                fuzz_must(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0, "socketpair");
                 close(p[1]);
                 return p[0];
         case 4:
@@ -496,7 +482,7 @@ static int append_value(sd_bus_message *m, const char **sig, Input *in) {
         case 'h': {
                 int fd = take_fd(in);
 
-                must(fd >= 0, "a descriptor");
+                fuzz_must(fd >= 0, "a descriptor");
                 r = sd_bus_message_append_basic(m, 'h', &fd); /* sd-bus keeps a copy */
                 close(fd);
                 return r;
@@ -605,7 +591,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         return 0;
 
         r = sd_bus_call_async(peer->client, NULL, m, on_reply, &done, 5 * 1000 * 1000);
-        must(r >= 0, "sending the call");
+        fuzz_must(r >= 0, "sending the call");
         pump(peer, &done);
         if (!done)
                 abort(); /* a call left without a reply */

@@ -16,7 +16,6 @@
  */
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "fuzz-util.h"
 #include "log.h"
 #include "sealvold.h"
 #include "tpm2.h"
@@ -48,31 +48,12 @@ static const char *const files[] = {
 
 static char dir[64], config[128], state[96];
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        (void) remove(path);
-        return 0;
-}
-
-static void remove_tree(const char *path) {
-        (void) nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void cleanup(void) {
-        remove_tree(dir);
-}
-
-static void must(bool ok, const char *what) {
-        if (!ok) {
-                fprintf(stderr, "fuzz-state: %s failed: %m\n", what);
-                abort();
-        }
+        fuzz_rm_rf(dir);
 }
 
 static void write_text(const char *path, const void *data, size_t size) {
-        must(write_file_atomic(path, data, size, 0600) >= 0, path);
+        fuzz_must(write_file_atomic(path, data, size, 0600) >= 0, path);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -81,15 +62,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         (void) argc;
         (void) argv;
         log_set_max_level(LOG_CRIT);
-        snprintf(dir, sizeof(dir), "%s/sealvol-fuzz-state.XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-        must(mkdtemp(dir) != NULL, "mkdtemp");
-        must(atexit(cleanup) == 0, "atexit");
-        must(asprintf(&tcti, "swtpm:path=%s/no-tpm.sock", dir) > 0, "asprintf");
-        must(setenv(TPM2_TCTI_ENV, tcti, 1) == 0, "setenv");
+        fuzz_tmpdir_new("fuzz-state", dir, sizeof(dir));
+        fuzz_must(atexit(cleanup) == 0, "atexit");
+        fuzz_must(asprintf(&tcti, "swtpm:path=%s/no-tpm.sock", dir) > 0, "asprintf");
+        fuzz_must(setenv(TPM2_TCTI_ENV, tcti, 1) == 0, "setenv");
         snprintf(state, sizeof(state), "%s/state", dir);
         snprintf(config, sizeof(config), "%s/sealvol.conf", dir);
-        must(asprintf(&text, "[Paths]\nStateDirectory=%s\n[Escrow]\nTargets=spool hook\nHook=/bin/false\n", state) > 0,
-             "asprintf");
+        fuzz_must(asprintf(&text,
+                           "[Paths]\nStateDirectory=%s\n[Escrow]\nTargets=spool hook\nHook=/bin/false\n",
+                           state) > 0,
+                  "asprintf");
         write_text(config, text, strlen(text));
         return 0;
 }
@@ -99,17 +81,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Manager *m = NULL;
 
         /* A fresh state directory: the registered volume, then the files of the input. */
-        remove_tree(state);
-        must(mkdir(state, 0700) == 0, "mkdir");
+        fuzz_rm_rf(state);
+        fuzz_must(mkdir(state, 0700) == 0, "mkdir");
         static const char *const subdirs[] = { "volumes", "used-passwords", "inplace" };
         for (size_t i = 0; i < ELEMENTSOF(subdirs); i++) {
                 _cleanup_free_ char *p = NULL;
-                must(asprintf(&p, "%s/%s", state, subdirs[i]) > 0 && mkdir(p, 0700) == 0, "mkdir");
+                fuzz_must(asprintf(&p, "%s/%s", state, subdirs[i]) > 0 && mkdir(p, 0700) == 0, "mkdir");
         }
         {
                 _cleanup_free_ char *p = NULL;
-                must(asprintf(&p, "%s/volumes/" UUID, state) > 0 && asprintf(&device, "%s/missing.img\n", dir) > 0,
-                     "asprintf");
+                fuzz_must(asprintf(&p, "%s/volumes/" UUID, state) > 0 &&
+                                  asprintf(&device, "%s/missing.img\n", dir) > 0,
+                          "asprintf");
                 write_text(p, device, strlen(device));
         }
         while (size >= 2) {
@@ -122,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 }
                 if (n > size - header)
                         n = size - header;
-                must(asprintf(&p, "%s/%s", state, files[data[0] % ELEMENTSOF(files)]) > 0, "asprintf");
+                fuzz_must(asprintf(&p, "%s/%s", state, files[data[0] % ELEMENTSOF(files)]) > 0, "asprintf");
                 write_text(p, data + header, n);
                 data += header + n;
                 size -= header + n;
