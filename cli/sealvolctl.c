@@ -20,27 +20,13 @@
 #include "log.h"
 #include "recovery.h"
 #include "secmem.h"
+#include "sealvolctl.h"
 
 #define BUS_NAME "org.sealvol1"
 #define MANAGER_PATH "/org/sealvol1"
 #define MANAGER_IFACE "org.sealvol1.Manager"
 #define VOLUME_IFACE "org.sealvol1.Volume"
 #define SECRET_INPUT_MAX 512
-
-/* Exit codes (docs/sealvolctl.md): one per class of failure a script may want to tell apart. */
-enum {
-        EXIT_OK = 0,
-        EXIT_FAILED = 1,
-        EXIT_USAGE = 2,
-        EXIT_DENIED = 3,
-        EXIT_NOT_FOUND = 4,
-        EXIT_WRONG_KEY = 5,
-        EXIT_TPM = 6,
-        EXIT_DAMAGED = 7,
-        EXIT_RECOVERY_REQUIRED = 8,
-        EXIT_NO_DAEMON = 9,
-        EXIT_ESCROW = 10,
-};
 
 static bool arg_json = false;
 static bool arg_quiet = false;
@@ -49,6 +35,7 @@ static bool arg_stdin = false;
 static const char *arg_pcrs = "";
 static const char *arg_pcr_bank = "";
 static const char *arg_dra_key = NULL;
+static const char *arg_spool = NULL;
 static bool arg_in_place = false;
 static bool arg_no_wait = false;
 static bool arg_yes = false;
@@ -154,7 +141,7 @@ static const char *volume_prop(sd_bus *bus, const char *path, const char *proper
         return *buf;
 }
 
-static void json_string(const char *s) {
+void json_string(const char *s) {
         putchar('"');
         for (; *s; s++)
                 if (*s == '"' || *s == '\\')
@@ -897,9 +884,15 @@ static const struct {
         { "recover", "recover VOLUME | --dra-key FILE recover VOLUME",
           "Unlock with the recovery password (terminal without echo, or stdin), which is then replaced;\n"
           "or with the Data Recovery Agent's private key, passed to the daemon as an open file." },
-        { "recovery", "recovery show VOLUME | recovery rotate VOLUME | recovery escrow VOLUME | recovery escrow --all",
+        { "recovery", "recovery show VOLUME | recovery rotate VOLUME | recovery escrow VOLUME | recovery escrow --all\n"
+          "           recovery lookup [--spool DIR] [--dra-key FILE] KEY-ID|FILE...",
           "Show the recovery password and Key ID (authentication every time), replace the password, or\n"
-          "send it again to every configured escrow target (AD, spool, hook) and show the outcome." },
+          "send it again to every configured escrow target (AD, spool, hook) and show the outcome.\n"
+          "lookup needs no daemon: it reads escrow records, files or a copy of a spool directory (default:\n"
+          "this machine's), and prints the recovery password whose Key ID is, or starts with, KEY-ID (at least\n"
+          "8 hex digits, either case, dashes or not), with its volume, device, host and time. Records\n"
+          "encrypted to the Data Recovery Agent are opened with its private key, read from FILE. A damaged\n"
+          "record is reported and skipped; several matches are all printed (exit code 11)." },
         { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256]",
           "The TPM and what the VMK is sealed to; or seal it to the current values of the configured PCRs,\n"
           "or of another selection." },
@@ -938,6 +931,9 @@ static void help(void) {
                "  recovery rotate VOLUME    Replace the recovery password\n"
                "  recovery escrow VOLUME | --all\n"
                "                            Escrow the recovery password again to every configured target\n"
+               "  recovery lookup [--spool DIR] [--dra-key FILE] KEY-ID|FILE...\n"
+               "                            Find a recovery password in escrow records by its Key ID or its\n"
+               "                            first 8 hex digits (offline: no daemon needed)\n"
                "  tpm status                The TPM, what the VMK is sealed to, what changed\n"
                "  tpm reseal                Seal the VMK to the current PCR values\n"
                "  dra show                  The fingerprint of the DRA certificate in force\n"
@@ -954,17 +950,20 @@ static void help(void) {
                "     --no-wait  With provision --in-place and encryption resume: do not follow the progress\n"
                "     --yes      With erase: do not ask\n"
                "     --stdin    Read secrets from stdin even on a terminal\n"
-               "     --dra-key FILE  With recover: the DRA private key (PEM or DER, unencrypted)\n"
+               "     --dra-key FILE  With recover and recovery lookup: the DRA private key (PEM or DER,\n"
+               "                     unencrypted)\n"
+               "     --spool DIR     With recovery lookup: the escrow records' directory\n"
                "     --pcrs LIST     With tpm reseal: another PCR selection, e.g. 0,2,7\n"
                "     --pcr-bank BANK With tpm reseal: another PCR bank (sha256, sha384, ...)\n\n"
                "Exit codes: 0 ok, 1 failed, 2 usage, 3 access denied, 4 no such volume or device,\n"
                "5 wrong key or password, 6 TPM (none, other, PCRs changed, lockout), 7 damaged or foreign\n"
-               "metadata, 8 volumes need recovery, 9 sealvold not reachable, 10 escrow failed.\n");
+               "metadata, 8 volumes need recovery, 9 sealvold not reachable, 10 escrow failed,\n"
+               "11 several recovery passwords match.\n");
 }
 
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN, ARG_DRA_KEY, ARG_PCRS, ARG_PCR_BANK, ARG_IN_PLACE,
-               ARG_NO_WAIT, ARG_YES };
+               ARG_NO_WAIT, ARG_YES, ARG_SPOOL };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },  { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, ARG_JSON }, { "quiet", no_argument, NULL, 'q' },
@@ -975,6 +974,7 @@ int main(int argc, char *argv[]) {
                 { "in-place", no_argument, NULL, ARG_IN_PLACE },
                 { "no-wait", no_argument, NULL, ARG_NO_WAIT },
                 { "yes", no_argument, NULL, ARG_YES },
+                { "spool", required_argument, NULL, ARG_SPOOL },
                 {},
         };
         sd_bus *bus = NULL;
@@ -1021,6 +1021,9 @@ int main(int argc, char *argv[]) {
                 case ARG_YES:
                         arg_yes = true;
                         break;
+                case ARG_SPOOL:
+                        arg_spool = optarg;
+                        break;
                 default:
                         return EXIT_USAGE;
                 }
@@ -1050,6 +1053,12 @@ int main(int argc, char *argv[]) {
                     streq(verb, "dra"), streq(verb, "vmk"), streq(verb, "encryption"), streq(verb, "erase"))) {
                 fprintf(stderr, "Unknown command %s; see sealvolctl --help.\n", verb);
                 return EXIT_USAGE;
+        }
+        /* The DRA holder runs this on their own workstation: no daemon, no bus. */
+        if (streq(verb, "recovery") && argc >= 2 && streq(argv[1], "lookup")) {
+                LookupOptions o = { .spool = arg_spool, .dra_key = arg_dra_key, .json = arg_json, .quiet = arg_quiet };
+
+                return verb_recovery_lookup(argv + 2, argc - 2, &o);
         }
         r = bus_connect(&bus);
         if (r != 0)

@@ -2,6 +2,8 @@
 /* escrow.c: the escrow record, the spool and the hook (see escrow.h). */
 
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "dra.h"
+#include "encoding.h"
 #include "escrow.h"
 #include "fileio.h"
 #include "json-util.h"
@@ -198,6 +201,323 @@ int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid 
         return 0;
 }
 
+/* ---- reading records back ----------------------------------------------------------------------- */
+
+/* A password record is flat; a VMK record holds the export document (docs/sealed-vmk.md). */
+#define RECORD_DEPTH_MAX 8
+#define PASSWORD_KEY "\"recovery_password\""
+/* What json-c is shown instead of the password: same length, and not digits and dashes, so that it
+ * can never be mistaken for one. */
+#define PASSWORD_PLACEHOLDER_CHAR 'x'
+
+static const char *const escrow_record_type_table[_ESCROW_RECORD_TYPE_MAX] = {
+        [ESCROW_RECORD_PASSWORD] = "recovery-password",
+        [ESCROW_RECORD_VMK] = "vmk",
+};
+
+void escrow_entry_done(EscrowEntry *e) {
+        if (!e)
+                return;
+        free(e->hostname);
+        free(e->machine_id);
+        free(e->device);
+        secure_free(e->password);
+        *e = (EscrowEntry) {};
+}
+
+static bool is_json_space(char c) {
+        return IN_SET(c, ' ', '\t', '\n', '\r');
+}
+
+/* json-c copies every string it parses into heap memory that it frees without wiping, so the password
+ * must never reach it. The writer puts it in a member of its own as raw digits and dashes: that
+ * member is found in the text, the password copied out into secure memory, and json-c is given a copy
+ * of the text (secure memory too: it is the caller's secret) in which the value is a placeholder of
+ * the same length. json-c therefore sees the writer's structure unchanged. Since the text must then
+ * be strict JSON with exactly the writer's keys and no nested value, a '"recovery_password"' followed
+ * by ':' can only be the top-level key (inside a string its closing quote would end that string);
+ * the caller checks that json-c found the placeholder there. Without such a member, *ret_masked and
+ * *ret_password are NULL. */
+static int password_cut_out(const char *text, size_t size, char **ret_masked, char **ret_password) {
+        _cleanup_secure_ char *masked = NULL, *password = NULL;
+        const char *key = NULL, *end = text + size, *p;
+        size_t value;
+
+        for (p = text; (p = memmem(p, (size_t) (end - p), PASSWORD_KEY, strlen(PASSWORD_KEY))); p++) {
+                if (key)
+                        return log_debug_errno(EBADMSG, "Escrow record names recovery_password twice.");
+                key = p;
+        }
+        if (!key) {
+                *ret_masked = *ret_password = NULL;
+                return 0;
+        }
+
+        p = key + strlen(PASSWORD_KEY);
+        while (p < end && is_json_space(*p))
+                p++;
+        if (p >= end || *p != ':')
+                return log_debug_errno(EBADMSG, "Escrow record: recovery_password is not a member.");
+        p++;
+        while (p < end && is_json_space(*p))
+                p++;
+        if ((size_t) (end - p) < RECOVERY_PASSWORD_LEN + 2 || p[0] != '"' || p[RECOVERY_PASSWORD_LEN + 1] != '"')
+                return log_debug_errno(EBADMSG, "Escrow record: recovery_password is not a string of %d characters.",
+                                       RECOVERY_PASSWORD_LEN);
+        value = (size_t) (p + 1 - text);
+        for (size_t i = 0; i < RECOVERY_PASSWORD_LEN; i++)
+                if (!IN_SET(text[value + i], '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'))
+                        return log_debug_errno(EBADMSG, "Escrow record: recovery_password is not digits and dashes.");
+
+        masked = secure_memdup(text, size);
+        password = secure_alloc(RECOVERY_PASSWORD_LEN + 1);
+        if (!masked || !password)
+                return negative_errno();
+        memcpy(password, text + value, RECOVERY_PASSWORD_LEN);
+        memset(masked + value, PASSWORD_PLACEHOLDER_CHAR, RECOVERY_PASSWORD_LEN);
+        *ret_masked = TAKE_PTR(masked);
+        *ret_password = TAKE_PTR(password);
+        return 0;
+}
+
+/* A string member of at most max bytes, printable UTF-8 (it is shown on terminals), maybe empty. */
+static int dup_printable(json_object *o, const char *key, size_t max, char **ret) {
+        const char *s = json_get_string(o, key);
+        char *copy;
+
+        if (!s || strlen(s) > max || !utf8_is_printable(s))
+                return -EBADMSG;
+        copy = strdup(s);
+        if (!copy)
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
+}
+
+/* Exactly the spelling guid_format() writes (upper case, dashed). */
+static int get_guid(json_object *o, const char *key, Guid *ret) {
+        const char *s = json_get_string(o, key);
+        char again[GUID_STRING_MAX];
+        Guid g;
+
+        if (!s || guid_parse(s, &g) < 0 || !streq(guid_format(&g, again), s))
+                return -EBADMSG;
+        *ret = g;
+        return 0;
+}
+
+/* A LUKS2 UUID as libcryptsetup writes it: lower case, dashed. */
+static int get_volume_uuid(json_object *o, const char *key, char ret[static GUID_STRING_MAX]) {
+        const char *s = json_get_string(o, key);
+        char again[GUID_STRING_MAX];
+        Guid g;
+
+        if (!s || guid_parse(s, &g) < 0)
+                return -EBADMSG;
+        guid_format(&g, again);
+        for (char *c = again; *c; c++)
+                if (*c >= 'A' && *c <= 'F')
+                        *c = (char) (*c - 'A' + 'a');
+        if (!streq(again, s))
+                return -EBADMSG;
+        memcpy(ret, again, GUID_STRING_MAX);
+        return 0;
+}
+
+/* /etc/machine-id: 32 lower-case hex digits. */
+static int get_machine_id(json_object *o, const char *key, char **ret) {
+        const char *s = json_get_string(o, key);
+
+        if (!s || strlen(s) != 32 || strspn(s, "0123456789abcdef") != 32)
+                return -EBADMSG;
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int entry_parse_password(json_object *o, size_t size, char **password, EscrowEntry *e) {
+        static const char *const keys[] = { "sealvol_escrow_version", "type", "hostname", "machine_id",
+                                            "volume_uuid", "device", "key_id", "vmk_id", "created",
+                                            "recovery_password", NULL };
+        /* machine_id is absent when the server had none. */
+        static const char *const keys_no_machine_id[] = { "sealvol_escrow_version", "type", "hostname",
+                                                          "volume_uuid", "device", "key_id", "vmk_id",
+                                                          "created", "recovery_password", NULL };
+        bool has_machine_id = json_object_object_get_ex(o, "machine_id", NULL);
+        const char *placeholder;
+        int r;
+
+        if (size > ESCROW_RECORD_MAX)
+                return log_debug_errno(EBADMSG, "Escrow record of %zu bytes, larger than any we write.", size);
+        if (json_check_keys(o, has_machine_id ? keys : keys_no_machine_id) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record has missing or unknown keys.");
+        if (dup_printable(o, "hostname", ESCROW_HOSTNAME_MAX, &e->hostname) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad hostname.");
+        if (has_machine_id && get_machine_id(o, "machine_id", &e->machine_id) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad machine_id.");
+        if (get_volume_uuid(o, "volume_uuid", e->volume_uuid) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad volume_uuid.");
+        if (dup_printable(o, "device", PATH_MAX - 1, &e->device) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad device.");
+        if (get_guid(o, "key_id", &e->key_id) < 0 || guid_is_null(&e->key_id))
+                return log_debug_errno(EBADMSG, "Escrow record: bad key_id.");
+        if (get_guid(o, "vmk_id", &e->vmk_id) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad vmk_id.");
+        if (json_get_time(o, "created", &e->created) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad created time.");
+
+        /* The member json-c saw is the one that was cut out (see password_cut_out()). json-c also
+         * takes single-quoted strings, in which '"' is not special: the text cut out could have been
+         * inside one of the two free-form strings, so they must not name the member. */
+        if (strstr(e->hostname, "recovery_password") || strstr(e->device, "recovery_password"))
+                return log_debug_errno(EBADMSG, "Escrow record: recovery_password inside another member.");
+        placeholder = json_get_string(o, "recovery_password");
+        if (!*password || !placeholder || strlen(placeholder) != RECOVERY_PASSWORD_LEN ||
+            strspn(placeholder, (char[]) { PASSWORD_PLACEHOLDER_CHAR, 0 }) != RECOVERY_PASSWORD_LEN)
+                return log_debug_errno(EBADMSG, "Escrow record: recovery_password is not a raw string.");
+        /* Every block a multiple of 11 and in range, and in the canonical form. */
+        r = password_is_canonical(*password);
+        if (r < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: the recovery password is not valid.");
+        e->password = TAKE_PTR(*password);
+        return 0;
+}
+
+static int entry_parse_vmk(json_object *o, const char *password, EscrowEntry *e) {
+        static const char *const keys[] = { "sealvol_escrow_version", "type", "hostname", "machine_id", "vmk_id",
+                                            "vmk_export", NULL };
+        static const char *const keys_no_machine_id[] = { "sealvol_escrow_version", "type", "hostname", "vmk_id",
+                                                          "vmk_export", NULL };
+        bool has_machine_id = json_object_object_get_ex(o, "machine_id", NULL);
+        json_object *v;
+
+        if (password)
+                return log_debug_errno(EBADMSG, "Escrow record of the VMK with a recovery password in it.");
+        if (json_check_keys(o, has_machine_id ? keys : keys_no_machine_id) < 0)
+                return log_debug_errno(EBADMSG, "VMK escrow record has missing or unknown keys.");
+        if (dup_printable(o, "hostname", ESCROW_HOSTNAME_MAX, &e->hostname) < 0 ||
+            (has_machine_id && get_machine_id(o, "machine_id", &e->machine_id) < 0) ||
+            get_guid(o, "vmk_id", &e->vmk_id) < 0)
+                return log_debug_errno(EBADMSG, "VMK escrow record: bad hostname, machine_id or vmk_id.");
+        /* The export itself is vmk_import_dra()'s to check, with the key that opens it. */
+        if (!json_object_object_get_ex(o, "vmk_export", &v) || !json_object_is_type(v, json_type_object))
+                return log_debug_errno(EBADMSG, "VMK escrow record: vmk_export is not an object.");
+        return 0;
+}
+
+int escrow_entry_from_json(const char *text, size_t size, EscrowEntry *ret) {
+        _cleanup_(escrow_entry_done) EscrowEntry e = {};
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_secure_ char *masked = NULL, *password = NULL;
+        const char *type;
+        json_object *v;
+        int64_t version;
+        int r;
+
+        if (!text || !ret)
+                return -EINVAL;
+        if (size == 0 || size > ESCROW_RECORD_FILE_MAX)
+                return log_debug_errno(EBADMSG, "Escrow record of %zu bytes, refusing.", size);
+        r = password_cut_out(text, size, &masked, &password);
+        if (r < 0)
+                return r;
+        r = json_parse_object_strict(masked ?: text, size, RECORD_DEPTH_MAX, &o);
+        if (r < 0)
+                return log_debug_errno(r, "Escrow record is not one JSON object.");
+
+        if (!json_object_object_get_ex(o, "sealvol_escrow_version", &v) || !json_object_is_type(v, json_type_int))
+                return log_debug_errno(EBADMSG, "Escrow record without sealvol_escrow_version.");
+        version = json_object_get_int64(v);
+        if (version > ESCROW_RECORD_VERSION)
+                return log_debug_errno(EPROTONOSUPPORT, "Escrow record of version %" PRIi64 ", newer than ours.",
+                                       version);
+        if (version != ESCROW_RECORD_VERSION)
+                return log_debug_errno(EBADMSG, "Escrow record of version %" PRIi64 ".", version);
+
+        type = json_get_string(o, "type");
+        for (e.type = 0; e.type < _ESCROW_RECORD_TYPE_MAX; e.type++)
+                if (streq_ptr(type, escrow_record_type_table[e.type]))
+                        break;
+        switch (e.type) {
+        case ESCROW_RECORD_PASSWORD:
+                r = entry_parse_password(o, size, &password, &e);
+                break;
+        case ESCROW_RECORD_VMK:
+                r = entry_parse_vmk(o, password, &e);
+                break;
+        default:
+                return log_debug_errno(EBADMSG, "Escrow record of an unknown type.");
+        }
+        if (r < 0)
+                return r;
+
+        *ret = e;
+        e = (EscrowEntry) {};
+        return ret->type;
+}
+
+int escrow_entry_open(const void *data, size_t size, EVP_PKEY *dra_key, EscrowEntry *ret) {
+        _cleanup_secure_ void *plain = NULL;
+        size_t plain_size;
+        int r;
+
+        if ((!data && size > 0) || !ret)
+                return -EINVAL;
+        if (size == 0)
+                return log_debug_errno(EBADMSG, "Empty escrow record.");
+        /* DER starts with a SEQUENCE (0x30), our JSON with its object. */
+        if (((const uint8_t *) data)[0] == '{')
+                return escrow_entry_from_json(data, size, ret);
+        if (((const uint8_t *) data)[0] != 0x30)
+                return log_debug_errno(EBADMSG, "Escrow record is neither CMS nor JSON.");
+        if (!dra_key)
+                return log_debug_errno(ENOKEY, "Escrow record is encrypted to the DRA, and no DRA key was given.");
+        r = dra_unwrap(dra_key, data, size, &plain, &plain_size);
+        if (r < 0) /* dra_unwrap() said why */
+                return r == -E2BIG ? -EBADMSG : r;
+        r = escrow_entry_from_json(plain, plain_size, ret);
+        if (r >= 0)
+                ret->encrypted = true;
+        return r;
+}
+
+int escrow_entry_open_file(const char *path, EVP_PKEY *dra_key, EscrowEntry *ret) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_secure_ uint8_t *buf = NULL;
+        struct stat st;
+        size_t n = 0;
+
+        if (!path || !ret)
+                return -EINVAL;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return log_debug_errno(errno, "Cannot open %s: %m", path);
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return log_debug_errno(EISDIR, "%s is not a regular file.", path);
+        if ((uintmax_t) st.st_size > ESCROW_RECORD_FILE_MAX)
+                return log_debug_errno(EFBIG, "%s is larger than any escrow record.", path);
+
+        /* A plain record is a secret. One byte more than allowed tells a file that grew. */
+        buf = secure_alloc(ESCROW_RECORD_FILE_MAX + 1);
+        if (!buf)
+                return negative_errno();
+        for (;;) {
+                ssize_t k = read(fd, buf + n, ESCROW_RECORD_FILE_MAX + 1 - n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return log_debug_errno(errno, "Cannot read %s: %m", path);
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n > ESCROW_RECORD_FILE_MAX)
+                        return log_debug_errno(EFBIG, "%s is larger than any escrow record.", path);
+        }
+        return escrow_entry_open(buf, n, dra_key, ret);
+}
+
 /* ---- the spool ---------------------------------------------------------------------------------- */
 
 int escrow_spool_name(const char *volume_uuid, const Guid *key_id, bool encrypted, char **ret) {
@@ -209,6 +529,32 @@ int escrow_spool_name(const char *volume_uuid, const Guid *key_id, bool encrypte
                 *ret = NULL;
                 return -ENOMEM;
         }
+        return 0;
+}
+
+int escrow_spool_name_parse(const char *name, Guid *ret_volume_uuid, Guid *ret_key_id, bool *ret_encrypted) {
+        char uuid[GUID_STRING_MAX], key[GUID_STRING_MAX], again[GUID_STRING_MAX];
+        const char *suffix;
+        Guid u, k;
+
+        /* "<volume uuid>-<KEY ID>.cms" or ".json", both 36 characters. */
+        if (!name || strlen(name) < 2 * (GUID_STRING_MAX - 1) + 1 || name[GUID_STRING_MAX - 1] != '-')
+                return -EINVAL;
+        suffix = name + 2 * (GUID_STRING_MAX - 1) + 1;
+        if (!streq(suffix, ".cms") && !streq(suffix, ".json"))
+                return -EINVAL;
+        memcpy(uuid, name, GUID_STRING_MAX - 1);
+        uuid[GUID_STRING_MAX - 1] = '\0';
+        memcpy(key, name + GUID_STRING_MAX, GUID_STRING_MAX - 1);
+        key[GUID_STRING_MAX - 1] = '\0';
+        if (guid_parse(uuid, &u) < 0 || guid_parse(key, &k) < 0 || !streq(guid_format(&k, again), key))
+                return -EINVAL;
+        if (ret_volume_uuid)
+                *ret_volume_uuid = u;
+        if (ret_key_id)
+                *ret_key_id = k;
+        if (ret_encrypted)
+                *ret_encrypted = streq(suffix, ".cms");
         return 0;
 }
 

@@ -14,6 +14,7 @@
  */
 #pragma once
 
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,6 +33,10 @@ typedef enum EscrowTarget {
 #define ESCROW_TARGETS_ALL ((1u << _ESCROW_TARGET_MAX) - 1)
 #define ESCROW_RECORD_VERSION 1
 #define ESCROW_RECORD_MAX ((size_t) 4096)
+/* A record file as the spool holds it: CMS around at most ESCROW_RECORD_MAX bytes (a recipient of a
+ * 4096-bit RSA key adds about 1 KiB), or a plain VMK export record. */
+#define ESCROW_RECORD_FILE_MAX ((size_t) 16 * 1024)
+#define ESCROW_HOSTNAME_MAX 255
 #define ESCROW_HOOK_TIMEOUT_SEC_DEFAULT 30u
 
 const char *escrow_target_to_string(EscrowTarget t);
@@ -67,8 +72,56 @@ int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_siz
 int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid *vmk_id, const char *export_json,
                        char **ret);
 
+/* ---- reading records back (the DRA holder's side) ---------------------------------------------- */
+
+typedef enum EscrowRecordType {
+        ESCROW_RECORD_PASSWORD, /* "recovery-password": escrow_password_to_json() */
+        ESCROW_RECORD_VMK,      /* "vmk": escrow_vmk_to_json(), the server's VMK export */
+        _ESCROW_RECORD_TYPE_MAX,
+        _ESCROW_RECORD_TYPE_INVALID = -EINVAL,
+} EscrowRecordType;
+
+/* A record read back. For ESCROW_RECORD_VMK only type, encrypted, hostname, machine_id and vmk_id
+ * are set: the export inside is opened by vmk_import_dra(), not here. Strings are malloc'd, except
+ * password, which is canonical and in secure_alloc() memory. */
+typedef struct EscrowEntry {
+        EscrowRecordType type;
+        bool encrypted; /* it came as CMS EnvelopedData to the DRA */
+        char *hostname;
+        char *machine_id; /* NULL when the record has none */
+        Guid vmk_id;
+        char volume_uuid[GUID_STRING_MAX];
+        char *device;
+        Guid key_id;
+        uint64_t created;
+        char *password;
+} EscrowEntry;
+
+void escrow_entry_done(EscrowEntry *e);
+
+/* Parses a plain record strictly: exactly what escrow_password_to_json() or escrow_vmk_to_json()
+ * writes for this version, every field checked (canonical GUIDs and UUID, a recovery password whose
+ * every block is a multiple of 11 in range, printable hostname and device, bounded sizes), unknown
+ * or missing keys refused. text may hold a secret: the password never reaches json-c, which copies
+ * strings into memory it frees without wiping; the caller keeps text in secure memory. Returns the
+ * record's EscrowRecordType. -EBADMSG when malformed (or any other type), -EPROTONOSUPPORT for a
+ * newer sealvol_escrow_version. ret is written only on success. */
+int escrow_entry_from_json(const char *text, size_t size, EscrowEntry *ret);
+
+/* A record as the spool holds it: DER CMS (opened with dra_key through dra_unwrap(), into secure
+ * memory) or plain JSON, told apart by the first byte. Returns the EscrowRecordType. Errors, besides
+ * those of escrow_entry_from_json(): -ENOKEY for CMS without dra_key, -EKEYREJECTED when dra_key is
+ * not its recipient, -EBADMSG for anything that is neither, or CMS that does not decrypt. */
+int escrow_entry_open(const void *data, size_t size, EVP_PKEY *dra_key, EscrowEntry *ret);
+/* The same from a regular file of at most ESCROW_RECORD_FILE_MAX bytes (-EFBIG beyond), read into
+ * secure memory. */
+int escrow_entry_open_file(const char *path, EVP_PKEY *dra_key, EscrowEntry *ret);
+
 /* The file name a record gets in the spool: "<volume uuid>-<KEY ID>.json" (or ".cms"). */
 int escrow_spool_name(const char *volume_uuid, const Guid *key_id, bool encrypted, char **ret);
+/* The other way: whether name is such a file name, and what it says (not authenticated: the record
+ * itself is the authority). -EINVAL when it is not one. */
+int escrow_spool_name_parse(const char *name, Guid *ret_volume_uuid, Guid *ret_key_id, bool *ret_encrypted);
 
 /* Writes a record to dir/name atomically at mode 0600: CMS EnvelopedData (DER) to dra_cert, or data
  * itself when dra_cert is NULL. Then reads the file back and compares, so *ret_verified says the bytes

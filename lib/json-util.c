@@ -79,7 +79,7 @@ int json_get_time(json_object *o, const char *key, uint64_t *ret) {
         return 0;
 }
 
-int json_parse_object(const char *text, size_t size, int max_depth, json_object **ret) {
+static int parse_object(const char *text, size_t size, int max_depth, int flags, json_object **ret) {
         json_tokener *tok;
         json_object *o;
         bool ok;
@@ -89,6 +89,7 @@ int json_parse_object(const char *text, size_t size, int max_depth, json_object 
         tok = json_tokener_new_ex(max_depth);
         if (!tok)
                 return -ENOMEM;
+        json_tokener_set_flags(tok, flags);
         o = json_tokener_parse_ex(tok, text, (int) size);
         ok = json_tokener_get_error(tok) == json_tokener_success && (size_t) json_tokener_get_parse_end(tok) == size;
         json_tokener_free(tok);
@@ -98,6 +99,14 @@ int json_parse_object(const char *text, size_t size, int max_depth, json_object 
         }
         *ret = o;
         return 0;
+}
+
+int json_parse_object(const char *text, size_t size, int max_depth, json_object **ret) {
+        return parse_object(text, size, max_depth, /* flags= */ 0, ret);
+}
+
+int json_parse_object_strict(const char *text, size_t size, int max_depth, json_object **ret) {
+        return parse_object(text, size, max_depth, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8, ret);
 }
 
 int json_check_keys(json_object *o, const char *const *keys) {

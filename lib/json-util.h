@@ -25,6 +25,9 @@ int json_get_time(json_object *o, const char *key, uint64_t *ret);
 
 /* Parses exactly size bytes as one JSON object no deeper than max_depth; -EBADMSG otherwise. */
 int json_parse_object(const char *text, size_t size, int max_depth, json_object **ret);
+/* The same, refusing what RFC 8259 refuses and json-c otherwise lets through (comments, single quotes,
+ * trailing commas, raw control characters in strings) and invalid UTF-8. */
+int json_parse_object_strict(const char *text, size_t size, int max_depth, json_object **ret);
 /* -EBADMSG unless o has exactly the keys in the NULL-terminated list. */
 int json_check_keys(json_object *o, const char *const *keys);
 /* Pretty, spaced, no escaped slashes: what we write to disk and into headers. */

@@ -93,10 +93,14 @@ static int image_attached_to_loop(const char *path, char **ret_loop) {
         return found;
 }
 
-/* The size and free space of an ext2/3/4 file system, from its superblock. */
+/* The size and free space of an ext2/3/4 file system, from its superblock. The device is untrusted:
+ * with the 64bit feature the counts are 64-bit, and shifted by the block size they can exceed 2^64
+ * bytes, which would wrap to a small, plausible size (and hide how much the file system claims).
+ * Such a superblock, or one with no blocks or more free blocks than blocks, does not parse. */
 static int ext_fs_size(int fd, uint64_t *ret_size, uint64_t *ret_free) {
         uint8_t sb[1024];
         uint32_t blocks_lo, log_block, incompat, blocks_hi = 0, free_lo, free_hi = 0;
+        uint64_t blocks, free_blocks;
 
         if (pread(fd, sb, sizeof(sb), 1024) != (ssize_t) sizeof(sb))
                 return -EIO;
@@ -116,8 +120,12 @@ static int ext_fs_size(int fd, uint64_t *ret_size, uint64_t *ret_free) {
 #undef LE16
         if (log_block > 6)
                 return -EBADMSG;
-        *ret_size = ((uint64_t) blocks_hi << 32 | blocks_lo) << (10 + log_block);
-        *ret_free = ((uint64_t) free_hi << 32 | free_lo) << (10 + log_block);
+        blocks = (uint64_t) blocks_hi << 32 | blocks_lo;
+        free_blocks = (uint64_t) free_hi << 32 | free_lo;
+        if (blocks == 0 || blocks > UINT64_MAX >> (10 + log_block) || free_blocks > blocks)
+                return -EBADMSG;
+        *ret_size = blocks << (10 + log_block);
+        *ret_free = free_blocks << (10 + log_block);
         return 0;
 }
 

@@ -236,6 +236,19 @@ static void test_spool_encrypted_to_dra(void **state) {
         assert_non_null(strstr(out, "VMK export escrow: spool done (verified)"));
         free(out);
 
+        /* The DRA holder finds it offline by the first 8 digits of its Key ID, the VMK export
+         * record beside it passed over. */
+        {
+                _cleanup_free_ char *key_path = dra_fixture_path("rsa2048", ".key");
+                char prefix[9];
+
+                snprintf(prefix, sizeof(prefix), "%s", key_id);
+                assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "-q", "recovery", "lookup", "--spool", spool,
+                                            "--dra-key", key_path, prefix), 0);
+                assert_non_null(strstr(out, password));
+                free(out);
+        }
+
         /* With a DRA, the server's VMK export went to the spool too: the DRA key opens it to the VMK
          * that opens the volume. */
         {

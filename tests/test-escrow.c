@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-escrow.c: the escrow record, the spool (plain and encrypted to the DRA, read back, refused in
- * a directory others can write) and the hook (its input, output, exit status, a hang killed at the
+ * test-escrow.c: the escrow record and its strict reader (round trips plain and through CMS, every
+ * malformed field refused, wrong key, truncated CMS, the VMK record told apart), the spool (plain and
+ * encrypted to the DRA, read back, refused in a directory others can write) and the hook (its input, output, exit status, a hang killed at the
  * time limit together with what it started, one that does not read its input, one that cannot run).
  */
 
@@ -24,6 +25,8 @@
 #include "dra.h"
 #include "escrow.h"
 #include "fileio.h"
+#include "openssl-util.h"
+#include "recovery.h"
 #include "secmem.h"
 #include "test-util.h"
 
@@ -167,6 +170,362 @@ static void test_spool_plain_and_encrypted(void **state) {
         assert_int_equal(escrow_spool_name("../etc", &e.key_id, false, &name), -EINVAL);
 }
 
+/* ---- reading records back ----------------------------------------------------------------------- */
+
+static void assert_entry_is_sample(const EscrowEntry *got, const EscrowPassword *e) {
+        char a[GUID_STRING_MAX], b[GUID_STRING_MAX];
+
+        assert_int_equal(got->type, ESCROW_RECORD_PASSWORD);
+        assert_string_equal(got->hostname, e->hostname);
+        if (e->machine_id)
+                assert_string_equal(got->machine_id, e->machine_id);
+        else
+                assert_null(got->machine_id);
+        assert_string_equal(got->volume_uuid, e->volume_uuid);
+        assert_string_equal(got->device, e->device);
+        assert_string_equal(guid_format(&got->key_id, a), guid_format(&e->key_id, b));
+        assert_string_equal(guid_format(&got->vmk_id, a), guid_format(&e->vmk_id, b));
+        assert_int_equal(got->created, e->created);
+        assert_non_null(got->password);
+        assert_string_equal(got->password, e->password);
+        /* In secure memory: secure_size() aborts on anything else. */
+        assert_int_equal(secure_size(got->password), RECOVERY_PASSWORD_LEN + 1);
+}
+
+static void test_entry_round_trip(void **state) {
+        EscrowPassword e = sample();
+        _cleanup_secure_ char *json = NULL;
+        size_t size;
+
+        (void) state;
+        for (int with_machine_id = 1; with_machine_id >= 0; with_machine_id--) {
+                _cleanup_(escrow_entry_done) EscrowEntry got = {}, again = {};
+
+                e.machine_id = with_machine_id ? "0123456789abcdef0123456789abcdef" : NULL;
+                json = secure_free(json);
+                assert_int_equal(escrow_password_to_json(&e, &json, &size), 0);
+                assert_int_equal(escrow_entry_from_json(json, size, &got), ESCROW_RECORD_PASSWORD);
+                assert_entry_is_sample(&got, &e);
+                assert_false(got.encrypted);
+                /* The same through the spool reader, which needs no key for a plain record. */
+                assert_int_equal(escrow_entry_open(json, size, NULL, &again), ESCROW_RECORD_PASSWORD);
+                assert_entry_is_sample(&again, &e);
+                assert_false(again.encrypted);
+        }
+
+        /* Empty hostname and device are what the daemon writes when it knows neither. */
+        {
+                _cleanup_(escrow_entry_done) EscrowEntry got = {};
+
+                e.hostname = "";
+                e.device = "";
+                json = secure_free(json);
+                assert_int_equal(escrow_password_to_json(&e, &json, &size), 0);
+                assert_int_equal(escrow_entry_from_json(json, size, &got), ESCROW_RECORD_PASSWORD);
+                assert_entry_is_sample(&got, &e);
+        }
+}
+
+/* json with from (which must occur exactly once) replaced by to, in secure memory. */
+static char *mutate(const char *json, const char *from, const char *to, size_t *ret_size) {
+        const char *at = strstr(json, from);
+        size_t n;
+        char *out;
+
+        if (!at)
+                fail_msg("\"%s\" not in the record", from);
+        assert_null(strstr(at + 1, from));
+        n = strlen(json) - strlen(from) + strlen(to);
+        out = secure_alloc(n + 1);
+        assert_non_null(out);
+        memcpy(out, json, (size_t) (at - json));
+        memcpy(out + (at - json), to, strlen(to));
+        memcpy(out + (at - json) + strlen(to), at + strlen(from), strlen(at + strlen(from)));
+        *ret_size = n;
+        return out;
+}
+
+static void test_entry_malformed(void **state) {
+        static const struct {
+                const char *from, *to;
+                int error;
+        } cases[] = {
+                /* version and type */
+                { "\"sealvol_escrow_version\": 1", "\"sealvol_escrow_version\": 2", -EPROTONOSUPPORT },
+                { "\"sealvol_escrow_version\": 1", "\"sealvol_escrow_version\": 0", -EBADMSG },
+                { "\"sealvol_escrow_version\": 1", "\"sealvol_escrow_version\": \"1\"", -EBADMSG },
+                { "\"sealvol_escrow_version\": 1", "\"sealvol_escrow_version\": 1.0", -EBADMSG },
+                { "\"sealvol_escrow_version\": 1,", "", -EBADMSG },
+                { "\"recovery-password\"", "\"recovery-key\"", -EBADMSG },
+                { "\"recovery-password\"", "\"retired\"", -EBADMSG },
+                { "\"recovery-password\"", "\"vmk\"", -EBADMSG },
+                { "\"recovery-password\"", "null", -EBADMSG },
+                /* hostname, machine id, device: printable, bounded */
+                { "\"db1.example.com\"", "\"db1\\u001b[2Jexample\"", -EBADMSG },
+                { "\"db1.example.com\"", "\"db1\\u0000x\"", -EBADMSG },
+                { "\"db1.example.com\"", "42", -EBADMSG },
+                { "\"0123456789abcdef0123456789abcdef\"", "\"0123456789ABCDEF0123456789ABCDEF\"", -EBADMSG },
+                { "\"0123456789abcdef0123456789abcdef\"", "\"0123456789abcdef0123456789abcde\"", -EBADMSG },
+                { "\"/dev/disk/by-id/\\\"quoted\\\"\\\\name\"", "\"/dev/sdb\\n\"", -EBADMSG },
+                /* identifiers in exactly the spelling written */
+                { "\"0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60\"", "\"0F5C4B22-7D36-4CF1-9A3E-1B2C3D4E5F60\"", -EBADMSG },
+                { "\"0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60\"", "\"0f5c4b227d364cf19a3e1b2c3d4e5f60\"", -EBADMSG },
+                { "\"0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60\"", "\"0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f6\"", -EBADMSG },
+                { "\"063EA4E1-220C-4293-BA01-4754620A96E7\"", "\"063ea4e1-220c-4293-ba01-4754620a96e7\"", -EBADMSG },
+                { "\"063EA4E1-220C-4293-BA01-4754620A96E7\"", "\"{063EA4E1-220C-4293-BA01-4754620A96E7}\"", -EBADMSG },
+                { "\"063EA4E1-220C-4293-BA01-4754620A96E7\"", "\"00000000-0000-0000-0000-000000000000\"", -EBADMSG },
+                { "\"063EA4E1-220C-4293-BA01-4754620A96E7\"", "\"063EA4E1-220C-4293-BA01-4754620A96EG\"", -EBADMSG },
+                { "\"5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11\"", "\"5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D1\"", -EBADMSG },
+                { "\"2026-11-18T11:06:40Z\"", "\"2026-11-18 11:06:40\"", -EBADMSG },
+                { "\"2026-11-18T11:06:40Z\"", "1795000000", -EBADMSG },
+                /* the password: checksums, range, form, one raw string member */
+                { "-459558\"", "-459559\"", -EBADMSG },           /* block 8 not a multiple of 11 */
+                { "131648-", "720896-", -EBADMSG },              /* 11 * 65536: out of range */
+                { "131648-338723-", "131648 338723-", -EBADMSG }, /* not canonical */
+                { "-459558\"", "-45955\"", -EBADMSG },
+                { "-459558\"", "-4595580\"", -EBADMSG },
+                { "\"131648-", "\"\\u0031\\u0033\\u0031648-", -EBADMSG },
+                { "\"recovery_password\":\"", "\"recovery_password\": \"", 0 }, /* JSON spacing is fine */
+                { "\"recovery_password\":\"", "\"recovery_passwort\":\"", -EBADMSG },
+                { "\"recovery_password\":\"", "\"recovery\\u005fpassword\":\"", -EBADMSG },
+                { "\"recovery_password\":\"", "\"x\":\"\",\"recovery_password\":\"", -EBADMSG },
+                { "\"recovery_password\":\"", "\"hostname\":\"\",\"recovery_password\":\"", 0 }, /* json-c: last wins */
+                { "\"created\":", "\"recovery_password\":\"131648-338723-204908-284702-214797-556644-119295-459558\",\"created\":", -EBADMSG },
+                { "\"created\":", "\"recovery_password\":\"x\",\"created\":", -EBADMSG },
+                { "\"created\":", "\"hostname\":\"\\\"recovery_password\\\":\\\"\",\"created\":", -EBADMSG },
+                /* structure */
+                { "\"type\":", "\"extra\": true, \"type\":", -EBADMSG },
+                { "\"type\":", "/* c */ \"type\":", -EBADMSG },
+                { "\"}\n", "\",}\n", -EBADMSG },
+                { "\"}\n", "\"}\n{}", -EBADMSG },
+                { "\"}\n", "\"}\n\0", -EBADMSG },
+                { "{", "[{", -EBADMSG },
+        };
+        EscrowPassword e = sample();
+        _cleanup_secure_ char *json = NULL;
+        size_t size;
+
+        (void) state;
+        assert_int_equal(escrow_password_to_json(&e, &json, &size), 0);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(escrow_entry_done) EscrowEntry got = {};
+                _cleanup_secure_ char *bad = NULL;
+                size_t n;
+                int r;
+
+                bad = mutate(json, cases[i].from, cases[i].to, &n);
+                /* The NUL case: its replacement is cut short by strlen(), so count it in. */
+                if (strstr(cases[i].from, "\"}\n") && !strcmp(cases[i].to, "\"}\n\0"))
+                        n++;
+                r = escrow_entry_from_json(bad, n, &got);
+                if (r != cases[i].error)
+                        fail_msg("case %zu (%s -> %s): %d, expected %d", i, cases[i].from, cases[i].to, r,
+                                 cases[i].error);
+                if (r >= 0)
+                        assert_string_equal(got.password, PASSWORD);
+                else
+                        assert_null(got.password); /* ret untouched */
+        }
+
+        /* A second password hidden in a string the strict parser does not look into (json-c takes
+         * single-quoted strings, in which '"' is not special), the real member's key escaped so that
+         * only the hidden one is found in the text: refused, the hidden one is not the member. */
+        {
+                _cleanup_(escrow_entry_done) EscrowEntry got = {};
+                _cleanup_secure_ char *step = NULL, *bad = NULL;
+                size_t n;
+
+                step = mutate(json, "\"db1.example.com\"",
+                              "'\"recovery_password\":\"" PASSWORD "\"'", &n);
+                bad = mutate(step, "\"recovery_password\":\"" PASSWORD "\"}",
+                             "\"recovery\\u005fpassword\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                             &n);
+                assert_int_equal(escrow_entry_from_json(bad, n, &got), -EBADMSG);
+                assert_null(got.password);
+        }
+
+        /* Oversized: a record above what the writer writes, whatever is in it. */
+        {
+                _cleanup_(escrow_entry_done) EscrowEntry got = {};
+                _cleanup_free_ char *device = malloc(ESCROW_RECORD_MAX);
+                _cleanup_secure_ char *bad = NULL;
+                size_t n;
+
+                assert_non_null(device);
+                memset(device, 'd', ESCROW_RECORD_MAX - 1);
+                device[0] = '"';
+                device[ESCROW_RECORD_MAX - 2] = '"';
+                device[ESCROW_RECORD_MAX - 1] = '\0';
+                bad = mutate(json, "\"/dev/disk/by-id/\\\"quoted\\\"\\\\name\"", device, &n);
+                assert_int_equal(escrow_entry_from_json(bad, n, &got), -EBADMSG);
+        }
+        /* Truncated anywhere (but for the final newline, which is not part of the object). */
+        assert_int_equal(json[size - 1], '\n');
+        for (size_t n = 0; n < size; n++) {
+                _cleanup_(escrow_entry_done) EscrowEntry got = {};
+
+                assert_int_equal(escrow_entry_open(json, n, NULL, &got),
+                                 n == size - 1 ? ESCROW_RECORD_PASSWORD : -EBADMSG);
+        }
+}
+
+static void test_entry_cms(void **state) {
+        static const char *const names[] = { "rsa2048", "ec256" };
+        EscrowPassword e = sample();
+        _cleanup_secure_ char *json = NULL;
+        size_t size;
+
+        (void) state;
+        assert_int_equal(escrow_password_to_json(&e, &json, &size), 0);
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_(X509_freep) X509 *cert = dra_fixture_cert(names[i]);
+                _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = dra_fixture_key(names[i]);
+                _cleanup_(EVP_PKEY_freep) EVP_PKEY *other = dra_fixture_key(names[1 - i]);
+                _cleanup_(EVP_PKEY_freep) EVP_PKEY *other_same_type = EVP_PKEY_is_a(key, "RSA")
+                                                                      ? dra_fixture_key("rsa3072-noext")
+                                                                      : dra_fixture_key("ec384");
+                _cleanup_(escrow_entry_done) EscrowEntry got = {};
+                _cleanup_free_ uint8_t *der = NULL;
+                size_t der_size;
+
+                assert_non_null(cert);
+                assert_non_null(key);
+                assert_non_null(other);
+                assert_non_null(other_same_type);
+                assert_int_equal(dra_wrap(cert, json, size, &der, &der_size), 0);
+
+                assert_int_equal(escrow_entry_open(der, der_size, key, &got), ESCROW_RECORD_PASSWORD);
+                assert_entry_is_sample(&got, &e);
+                assert_true(got.encrypted);
+                escrow_entry_done(&got);
+
+                /* The wrong DRA key, of either type; no key at all. */
+                assert_int_equal(escrow_entry_open(der, der_size, other, &got), -EKEYREJECTED);
+                assert_int_equal(escrow_entry_open(der, der_size, other_same_type, &got), -EKEYREJECTED);
+                assert_int_equal(escrow_entry_open(der, der_size, NULL, &got), -ENOKEY);
+                assert_null(got.password);
+
+                /* Truncated at every length, and trailing bytes. */
+                for (size_t n = 1; n < der_size; n++)
+                        assert_int_equal(escrow_entry_open(der, n, key, &got), -EBADMSG);
+                {
+                        _cleanup_free_ uint8_t *longer = malloc(der_size + 1);
+
+                        assert_non_null(longer);
+                        memcpy(longer, der, der_size);
+                        longer[der_size] = 0;
+                        assert_int_equal(escrow_entry_open(longer, der_size + 1, key, &got), -EBADMSG);
+                }
+                /* The last ciphertext byte flipped: the padding, or the JSON it gives, is refused. */
+                der[der_size - 1] ^= 0x55;
+                assert_int_equal(escrow_entry_open(der, der_size, key, &got), -EBADMSG);
+                assert_null(got.password);
+        }
+
+        /* CMS of something that is not a record. */
+        {
+                _cleanup_(X509_freep) X509 *cert = dra_fixture_cert("rsa2048");
+                _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = dra_fixture_key("rsa2048");
+                _cleanup_(escrow_entry_done) EscrowEntry got = {};
+                _cleanup_free_ uint8_t *der = NULL;
+                size_t der_size;
+
+                assert_int_equal(dra_wrap(cert, PASSWORD, strlen(PASSWORD), &der, &der_size), 0);
+                assert_int_equal(escrow_entry_open(der, der_size, key, &got), -EBADMSG);
+                assert_int_equal(escrow_entry_open("garbage", 7, key, &got), -EBADMSG);
+                assert_int_equal(escrow_entry_open("", 0, key, &got), -EBADMSG);
+        }
+}
+
+static void test_entry_vmk(void **state) {
+        static const char export[] = "{\"sealvol_vmk_export_version\":1,\"vmk_id\":\"5E1D0F64-4A1B-4C37-9E1D-"
+                                     "2B8F5A0C7D11\",\"dra_cms\":\"AAAA\"}";
+        _cleanup_(escrow_entry_done) EscrowEntry got = {};
+        _cleanup_free_ char *json = NULL;
+        char id[GUID_STRING_MAX];
+        Guid vmk_id;
+
+        (void) state;
+        assert_int_equal(guid_parse("5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11", &vmk_id), 0);
+        assert_int_equal(escrow_vmk_to_json("db1.example.com", NULL, &vmk_id, export, &json), 0);
+        /* Recognised for what it is: no password, no volume. */
+        assert_int_equal(escrow_entry_open(json, strlen(json), NULL, &got), ESCROW_RECORD_VMK);
+        assert_string_equal(got.hostname, "db1.example.com");
+        assert_null(got.machine_id);
+        assert_string_equal(guid_format(&got.vmk_id, id), "5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11");
+        assert_null(got.password);
+        assert_null(got.device);
+        escrow_entry_done(&got);
+        json = mfree(json);
+
+        assert_int_equal(escrow_vmk_to_json("db1", "0123456789abcdef0123456789abcdef", &vmk_id, export, &json), 0);
+        assert_int_equal(escrow_entry_from_json(json, strlen(json), &got), ESCROW_RECORD_VMK);
+        assert_string_equal(got.machine_id, "0123456789abcdef0123456789abcdef");
+        escrow_entry_done(&got);
+
+        /* A VMK record is strict too. */
+        {
+                static const char *const bad[] = {
+                        "{\"sealvol_escrow_version\":1,\"type\":\"vmk\",\"hostname\":\"h\","
+                        "\"vmk_id\":\"5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11\",\"vmk_export\":\"x\"}",
+                        "{\"sealvol_escrow_version\":1,\"type\":\"vmk\",\"hostname\":\"h\","
+                        "\"vmk_id\":\"5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11\"}",
+                        "{\"sealvol_escrow_version\":1,\"type\":\"vmk\",\"hostname\":\"h\",\"key_id\":\"x\","
+                        "\"vmk_id\":\"5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11\",\"vmk_export\":{}}",
+                        "{\"sealvol_escrow_version\":1,\"type\":\"vmk\",\"hostname\":\"h\","
+                        "\"vmk_id\":\"5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11\",\"vmk_export\":{\"recovery_password\":"
+                        "\"131648-338723-204908-284702-214797-556644-119295-459558\"}}",
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                        assert_int_equal(escrow_entry_from_json(bad[i], strlen(bad[i]), &got), -EBADMSG);
+        }
+}
+
+static void test_entry_files(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *big = path_join(dir, "big.cms"), *name = NULL, *path = NULL;
+        _cleanup_(escrow_entry_done) EscrowEntry got = {};
+        _cleanup_secure_ char *json = NULL;
+        _cleanup_free_ char *filler = NULL;
+        EscrowPassword e = sample();
+        Guid volume, key_id;
+        bool encrypted;
+        size_t size;
+
+        assert_int_equal(escrow_password_to_json(&e, &json, &size), 0);
+        assert_int_equal(escrow_spool_name(e.volume_uuid, &e.key_id, false, &name), 0);
+        assert_int_equal(escrow_spool_store(dir, name, NULL, json, size, &path, NULL), 0);
+        assert_int_equal(escrow_entry_open_file(path, NULL, &got), ESCROW_RECORD_PASSWORD);
+        assert_entry_is_sample(&got, &e);
+
+        /* The name says what the record should be. */
+        assert_int_equal(escrow_spool_name_parse(name, &volume, &key_id, &encrypted), 0);
+        assert_true(guid_equal(&key_id, &e.key_id));
+        assert_false(encrypted);
+        assert_int_equal(escrow_spool_name_parse(
+                                 "0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60-063EA4E1-220C-4293-BA01-4754620A96E7.cms", NULL,
+                                 NULL, &encrypted), 0);
+        assert_true(encrypted);
+        assert_int_equal(escrow_spool_name_parse("vmk-5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11.json", NULL, NULL, NULL),
+                         -EINVAL);
+        assert_int_equal(escrow_spool_name_parse(
+                                 "0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60-063ea4e1-220c-4293-ba01-4754620a96e7.json", NULL,
+                                 NULL, NULL), -EINVAL);
+        assert_int_equal(escrow_spool_name_parse(
+                                 "0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60-063EA4E1-220C-4293-BA01-4754620A96E7.txt", NULL,
+                                 NULL, NULL), -EINVAL);
+
+        /* Not a record file: too large, a directory, missing. */
+        filler = calloc(1, ESCROW_RECORD_FILE_MAX + 1);
+        assert_non_null(filler);
+        filler[0] = 0x30;
+        assert_int_equal(write_file_atomic(big, filler, ESCROW_RECORD_FILE_MAX + 1, 0600), 0);
+        assert_int_equal(escrow_entry_open_file(big, NULL, &got), -EFBIG);
+        assert_int_equal(escrow_entry_open_file(dir, NULL, &got), -EISDIR);
+        assert_int_equal(escrow_entry_open_file("/nonexistent/x.cms", NULL, &got), -ENOENT);
+}
+
 /* Writes an executable shell script into dir. */
 static char *write_hook(const char *dir, const char *name, const char *body) {
         char *path = path_join(dir, name);
@@ -276,6 +635,11 @@ int main(void) {
                 cmocka_unit_test(test_targets),
                 cmocka_unit_test(test_text_reveals_password),
                 cmocka_unit_test(test_record),
+                cmocka_unit_test(test_entry_round_trip),
+                cmocka_unit_test(test_entry_malformed),
+                cmocka_unit_test(test_entry_cms),
+                cmocka_unit_test(test_entry_vmk),
+                cmocka_unit_test_setup_teardown(test_entry_files, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_spool_plain_and_encrypted, test_setup_tmpdir,
                                                 test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_hook, test_setup_tmpdir, test_teardown_tmpdir),

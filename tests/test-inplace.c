@@ -315,6 +315,54 @@ static void test_refusals(void **state) {
         assert_int_equal(run_cmd("losetup -d '%s'", line), 0);
 }
 
+static void put_le32(const char *image, off_t offset, uint32_t v) {
+        _cleanup_close_ int fd = open(image, O_WRONLY | O_CLOEXEC);
+        uint8_t b[4] = { v, v >> 8, v >> 16, v >> 24 };
+
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, b, sizeof(b), offset), (ssize_t) sizeof(b));
+}
+
+/* Superblock counts from an untrusted device: with the 64bit feature, block and free counts whose
+ * size in bytes does not fit 64 bits used to wrap into a small, plausible size (found by
+ * fuzz-inplace-check: 2^63 blocks read as 64 MiB, the free count above the size); none, or more free
+ * than there are, is nonsense too. Each is refused as a superblock that does not parse, before
+ * anything is written. */
+static void test_superblock_counts(void **state) {
+        enum { SB = 1024, BLOCKS_LO = SB + 0x04, FREE_LO = SB + 0x0C, BLOCKS_HI = SB + 0x150, FREE_HI = SB + 0x158 };
+        static const struct {
+                off_t offset;
+                uint32_t value;
+        } forged[] = {
+                { BLOCKS_HI, UINT32_C(0xB1000000) }, /* 2^63 + 64 Ki blocks of 1 KiB: wrapped to 64 MiB */
+                { BLOCKS_HI, UINT32_C(1) << 22 },    /* 2^54 blocks: just too many bytes */
+                { FREE_HI, UINT32_C(67109363) },     /* more free blocks than blocks */
+                { FREE_LO, UINT32_C(0xFFFFFFFF) },
+                { BLOCKS_LO, 0 },                    /* no blocks at all */
+        };
+        const char *dir = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(forged); i++) {
+                _cleanup_free_ char *image = NULL, *what = NULL;
+                InPlaceInfo info;
+
+                assert_true(asprintf(&image, "%s/forged-%zu.img", dir, i) > 0);
+                /* 1 KiB blocks, the 64bit feature, and no superblock checksum: libblkid takes the
+                 * forged superblock for ext4, so that it reaches sealvol's reading of it. */
+                assert_int_equal(run_cmd("truncate -s 100M '%s' && mke2fs -q -F -t ext4 -b 1024 "
+                                         "-O 64bit,^metadata_csum '%s' 64M", image, image), 0);
+                assert_int_equal(volume_inplace_check(image, &info, &what), 0);
+                assert_int_equal(info.fs_size, 64 * MiB);
+                assert_null(what);
+
+                put_le32(image, forged[i].offset, forged[i].value);
+                assert_int_equal(volume_inplace_check(image, &info, &what), -EMEDIUMTYPE);
+                assert_non_null(what);
+                assert_non_null(strstr(what, "superblock"));
+                assert_non_null(strstr(what, "does not parse"));
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_encrypt_intact, test_setup_tmpdir, test_teardown_tmpdir),
@@ -322,6 +370,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_sigkill_resume, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_pause_resume, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_refusals, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_superblock_counts, test_setup_tmpdir, test_teardown_tmpdir),
         };
 
         log_parse_environment();
