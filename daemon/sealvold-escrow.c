@@ -388,15 +388,20 @@ int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_s
                         r = r < 0 ? asprintf(&line, "spool: %s", strerror(-r)) :
                                     asprintf(&line, "spool: %u record(s) moved to retired/", moved);
                 } else if (t == ESCROW_TARGET_HOOK) {
+                        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
                         _cleanup_free_ char *json = NULL, *why = NULL;
 
-                        /* Not a secret: which password of which volume is void now. */
-                        r = asprintf(&json,
-                                     "{\"sealvol_escrow_version\":%d,\"type\":\"retired\",\"hostname\":\"%s\","
-                                     "\"volume_uuid\":\"%s\",\"key_id\":\"%s\",\"time\":%" PRIu64 "}\n",
-                                     ESCROW_RECORD_VERSION, m->hostname, rec->volume_uuid, key_id,
-                                     (uint64_t) time(NULL));
-                        if (r < 0)
+                        /* Not a secret: which password of which volume is void now. Built with
+                         * json-c: the hostname is whatever the administrator set. */
+                        if (!o || json_object_object_add(o, "sealvol_escrow_version",
+                                                         json_object_new_int(ESCROW_RECORD_VERSION)) < 0 ||
+                            json_add_string(o, "type", "retired") < 0 || json_add_string(o, "hostname", m->hostname) < 0 ||
+                            json_add_string(o, "volume_uuid", rec->volume_uuid) < 0 ||
+                            json_add_string(o, "key_id", key_id) < 0 ||
+                            json_object_object_add(o, "time", json_object_new_int64((int64_t) time(NULL))) < 0)
+                                return -ENOMEM;
+                        json = json_format(o);
+                        if (!json)
                                 return -ENOMEM;
                         r = escrow_hook_run(m->config.escrow_hook, "retire", json, strlen(json),
                                             m->config.escrow_hook_timeout_sec, NULL, &why);

@@ -543,6 +543,13 @@ static void test_erase(void **state) {
         assert_non_null(told);
         assert_non_null(strstr(told, key_id));
         assert_null(strstr(told, password));
+        json_object *told_json = json_tokener_parse(told); /* one JSON object, whatever the hostname */
+        assert_non_null(told_json);
+        assert_true(json_object_object_get_ex(told_json, "type", &x));
+        assert_string_equal(json_object_get_string(x), "retired");
+        assert_true(json_object_object_get_ex(told_json, "volume_uuid", &x));
+        assert_string_equal(json_object_get_string(x), uuid);
+        json_object_put(told_json);
         /* The daemon forgot it and kept a record. */
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "list"), 0);
         assert_null(strstr(out, uuid));
