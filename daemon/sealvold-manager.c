@@ -23,6 +23,7 @@
 #include "sealvold.h"
 #include "secmem.h"
 #include "tpm2.h"
+#include "volume-probe.h"
 
 static const char *const volume_state_table[_VOLUME_STATE_MAX] = {
         [VOLUME_LOCKED] = "locked",
@@ -488,6 +489,42 @@ void manager_rotate_used_passwords(Manager *m) {
 
 /* ---- operations ------------------------------------------------------------------------------ */
 
+/* A provisioning of device that was interrupted (a crash, a kill) after the token was written, which
+ * volume_provision() does last, once the keyslots are verified and the password escrowed: the volume
+ * is complete, but the registry, written next, does not know it, and provisioning again would refuse
+ * the device as not empty. Doing the provisioning again finishes that one instead: the volume is
+ * registered as it would have been. 1 if so, 0 if device holds no such volume. A volume the daemon
+ * knows, or another server's, is left to volume_provision() to refuse. */
+static int provision_resume(Manager *m, const char *device, ManagedVolume **ret) {
+        _cleanup_(volume_token_done) VolumeToken t = {};
+        ManagedVolume *v;
+        int r;
+
+        if (volume_probe(device, &t) < 0 || !guid_equal(&t.vmk_id, &m->vmk_id) ||
+            manager_find_volume(m, t.volume_uuid))
+                return 0;
+        r = manager_register_volume(m, t.volume_uuid, device, &v);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register volume %s: %m", t.volume_uuid);
+        (void) manager_refresh_volume(v, NULL);
+        log_notice("Volume %s on %s was provisioned by a call that did not finish; registered now.", v->uuid, device);
+        *ret = v;
+        return 1;
+}
+
+/* What follows every provisioning, once the volume is registered. */
+static void provision_finish(Manager *m) {
+        X509 *cert = NULL;
+
+        /* With a DRA, the server keeps its VMK wrapped to it from the first volume on (a TPM or a main
+         * board can be replaced without a recovery password), and escrows that copy. */
+        if (access(m->vmk_export_path, F_OK) < 0 && manager_load_dra_cert(m, &cert) >= 0) {
+                X509_free(cert);
+                (void) manager_export_vmk(m, NULL);
+        }
+        manager_escrow_retry(m);
+}
+
 int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char **ret_error) {
         _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
         _cleanup_(volume_freep) Volume *vol = NULL;
@@ -499,6 +536,13 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
         r = manager_ensure_vmk(m, /* create= */ true);
         if (r < 0)
                 return r;
+        r = provision_resume(m, device, ret);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                provision_finish(m);
+                return 0;
+        }
         r = manager_load_dra_cert(m, &cert);
         if (r < 0 && r != -ENOENT)
                 return log_error_errno(r, "Failed to load the DRA certificate: %m");
@@ -543,13 +587,7 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
                 return r;
         *ret = TAKE_PTR(v);
         (void) volume_bus_emit_added(*ret);
-        /* With a DRA, the server keeps its VMK wrapped to it from the first volume on (a TPM or a main
-         * board can be replaced without a recovery password), and escrows that copy. */
-        if (access(m->vmk_export_path, F_OK) < 0 && manager_load_dra_cert(m, &cert) >= 0) {
-                X509_free(cert);
-                (void) manager_export_vmk(m, NULL);
-        }
-        manager_escrow_retry(m);
+        provision_finish(m);
         return 0;
 }
 
