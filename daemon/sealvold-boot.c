@@ -270,6 +270,8 @@ int manager_boot(Manager *m, bool unlock) {
         /* The TPM opened the VMK: passwords a person used before a reseal that did not happen (a
          * reboot in between) are replaced now. */
         manager_rotate_used_passwords(m);
+        /* Likewise a DRA change a crash interrupted: the certificate in force holds for everything. */
+        manager_finish_dra(m);
         manager_escrow_retry(m);
         /* Unfinished in-place encryptions go on (they need the VMK the unlock unsealed). */
         manager_resume_in_place(m);

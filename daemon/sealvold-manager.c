@@ -16,13 +16,16 @@
 #include <unistd.h>
 
 #include "dra.h"
+#include "encoding.h"
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "openssl-util.h"
 #include "recovery.h"
 #include "sealvold.h"
 #include "secmem.h"
 #include "tpm2.h"
+#include "volume-probe.h"
 
 static const char *const volume_state_table[_VOLUME_STATE_MAX] = {
         [VOLUME_LOCKED] = "locked",
@@ -488,6 +491,42 @@ void manager_rotate_used_passwords(Manager *m) {
 
 /* ---- operations ------------------------------------------------------------------------------ */
 
+/* A provisioning of device that was interrupted (a crash, a kill) after the token was written, which
+ * volume_provision() does last, once the keyslots are verified and the password escrowed: the volume
+ * is complete, but the registry, written next, does not know it, and provisioning again would refuse
+ * the device as not empty. Doing the provisioning again finishes that one instead: the volume is
+ * registered as it would have been. 1 if so, 0 if device holds no such volume. A volume the daemon
+ * knows, or another server's, is left to volume_provision() to refuse. */
+static int provision_resume(Manager *m, const char *device, ManagedVolume **ret) {
+        _cleanup_(volume_token_done) VolumeToken t = {};
+        ManagedVolume *v;
+        int r;
+
+        if (volume_probe(device, &t) < 0 || !guid_equal(&t.vmk_id, &m->vmk_id) ||
+            manager_find_volume(m, t.volume_uuid))
+                return 0;
+        r = manager_register_volume(m, t.volume_uuid, device, &v);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register volume %s: %m", t.volume_uuid);
+        (void) manager_refresh_volume(v, NULL);
+        log_notice("Volume %s on %s was provisioned by a call that did not finish; registered now.", v->uuid, device);
+        *ret = v;
+        return 1;
+}
+
+/* What follows every provisioning, once the volume is registered. */
+static void provision_finish(Manager *m) {
+        X509 *cert = NULL;
+
+        /* With a DRA, the server keeps its VMK wrapped to it from the first volume on (a TPM or a main
+         * board can be replaced without a recovery password), and escrows that copy. */
+        if (access(m->vmk_export_path, F_OK) < 0 && manager_load_dra_cert(m, &cert) >= 0) {
+                X509_free(cert);
+                (void) manager_export_vmk(m, NULL);
+        }
+        manager_escrow_retry(m);
+}
+
 int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char **ret_error) {
         _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
         _cleanup_(volume_freep) Volume *vol = NULL;
@@ -499,6 +538,13 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
         r = manager_ensure_vmk(m, /* create= */ true);
         if (r < 0)
                 return r;
+        r = provision_resume(m, device, ret);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                provision_finish(m);
+                return 0;
+        }
         r = manager_load_dra_cert(m, &cert);
         if (r < 0 && r != -ENOENT)
                 return log_error_errno(r, "Failed to load the DRA certificate: %m");
@@ -543,13 +589,7 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
                 return r;
         *ret = TAKE_PTR(v);
         (void) volume_bus_emit_added(*ret);
-        /* With a DRA, the server keeps its VMK wrapped to it from the first volume on (a TPM or a main
-         * board can be replaced without a recovery password), and escrows that copy. */
-        if (access(m->vmk_export_path, F_OK) < 0 && manager_load_dra_cert(m, &cert) >= 0) {
-                X509_free(cert);
-                (void) manager_export_vmk(m, NULL);
-        }
-        manager_escrow_retry(m);
+        provision_finish(m);
         return 0;
 }
 
@@ -891,6 +931,20 @@ int manager_load_dra_cert(Manager *m, X509 **ret) {
         return 0;
 }
 
+/* Wraps the volume's DRA protector to cert (adding one if it has none). */
+static int dra_rewrap(Manager *m, ManagedVolume *v, Volume *vol, X509 *cert) {
+        _cleanup_secure_ uint8_t *auth = NULL;
+        int r;
+
+        r = volume_vmk_passphrase(vol, m->vmk, &m->vmk_id, &auth);
+        if (r >= 0)
+                r = volume_set_dra(vol, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, cert,
+                                   (const char *const *) m->config.dra_extra_ekus);
+        if (r >= 0)
+                (void) manager_refresh_volume(v, NULL);
+        return r;
+}
+
 int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rewrapped, char **ret_reason) {
         X509 *cert = NULL;
         unsigned n = 0;
@@ -902,23 +956,19 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
         r = dra_cert_check(cert, (const char *const *) m->config.dra_extra_ekus, time(NULL), ret_reason);
         if (r >= 0)
                 r = manager_ensure_vmk(m, /* create= */ false);
+        /* The certificate first: a change killed after this is finished at the next start
+         * (manager_finish_dra()), one killed before it never happened. */
         if (r >= 0)
                 r = write_file_atomic(m->dra_cert_path, data, size, 0644);
         /* Renewing the certificate re-wraps every volume of the server (DESIGN.md). */
         for (size_t i = 0; r >= 0 && i < m->n_volumes; i++) {
                 _cleanup_(volume_freep) Volume *vol = NULL;
-                _cleanup_secure_ uint8_t *auth = NULL;
 
                 if (manager_refresh_volume(m->volumes[i], &vol) < 0)
                         continue; /* a missing disk is re-wrapped when it is back */
-                r = volume_vmk_passphrase(vol, m->vmk, &m->vmk_id, &auth);
+                r = dra_rewrap(m, m->volumes[i], vol, cert);
                 if (r >= 0)
-                        r = volume_set_dra(vol, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, cert,
-                                           (const char *const *) m->config.dra_extra_ekus);
-                if (r >= 0) {
                         n++;
-                        (void) manager_refresh_volume(m->volumes[i], NULL);
-                }
         }
         X509_free(cert);
         if (r < 0)
@@ -955,6 +1005,56 @@ int manager_export_vmk(Manager *m, char **ret_json) {
         if (ret_json)
                 *ret_json = TAKE_PTR(json);
         return 0;
+}
+
+/* The DRA certificate the VMK export is wrapped to; -ENOENT without an export. */
+static int export_fingerprint(Manager *m, uint8_t ret[static DRA_FINGERPRINT_SIZE]) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ char *json = NULL;
+        size_t n;
+        int r;
+
+        r = read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &json, &n);
+        if (r < 0)
+                return r;
+        r = json_parse_object(json, n, 4, &o);
+        if (r < 0)
+                return r;
+        return hex_decode_fixed(strempty(json_get_string(o, "dra_fingerprint")), ret, DRA_FINGERPRINT_SIZE);
+}
+
+void manager_finish_dra(Manager *m) {
+        uint8_t fp[DRA_FINGERPRINT_SIZE], exported[DRA_FINGERPRINT_SIZE];
+        _cleanup_(X509_freep) X509 *cert = NULL;
+        int r;
+
+        if (!m->vmk || manager_load_dra_cert(m, &cert) < 0 || dra_cert_fingerprint(cert, fp) < 0)
+                return;
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                _cleanup_(volume_freep) Volume *vol = NULL;
+                const Protector *p;
+
+                if (manager_refresh_volume(m->volumes[i], &vol) < 0 || !guid_equal(&vol->token.vmk_id, &m->vmk_id))
+                        continue;
+                p = &vol->token.protectors[PROTECTOR_DRA];
+                if (vol->token.has[PROTECTOR_DRA] && memcmp(p->dra_fingerprint, fp, sizeof(fp)) == 0)
+                        continue;
+                r = dra_rewrap(m, m->volumes[i], vol, cert);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to wrap volume %s to the DRA certificate in force, ignoring: %m",
+                                          m->volumes[i]->uuid);
+                else
+                        log_notice("Volume %s wrapped to the DRA certificate in force (a change of it had not "
+                                   "finished).", m->volumes[i]->uuid);
+        }
+        r = export_fingerprint(m, exported);
+        if (r >= 0 && memcmp(exported, fp, sizeof(fp)) == 0)
+                return;
+        r = manager_export_vmk(m, NULL);
+        if (r < 0)
+                log_warning_errno(r, "Failed to export the VMK to the DRA certificate in force, ignoring: %m");
+        else
+                log_notice("VMK export written for the DRA certificate in force (a change of it had not finished).");
 }
 
 static int open_dra(Volume *vol, const void *key, const char *name, uint32_t flags) {

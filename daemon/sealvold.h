@@ -159,6 +159,10 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask);
 int manager_load_dra_cert(Manager *m, X509 **ret);
 /* Checks cert, keeps it, and re-wraps every volume's DRA protector to it (needs the VMK). */
 int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rewrapped, char **ret_reason);
+/* A DRA change that did not finish (the daemon was killed after writing the certificate) is finished
+ * with the VMK at hand: every volume not wrapped to the certificate in force, and a VMK export wrapped
+ * to another one (or none), follow it. */
+void manager_finish_dra(Manager *m);
 /* The VMK wrapped to the DRA certificate, also kept in the state directory (vmk-export.json). */
 int manager_export_vmk(Manager *m, char **ret_json);
 /* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if

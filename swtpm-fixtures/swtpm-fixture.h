@@ -40,3 +40,6 @@ int swtpm_fixture_kill(SwtpmFixture *f);
 /* Measures data into PCR pcr of every active bank (TPM2_PCR_Event), as firmware or a boot loader
  * would: the way a test simulates a changed boot chain. */
 int swtpm_fixture_extend_pcr(SwtpmFixture *f, unsigned pcr, const void *data, size_t size);
+/* Flushes every transient object and loaded session, as /dev/tpmrm0 does when a client's connection
+ * closes: after a client died or a fault cut its connection short. */
+int swtpm_fixture_flush_transient(SwtpmFixture *f);

@@ -146,34 +146,9 @@ static void assert_blob_unseals(Fixture *f) {
         assert_true(guid_equal(&b.vmk_id, &f->blob.vmk_id));
 }
 
-/* What the kernel's resource manager (/dev/tpmrm0, sealvol's default) does when a connection closes:
- * flush every transient object and session it left. swtpm has no resource manager, and after a
- * response is lost ESAPI refuses to send anything more on that connection, flushes included, so
- * without this a faulted run would leave them to fill the TPM's few slots for the next one. */
 static void flush_leftovers(Fixture *f) {
-        /* Loaded sessions are HMAC (0x02) and policy (0x03) sessions both (TPM 2.0 Part 3, 30.2). */
-        static const TPM2_HANDLE ranges[] = { TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST };
-        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-
-        if (f->tpm->pid <= 0 || tpm2_context_new(f->tpm->tcti, &c) < 0)
-                return;
-        for (size_t i = 0; i < ELEMENTSOF(ranges); i++) {
-                TPMS_CAPABILITY_DATA *cap = NULL;
-                TPMI_YES_NO more;
-
-                if (Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, ranges[i],
-                                       TPM2_MAX_CAP_HANDLES, &more, &cap) != TSS2_RC_SUCCESS)
-                        continue;
-                for (UINT32 k = 0; k < cap->data.handles.count; k++) {
-                        TPM2_HANDLE h = cap->data.handles.handle[k];
-                        ESYS_TR tr = ESYS_TR_NONE;
-
-                        if (Esys_TR_FromTPMPublic(c->esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr) ==
-                            TSS2_RC_SUCCESS)
-                                (void) Esys_FlushContext(c->esys, tr);
-                }
-                Esys_Free(cap);
-        }
+        if (f->tpm->pid > 0)
+                (void) swtpm_fixture_flush_transient(f->tpm);
 }
 
 /* Unseals through the fault TCTI with options; returns the result, the wait in *ret_ms. */

@@ -98,31 +98,76 @@ int daemon_fixture_start(DaemonFixture *f) {
         return -ETIMEDOUT;
 }
 
+static int name_owned(void *userdata) {
+        uint64_t *next = userdata;
+        struct timespec ts;
+        uint64_t now;
+
+        /* Asked at most every 20 ms: each question is a connection to the bus. */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+        if (now < *next)
+                return 0;
+        *next = now + 20;
+        return bus_name_has_owner("org.sealvol1") > 0;
+}
+
+int daemon_fixture_start_traced(DaemonFixture *f, const char *const *prefixes, KillPointGrain grain) {
+        const char *daemon = getenv("SEALVOLD");
+        uint64_t next = 0;
+        int r;
+
+        if (f->pid > 0)
+                return -EBUSY;
+        if (isempty(daemon))
+                return -ENOENT;
+        char *argv[] = { (char *) daemon, (char *) "--config", f->config_path, NULL };
+        r = kill_point_process_spawn(argv, f->log_path, prefixes, grain, &f->traced);
+        if (r < 0)
+                return r;
+        f->pid = kill_point_process_pid(f->traced);
+        r = kill_point_process_run(f->traced, /* k= */ 0, name_owned, &next, DAEMON_START_TIMEOUT_MS, NULL);
+        if (r < 0)
+                (void) daemon_fixture_kill(f);
+        return r;
+}
+
+static void wait_name_released(void) {
+        for (unsigned waited = 0; waited < DAEMON_STOP_TIMEOUT_MS && bus_name_has_owner("org.sealvol1") > 0;
+             waited += 10)
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+}
+
 int daemon_fixture_stop(DaemonFixture *f) {
         int r;
 
+        if (f->traced)
+                return daemon_fixture_kill(f);
         if (f->pid <= 0)
                 return 0;
         r = test_process_stop(f->pid, DAEMON_STOP_TIMEOUT_MS);
         f->pid = 0;
         /* The name goes with the connection; wait until the bus has noticed. */
-        for (unsigned waited = 0; waited < DAEMON_STOP_TIMEOUT_MS && bus_name_has_owner("org.sealvol1") > 0;
-             waited += 10)
-                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        wait_name_released();
         /* A clean SIGTERM exit is 0; anything else (a sanitizer report, a leak, a crash) is a failure. */
         return r < 0 ? r : r > 0 ? -EPROTO : 0;
 }
 
 int daemon_fixture_kill(DaemonFixture *f) {
+        if (f->traced) {
+                /* Killed at a step already, or still running: either way gone after this. */
+                f->traced = kill_point_process_free(f->traced);
+                f->pid = 0;
+                wait_name_released();
+                return 0;
+        }
         if (f->pid <= 0)
                 return 0;
         if (kill(f->pid, SIGKILL) < 0)
                 return -errno;
         (void) waitpid(f->pid, NULL, 0);
         f->pid = 0;
-        for (unsigned waited = 0; waited < DAEMON_STOP_TIMEOUT_MS && bus_name_has_owner("org.sealvol1") > 0;
-             waited += 10)
-                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        wait_name_released();
         return 0;
 }
 

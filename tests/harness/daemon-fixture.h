@@ -10,6 +10,7 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-fixture.h"
+#include "kill-points.h"
 #include "macro.h"
 #include "swtpm-fixture.h"
 
@@ -21,6 +22,7 @@ typedef struct DaemonFixture {
         SwtpmFixture *tpm;
         BusFixture *bus;
         pid_t pid;
+        KillPointProcess *traced; /* started by daemon_fixture_start_traced() */
 } DaemonFixture;
 
 /* Starts swtpm, the bus and sealvold (from $SEALVOLD) with extra_config appended to the generated
@@ -30,6 +32,10 @@ DaemonFixture *daemon_fixture_free(DaemonFixture *f);
 DEFINE_TRIVIAL_CLEANUP_FUNC(DaemonFixture *, daemon_fixture_free);
 
 int daemon_fixture_start(DaemonFixture *f);
+/* Starts the daemon traced for kill points (kill-points.h: steps are changes under prefixes) and lets
+ * it run until it is ready (counting nothing); then f->traced runs it with kill_point_process_run().
+ * A traced daemon is only ever killed: daemon_fixture_stop() SIGKILLs it too. */
+int daemon_fixture_start_traced(DaemonFixture *f, const char *const *prefixes, KillPointGrain grain);
 /* -EPROTO if the daemon did not exit cleanly (a sanitizer report, a leak, a crash): see its log. */
 int daemon_fixture_stop(DaemonFixture *f);
 /* SIGKILL, as a crash or a power cut would (the TPM keeps running). */
