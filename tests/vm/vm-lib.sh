@@ -87,13 +87,16 @@ UNIT
 [Unit]
 Description=vmtest: changed boot, PCR 7 extended before sealvold starts
 DefaultDependencies=no
-Requires=dev-tpmrm0.device
-After=dev-tpmrm0.device
+After=systemd-udevd-kernel.socket
 Before=sealvold.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
 Environment=TPM2TOOLS_TCTI=device:/dev/tpmrm0
+# Waits for the node itself, not for dev-tpmrm0.device: sealvol's drop-in bounds that job to 10 s,
+# which an emulated TPM under load can miss, and then this unit would not run at all.
+# (\$\$ in the file: systemd's own \$ would expand the variable.)
+ExecStartPre=/bin/sh -c 'i=0; while [ ! -e /dev/tpmrm0 ] && [ \$\$i -lt 1200 ]; do sleep 0.1; i=\$\$((i+1)); done; test -e /dev/tpmrm0'
 ExecStart=/usr/bin/tpm2_pcrextend 7:sha256=$(printf 'sealvol vm test: changed boot' | sha256sum | cut -d' ' -f1)
 StandardOutput=journal+console
 UNIT
