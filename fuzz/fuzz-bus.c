@@ -38,8 +38,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "fileio.h"
-#include "fuzz-util.h"
 #include "log.h"
 #include "sealvold.h"
 #include "secmem.h"

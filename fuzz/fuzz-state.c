@@ -24,8 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "fileio.h"
-#include "fuzz-util.h"
 #include "log.h"
 #include "sealvold.h"
 #include "tpm2.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* fuzz-util.h: what the fuzz targets that need files share (fuzz-bus, fuzz-state). */
+/* common.h: what the fuzz targets that need files share (fuzz-bus, fuzz-state). */
 #pragma once
 
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* fuzz-util.c: see fuzz-util.h. */
+/* common.c: see common.h. */
 
 #include <errno.h>
 #include <ftw.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fuzz-util.h"
+#include "common.h"
 
 void fuzz_must(bool ok, const char *what) {
         if (!ok) {
