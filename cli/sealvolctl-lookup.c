@@ -218,33 +218,34 @@ static void print_found_from(Lookup *l, size_t first) {
         fflush(stdout);
 }
 
-/* A Key ID or a prefix of it, as read off a recovery prompt: hex digits, dashes anywhere, at least
- * the 8 digits BitLocker shows (fewer would match too much to show passwords for). */
-static bool is_key_id_query(const char *s) {
-        size_t digits = 0;
+/* The hex digits of s when it is nothing but hex digits and dashes (how a Key ID is written), else
+ * -1. */
+static int key_id_digits(const char *s) {
+        int digits = 0;
 
         for (const char *c = s; *c; c++) {
                 if (*c == '-')
                         continue;
                 if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') || (*c >= 'A' && *c <= 'F')))
-                        return false;
+                        return -1;
                 digits++;
         }
+        return digits;
+}
+
+/* A Key ID or a prefix of it, as read off a recovery prompt: hex digits, dashes anywhere, at least
+ * the 8 digits BitLocker shows (fewer would match too much to show passwords for). */
+static bool is_key_id_query(const char *s) {
+        int digits = key_id_digits(s);
+
         return digits >= 8 && digits <= GUID_HEX_DIGITS;
 }
 
 /* Hex digits and dashes but too few of them to be a query: a mistake rather than a file name. */
 static bool is_short_key_id(const char *s) {
-        size_t digits = 0;
+        int digits = key_id_digits(s);
 
-        for (const char *c = s; *c; c++) {
-                if (*c == '-')
-                        continue;
-                if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') || (*c >= 'A' && *c <= 'F')))
-                        return false;
-                digits++;
-        }
-        return digits < 8 && access(s, F_OK) < 0;
+        return digits >= 0 && digits < 8 && access(s, F_OK) < 0;
 }
 
 static bool has_suffix(const char *s, const char *suffix) {

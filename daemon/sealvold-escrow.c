@@ -501,19 +501,26 @@ int manager_load_vmk_escrow(Manager *m) {
         return 0;
 }
 
-static int read_vmk_export(Manager *m, char **ret_json, Guid *ret_id) {
+int manager_read_vmk_export(Manager *m, char **ret_json, Guid *ret_id, uint8_t ret_fingerprint[DRA_FINGERPRINT_SIZE]) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_free_ char *text = NULL;
         size_t size;
+        Guid id;
         int r;
 
         r = read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &text, &size);
         if (r < 0)
                 return r;
         r = json_parse_object(text, size, 4, &o);
-        if (r < 0 || guid_parse(json_get_string(o, "vmk_id"), ret_id) < 0)
+        if (r < 0 || guid_parse(json_get_string(o, "vmk_id"), &id) < 0)
                 return -EBADMSG;
-        *ret_json = TAKE_PTR(text);
+        if (ret_fingerprint &&
+            hex_decode_fixed(strempty(json_get_string(o, "dra_fingerprint")), ret_fingerprint, DRA_FINGERPRINT_SIZE) < 0)
+                return -EBADMSG;
+        if (ret_id)
+                *ret_id = id;
+        if (ret_json)
+                *ret_json = TAKE_PTR(text);
         return 0;
 }
 
@@ -522,7 +529,7 @@ static uint32_t vmk_escrow_outstanding(Manager *m) {
         _cleanup_free_ char *json = NULL;
         Guid id;
 
-        if (mask == 0 || read_vmk_export(m, &json, &id) < 0)
+        if (mask == 0 || manager_read_vmk_export(m, &json, &id, NULL) < 0)
                 return 0;
         if (!guid_equal(&id, &m->vmk_escrow_id))
                 return mask;
@@ -550,7 +557,7 @@ int manager_escrow_vmk(Manager *m, bool all) {
         mask = all ? m->config.escrow_targets & VMK_ESCROW_TARGETS : vmk_escrow_outstanding(m);
         if (mask == 0)
                 return 0;
-        r = read_vmk_export(m, &export, &vmk_id);
+        r = manager_read_vmk_export(m, &export, &vmk_id, NULL);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)

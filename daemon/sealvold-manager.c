@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "dra.h"
-#include "encoding.h"
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
@@ -1007,22 +1006,6 @@ int manager_export_vmk(Manager *m, char **ret_json) {
         return 0;
 }
 
-/* The DRA certificate the VMK export is wrapped to; -ENOENT without an export. */
-static int export_fingerprint(Manager *m, uint8_t ret[static DRA_FINGERPRINT_SIZE]) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
-        _cleanup_free_ char *json = NULL;
-        size_t n;
-        int r;
-
-        r = read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &json, &n);
-        if (r < 0)
-                return r;
-        r = json_parse_object(json, n, 4, &o);
-        if (r < 0)
-                return r;
-        return hex_decode_fixed(strempty(json_get_string(o, "dra_fingerprint")), ret, DRA_FINGERPRINT_SIZE);
-}
-
 void manager_finish_dra(Manager *m) {
         uint8_t fp[DRA_FINGERPRINT_SIZE], exported[DRA_FINGERPRINT_SIZE];
         _cleanup_(X509_freep) X509 *cert = NULL;
@@ -1031,10 +1014,16 @@ void manager_finish_dra(Manager *m) {
         if (!m->vmk || manager_load_dra_cert(m, &cert) < 0 || dra_cert_fingerprint(cert, fp) < 0)
                 return;
         for (size_t i = 0; i < m->n_volumes; i++) {
+                ManagedVolume *v = m->volumes[i];
                 _cleanup_(volume_freep) Volume *vol = NULL;
                 const Protector *p;
 
-                if (manager_refresh_volume(m->volumes[i], &vol) < 0 || !guid_equal(&vol->token.vmk_id, &m->vmk_id))
+                /* What the boot's unlock just read says whether there is anything to do: at every
+                 * start but the one after an interrupted change, no header is read again. */
+                if (!guid_equal(&v->vmk_id, &m->vmk_id) ||
+                    (v->has[PROTECTOR_DRA] && memcmp(v->dra_fingerprint, fp, sizeof(fp)) == 0))
+                        continue;
+                if (manager_refresh_volume(v, &vol) < 0 || !guid_equal(&vol->token.vmk_id, &m->vmk_id))
                         continue;
                 p = &vol->token.protectors[PROTECTOR_DRA];
                 if (vol->token.has[PROTECTOR_DRA] && memcmp(p->dra_fingerprint, fp, sizeof(fp)) == 0)
@@ -1047,7 +1036,7 @@ void manager_finish_dra(Manager *m) {
                         log_notice("Volume %s wrapped to the DRA certificate in force (a change of it had not "
                                    "finished).", m->volumes[i]->uuid);
         }
-        r = export_fingerprint(m, exported);
+        r = manager_read_vmk_export(m, NULL, NULL, exported);
         if (r >= 0 && memcmp(exported, fp, sizeof(fp)) == 0)
                 return;
         r = manager_export_vmk(m, NULL);

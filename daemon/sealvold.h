@@ -12,6 +12,7 @@
 #include <systemd/sd-event.h>
 
 #include "conf.h"
+#include "dra.h"
 #include "escrow.h"
 #include "guid.h"
 #include "vmk.h"
@@ -197,6 +198,9 @@ int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_
  * those it has not reached. -ECOMM if one failed. */
 int manager_escrow_vmk(Manager *m, bool all);
 int manager_load_vmk_escrow(Manager *m);
+/* vmk-export.json: its text, the VMK's id, the fingerprint of the DRA certificate it is wrapped to
+ * (each may be NULL). -ENOENT without an export, -EBADMSG for a damaged one. */
+int manager_read_vmk_export(Manager *m, char **ret_json, Guid *ret_id, uint8_t ret_fingerprint[DRA_FINGERPRINT_SIZE]);
 /* After a crypto-erase: spool records move to retired/, the hook is told ("retire"), AD keeps its
  * objects. *ret_summary says what happened, per target. */
 int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_summary);
