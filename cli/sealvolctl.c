@@ -610,8 +610,89 @@ static int verb_vmk_export(sd_bus *bus) {
         return EXIT_OK;
 }
 
+static char *manager_prop(sd_bus *bus, const char *property) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *s = NULL;
+
+        if (sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, property, &error, &s) < 0)
+                s = NULL;
+        sd_bus_error_free(&error);
+        return s;
+}
+
+/* A typo (a block that is no multiple of 11, or out of range, or not 6 digits) costs nothing to report
+ * and nothing to fix: at a terminal the password is asked again, a few times. */
+#define RECOVER_TRIES_MAX 3
+
+static bool is_typo_error(const sd_bus_error *error) {
+        return sd_bus_error_has_names(error, "org.sealvol1.Error.RecoveryPasswordTypo",
+                                      "org.sealvol1.Error.RecoveryPasswordOutOfRange", SD_BUS_ERROR_INVALID_ARGS);
+}
+
+/* Asks for a recovery password naming the Key IDs it may have (the first 8 digits are what people look
+ * up), and calls member of path/iface with it until it is not a typo. */
+static int recover_call(sd_bus *bus, const char *path, const char *iface, const char *member, const char *prompt,
+                        sd_bus_message **reply) {
+        bool tty = !arg_stdin && isatty(STDIN_FILENO);
+        int r;
+
+        for (unsigned attempt = 1;; attempt++) {
+                _cleanup_secure_ char *password = NULL;
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                sd_bus_message *call = NULL;
+
+                r = read_secret(prompt, &password);
+                if (r < 0)
+                        return fail(NULL, r, "Failed to read the recovery password");
+                r = sd_bus_message_new_method_call(bus, &call, BUS_NAME, path, iface, member);
+                if (r < 0)
+                        return fail(NULL, r, "Failed to build the call");
+                (void) sd_bus_message_sensitive(call);
+                r = sd_bus_message_append(call, "st", password, UINT64_C(0));
+                if (r >= 0)
+                        r = sd_bus_call(bus, call, 0, &error, reply);
+                sd_bus_message_unref(call);
+                if (r >= 0)
+                        return EXIT_OK;
+                if (tty && attempt < RECOVER_TRIES_MAX && is_typo_error(&error)) {
+                        fprintf(stderr, "%s Please type it again.\n", error.message);
+                        sd_bus_error_free(&error);
+                        continue;
+                }
+                r = fail(&error, r, "Recovery failed");
+                sd_bus_error_free(&error);
+                return r;
+        }
+}
+
+/* With the server recovery password: every disk of the server. */
+static int verb_recover_server(sd_bus *bus) {
+        _cleanup_free_ char *server_id = manager_prop(bus, "ServerRecoveryKeyId"), *prompt = NULL;
+        sd_bus_message *reply = NULL;
+        uint32_t opened = 0, failed = 0;
+        int r;
+
+        if (isempty(server_id)) {
+                fprintf(stderr, "This server has no server recovery password.\n");
+                return EXIT_NOT_FOUND;
+        }
+        if (asprintf(&prompt, "Server recovery password (Key ID %s): ", server_id) < 0)
+                return fail(NULL, -ENOMEM, "recover");
+        r = recover_call(bus, MANAGER_PATH, MANAGER_IFACE, "UnlockWithServerRecoveryPassword", prompt, &reply);
+        if (r != EXIT_OK)
+                return r;
+        (void) sd_bus_message_read(reply, "uu", &opened, &failed);
+        sd_bus_message_unref(reply);
+        if (arg_json)
+                printf("{\"opened\":%u,\"failed\":%u}\n", opened, failed);
+        else if (!arg_quiet)
+                printf("The server recovery password opened the VMK: %u volumes open, %u not. It was used, so the\n"
+                       "VMK and the server recovery password are rotated.\n", opened, failed);
+        return failed > 0 ? EXIT_RECOVERY_REQUIRED : EXIT_OK;
+}
+
 static int verb_recover(sd_bus *bus, const char *what) {
-        _cleanup_secure_ char *password = NULL;
+        _cleanup_free_ char *path = NULL, *uuid = NULL, *key_id = NULL, *server_id = NULL, *prompt = NULL;
         sd_bus_message *reply = NULL;
         const char *state, *new_id;
         int r;
@@ -619,10 +700,17 @@ static int verb_recover(sd_bus *bus, const char *what) {
         if (arg_dra_key)
                 return verb_recover_dra(bus, what);
 
-        r = read_secret("Recovery password (48 digits; dashes, spaces or neither): ", &password);
+        r = resolve_volume(bus, what, &path, &uuid);
         if (r < 0)
-                return fail(NULL, r, "Failed to read the recovery password");
-        r = call_volume(bus, what, "UnlockWithRecoveryPassword", &reply, "st", password, UINT64_C(0));
+                return -r;
+        (void) volume_prop(bus, path, "RecoveryKeyId", &key_id);
+        server_id = manager_prop(bus, "ServerRecoveryKeyId");
+        if (asprintf(&prompt,
+                     isempty(server_id) ? "Recovery password of %s (Key ID %s%s): " :
+                                          "Recovery password of %s (Key ID %s),\nor the server recovery password (Key ID %s): ",
+                     uuid, strempty(key_id), strempty(server_id)) < 0)
+                return fail(NULL, -ENOMEM, "recover");
+        r = recover_call(bus, path, VOLUME_IFACE, "UnlockWithRecoveryPassword", prompt, &reply);
         if (r != EXIT_OK)
                 return r;
         if (sd_bus_message_read(reply, "ss", &state, &new_id) < 0)
@@ -633,15 +721,45 @@ static int verb_recover(sd_bus *bus, const char *what) {
                 printf(",\"new_recovery_key_id\":");
                 json_string(new_id);
                 printf("}\n");
-        } else {
+        } else if (!arg_quiet) {
                 printf("Volume %s: %s.\n", what, state);
                 if (!isempty(new_id))
                         printf("The recovery password was used and has been replaced; new Key ID: %s\n"
                                "Read it with: sealvolctl recovery show %s\n", new_id, what);
                 else
-                        printf("The recovery password was used; it will be replaced once the VMK is resealed\n"
-                               "(sealvolctl tpm reseal).\n");
+                        printf("The password was used; it will be replaced as soon as the VMK is sealed again\n"
+                               "(at once for the server recovery password; else after sealvolctl tpm reseal).\n");
         }
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
+static int verb_server_password_show(sd_bus *bus) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *password, *key_id;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetServerRecoveryPassword", &error, &reply,
+                               "");
+        if (r < 0) {
+                r = fail(&error, r, "Failed to read the server recovery password");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        (void) sd_bus_message_sensitive(reply);
+        if (sd_bus_message_read(reply, "ss", &password, &key_id) < 0) {
+                sd_bus_message_unref(reply);
+                return EXIT_FAILED;
+        }
+        if (arg_json) {
+                printf("{\"server_recovery_password\":");
+                json_string(password);
+                printf(",\"key_id\":");
+                json_string(key_id);
+                printf("}\n");
+        } else
+                printf("Server recovery password: %s\nKey ID:                   %s\n", password, key_id);
         sd_bus_message_unref(reply);
         return EXIT_OK;
 }
@@ -864,6 +982,38 @@ static int verb_reseal(sd_bus *bus) {
         return EXIT_OK;
 }
 
+/* A new TPM (or main board, or a cleared one): the VMK is sealed to it and its storage key pinned anew,
+ * proven with a server-scoped secret in the same call. */
+static int verb_tpm_replace(sd_bus *bus) {
+        _cleanup_close_ int fd = -EBADF;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *record = NULL;
+        int r;
+
+        if (!arg_dra_key) {
+                fprintf(stderr, "tpm replace needs the Data Recovery Agent's private key (--dra-key FILE).\n");
+                return EXIT_USAGE;
+        }
+        fd = open(arg_dra_key, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return fail(NULL, -errno, arg_dra_key);
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ReplaceTPMWithDRAKey", &error, &reply,
+                               "ht", fd, UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to replace the TPM");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        (void) sd_bus_message_read(reply, "s", &record);
+        if (arg_json)
+                printf("%s\n", strempty(record));
+        else if (!arg_quiet)
+                printf("The VMK is sealed to this TPM now; its storage root key is pinned anew.\n");
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
 static const struct {
         const char *verb, *usage, *text;
 } verb_help[] = {
@@ -881,21 +1031,30 @@ static const struct {
           "The progress of an in-place encryption; pause it (it stays paused across restarts), or resume it." },
         { "unlock", "unlock VOLUME | unlock --all", "Unlock a volume, or every volume, from one TPM unseal." },
         { "lock", "lock VOLUME", "Lock a volume." },
-        { "recover", "recover VOLUME | --dra-key FILE recover VOLUME",
-          "Unlock with the recovery password (terminal without echo, or stdin), which is then replaced;\n"
-          "or with the Data Recovery Agent's private key, passed to the daemon as an open file." },
-        { "recovery", "recovery show VOLUME | recovery rotate VOLUME | recovery escrow VOLUME | recovery escrow --all\n"
+        { "recover", "recover VOLUME | recover | --dra-key FILE recover VOLUME",
+          "Unlock VOLUME with its recovery password, which opens that disk only, or with the server\n"
+          "recovery password, which opens every disk of the server (the prompt names the Key ID of each;\n"
+          "read from the terminal without echo, or stdin; a typo is asked again at a terminal). Without\n"
+          "VOLUME: the server recovery password. Whatever was used is then replaced (a server-scoped\n"
+          "secret rotates the VMK). With --dra-key: the Data Recovery Agent's private key, passed to the\n"
+          "daemon as an open file." },
+        { "recovery", "recovery show VOLUME | recovery show-server | recovery rotate VOLUME | recovery escrow VOLUME\n"
+          "           recovery escrow --all\n"
           "           recovery lookup [--spool DIR] [--dra-key FILE] KEY-ID|FILE...",
-          "Show the recovery password and Key ID (authentication every time), replace the password, or\n"
+          "Show the recovery password and Key ID (authentication every time), or the server recovery\n"
+          "password (show-server: it opens every disk of this server), replace a disk's password, or\n"
           "send it again to every configured escrow target (AD, spool, hook) and show the outcome.\n"
           "lookup needs no daemon: it reads escrow records, files or a copy of a spool directory (default:\n"
           "this machine's), and prints the recovery password whose Key ID is, or starts with, KEY-ID (at least\n"
           "8 hex digits, either case, dashes or not), with its volume, device, host and time. Records\n"
           "encrypted to the Data Recovery Agent are opened with its private key, read from FILE. A damaged\n"
           "record is reported and skipped; several matches are all printed (exit code 11)." },
-        { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256]",
+        { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256] | --dra-key FILE tpm replace",
           "The TPM and what the VMK is sealed to; or seal it to the current values of the configured PCRs,\n"
-          "or of another selection." },
+          "or of another selection. The VMK is only ever sealed to the TPM whose storage root key it is\n"
+          "pinned to: after the TPM or the main board was replaced (or the TPM cleared), tpm replace seals\n"
+          "it to the TPM there now, proven with the Data Recovery Agent's private key, and records the\n"
+          "old and the new TPM." },
         { "dra", "dra show | dra set CERTIFICATE",
           "The Data Recovery Agent certificate in force; or set one (every volume is re-wrapped)." },
         { "vmk", "vmk export", "Print the VMK wrapped to the DRA certificate (a copy stays with the daemon)." },
@@ -924,10 +1083,12 @@ static void help(void) {
                "                            The progress of an in-place encryption; pause or resume it\n"
                "  unlock VOLUME | --all     Unlock a volume, or every volume, from the TPM\n"
                "  lock VOLUME               Lock a volume\n"
-               "  recover VOLUME            Unlock with the recovery password (read from the terminal or\n"
-               "                            stdin); the password is then replaced. With --dra-key FILE:\n"
-               "                            with the Data Recovery Agent's private key instead\n"
+               "  recover VOLUME            Unlock with the disk's recovery password or the server recovery\n"
+               "                            password (read from the terminal or stdin); it is then replaced.\n"
+               "                            With --dra-key FILE: with the Data Recovery Agent's private key\n"
+               "  recover                   Unlock every volume with the server recovery password\n"
                "  recovery show VOLUME      Show the recovery password and its Key ID\n"
+               "  recovery show-server      Show the server recovery password and its Key ID\n"
                "  recovery rotate VOLUME    Replace the recovery password\n"
                "  recovery escrow VOLUME | --all\n"
                "                            Escrow the recovery password again to every configured target\n"
@@ -936,6 +1097,8 @@ static void help(void) {
                "                            first 8 hex digits (offline: no daemon needed)\n"
                "  tpm status                The TPM, what the VMK is sealed to, what changed\n"
                "  tpm reseal                Seal the VMK to the current PCR values\n"
+               "  tpm replace --dra-key FILE\n"
+               "                            Seal the VMK to a new TPM (replaced TPM or board); pins its key\n"
                "  dra show                  The fingerprint of the DRA certificate in force\n"
                "  dra set CERTIFICATE       Set the DRA certificate; every volume is re-wrapped to it\n"
                "  vmk export                Print the VMK wrapped to the DRA certificate (and keep a copy)\n\n"
@@ -950,7 +1113,7 @@ static void help(void) {
                "     --no-wait  With provision --in-place and encryption resume: do not follow the progress\n"
                "     --yes      With erase: do not ask\n"
                "     --stdin    Read secrets from stdin even on a terminal\n"
-               "     --dra-key FILE  With recover and recovery lookup: the DRA private key (PEM or DER,\n"
+               "     --dra-key FILE  With recover, tpm replace and recovery lookup: the DRA private key (PEM or DER,\n"
                "                     unencrypted)\n"
                "     --spool DIR     With recovery lookup: the escrow records' directory\n"
                "     --pcrs LIST     With tpm reseal: another PCR selection, e.g. 0,2,7\n"
@@ -1080,6 +1243,8 @@ int main(int argc, char *argv[]) {
         } else if (streq(verb, "lock")) {
                 NEED(2);
                 r = verb_simple(bus, argv[1], "Lock", NULL);
+        } else if (streq(verb, "recover") && argc == 1 && !arg_dra_key) {
+                r = verb_recover_server(bus);
         } else if (streq(verb, "recover")) {
                 NEED(2);
                 r = verb_recover(bus, argv[1]);
@@ -1089,6 +1254,8 @@ int main(int argc, char *argv[]) {
                 r = verb_escrow_all(bus);
         else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "escrow") && !arg_all)
                 r = verb_escrow(bus, argv[2]);
+        else if (streq(verb, "recovery") && argc == 2 && streq(argv[1], "show-server"))
+                r = verb_server_password_show(bus);
         else if (streq(verb, "recovery") && argc == 3 && streq(argv[1], "rotate"))
                 r = verb_simple(bus, argv[2], "RotateRecoveryPassword", "new recovery Key ID ");
         else if (streq(verb, "erase") && argc == 2)
@@ -1098,6 +1265,8 @@ int main(int argc, char *argv[]) {
                 r = verb_encryption(bus, argv[1], argv[2]);
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "reseal"))
                 r = verb_reseal(bus);
+        else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "replace"))
+                r = verb_tpm_replace(bus);
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "status"))
                 r = verb_show_manager(bus, (const char *const[]) { "TPMPresent", "TPMManufacturer", "TPMFirmware",
                                                                     "TPMLockout", "SealedPCRs", "ChangedPCRs",

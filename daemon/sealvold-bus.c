@@ -129,6 +129,11 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
         if (streq(property, "VMKId"))
                 return sd_bus_message_append(reply, "s",
                                              m->vmk ? guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}) : "");
+        if (streq(property, "ServerRecoveryKeyId"))
+                return sd_bus_message_append(reply, "s",
+                                             m->have_server_recovery ?
+                                                     guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}) :
+                                                     "");
         if (streq(property, "DeviceMapper"))
                 return sd_bus_message_append(reply, "b", m->device_mapper);
         if (IN_SET(true, streq(property, "TPMPresent"), streq(property, "TPMManufacturer"),
@@ -374,6 +379,11 @@ static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *
          * resealed: a changed boot is accepted by proving a recovery, never by just asking. */
         r = manager_reseal(m, bank, mask);
         audit_record(message, "reseal", NULL, r, NULL);
+        if (r == -ENXIO)
+                return sd_bus_error_setf(error, BUS_ERROR_OTHER_TPM,
+                                         "The TPM's storage root key is not the one the VMK is pinned to (another TPM, "
+                                         "a cleared one, or a key planted at its handle): refusing to seal to it. If "
+                                         "the TPM was replaced on purpose, run the TPM replacement (ReplaceTPM...).");
         if (r == -EOPNOTSUPP)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED, "The TPM has no %s PCR bank.",
                                          isempty(bank_name) ? "such" : bank_name);
@@ -475,12 +485,136 @@ static int method_export_vmk(sd_bus_message *message, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(message, "s", json);
 }
 
+/* The DRA private key a caller passed as a descriptor: the daemon never opens a path for the caller nor
+ * takes key bytes in a message. Checked after polkit: what the caller's file holds may change between
+ * the two passes of a handler, and a check that fails only on the second pass would strand the polkit
+ * query. */
+static int read_passed_dra_key(int fd, EVP_PKEY **ret, sd_bus_error *error) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size > DRA_KEY_FILE_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The DRA key must be passed as a regular file of at most %zu bytes.",
+                                         DRA_KEY_FILE_MAX);
+        if (lseek(fd, 0, SEEK_SET) < 0 || dra_key_load_fd(fd, ret) < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not an unencrypted private key (PEM or DER).");
+        return 0;
+}
+
+static int method_replace_tpm_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *record = NULL;
+        EVP_PKEY *key = NULL;
+        uint64_t flags;
+        int fd, r;
+
+        r = sd_bus_message_read(message, "ht", &fd, &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = read_passed_dra_key(fd, &key, error);
+        if (r < 0)
+                return r;
+        r = manager_replace_tpm_dra(m, key, &record);
+        EVP_PKEY_free(key);
+        audit_record(message, "replace-tpm", NULL, r, "dra-key");
+        if (r == -EKEYREJECTED)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
+                                         "The DRA key does not open this server's VMK export, or the export holds "
+                                         "another VMK than the sealed state names.");
+        if (r == -ENOKEY)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_PROTECTOR, "This server has no VMK export to open.");
+        if (r < 0)
+                return volume_error(error, r, NULL, "Failed to replace the TPM");
+        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",
+                                              NULL);
+        return sd_bus_reply_method_return(message, "s", strempty(record));
+}
+
+/* The answer to a recovery password that did not parse: which block, and what is wrong with it. */
+static int recovery_typo_error(sd_bus_error *error, int r, unsigned block) {
+        const char *name = r == -EDOM ? BUS_ERROR_RECOVERY_PASSWORD_TYPO :
+                           r == -ERANGE ? BUS_ERROR_RECOVERY_PASSWORD_RANGE : SD_BUS_ERROR_INVALID_ARGS;
+
+        if (block > 0)
+                return sd_bus_error_setf(error, name, "Block %u of the recovery password %s.", block,
+                                         recovery_parse_error_to_string(r));
+        return sd_bus_error_setf(error, name, "The recovery password %s.", recovery_parse_error_to_string(r));
+}
+
+static int method_unlock_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *password;
+        unsigned block = 0, opened = 0, failed = 0;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "st", &password, &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
+        r = polkit_check(m, message, "org.sealvol1.recover", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        r = manager_unlock_server_password(m, password, &block, &opened, &failed);
+        audit_record(message, "unlock-server-recovery-password", NULL, r, NULL);
+        if (IN_SET(r, -EINVAL, -EDOM, -ERANGE))
+                return recovery_typo_error(error, r, block);
+        if (r == -ENOKEY)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_PROTECTOR, "This server has no server recovery password.");
+        if (r == -EPERM)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
+                                         "This is not the server recovery password (Key ID %s).",
+                                         guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
+        if (r == -EKEYREJECTED)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
+                                         "The server recovery password opened a VMK that is not this server's: refused.");
+        if (r < 0)
+                return volume_error(error, r, NULL, "Failed to recover the server");
+        return sd_bus_reply_method_return(message, "uu", opened, failed);
+}
+
+static int method_get_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_secure_ char *password = NULL;
+        Manager *m = userdata;
+        Guid key_id;
+        int r;
+
+        r = polkit_check(m, message, "org.sealvol1.read-recovery-password", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = manager_read_server_recovery_password(m, &password, &key_id);
+        audit_record(message, "read-server-recovery-password", NULL, r, NULL);
+        if (r < 0)
+                return volume_error(error, r, NULL, "Failed to read the server recovery password");
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        /* The reply carries the secret: wiped when freed, here and in the bus library's buffers. */
+        r = sd_bus_message_sensitive(reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "ss", password, guid_format(&key_id, (char[GUID_STRING_MAX]) {}));
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 /* ---- Volume methods ---------------------------------------------------------------------------- */
 
 static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
         EVP_PKEY *key = NULL;
-        struct stat st;
         uint64_t flags;
         int fd, r;
 
@@ -496,14 +630,9 @@ static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_
         r = polkit_check(v->manager, message, "org.sealvol1.recover", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size > DRA_KEY_FILE_MAX)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "The DRA key must be passed as a regular file of at most %zu bytes.",
-                                         DRA_KEY_FILE_MAX);
-
-        if (lseek(fd, 0, SEEK_SET) < 0 || dra_key_load_fd(fd, &key) < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Not an unencrypted private key (PEM or DER).");
+        r = read_passed_dra_key(fd, &key, error);
+        if (r < 0)
+                return r;
         r = manager_unlock_dra(v->manager, v, key);
         EVP_PKEY_free(key);
         audit_record(message, "unlock-dra", v, r, NULL);
@@ -571,17 +700,20 @@ static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata
 
         r = manager_unlock_recovery(v->manager, v, password, &block, &new_id);
         audit_record(message, "unlock-recovery-password", v, r, NULL);
-        if (IN_SET(r, -EINVAL, -EDOM, -ERANGE)) {
-                const char *name = r == -EDOM ? BUS_ERROR_RECOVERY_PASSWORD_TYPO :
-                                   r == -ERANGE ? BUS_ERROR_RECOVERY_PASSWORD_RANGE : SD_BUS_ERROR_INVALID_ARGS;
-                if (block > 0)
-                        return sd_bus_error_setf(error, name, "Block %u of the recovery password %s.", block,
-                                                 recovery_parse_error_to_string(r));
-                return sd_bus_error_setf(error, name, "The recovery password %s.", recovery_parse_error_to_string(r));
-        }
+        if (IN_SET(r, -EINVAL, -EDOM, -ERANGE))
+                return recovery_typo_error(error, r, block);
+        if (r == -EPERM && v->manager->have_server_recovery)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
+                                         "This is neither the recovery password of %s (Key ID %s) nor the server "
+                                         "recovery password (Key ID %s).",
+                                         v->uuid, guid_format(&v->key_ids[PROTECTOR_RECOVERY], id),
+                                         guid_format(&v->manager->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
         if (r == -EPERM)
                 return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY, "This is not the recovery password of %s (Key ID %s).",
                                          v->uuid, guid_format(&v->key_ids[PROTECTOR_RECOVERY], id));
+        if (r == -EKEYREJECTED)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
+                                         "The server recovery password opened a VMK that is not this server's: refused.");
         if (r < 0 && r != -ENOPKG)
                 return volume_error(error, r, v, "Failed to recover");
         return sd_bus_reply_method_return(message, "ss", volume_state_to_string(v->state),
@@ -841,6 +973,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKAvailable", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("ServerRecoveryKeyId", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DeviceMapper", "b", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowTargets", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowRequired", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -862,6 +995,14 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_unlock_all, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResealVMK", SD_BUS_ARGS("s", pcr_bank, "s", pcrs, "t", flags), SD_BUS_NO_RESULT,
                                 method_reseal, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnlockWithServerRecoveryPassword", SD_BUS_ARGS("s", password, "t", flags),
+                                SD_BUS_RESULT("u", opened, "u", failed), method_unlock_server_password,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("GetServerRecoveryPassword", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", password, "s", key_id),
+                                method_get_server_password, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("ReplaceTPMWithDRAKey", SD_BUS_ARGS("h", private_key, "t", flags),
+                                SD_BUS_RESULT("s", record), method_replace_tpm_dra,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_METHOD_WITH_ARGS("SetDRACertificate", SD_BUS_ARGS("h", certificate, "t", flags),
                                 SD_BUS_RESULT("u", rewrapped), method_set_dra, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ExportVMK", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", wrapped_json),

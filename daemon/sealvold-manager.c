@@ -65,6 +65,7 @@ Manager *manager_free(Manager *m) {
                 managed_volume_free(m->volumes[i]);
         free(m->volumes);
         secure_free(m->vmk);
+        secure_free(m->previous_vmk);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         config_done(&m->config);
@@ -75,6 +76,9 @@ Manager *manager_free(Manager *m) {
         free(m->dra_cert_path);
         free(m->vmk_export_path);
         free(m->vmk_escrow_path);
+        free(m->server_recovery_path);
+        free(m->rotation_due_path);
+        server_recovery_done(&m->server_recovery);
         escrow_errors_done(m->vmk_escrow_error);
         free(m);
         return NULL;
@@ -302,7 +306,9 @@ int manager_new(const char *config_path, Manager **ret) {
             asprintf(&m->volumes_dir, "%s/volumes", m->state_dir) < 0 ||
             asprintf(&m->dra_cert_path, "%s/dra.pem", m->state_dir) < 0 ||
             asprintf(&m->vmk_export_path, "%s/vmk-export.json", m->state_dir) < 0 ||
-            asprintf(&m->vmk_escrow_path, "%s/vmk-escrow.json", m->state_dir) < 0)
+            asprintf(&m->vmk_escrow_path, "%s/vmk-escrow.json", m->state_dir) < 0 ||
+            asprintf(&m->server_recovery_path, "%s/server-recovery.json", m->state_dir) < 0 ||
+            asprintf(&m->rotation_due_path, "%s/vmk-rotation-due", m->state_dir) < 0)
                 return log_oom();
         if (mkdir(m->state_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Failed to create %s: %m", m->state_dir);
@@ -321,6 +327,8 @@ int manager_new(const char *config_path, Manager **ret) {
 
         manager_sweep_temporaries(m);
         (void) manager_load_vmk_escrow(m);
+        (void) manager_load_server_recovery(m);
+        m->rotation_due = access(m->rotation_due_path, F_OK) >= 0;
 
         r = registry_load(m);
         if (r < 0)
@@ -338,7 +346,7 @@ static int tpm_open(Manager *m, Tpm2Context **ret) {
 
 static int vmk_load(Manager *m, bool create) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-        _cleanup_secure_ uint8_t *vmk = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL, *previous = NULL;
         VmkBlob blob;
         int r;
 
@@ -357,7 +365,7 @@ static int vmk_load(Manager *m, bool create) {
         } else {
                 uint32_t changed = 0;
 
-                r = vmk_unseal_from_file(c, m->vmk_path, &vmk, &blob, &changed);
+                r = vmk_unseal_from_file_full(c, m->vmk_path, &vmk, &previous, &blob, &changed);
                 if (r == -ESTALE) {
                         char pcrs[128];
 
@@ -369,11 +377,80 @@ static int vmk_load(Manager *m, bool create) {
                         return log_error_errno(ENOPKG, "No VMK on this server yet (%s).", m->vmk_path);
                 if (r < 0)
                         return log_error_errno(r, "Failed to unseal the VMK from %s: %m", m->vmk_path);
+                /* A sealed state from before key check values: it gets the one of the key the TPM gave,
+                 * from now on the measure of any VMK a recovery brings. */
+                if (blob.version < VMK_BLOB_VERSION) {
+                        r = vmk_blob_write(&blob, m->vmk_path);
+                        if (r < 0)
+                                log_warning_errno(r, "Failed to upgrade %s to version %u, ignoring: %m", m->vmk_path,
+                                                  VMK_BLOB_VERSION);
+                        else
+                                log_info("Sealed state %s upgraded to version %u.", m->vmk_path, VMK_BLOB_VERSION);
+                }
         }
 
         m->vmk = TAKE_PTR(vmk);
         m->vmk_id = blob.vmk_id;
+        secure_free(m->previous_vmk);
+        m->previous_vmk = TAKE_PTR(previous);
+        m->previous_vmk_id = blob.has_previous ? blob.previous_id : (Guid) {};
+        m->blob = blob;
+        m->have_blob = true;
         m->last_pcr_mismatch = 0;
+        /* The server-scoped way back in exists from the VMK's first day. */
+        (void) manager_ensure_server_recovery(m);
+        return 0;
+}
+
+/* The key check value of the VMK id names, from the sealed state (version 2), else from the server's
+ * VMK export (a version 1 sealed state the TPM has not opened since the upgrade). Both are in the
+ * root-only state directory; nothing on a disk is asked. */
+static int vmk_expected_check(Manager *m, const Guid *id, uint8_t ret[static VMK_KEY_CHECK_SIZE]) {
+        _cleanup_free_ char *json = NULL;
+        VmkBlob blob;
+        Guid export_id;
+        int r;
+
+        r = vmk_blob_read(m->vmk_path, &blob);
+        if (r >= 0 && blob.version >= 2 && guid_equal(&blob.vmk_id, id)) {
+                memcpy(ret, blob.key_check, VMK_KEY_CHECK_SIZE);
+                return 0;
+        }
+        if (r >= 0 && blob.version >= 2)
+                return -EKEYREJECTED; /* not this server's current VMK */
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = manager_read_vmk_export(m, &json, &export_id, NULL);
+        if (r < 0 || !guid_equal(&export_id, id))
+                return -ENOPKG;
+        return vmk_export_key_check(json, strlen(json), ret);
+}
+
+int manager_accept_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, const char *what) {
+        _cleanup_secure_ uint8_t *key = vmk;
+        uint8_t expected[VMK_KEY_CHECK_SIZE], kcv[VMK_KEY_CHECK_SIZE];
+        char id[GUID_STRING_MAX];
+        int r;
+
+        guid_format(vmk_id, id);
+        if (m->vmk)
+                return guid_equal(&m->vmk_id, vmk_id) && memeq_secure(m->vmk, vmk, VMK_SIZE) ? 0 : -EKEYREJECTED;
+        r = vmk_expected_check(m, vmk_id, expected);
+        if (r >= 0)
+                r = vmk_key_check_value(key, kcv);
+        if (r >= 0 && !memeq_secure(kcv, expected, sizeof(kcv)))
+                r = -EKEYREJECTED;
+        if (r == -EKEYREJECTED)
+                return log_error_errno(r, "Refusing the VMK from %s: it is not the VMK %s this server's sealed state names.",
+                                       what, id);
+        if (r < 0)
+                return log_error_errno(r, "Refusing the VMK from %s: there is no sealed state to check it against: %m",
+                                       what);
+        m->vmk = TAKE_PTR(key);
+        m->vmk_id = *vmk_id;
+        m->have_blob = vmk_blob_read(m->vmk_path, &m->blob) >= 0;
+        log_info("VMK %s recovered with %s.", id, what);
+        (void) manager_ensure_server_recovery(m);
         return 0;
 }
 
@@ -404,6 +481,7 @@ void manager_pass_end(Manager *m) {
 
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        VmkBlob blob;
         int r;
 
         if (!m->vmk)
@@ -411,10 +489,17 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         r = tpm_open(m, &c);
         if (r < 0)
                 return r;
-        r = vmk_seal_to_file(c, m->vmk, &m->vmk_id, bank ?: m->config.pcr_bank, mask ?: m->config.pcr_mask,
-                             m->vmk_path, NULL);
+        /* A rotation under way keeps the previous VMK sealed beside the current one. The SRK stays the
+         * one the sealed state is pinned to (vmk_seal()). */
+        r = vmk_seal(c,
+                     &(VmkSealParams) { .vmk = m->vmk, .vmk_id = &m->vmk_id, .previous = m->previous_vmk,
+                                        .previous_id = m->previous_vmk ? &m->previous_vmk_id : NULL,
+                                        .bank = bank ?: m->config.pcr_bank, .pcr_mask = mask ?: m->config.pcr_mask },
+                     m->vmk_path, &blob);
         if (r < 0)
                 return log_error_errno(r, "Failed to reseal the VMK: %m");
+        m->blob = blob;
+        m->have_blob = true;
         m->last_pcr_mismatch = 0;
 
         /* Now the passwords used during the recovery can be replaced safely. */
@@ -734,6 +819,14 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
                 return r;
         /* A typo is reported before any KDF runs, with its block. */
         r = volume_open_recovery(vol, password, NULL, 0, ret_bad_block);
+        if (r == -EPERM && m->have_server_recovery) {
+                unsigned opened = 0, failed = 0;
+
+                /* Not this disk's password: the server's opens every disk (the operator may hold either,
+                 * and the prompt names both Key IDs). */
+                r = manager_unlock_server_password(m, password, NULL, &opened, &failed);
+                return r == -EPERM || r >= 0 ? r : log_error_errno(r, "Failed to recover with the server recovery password: %m");
+        }
         if (r < 0)
                 return r == -ENOENT ? -ENOKEY : r;
         r = open_with(v, vol, open_recovery, password);
@@ -742,13 +835,10 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
 
         /* The recovery password also gives back the VMK the volume is bound to: with it the TPM can
          * be resealed and the other volumes opened. */
-        if (!m->vmk && volume_recover_vmk(vol, password, &recovered, &recovered_id, NULL) >= 0) {
+        if (!m->vmk && volume_recover_vmk(vol, password, &recovered, &recovered_id, NULL) >= 0 &&
+            manager_accept_vmk(m, TAKE_PTR(recovered), &recovered_id, "a recovery password") >= 0) {
                 unsigned opened = 0, failed = 0;
 
-                m->vmk = TAKE_PTR(recovered);
-                m->vmk_id = recovered_id;
-                log_info("VMK %s recovered with the recovery password of %s.",
-                         guid_format(&recovered_id, (char[GUID_STRING_MAX]) {}), v->uuid);
                 /* One recovery opens the server, as BitLocker's data volumes follow the OS volume. */
                 (void) manager_unlock_all(m, &opened, &failed);
 
@@ -1070,12 +1160,118 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
                 Guid id;
 
                 if (read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &json, &n) >= 0 &&
-                    vmk_import_dra(json, n, key, &vmk, &id) >= 0) {
-                        m->vmk = TAKE_PTR(vmk);
-                        m->vmk_id = id;
-                        log_info("VMK %s recovered with the DRA key.", guid_format(&id, (char[GUID_STRING_MAX]) {}));
+                    vmk_import_dra(json, n, key, &vmk, &id) >= 0 &&
+                    manager_accept_vmk(m, TAKE_PTR(vmk), &id, "the DRA key") >= 0)
                         (void) manager_unlock_all(m, &opened, &failed);
-                }
         }
+        return 0;
+}
+
+/* ---- replacing the TPM ------------------------------------------------------------------------ */
+
+/* The record of a replacement, appended to <state>/tpm-replacements.json: which SRK the VMK was
+ * pinned to before and after, which TPM it is now, when, and with what the operator proved it. */
+static int tpm_replacement_record(Manager *m, const TPM2B_NAME *old_srk, const TPM2B_NAME *new_srk,
+                                  const Tpm2Info *info, const char *credential, char **ret) {
+        _cleanup_(json_object_putp) json_object *doc = NULL, *e = json_object_new_object();
+        json_object *list = NULL;
+        _cleanup_free_ char *path = NULL, *text = NULL, *existing = NULL, *firmware = NULL;
+        size_t n;
+        int r;
+
+        if (!e || asprintf(&path, "%s/tpm-replacements.json", m->state_dir) < 0 ||
+            asprintf(&firmware, "%u.%u.%u.%u", info->firmware[0] >> 16, info->firmware[0] & 0xffff,
+                     info->firmware[1] >> 16, info->firmware[1] & 0xffff) < 0)
+                return -ENOMEM;
+        /* Earlier replacements stay; a file that does not parse is started again (it is a record for
+         * people, the sealed state is what counts). */
+        if (read_file_full(path, 1024 * 1024, &existing, &n) >= 0 && json_parse_object(existing, n, 4, &doc) >= 0 &&
+            (!json_object_object_get_ex(doc, "replacements", &list) || !json_object_is_type(list, json_type_array))) {
+                json_object_put(doc);
+                doc = NULL;
+        }
+        if (!doc) {
+                doc = json_object_new_object();
+                if (!doc || json_add_owned(doc, "replacements", list = json_object_new_array()) < 0)
+                        return -ENOMEM;
+        }
+        if ((r = json_add_time(e, "time", (uint64_t) time(NULL))) < 0 ||
+            (r = json_add_string(e, "credential", credential)) < 0 ||
+            (r = json_add_string(e, "vmk_id", guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}))) < 0 ||
+            (r = json_add_hex(e, "old_srk_name", old_srk ? old_srk->name : NULL, old_srk ? old_srk->size : 0)) < 0 ||
+            (r = json_add_hex(e, "new_srk_name", new_srk->name, new_srk->size)) < 0 ||
+            (r = json_add_string(e, "manufacturer", info->manufacturer)) < 0 ||
+            (r = json_add_string(e, "vendor", info->vendor)) < 0 || (r = json_add_string(e, "firmware", firmware)) < 0)
+                return r;
+        if (json_object_array_add(list, json_object_get(e)) < 0)
+                return -ENOMEM;
+        text = json_format(doc);
+        if (!text)
+                return -ENOMEM;
+        r = write_file_atomic(path, text, strlen(text), 0600);
+        if (r < 0)
+                return r;
+        *ret = json_format(e);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* Seals the VMK the daemon now holds to the TPM in place, pinning its SRK anew. */
+static int replace_tpm(Manager *m, const char *credential, char **ret_record) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        VmkBlob old, blob;
+        Tpm2Info info = {};
+        bool have_old;
+        int r;
+
+        have_old = vmk_blob_read(m->vmk_path, &old) >= 0;
+        r = tpm_open(m, &c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the TPM (%s): %m", tpm2_tcti_select(m->config.tcti));
+        r = vmk_seal(c,
+                     &(VmkSealParams) { .vmk = m->vmk, .vmk_id = &m->vmk_id, .bank = m->config.pcr_bank,
+                                        .pcr_mask = m->config.pcr_mask, .repin_srk = true },
+                     m->vmk_path, &blob);
+        if (r < 0)
+                return log_error_errno(r, "Failed to seal the VMK to the new TPM: %m");
+        m->blob = blob;
+        m->have_blob = true;
+        m->last_pcr_mismatch = 0;
+        (void) tpm2_get_info(c, &info);
+        r = tpm_replacement_record(m, have_old ? &old.sealed.srk_name : NULL, &blob.sealed.srk_name, &info,
+                                   credential, ret_record);
+        if (r < 0)
+                log_warning_errno(r, "Failed to keep the record of the TPM replacement, ignoring: %m");
+        log_notice("The VMK is sealed to a new TPM (%s %s), its storage key pinned anew; proven with %s.",
+                   info.manufacturer, info.vendor, credential);
+        manager_rotate_used_passwords(m);
+        manager_escrow_retry(m);
+        return 0;
+}
+
+int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record) {
+        _cleanup_free_ char *json = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL;
+        unsigned opened = 0, failed = 0;
+        size_t n;
+        Guid id;
+        int r;
+
+        r = read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &json, &n);
+        if (r == -ENOENT)
+                return log_error_errno(ENOKEY, "There is no VMK export to open with the DRA key (%s).",
+                                       m->vmk_export_path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s: %m", m->vmk_export_path);
+        r = vmk_import_dra(json, n, key, &vmk, &id);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the VMK export with the DRA key: %m");
+        /* The credential is proven in this call, even when the daemon holds the VMK already. */
+        r = manager_accept_vmk(m, TAKE_PTR(vmk), &id, "the DRA key");
+        if (r < 0)
+                return r;
+        r = replace_tpm(m, "dra-key", ret_record);
+        if (r < 0)
+                return r;
+        (void) manager_unlock_all(m, &opened, &failed);
         return 0;
 }

@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "dra.h"
 #include "escrow.h"
+#include "server-recovery.h"
 #include "guid.h"
 #include "vmk.h"
 #include "volume.h"
@@ -91,6 +92,22 @@ struct Manager {
          * volumes open without another TPM operation. */
         uint8_t *vmk;
         Guid vmk_id;
+        /* While a VMK rotation re-binds the volumes, the VMK they are moving off (sealed beside the
+         * new one until no volume needs it). */
+        uint8_t *previous_vmk;
+        Guid previous_vmk_id;
+        /* The sealed state as last read or written (have_blob): which VMK this server's is, by its key
+         * check value, and which SRK it is pinned to. Whatever VMK a recovery or the DRA export gives
+         * is accepted only if it is this one. */
+        VmkBlob blob;
+        bool have_blob;
+        /* The server recovery password of the VMK (<state>/server-recovery.json), and whether a
+         * server-scoped secret was used since the VMK was last rotated (<state>/vmk-rotation-due). */
+        char *server_recovery_path;
+        ServerRecovery server_recovery;
+        bool have_server_recovery;
+        char *rotation_due_path;
+        bool rotation_due;
         uint32_t last_pcr_mismatch;
         /* A pass over many volumes (the boot, UnlockAll) asks the TPM once: within it, a failed
          * unseal is the answer for every volume (manager_pass_begin()). */
@@ -166,9 +183,30 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
 void manager_finish_dra(Manager *m);
 /* The VMK wrapped to the DRA certificate, also kept in the state directory (vmk-export.json). */
 int manager_export_vmk(Manager *m, char **ret_json);
+/* Makes vmk (from a recovery password or the DRA export; what: which, for the log) the daemon's VMK if it
+ * is the one the sealed state names: -EKEYREJECTED otherwise (a planted volume or export would have
+ * the daemon adopt another key), -ENOPKG when there is no sealed state to check it against. Consumes
+ * vmk. */
+int manager_accept_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, const char *what);
+/* The operator's replacement of the TPM (or of the main board, or a cleared storage hierarchy): the
+ * VMK from the server's export opened with the DRA private key, checked against the sealed state, is
+ * sealed to the TPM there now with its SRK pinned anew. Records the old and new TPM identity. */
+int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record);
 /* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if
  * the daemon lacks it (TPM or board replaced), then opens every other volume with it. */
 int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
+
+/* sealvold-vmk.c: the server recovery password. Loaded at start; made (and kept) for the VMK the daemon
+ * holds when there is none for it. */
+int manager_load_server_recovery(Manager *m);
+int manager_ensure_server_recovery(Manager *m);
+int manager_read_server_recovery_password(Manager *m, char **ret_password, Guid *ret_key_id);
+/* Opens the VMK with the server recovery password (checked against the sealed state), then every
+ * volume with it. -ENOKEY no server recovery password here, -EPERM a wrong one, -EINVAL/-EDOM/-ERANGE
+ * malformed (*ret_bad_block). */
+int manager_unlock_server_password(Manager *m, const char *password, unsigned *ret_bad_block, unsigned *ret_opened,
+                                   unsigned *ret_failed);
+void manager_note_server_secret_used(Manager *m, const char *what);
 
 /* The registry and the list of volumes (sealvold-manager.c), for the boot's discovery. */
 int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret);

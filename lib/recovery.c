@@ -186,3 +186,23 @@ const char *recovery_parse_error_to_string(int error) {
                 return NULL;
         }
 }
+
+int recovery_password_canonicalize(const char *input, char **ret_password, unsigned *ret_bad_block) {
+        _cleanup_secure_ uint8_t *key = NULL;
+        int r;
+
+        r = recovery_password_parse(input, &key, ret_bad_block);
+        if (r < 0)
+                return r;
+        return recovery_password_format(key, ret_password);
+}
+
+int recovery_password_generate(char **ret_password) {
+        _cleanup_secure_ uint8_t *key = NULL;
+        int r;
+
+        r = recovery_key_generate(&key);
+        if (r < 0)
+                return r;
+        return recovery_password_format(key, ret_password);
+}

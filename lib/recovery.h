@@ -51,6 +51,12 @@ int recovery_password_format(const uint8_t key[static RECOVERY_KEY_SIZE], char *
  * *ret_bad_block is written for these three errors only; *ret_key only on success. */
 int recovery_password_parse(const char *input, uint8_t **ret_key, unsigned *ret_bad_block);
 
+/* recovery_password_parse() then recovery_password_format(): what an operator typed, in the canonical
+ * form that keyslots and wrapping keys are made from (secure memory). Errors as the parser's. */
+int recovery_password_canonicalize(const char *input, char **ret_password, unsigned *ret_bad_block);
+/* A new password from recovery_key_generate(), canonical, in secure memory. */
+int recovery_password_generate(char **ret_password);
+
 /* What is wrong, for a message such as "Block 5 is not a multiple of 11 (typo?)": for -EDOM, -ERANGE
  * and -EINVAL (either sign). NULL for any other error. */
 const char *recovery_parse_error_to_string(int error);

@@ -541,8 +541,12 @@ static int srk_name(Tpm2Context *c, ESYS_TR srk, TPM2B_NAME *ret) {
         return 0;
 }
 
+bool tpm2_name_equal(const TPM2B_NAME *a, const TPM2B_NAME *b) {
+        return a->size == b->size && a->size <= sizeof(a->name) && memcmp(a->name, b->name, a->size) == 0;
+}
+
 int tpm2_seal(Tpm2Context *c, const Tpm2PcrValues *pcrs, bool noda, const void *secret, size_t size,
-              Tpm2Sealed *ret) {
+              const TPM2B_NAME *pinned_srk, Tpm2Sealed *ret) {
         TPM2B_SENSITIVE_CREATE sensitive = {};
         CLEANUP_ERASE(sensitive);
         TPM2B_PUBLIC template = {
@@ -573,10 +577,17 @@ int tpm2_seal(Tpm2Context *c, const Tpm2PcrValues *pcrs, bool noda, const void *
         if (hash_alg_size(pcrs->bank) == 0 || pcrs->mask == 0 || (pcrs->mask & ~TPM2_PCR_MASK_ALL))
                 return -EINVAL;
 
-        r = tpm2_srk_get(c, /* create= */ true, &srk);
+        /* A pinned SRK is never created: a missing one means a cleared or another TPM. */
+        r = tpm2_srk_get(c, /* create= */ !pinned_srk, &srk);
         if (r < 0)
                 return r;
         r = srk_name(c, srk, &sealed.srk_name);
+        /* The salt of the session below is encrypted to this key: one that is not the pinned SRK may
+         * be an interposer's, who would then read the secret inside TPM2_Create. */
+        if (r >= 0 && pinned_srk && !tpm2_name_equal(&sealed.srk_name, pinned_srk)) {
+                log_debug("The key at 0x%08x is not the SRK the VMK is pinned to.", (unsigned) TPM2_SRK_HANDLE);
+                r = -ENXIO;
+        }
         if (r >= 0)
                 r = policy_pcr_digest(c, pcrs, &sealed.policy);
         if (r < 0)
@@ -669,7 +680,7 @@ int tpm2_unseal(Tpm2Context *c, const Tpm2PcrValues *pcrs, const Tpm2Sealed *sea
         if (r < 0)
                 goto finish;
         /* Another TPM, or this one after its storage hierarchy was cleared: the SRK is a new key. */
-        if (name.size != sealed->srk_name.size || memcmp(name.name, sealed->srk_name.name, name.size) != 0) {
+        if (!tpm2_name_equal(&name, &sealed->srk_name)) {
                 r = -ENXIO;
                 goto finish;
         }

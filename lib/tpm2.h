@@ -83,12 +83,16 @@ const char *tpm2_hash_alg_to_string(TPMI_ALG_HASH alg);
  * hierarchy was cleared). */
 int tpm2_srk_get(Tpm2Context *c, bool create, ESYS_TR *ret_srk);
 
+bool tpm2_name_equal(const TPM2B_NAME *a, const TPM2B_NAME *b);
+
 /* Seals secret under the SRK as a keyed-hash object that can be unsealed only when the PCRs of
  * pcrs->bank in pcrs->mask hold exactly the values in pcrs (PolicyPCR). noda exempts it from the
  * dictionary-attack counter, right when no PIN guards it. The secret reaches the TPM encrypted
- * (salted session, parameter encryption). */
+ * (salted session, parameter encryption). With pinned_srk, the key at TPM2_SRK_HANDLE must have that
+ * name (-ENXIO otherwise: another TPM, a cleared one, or a key planted there) and is never created;
+ * without, an SRK is created when there is none (the first seal, a TPM replacement). */
 int tpm2_seal(Tpm2Context *c, const Tpm2PcrValues *pcrs, bool noda, const void *secret, size_t size,
-              Tpm2Sealed *ret);
+              const TPM2B_NAME *pinned_srk, Tpm2Sealed *ret);
 
 /* Unseals in a salted policy session with response encryption, so the secret never crosses the bus
  * to the TPM in clear; the result is in secure memory. Errors: -ENXIO the object belongs to another

@@ -139,17 +139,17 @@ int vmk_export_dra(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, X509 
         return 0;
 }
 
-int vmk_import_dra(const char *json, size_t size, EVP_PKEY *key, uint8_t **ret_vmk, Guid *ret_vmk_id) {
+/* The fields of an export, strictly. *ret_cms is malloc'd. */
+static int export_parse(const char *json, size_t size, Guid *ret_id, uint8_t ret_check[static VMK_KEY_CHECK_SIZE],
+                        void **ret_cms, size_t *ret_cms_size) {
         static const char *const keys[] = { "format", "version", "vmk_id", "created", "dra_fingerprint",
                                             "key_check", "cms", NULL };
         _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_free_ void *cms = NULL;
-        _cleanup_secure_ void *vmk = NULL;
-        uint8_t kcv[VMK_KEY_CHECK_SIZE], expected[VMK_KEY_CHECK_SIZE], fp[DRA_FINGERPRINT_SIZE];
-        size_t cms_size, vmk_size = 0;
+        uint8_t fp[DRA_FINGERPRINT_SIZE];
         json_object *v;
         uint64_t created;
-        Guid id;
+        size_t cms_size;
         int r;
 
         if (size > VMK_BLOB_SIZE_MAX)
@@ -163,13 +163,36 @@ int vmk_import_dra(const char *json, size_t size, EVP_PKEY *key, uint8_t **ret_v
                 return -EBADMSG;
         if (json_object_get_int64(v) > VMK_EXPORT_VERSION)
                 return -EPROTONOSUPPORT;
-        if (json_check_keys(o, keys) < 0 || guid_parse(json_get_string(o, "vmk_id"), &id) < 0 ||
+        if (json_check_keys(o, keys) < 0 || guid_parse(json_get_string(o, "vmk_id"), ret_id) < 0 ||
             json_get_time(o, "created", &created) < 0 ||
             hex_decode_fixed(json_get_string(o, "dra_fingerprint"), fp, sizeof(fp)) < 0 ||
-            hex_decode_fixed(json_get_string(o, "key_check"), expected, sizeof(expected)) < 0 ||
+            hex_decode_fixed(json_get_string(o, "key_check"), ret_check, VMK_KEY_CHECK_SIZE) < 0 ||
             base64_decode(json_get_string(o, "cms"), &cms, &cms_size) < 0)
                 return -EBADMSG;
+        if (ret_cms) {
+                *ret_cms = TAKE_PTR(cms);
+                *ret_cms_size = cms_size;
+        }
+        return 0;
+}
 
+int vmk_export_key_check(const char *json, size_t size, uint8_t ret[static VMK_KEY_CHECK_SIZE]) {
+        Guid id;
+
+        return export_parse(json, size, &id, ret, NULL, NULL);
+}
+
+int vmk_import_dra(const char *json, size_t size, EVP_PKEY *key, uint8_t **ret_vmk, Guid *ret_vmk_id) {
+        _cleanup_free_ void *cms = NULL;
+        _cleanup_secure_ void *vmk = NULL;
+        uint8_t kcv[VMK_KEY_CHECK_SIZE], expected[VMK_KEY_CHECK_SIZE];
+        size_t cms_size = 0, vmk_size = 0;
+        Guid id;
+        int r;
+
+        r = export_parse(json, size, &id, expected, &cms, &cms_size);
+        if (r < 0)
+                return r;
         r = dra_unwrap(key, cms, cms_size, &vmk, &vmk_size);
         if (r < 0)
                 return r;
@@ -236,6 +259,15 @@ static int blob_digest(const VmkBlob *b, const MarshaledSealed *m, uint8_t ret[s
              EVP_DigestUpdate(md, VMK_BLOB_FORMAT, sizeof(VMK_BLOB_FORMAT)) == 1 &&
              EVP_DigestUpdate(md, header, sizeof(header)) == 1 &&
              EVP_DigestUpdate(md, b->vmk_id.bytes, sizeof(b->vmk_id.bytes)) == 1;
+        /* Version 2 adds the keys' check values and the previous VMK of a rotation. */
+        if (ok && b->version >= 2) {
+                uint8_t has_previous = b->has_previous;
+
+                ok = EVP_DigestUpdate(md, b->key_check, sizeof(b->key_check)) == 1 &&
+                     EVP_DigestUpdate(md, &has_previous, 1) == 1 &&
+                     EVP_DigestUpdate(md, b->previous_id.bytes, sizeof(b->previous_id.bytes)) == 1 &&
+                     EVP_DigestUpdate(md, b->previous_key_check, sizeof(b->previous_key_check)) == 1;
+        }
         for (unsigned i = 0; ok && i <= TPM2_PCR_INDEX_MAX; i++)
                 if (b->pcrs.mask & (UINT32_C(1) << i))
                         ok = EVP_DigestUpdate(md, b->pcrs.digests[i], b->pcrs.digest_size) == 1;
@@ -248,12 +280,15 @@ static int blob_digest(const VmkBlob *b, const MarshaledSealed *m, uint8_t ret[s
         return ok ? 0 : -EIO;
 }
 
-int vmk_blob_to_json(const VmkBlob *b, char **ret) {
+int vmk_blob_to_json(const VmkBlob *blob, char **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *pcrs = NULL, *values = NULL;
-        char id[GUID_STRING_MAX], handle[16];
+        char id[GUID_STRING_MAX], previous[GUID_STRING_MAX] = "", handle[16];
         uint8_t digest[32];
         MarshaledSealed m;
-        const char *bank = tpm2_hash_alg_to_string(b->pcrs.bank);
+        const char *bank = tpm2_hash_alg_to_string(blob->pcrs.bank);
+        /* Always written as the current version: a version 1 blob read and unsealed has its key check
+         * value by now. */
+        VmkBlob copy = *blob, *b = &copy;
         char *s;
         int r;
 
@@ -261,6 +296,13 @@ int vmk_blob_to_json(const VmkBlob *b, char **ret) {
                 return -ENOMEM;
         if (!bank)
                 return -EINVAL;
+        b->version = VMK_BLOB_VERSION;
+        if (b->has_previous)
+                guid_format(&b->previous_id, previous);
+        else {
+                b->previous_id = (Guid) {};
+                memset(b->previous_key_check, 0, sizeof(b->previous_key_check));
+        }
         r = marshal_sealed(&b->sealed, &m);
         if (r < 0)
                 return r;
@@ -287,6 +329,10 @@ int vmk_blob_to_json(const VmkBlob *b, char **ret) {
         if ((r = json_add_string(o, "format", VMK_BLOB_FORMAT)) < 0 ||
             (r = json_add_owned(o, "version", json_object_new_int((int32_t) b->version))) < 0 ||
             (r = json_add_string(o, "vmk_id", guid_format(&b->vmk_id, id))) < 0 ||
+            (r = json_add_hex(o, "key_check", b->key_check, sizeof(b->key_check))) < 0 ||
+            (r = json_add_string(o, "previous_vmk_id", previous)) < 0 ||
+            (r = json_add_hex(o, "previous_key_check", b->previous_key_check,
+                              b->has_previous ? sizeof(b->previous_key_check) : 0)) < 0 ||
             (r = json_add_time(o, "created", b->created)) < 0 ||
             (r = json_add_owned(o, "noda", json_object_new_boolean(b->noda))) < 0 ||
             (r = json_add_string(o, "pcr_bank", bank)) < 0 ||
@@ -307,10 +353,32 @@ int vmk_blob_to_json(const VmkBlob *b, char **ret) {
         return 0;
 }
 
-static const char *const blob_keys[] = {
+static const char *const blob_keys_v1[] = {
         "format", "version", "vmk_id", "created", "noda", "pcr_bank", "pcrs", "pcr_values",
         "srk_handle", "srk_name", "policy", "public", "private", "digest", NULL,
 };
+
+static const char *const blob_keys_v2[] = {
+        "format", "version", "vmk_id", "key_check", "previous_vmk_id", "previous_key_check", "created", "noda",
+        "pcr_bank", "pcrs", "pcr_values", "srk_handle", "srk_name", "policy", "public", "private", "digest", NULL,
+};
+
+/* The check values of version 2; the previous VMK's two fields are both empty or both set. */
+static int parse_key_checks(json_object *o, VmkBlob *b) {
+        const char *previous = json_get_string(o, "previous_vmk_id"), *check = json_get_string(o, "previous_key_check");
+
+        if (hex_decode_fixed(json_get_string(o, "key_check"), b->key_check, sizeof(b->key_check)) < 0 || !previous ||
+            !check)
+                return -EBADMSG;
+        if (isempty(previous) && isempty(check))
+                return 0;
+        if (guid_parse(previous, &b->previous_id) < 0 || guid_is_null(&b->previous_id) ||
+            guid_equal(&b->previous_id, &b->vmk_id) ||
+            hex_decode_fixed(check, b->previous_key_check, sizeof(b->previous_key_check)) < 0)
+                return -EBADMSG;
+        b->has_previous = true;
+        return 0;
+}
 
 static int parse_hex_into(const char *s, uint8_t *buf, size_t max, UINT16 *ret_size) {
         _cleanup_free_ void *data = NULL;
@@ -431,10 +499,12 @@ int vmk_blob_from_json(const char *json, size_t size, VmkBlob *ret) {
         b.version = (unsigned) version;
 
         /* Strict: every key known, none missing. */
-        if (json_check_keys(o, blob_keys) < 0)
+        if (json_check_keys(o, b.version >= 2 ? blob_keys_v2 : blob_keys_v1) < 0)
                 return -EBADMSG;
 
-        if (guid_parse(json_get_string(o, "vmk_id"), &b.vmk_id) < 0)
+        if (guid_parse(json_get_string(o, "vmk_id"), &b.vmk_id) < 0 || guid_is_null(&b.vmk_id))
+                return -EBADMSG;
+        if (b.version >= 2 && parse_key_checks(o, &b) < 0)
                 return -EBADMSG;
         if (json_get_time(o, "created", &b.created) < 0)
                 return -EBADMSG;
@@ -474,38 +544,95 @@ int vmk_blob_read(const char *path, VmkBlob *ret) {
         return vmk_blob_from_json(json, size, ret);
 }
 
-int vmk_seal_to_file(Tpm2Context *c, const uint8_t vmk[static VMK_SIZE], const Guid *identity,
-                     TPMI_ALG_HASH bank, uint32_t pcr_mask, const char *path, VmkBlob *ret_blob) {
-        _cleanup_secure_ void *check = NULL;
+bool vmk_blob_matches(const VmkBlob *b, const uint8_t vmk[static VMK_SIZE], bool previous) {
+        uint8_t kcv[VMK_KEY_CHECK_SIZE];
+
+        if (previous && !b->has_previous)
+                return false;
+        if (vmk_key_check_value(vmk, kcv) < 0)
+                return false;
+        return memeq_secure(kcv, previous ? b->previous_key_check : b->key_check, sizeof(kcv));
+}
+
+int vmk_blob_write(const VmkBlob *b, const char *path) {
         _cleanup_free_ char *json = NULL;
+        int r;
+
+        r = vmk_blob_to_json(b, &json);
+        if (r < 0)
+                return r;
+        return write_file_atomic(path, json, strlen(json), 0600);
+}
+
+/* All zeroes is never a generated key: it is what a wiped buffer looks like (secure memory reads as
+ * zeroes in a forked child), and sealing it would lose the real one. */
+static bool vmk_is_zero(const uint8_t vmk[static VMK_SIZE]) {
+        uint8_t any = 0;
+
+        for (size_t i = 0; i < VMK_SIZE; i++)
+                any |= vmk[i];
+        return any == 0;
+}
+
+int vmk_seal(Tpm2Context *c, const VmkSealParams *p, const char *path, VmkBlob *ret_blob) {
+        _cleanup_secure_ void *check = NULL;
+        _cleanup_secure_ uint8_t *secret = NULL;
         VmkBlob b = {
                 .version = VMK_BLOB_VERSION,
                 .created = (uint64_t) time(NULL),
                 .noda = true, /* no PIN: a wrong-PCR unseal must not count against the DA lockout */
+                .has_previous = !!p->previous,
         };
-        uint8_t any = 0;
-        size_t n = 0;
+        VmkBlob existing;
+        const TPM2B_NAME *pinned = NULL;
+        size_t size = p->previous ? 2 * VMK_SIZE : VMK_SIZE, n = 0;
         int r;
 
-        /* All zeroes is never a generated key: it is what a wiped buffer looks like (secure memory
-         * reads as zeroes in a forked child), and sealing it would lose the real one. */
-        for (size_t i = 0; i < VMK_SIZE; i++)
-                any |= vmk[i];
-        if (any == 0)
+        if (vmk_is_zero(p->vmk) || (p->previous && (vmk_is_zero(p->previous) || !p->previous_id ||
+                                                     guid_is_null(p->previous_id))))
                 return -EINVAL;
 
-        if (identity)
-                b.vmk_id = *identity;
+        /* The SRK of the sealed state in place is the only one this server seals to: a key that
+         * appeared at its handle since is an interposer's or another TPM's, and the salt of the
+         * session would be encrypted to it. */
+        if (!p->repin_srk) {
+                r = vmk_blob_read(path, &existing);
+                if (r >= 0)
+                        pinned = &existing.sealed.srk_name;
+                else if (r != -ENOENT)
+                        return r == -EPROTONOSUPPORT ? r : -EBADMSG;
+        }
+
+        if (p->vmk_id)
+                b.vmk_id = *p->vmk_id;
         else {
                 r = guid_generate(&b.vmk_id);
                 if (r < 0)
                         return r;
         }
-
-        r = tpm2_pcr_read_values(c, bank, pcr_mask, &b.pcrs);
+        r = vmk_key_check_value(p->vmk, b.key_check);
         if (r < 0)
                 return r;
-        r = tpm2_seal(c, &b.pcrs, b.noda, vmk, VMK_SIZE, &b.sealed);
+        if (p->previous) {
+                if (guid_equal(p->previous_id, &b.vmk_id))
+                        return -EINVAL;
+                b.previous_id = *p->previous_id;
+                r = vmk_key_check_value(p->previous, b.previous_key_check);
+                if (r < 0)
+                        return r;
+        }
+
+        secret = secure_alloc(size);
+        if (!secret)
+                return negative_errno();
+        memcpy(secret, p->vmk, VMK_SIZE);
+        if (p->previous)
+                memcpy(secret + VMK_SIZE, p->previous, VMK_SIZE);
+
+        r = tpm2_pcr_read_values(c, p->bank, p->pcr_mask, &b.pcrs);
+        if (r < 0)
+                return r;
+        r = tpm2_seal(c, &b.pcrs, b.noda, secret, size, pinned, &b.sealed);
         if (r < 0)
                 return r;
 
@@ -514,24 +641,26 @@ int vmk_seal_to_file(Tpm2Context *c, const uint8_t vmk[static VMK_SIZE], const G
         r = tpm2_unseal(c, &b.pcrs, &b.sealed, &check, &n, NULL);
         if (r < 0)
                 return r;
-        if (n != VMK_SIZE || !memeq_secure(check, vmk, VMK_SIZE))
+        if (n != size || !memeq_secure(check, secret, size))
                 return -EIO;
 
-        r = vmk_blob_to_json(&b, &json);
+        r = vmk_blob_write(&b, path);
         if (r < 0)
                 return r;
-        r = write_file_atomic(path, json, strlen(json), 0600);
-        if (r < 0)
-                return r;
-
         if (ret_blob)
                 *ret_blob = b;
         return 0;
 }
 
-int vmk_unseal_from_file(Tpm2Context *c, const char *path, uint8_t **ret_vmk, VmkBlob *ret_blob,
-                         uint32_t *ret_changed_pcrs) {
-        _cleanup_secure_ void *vmk = NULL;
+int vmk_seal_to_file(Tpm2Context *c, const uint8_t vmk[static VMK_SIZE], const Guid *identity,
+                     TPMI_ALG_HASH bank, uint32_t pcr_mask, const char *path, VmkBlob *ret_blob) {
+        return vmk_seal(c, &(VmkSealParams) { .vmk = vmk, .vmk_id = identity, .bank = bank, .pcr_mask = pcr_mask },
+                        path, ret_blob);
+}
+
+int vmk_unseal_from_file_full(Tpm2Context *c, const char *path, uint8_t **ret_vmk, uint8_t **ret_previous,
+                              VmkBlob *ret_blob, uint32_t *ret_changed_pcrs) {
+        _cleanup_secure_ uint8_t *secret = NULL, *vmk = NULL, *previous = NULL;
         VmkBlob b;
         size_t n = 0;
         int r;
@@ -539,14 +668,38 @@ int vmk_unseal_from_file(Tpm2Context *c, const char *path, uint8_t **ret_vmk, Vm
         r = vmk_blob_read(path, &b);
         if (r < 0)
                 return r;
-        r = tpm2_unseal(c, &b.pcrs, &b.sealed, &vmk, &n, ret_changed_pcrs);
+        r = tpm2_unseal(c, &b.pcrs, &b.sealed, (void **) &secret, &n, ret_changed_pcrs);
         if (r < 0)
                 return r;
-        if (n != VMK_SIZE)
+        if (n != (b.has_previous ? 2 * VMK_SIZE : VMK_SIZE))
                 return -EBADMSG;
+        vmk = secure_memdup(secret, VMK_SIZE);
+        if (!vmk)
+                return negative_errno();
+        if (b.has_previous) {
+                previous = secure_memdup(secret + VMK_SIZE, VMK_SIZE);
+                if (!previous)
+                        return negative_errno();
+        }
+
+        if (b.version < 2)
+                /* Trust on first use: the TPM gave it, under the policy it was sealed with. */
+                r = vmk_key_check_value(vmk, b.key_check);
+        else if (!vmk_blob_matches(&b, vmk, false) || (previous && !vmk_blob_matches(&b, previous, true)))
+                /* The file names other keys than the TPM holds for it: not a blob sealvol wrote. */
+                r = -EBADMSG;
+        if (r < 0)
+                return r;
 
         *ret_vmk = TAKE_PTR(vmk);
+        if (ret_previous)
+                *ret_previous = TAKE_PTR(previous);
         if (ret_blob)
                 *ret_blob = b;
         return 0;
+}
+
+int vmk_unseal_from_file(Tpm2Context *c, const char *path, uint8_t **ret_vmk, VmkBlob *ret_blob,
+                         uint32_t *ret_changed_pcrs) {
+        return vmk_unseal_from_file_full(c, path, ret_vmk, NULL, ret_blob, ret_changed_pcrs);
 }

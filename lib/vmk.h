@@ -21,16 +21,25 @@
 
 #define VMK_SIZE 32
 #define VMK_KEYSLOT_PASSPHRASE_SIZE 32
-#define VMK_BLOB_VERSION 1
+#define VMK_BLOB_VERSION 2
 #define VMK_BLOB_SIZE_MAX (64u * 1024u)
 #define VMK_EXPORT_VERSION 1
 #define VMK_KEY_CHECK_SIZE 16
 /* Sealing default: PCR 7 (Secure Boot policy) of the SHA-256 bank, as BitLocker does on UEFI. */
 #define VMK_PCR_MASK_DEFAULT (UINT32_C(1) << 7)
 
+/* The sealed state. Version 2 names the VMK by its key check value as well as its id, so a VMK that
+ * comes from anywhere but the TPM (a recovery, the DRA export) is accepted only if it is this one; and
+ * it may carry the previous VMK beside the current one while a rotation re-binds the volumes (both in
+ * one sealed object: one unseal per boot still opens every volume). A version 1 blob has neither and
+ * is upgraded by the daemon once the TPM has opened it. */
 typedef struct VmkBlob {
         unsigned version;
         Guid vmk_id;        /* which VMK: tokens of volumes bound to it name this */
+        uint8_t key_check[VMK_KEY_CHECK_SIZE]; /* vmk_key_check_value() of it */
+        bool has_previous;  /* a rotation is re-binding volumes from the previous VMK */
+        Guid previous_id;
+        uint8_t previous_key_check[VMK_KEY_CHECK_SIZE];
         uint64_t created;   /* seconds since the epoch, UTC */
         bool noda;
         Tpm2PcrValues pcrs; /* the values the policy is bound to */
@@ -40,16 +49,41 @@ typedef struct VmkBlob {
 /* 256 bits from OpenSSL's private generator, in secure memory. */
 int vmk_generate(uint8_t **ret_vmk);
 
-/* Seals vmk under the current values of the PCRs in pcr_mask of bank, unseals it once to prove the
- * blob works, and only then writes it to path atomically (0600). The identity is kept from
- * identity, or a new one is made when identity is NULL. */
+typedef struct VmkSealParams {
+        const uint8_t *vmk;      /* VMK_SIZE bytes */
+        const Guid *vmk_id;      /* NULL: a new identity */
+        const uint8_t *previous; /* NULL: no rotation under way */
+        const Guid *previous_id;
+        TPMI_ALG_HASH bank;
+        uint32_t pcr_mask;
+        /* Only the SRK that the existing sealed state names is sealed to; true only when the operator
+         * replaces the TPM (or its storage hierarchy was cleared) on purpose. */
+        bool repin_srk;
+} VmkSealParams;
+
+/* Seals the VMK (and the previous one, if any) under the current values of the PCRs in pcr_mask of
+ * bank, unseals it once to prove the blob works, and only then writes it to path atomically (0600).
+ * If path already holds a sealed state, the SRK it names is pinned (tpm2_seal()): -ENXIO when the
+ * TPM's key differs, and -EBADMSG when that state is damaged, unless repin_srk. */
+int vmk_seal(Tpm2Context *c, const VmkSealParams *p, const char *path, VmkBlob *ret_blob);
+/* vmk_seal() of one VMK, no rotation, the SRK pinned as there. */
 int vmk_seal_to_file(Tpm2Context *c, const uint8_t vmk[static VMK_SIZE], const Guid *identity,
                      TPMI_ALG_HASH bank, uint32_t pcr_mask, const char *path, VmkBlob *ret_blob);
 
 /* Reads and unseals path. Errors as tpm2_unseal(), plus: -ENOENT no blob, -EBADMSG a malformed or
- * damaged blob, -EPROTONOSUPPORT a blob version newer than this code. */
+ * damaged blob, or one whose sealed object holds other keys than it names (a key check value that
+ * does not match), -EPROTONOSUPPORT a blob version newer than this code. ret_previous, when given,
+ * gets the previous VMK of a rotation under way (NULL if none). A version 1 blob gets its key check
+ * value from the key the TPM gave (ret_blob->version stays 1; vmk_blob_write() upgrades the file). */
 int vmk_unseal_from_file(Tpm2Context *c, const char *path, uint8_t **ret_vmk, VmkBlob *ret_blob,
                          uint32_t *ret_changed_pcrs);
+int vmk_unseal_from_file_full(Tpm2Context *c, const char *path, uint8_t **ret_vmk, uint8_t **ret_previous,
+                              VmkBlob *ret_blob, uint32_t *ret_changed_pcrs);
+/* Writes b as the current version to path atomically (0600); nothing is sealed again. */
+int vmk_blob_write(const VmkBlob *b, const char *path);
+/* Whether vmk is the key b names as current (previous: as the previous one), by its key check value
+ * compared in constant time. */
+bool vmk_blob_matches(const VmkBlob *b, const uint8_t vmk[static VMK_SIZE], bool previous);
 
 int vmk_blob_to_json(const VmkBlob *b, char **ret);
 int vmk_blob_from_json(const char *json, size_t size, VmkBlob *ret);
@@ -79,3 +113,5 @@ int vmk_export_dra(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, X509 
 /* -EBADMSG malformed or its key check value does not match, -EPROTONOSUPPORT newer version,
  * -EKEYREJECTED not wrapped to this key. */
 int vmk_import_dra(const char *json, size_t size, EVP_PKEY *key, uint8_t **ret_vmk, Guid *ret_vmk_id);
+/* The key check value an export names, without opening it (-EBADMSG, -EPROTONOSUPPORT as above). */
+int vmk_export_key_check(const char *json, size_t size, uint8_t ret[static VMK_KEY_CHECK_SIZE]);

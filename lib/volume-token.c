@@ -61,18 +61,22 @@ const EscrowRecord *protector_get_escrow(const Protector *p, const char *target)
         return NULL;
 }
 
-int protector_set_escrow(Protector *p, const EscrowRecord *e) {
+int escrow_records_set(EscrowRecord records[static ESCROW_RECORDS_MAX], size_t *n, const EscrowRecord *e) {
         if (strlen(e->target) == 0 || e->state < 0 || e->state >= _ESCROW_STATE_MAX)
                 return -EINVAL;
-        for (size_t i = 0; i < p->n_escrow; i++)
-                if (streq(p->escrow[i].target, e->target)) {
-                        p->escrow[i] = *e;
+        for (size_t i = 0; i < *n; i++)
+                if (streq(records[i].target, e->target)) {
+                        records[i] = *e;
                         return 0;
                 }
-        if (p->n_escrow >= ESCROW_RECORDS_MAX)
+        if (*n >= ESCROW_RECORDS_MAX)
                 return -E2BIG;
-        p->escrow[p->n_escrow++] = *e;
+        records[(*n)++] = *e;
         return 0;
+}
+
+int protector_set_escrow(Protector *p, const EscrowRecord *e) {
+        return escrow_records_set(p->escrow, &p->n_escrow, e);
 }
 
 void volume_token_done(VolumeToken *t) {
@@ -99,6 +103,27 @@ int escrow_record_to_json(const EscrowRecord *e, json_object **ret) {
         return 0;
 }
 
+int escrow_records_to_json(const EscrowRecord *records, size_t n, json_object *o, const char *key) {
+        json_object *a;
+        int r;
+
+        r = json_add_owned(o, key, a = json_object_new_array());
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                json_object *e;
+
+                r = escrow_record_to_json(&records[i], &e);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(a, e) < 0) {
+                        json_object_put(e);
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
 static int protector_to_json(const Protector *p, json_object **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         char id[GUID_STRING_MAX];
@@ -113,22 +138,9 @@ static int protector_to_json(const Protector *p, json_object **ret) {
                 return r;
 
         if (p->type == PROTECTOR_RECOVERY) {
-                json_object *a = json_object_new_array();
-
-                r = json_add_owned(o, "escrow", a);
+                r = escrow_records_to_json(p->escrow, p->n_escrow, o, "escrow");
                 if (r < 0)
                         return r;
-                for (size_t i = 0; i < p->n_escrow; i++) {
-                        json_object *e;
-
-                        r = escrow_record_to_json(&p->escrow[i], &e);
-                        if (r < 0)
-                                return r;
-                        if (json_object_array_add(a, e) < 0) {
-                                json_object_put(e);
-                                return -ENOMEM;
-                        }
-                }
                 /* Empty strings when absent. */
                 if ((r = json_add_base64(o, "wrapped_password", p->wrapped_password, p->wrapped_password_size)) < 0 ||
                     (r = json_add_base64(o, "wrapped_vmk", p->wrapped_vmk, p->wrapped_vmk_size)) < 0)
@@ -269,6 +281,26 @@ int escrow_record_from_json(json_object *o, EscrowRecord *ret) {
         return 0;
 }
 
+int escrow_records_from_json(json_object *o, const char *key, EscrowRecord records[static ESCROW_RECORDS_MAX],
+                             size_t *ret_n) {
+        json_object *a;
+        size_t n;
+
+        if (get_array(o, key, ESCROW_RECORDS_MAX, &a) < 0)
+                return -EBADMSG;
+        n = json_object_array_length(a);
+        for (size_t i = 0; i < n; i++) {
+                if (escrow_record_from_json(json_object_array_get_idx(a, i), &records[i]) < 0)
+                        return -EBADMSG;
+                /* One record per target. */
+                for (size_t j = 0; j < i; j++)
+                        if (streq(records[j].target, records[i].target))
+                                return -EBADMSG;
+        }
+        *ret_n = n;
+        return 0;
+}
+
 static int protector_from_json(json_object *o, Protector *ret) {
         static const char *const keys_tpm[] = { "type", "keyslot", "key_id", "created", NULL };
         static const char *const keys_recovery[] = { "type",   "keyslot",          "key_id",      "created",
@@ -296,19 +328,8 @@ static int protector_from_json(json_object *o, Protector *ret) {
         p.keyslot = (int) slot;
 
         if (p.type == PROTECTOR_RECOVERY) {
-                json_object *a;
-
-                if (get_array(o, "escrow", ESCROW_RECORDS_MAX, &a) < 0)
+                if (escrow_records_from_json(o, "escrow", p.escrow, &p.n_escrow) < 0)
                         return -EBADMSG;
-                p.n_escrow = json_object_array_length(a);
-                for (size_t i = 0; i < p.n_escrow; i++) {
-                        if (escrow_record_from_json(json_object_array_get_idx(a, i), &p.escrow[i]) < 0)
-                                return -EBADMSG;
-                        /* One record per target. */
-                        for (size_t j = 0; j < i; j++)
-                                if (streq(p.escrow[j].target, p.escrow[i].target))
-                                        return -EBADMSG;
-                }
                 if (base64_decode(json_get_string(o, "wrapped_password"), &wpw, &p.wrapped_password_size) < 0 ||
                     base64_decode(json_get_string(o, "wrapped_vmk"), &wvmk, &p.wrapped_vmk_size) < 0)
                         return -EBADMSG;

@@ -78,6 +78,12 @@ typedef struct EscrowRecord {
 typedef struct json_object json_object;
 int escrow_record_to_json(const EscrowRecord *e, json_object **ret);
 int escrow_record_from_json(json_object *o, EscrowRecord *ret);
+/* A list of records, at most one per target: o[key] to and from JSON (strict: -EBADMSG), and one
+ * target's record replaced or added (-E2BIG beyond ESCROW_RECORDS_MAX). */
+int escrow_records_to_json(const EscrowRecord *records, size_t n, json_object *o, const char *key);
+int escrow_records_from_json(json_object *o, const char *key, EscrowRecord records[static ESCROW_RECORDS_MAX],
+                             size_t *ret_n);
+int escrow_records_set(EscrowRecord records[static ESCROW_RECORDS_MAX], size_t *n, const EscrowRecord *e);
 
 typedef struct Protector {
         ProtectorType type;

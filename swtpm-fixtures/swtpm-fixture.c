@@ -215,3 +215,62 @@ int swtpm_fixture_flush_transient(SwtpmFixture *f) {
         }
         return 0;
 }
+
+/* Another storage key at the SRK's handle: what an interposer shows, or what a cleared storage hierarchy
+ * gets when somebody creates an SRK again. A primary key differs from the TCG template's only by its
+ * unique field, so its name differs too. */
+int swtpm_fixture_replace_srk(SwtpmFixture *f) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        TPM2B_PUBLIC template = {
+                .publicArea = {
+                        .type = TPM2_ALG_ECC,
+                        .nameAlg = TPM2_ALG_SHA256,
+                        .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                            TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                                            TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+                        .parameters.eccDetail = {
+                                .symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB },
+                                .scheme.scheme = TPM2_ALG_NULL,
+                                .curveID = TPM2_ECC_NIST_P256,
+                                .kdf.scheme = TPM2_ALG_NULL,
+                        },
+                        .unique.ecc.x = { .size = 9, .buffer = "planted!" },
+                },
+        };
+        TPM2B_SENSITIVE_CREATE sensitive = {};
+        TPM2B_DATA outside = {};
+        TPML_PCR_SELECTION creation_pcrs = {};
+        TPM2B_PUBLIC *pub = NULL;
+        TPM2B_CREATION_DATA *creation_data = NULL;
+        TPM2B_DIGEST *creation_hash = NULL;
+        TPMT_TK_CREATION *ticket = NULL;
+        ESYS_TR old = ESYS_TR_NONE, transient = ESYS_TR_NONE, persistent = ESYS_TR_NONE;
+        TSS2_RC rc;
+        int r;
+
+        r = tpm2_context_new(f->tcti, &c);
+        if (r < 0)
+                return r;
+        if (Esys_TR_FromTPMPublic(c->esys, TPM2_SRK_HANDLE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &old) ==
+            TSS2_RC_SUCCESS) {
+                rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, old, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       TPM2_SRK_HANDLE, &persistent);
+                if (rc != TSS2_RC_SUCCESS)
+                        return tpm2_rc_to_errno(rc, "Esys_EvictControl (remove SRK)");
+        }
+        rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                                &template, &outside, &creation_pcrs, &transient, &pub, &creation_data, &creation_hash,
+                                &ticket);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_CreatePrimary");
+        Esys_Free(pub);
+        Esys_Free(creation_data);
+        Esys_Free(creation_hash);
+        Esys_Free(ticket);
+        rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, transient, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                               TPM2_SRK_HANDLE, &persistent);
+        (void) Esys_FlushContext(c->esys, transient);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_EvictControl (persist)");
+        return 0;
+}

@@ -43,3 +43,6 @@ int swtpm_fixture_extend_pcr(SwtpmFixture *f, unsigned pcr, const void *data, si
 /* Flushes every transient object and loaded session, as /dev/tpmrm0 does when a client's connection
  * closes: after a client died or a fault cut its connection short. */
 int swtpm_fixture_flush_transient(SwtpmFixture *f);
+/* Puts another storage key at the SRK's persistent handle (0x81000001), replacing the one there: an
+ * interposer's key, or a cleared storage hierarchy whose SRK was created again. */
+int swtpm_fixture_replace_srk(SwtpmFixture *f);

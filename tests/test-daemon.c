@@ -602,14 +602,132 @@ static void test_dra_and_tpm_replacement(void **state) {
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
 
-        /* Sealed to the new TPM, the next boot needs nobody. */
-        assert_int_equal(CTL(f, 0, NULL, &out, "tpm", "reseal"), 0);
+        /* A reseal is refused: the VMK is pinned to the old TPM's storage key. The replacement, proven
+         * with the DRA key again, seals it to the new TPM; the next boot needs nobody. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "tpm", "reseal"), 6);
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "--dra-key", other_key, "tpm", "replace"), 5);
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "--dra-key", key, "tpm", "replace"), 0);
         free(out);
         out = NULL;
         assert_int_equal(daemon_fixture_reboot(f->d), 0);
         reconnect(f);
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
+}
+
+static char *read_server_password(Fixture *f, char **ret_key_id) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *pw, *key_id;
+        char *copy;
+
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "GetServerRecoveryPassword", &error, &reply, "") >= 0);
+        assert_true(sd_bus_message_read(reply, "ss", &pw, &key_id) >= 0);
+        copy = strdup(pw);
+        if (ret_key_id)
+                *ret_key_id = strdup(key_id);
+        sd_bus_message_unref(reply);
+        return copy;
+}
+
+static void changed_boot(Fixture *f) {
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
+        assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+}
+
+/* The server recovery password: a server-scoped secret of its own, which opens the VMK and so every
+ * disk of the server at once (the Manager's method, or any volume's). It is kept wrapped in the state
+ * directory, never in clear, and its use is noted for the VMK's rotation. */
+static void test_server_recovery_password(void **state) {
+        Fixture *f = *state;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        _cleanup_free_ char *spw = NULL, *key_id = NULL, *property = NULL, *file = NULL, *disk_pw = NULL,
+                            *typo = NULL, *out = NULL, *input = NULL, *due = NULL;
+        uint32_t opened = 0, failed = 0;
+        const char *st, *new_id;
+        struct stat sb;
+
+        provision_all(f);
+        spw = read_server_password(f, &key_id);
+        assert_int_equal(strlen(spw), RECOVERY_PASSWORD_LEN);
+        assert_true(sd_bus_get_property_string(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               "ServerRecoveryKeyId", &error, &property) >= 0);
+        assert_string_equal(property, key_id);
+        file = path_join(f->d->state_dir, "server-recovery.json");
+        assert_int_equal(stat(file, &sb), 0);
+        assert_int_equal(sb.st_mode & 07777, 0600);
+        _cleanup_free_ char *content = test_read_file(file);
+        assert_non_null(strstr(content, key_id));
+        assert_null(strstr(content, spw));
+        /* It is no disk's password. */
+        disk_pw = read_password(f, 0);
+        assert_string_not_equal(disk_pw, spw);
+        due = path_join(f->d->state_dir, "vmk-rotation-due");
+        assert_int_equal(access(due, F_OK), -1);
+
+        changed_boot(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "recovery-required");
+
+        /* A typo is named before any KDF; a disk's password is not the server's. */
+        typo = strdup(spw);
+        typo[3] = typo[3] == '0' ? '1' : '0';
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "UnlockWithServerRecoveryPassword", &error, &reply, "st", typo, UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_RECOVERY_PASSWORD_TYPO);
+        sd_bus_error_free(&error);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "UnlockWithServerRecoveryPassword", &error, &reply, "st", disk_pw,
+                                       UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_WRONG_KEY);
+        assert_non_null(strstr(error.message, key_id));
+        sd_bus_error_free(&error);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "recovery-required");
+
+        /* The right one opens the server. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "UnlockWithServerRecoveryPassword", &error, &reply, "st", spw, UINT64_C(0)) >= 0);
+        assert_true(sd_bus_message_read(reply, "uu", &opened, &failed) >= 0);
+        reply = sd_bus_message_unref(reply);
+        assert_int_equal(opened, N_VOLUMES);
+        assert_int_equal(failed, 0);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        assert_int_equal(access(due, F_OK), 0);
+
+        /* A volume's method takes the server password too (the prompt names both Key IDs). */
+        changed_boot(f);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[2], "org.sealvol1.Volume",
+                                       "UnlockWithRecoveryPassword", &error, &reply, "st", spw, UINT64_C(0)) >= 0);
+        assert_true(sd_bus_message_read(reply, "ss", &st, &new_id) >= 0);
+        assert_string_equal(st, "verified");
+        reply = sd_bus_message_unref(reply);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+
+        /* And sealvolctl, without a volume, from stdin. */
+        changed_boot(f);
+        assert_true(asprintf(&input, "%s\n", spw) > 0);
+        assert_int_equal(CTL(f, 0, input, &out, "recover"), 0);
+        assert_non_null(strstr(out, "3 volumes open"));
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "recovery", "show-server"), 0);
+        assert_non_null(strstr(out, spw));
+
+        _cleanup_free_ char *log = test_read_file(f->d->log_path);
+        assert_non_null(strstr(log, "OPERATION=unlock-server-recovery-password"));
+        assert_non_null(strstr(log, "OPERATION=read-server-recovery-password"));
+        assert_null(strstr(log, spw));
 }
 
 int main(void) {
@@ -622,6 +740,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_server_recovery_password, setup, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");

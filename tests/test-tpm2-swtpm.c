@@ -147,7 +147,9 @@ static void seal_to_pcrs(SwtpmFixture *f, uint32_t mask, Tpm2PcrValues *ret_pcrs
 
         assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
         assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, mask, ret_pcrs), 0);
-        assert_int_equal(tpm2_seal(c, ret_pcrs, /* noda= */ true, test_secret, sizeof(test_secret), ret_sealed), 0);
+        assert_int_equal(tpm2_seal(c, ret_pcrs, /* noda= */ true, test_secret, sizeof(test_secret),
+                                   /* pinned_srk= */ NULL, ret_sealed),
+                         0);
 }
 
 static int unseal(SwtpmFixture *f, const Tpm2PcrValues *pcrs, const Tpm2Sealed *sealed, uint32_t *ret_changed) {
@@ -221,7 +223,7 @@ static void test_secret_never_on_the_bus(void **state) {
         assert_int_equal(setenv("TCTI_PCAP_FILE", capture, 1), 0);
         assert_int_equal(tpm2_context_new(tcti, &c), 0);
         assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, 1u << 7, &pcrs), 0);
-        assert_int_equal(tpm2_seal(c, &pcrs, true, test_secret, sizeof(test_secret), &sealed), 0);
+        assert_int_equal(tpm2_seal(c, &pcrs, true, test_secret, sizeof(test_secret), NULL, &sealed), 0);
         assert_int_equal(tpm2_unseal(c, &pcrs, &sealed, &secret, &size, NULL), 0);
         assert_memory_equal(secret, test_secret, sizeof(test_secret));
         /* The control: what travels in clear is in the capture. */
@@ -289,8 +291,8 @@ static void test_seal_refuses_bad_sizes(void **state) {
 
         assert_int_equal(tpm2_context_new(f->tcti, &c), 0);
         assert_int_equal(tpm2_pcr_read_values(c, TPM2_ALG_SHA256, 1u << 7, &pcrs), 0);
-        assert_int_equal(tpm2_seal(c, &pcrs, true, big, 0, &sealed), -EINVAL);
-        assert_int_equal(tpm2_seal(c, &pcrs, true, big, sizeof(big), &sealed), -EINVAL);
+        assert_int_equal(tpm2_seal(c, &pcrs, true, big, 0, NULL, &sealed), -EINVAL);
+        assert_int_equal(tpm2_seal(c, &pcrs, true, big, sizeof(big), NULL, &sealed), -EINVAL);
 }
 
 static void test_lockout_info(void **state) {

@@ -23,6 +23,7 @@
 #include "secmem.h"
 #include "swtpm-fixture.h"
 #include "test-util.h"
+#include "v1-format.h"
 #include "vmk.h"
 
 typedef struct Fixture {
@@ -177,8 +178,8 @@ static void test_damaged_and_foreign_blobs(void **state) {
         expect_refused(f, trailing, strlen(trailing), -EBADMSG);
 
         /* A newer format version: refused as such. */
-        _cleanup_free_ char *v2 = replace_once(json, "\"version\": 1", "\"version\": 2");
-        expect_refused(f, v2, strlen(v2), -EPROTONOSUPPORT);
+        _cleanup_free_ char *v3 = replace_once(json, "\"version\": 2", "\"version\": 3");
+        expect_refused(f, v3, strlen(v3), -EPROTONOSUPPORT);
 
         /* Well-formed but altered fields: the digest catches them. */
         _cleanup_free_ char *other_id = replace_once(json, "\"vmk_id\": \"", "\"vmk_id\": \"0");
@@ -205,6 +206,130 @@ static void test_damaged_and_foreign_blobs(void **state) {
         _cleanup_secure_ uint8_t *again = NULL;
         assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, NULL), 0);
         assert_memory_equal(vmk, again, VMK_SIZE);
+}
+
+static void assert_file_is(const char *path, const char *content, size_t size) {
+        _cleanup_free_ char *now = NULL;
+        size_t n;
+
+        assert_int_equal(read_file_full(path, VMK_BLOB_SIZE_MAX, &now, &n), 0);
+        assert_int_equal(n, size);
+        assert_memory_equal(now, content, size);
+}
+
+/* Attack: another key at the SRK's handle (an interposer on the TPM's bus, or a cleared hierarchy
+ * whose SRK somebody made again) must not be sealed to: the session's salt is encrypted to it, so its
+ * owner would read the VMK inside TPM2_Create. Only the operator's TPM replacement re-pins. */
+static void test_srk_pinned(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL, *again = NULL;
+        _cleanup_free_ char *before = NULL, *damaged = NULL;
+        VmkBlob blob, repinned;
+        size_t n;
+
+        create(f, &vmk, &blob);
+        assert_int_equal(read_file_full(f->path, VMK_BLOB_SIZE_MAX, &before, &n), 0);
+        assert_int_equal(swtpm_fixture_replace_srk(f->tpm), 0);
+
+        assert_int_equal(vmk_seal_to_file(f->c, vmk, &blob.vmk_id, TPM2_ALG_SHA256, VMK_PCR_MASK_DEFAULT, f->path,
+                                          NULL),
+                         -ENXIO);
+        assert_file_is(f->path, before, n);
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, NULL), -ENXIO);
+
+        /* A sealed state that cannot be read pins nothing, so nothing is sealed over it either. */
+        damaged = replace_once(before, "\"noda\": true", "\"noda\": false");
+        assert_int_equal(write_file_atomic(f->path, damaged, strlen(damaged), 0600), 0);
+        assert_int_equal(vmk_seal_to_file(f->c, vmk, &blob.vmk_id, TPM2_ALG_SHA256, VMK_PCR_MASK_DEFAULT, f->path,
+                                          NULL),
+                         -EBADMSG);
+        assert_file_is(f->path, damaged, strlen(damaged));
+
+        /* The replacement of the TPM, on purpose. */
+        assert_int_equal(vmk_seal(f->c,
+                                  &(VmkSealParams) { .vmk = vmk, .vmk_id = &blob.vmk_id, .bank = TPM2_ALG_SHA256,
+                                                     .pcr_mask = VMK_PCR_MASK_DEFAULT, .repin_srk = true },
+                                  f->path, &repinned),
+                         0);
+        assert_false(tpm2_name_equal(&repinned.sealed.srk_name, &blob.sealed.srk_name));
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, NULL), 0);
+        assert_memory_equal(vmk, again, VMK_SIZE);
+}
+
+/* The sealed state names its keys by their check values: a file that names another VMK than the TPM
+ * holds for it is refused (its digest is no secret, anyone can make one that verifies). A rotation
+ * keeps the previous VMK in the same sealed object: one unseal gives both. */
+static void test_key_check_and_previous(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL, *other = NULL, *again = NULL, *previous = NULL;
+        VmkBlob blob, forged, both, read;
+
+        create(f, &vmk, &blob);
+        assert_true(vmk_blob_matches(&blob, vmk, false));
+        assert_false(vmk_blob_matches(&blob, vmk, true));
+        assert_int_equal(vmk_generate(&other), 0);
+        assert_false(vmk_blob_matches(&blob, other, false));
+
+        forged = blob;
+        assert_int_equal(vmk_key_check_value(other, forged.key_check), 0);
+        assert_int_equal(vmk_blob_write(&forged, f->path), 0);
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, NULL), -EBADMSG);
+        assert_null(again);
+
+        assert_int_equal(vmk_seal(f->c,
+                                  &(VmkSealParams) { .vmk = other, .previous = vmk, .previous_id = &blob.vmk_id,
+                                                     .bank = TPM2_ALG_SHA256, .pcr_mask = VMK_PCR_MASK_DEFAULT },
+                                  f->path, &both),
+                         0);
+        assert_true(both.has_previous);
+        assert_false(guid_equal(&both.vmk_id, &blob.vmk_id));
+        assert_int_equal(swtpm_fixture_reboot(f->tpm), 0);
+        reconnect(f);
+        assert_int_equal(vmk_unseal_from_file_full(f->c, f->path, &again, &previous, &read, NULL), 0);
+        assert_memory_equal(again, other, VMK_SIZE);
+        assert_non_null(previous);
+        assert_memory_equal(previous, vmk, VMK_SIZE);
+        assert_true(read.has_previous);
+        assert_true(guid_equal(&read.previous_id, &blob.vmk_id));
+        assert_true(vmk_blob_matches(&read, vmk, true));
+
+        /* The previous VMK is another one, with an identity. */
+        assert_int_equal(vmk_seal(f->c,
+                                  &(VmkSealParams) { .vmk = other, .vmk_id = &read.vmk_id, .previous = vmk,
+                                                     .previous_id = &read.vmk_id, .bank = TPM2_ALG_SHA256,
+                                                     .pcr_mask = VMK_PCR_MASK_DEFAULT },
+                                  f->path, NULL),
+                         -EINVAL);
+}
+
+/* A server sealed by the version 1 code: its file opens, gets the key check value of the key the TPM
+ * gave, and is written back as version 2. */
+static void test_v1_blob_upgrade(void **state) {
+        Fixture *f = *state;
+        _cleanup_secure_ uint8_t *vmk = NULL, *again = NULL;
+        _cleanup_free_ char *v1 = NULL, *damaged = NULL;
+        VmkBlob blob, read, upgraded;
+
+        create(f, &vmk, &blob);
+        assert_int_equal(v1_blob_to_json(&blob, &v1), 0);
+        assert_non_null(strstr(v1, "\"version\": 1"));
+        damaged = replace_once(v1, "\"noda\": true", "\"noda\": false");
+        expect_refused(f, damaged, strlen(damaged), -EBADMSG);
+
+        assert_int_equal(write_file_atomic(f->path, v1, strlen(v1), 0600), 0);
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, &read, NULL), 0);
+        assert_memory_equal(again, vmk, VMK_SIZE);
+        assert_int_equal(read.version, 1u);
+        assert_true(vmk_blob_matches(&read, vmk, false));
+
+        assert_int_equal(vmk_blob_write(&read, f->path), 0);
+        assert_int_equal(vmk_blob_read(f->path, &upgraded), 0);
+        assert_int_equal(upgraded.version, 2u);
+        assert_memory_equal(upgraded.key_check, blob.key_check, VMK_KEY_CHECK_SIZE);
+        assert_true(guid_equal(&upgraded.vmk_id, &blob.vmk_id));
+        again = secure_free(again);
+        assert_int_equal(vmk_unseal_from_file(f->c, f->path, &again, NULL, NULL), 0);
+        assert_memory_equal(again, vmk, VMK_SIZE);
 }
 
 static void test_blob_json_round_trip(void **state) {
@@ -387,6 +512,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_another_tpm, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_and_foreign_blobs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_json_round_trip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_srk_pinned, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_key_check_and_previous, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_v1_blob_upgrade, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_export_to_dra, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reseal_killed_at_every_step, setup, teardown),
         };
