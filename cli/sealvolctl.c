@@ -67,6 +67,7 @@ static int exit_code_for(const sd_bus_error *error, int r) {
         case ENOMSG:
         case EXDEV:
         case EUCLEAN:
+        case EBADE:
                 return EXIT_DAMAGED;
         case EINVAL:
                 return EXIT_USAGE;

@@ -53,6 +53,9 @@ struct InPlaceJob {
         bool start;                /* a new job (not a resumption) */
         uint8_t *vmk;              /* secure memory, the thread's copy */
         Guid vmk_id;
+        bool has_server_wrap;      /* the server recovery password's copy of the VMK, for the token */
+        Guid server_key_id;
+        uint8_t server_wrap[VOLUME_SERVER_WRAP_SIZE];
         X509 *dra_cert;
         EscrowContext escrow;
 
@@ -131,6 +134,8 @@ static void *job_thread(void *userdata) {
                 VolumeProvisionParams p = {
                         .vmk = j->vmk,
                         .vmk_id = j->vmk_id,
+                        .server_key_id = j->has_server_wrap ? &j->server_key_id : NULL,
+                        .server_wrap = j->has_server_wrap ? j->server_wrap : NULL,
                         .hostname = j->manager->hostname,
                         .dra_cert = j->dra_cert,
                         .dra_extra_ekus = (const char *const *) j->manager->config.dra_extra_ekus,
@@ -372,6 +377,11 @@ static int job_launch(Manager *m, const char *device, bool start, sd_bus_message
         j->vmk_id = m->vmk_id;
         if (!j->device || !j->vmk)
                 return -ENOMEM;
+        if (manager_ensure_server_recovery(m) >= 0) {
+                j->has_server_wrap = true;
+                j->server_key_id = m->server_recovery.key_id;
+                memcpy(j->server_wrap, m->server_recovery.wrapped_vmk, sizeof(j->server_wrap));
+        }
         r = note_paths(m, device, &j->note_path, &j->header_path);
         if (r < 0)
                 return r;

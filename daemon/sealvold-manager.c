@@ -33,6 +33,7 @@ static const char *const volume_state_table[_VOLUME_STATE_MAX] = {
         [VOLUME_RECOVERY_REQUIRED] = "recovery-required",
         [VOLUME_UNAVAILABLE] = "unavailable",
         [VOLUME_BUSY] = "busy",
+        [VOLUME_TAMPERED] = "tampered",
 };
 
 const char *volume_state_to_string(VolumeState s) {
@@ -632,10 +633,15 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
         r = manager_load_dra_cert(m, &cert);
         if (r < 0 && r != -ENOENT)
                 return log_error_errno(r, "Failed to load the DRA certificate: %m");
+        /* Every disk carries the server recovery password's copy of the VMK (a reinstalled server has
+         * only its disks). */
+        (void) manager_ensure_server_recovery(m);
 
         VolumeProvisionParams p = {
                 .vmk = m->vmk,
                 .vmk_id = m->vmk_id,
+                .server_key_id = m->have_server_recovery ? &m->server_recovery.key_id : NULL,
+                .server_wrap = m->have_server_recovery ? m->server_recovery.wrapped_vmk : NULL,
                 .hostname = m->hostname,
                 .dra_cert = cert,
                 .dra_extra_ekus = (const char *const *) m->config.dra_extra_ekus,
@@ -695,9 +701,41 @@ static int open_with(ManagedVolume *v, Volume *vol, int (*open)(Volume *, const 
         return r;
 }
 
+const uint8_t *manager_vmk_for(Manager *m, const Guid *id) {
+        if (m->vmk && guid_equal(id, &m->vmk_id))
+                return m->vmk;
+        if (m->previous_vmk && guid_equal(id, &m->previous_vmk_id))
+                return m->previous_vmk;
+        return NULL;
+}
+
+/* The token names which of the daemon's VMKs it claims; volume_open_vmk() checks the claim (its MAC)
+ * before anything of it is used. */
 static int open_vmk(Volume *vol, const void *key, const char *name, uint32_t flags) {
-        const Manager *m = key;
-        return volume_open_vmk(vol, m->vmk, &m->vmk_id, name, flags);
+        Manager *m = (Manager *) key;
+        const uint8_t *vmk = manager_vmk_for(m, &vol->token.vmk_id);
+
+        return vmk ? volume_open_vmk(vol, vmk, &vol->token.vmk_id, name, flags) : -EREMOTE;
+}
+
+/* What follows a volume's authenticated opening: a version 1 token was just written as version 2 (its
+ * VMK copy under a disk's password is gone from this header, but any older copy of the header still
+ * has it: the VMK is rotated); the token gets the server recovery password's copy of the VMK. */
+static void volume_opened(Manager *m, ManagedVolume *v, Volume *vol) {
+        int r;
+
+        if (vol->upgraded) {
+                log_notice("Volume %s: its token is now version %u.", v->uuid, VOLUME_TOKEN_VERSION);
+                if (vol->token.had_v1_wrapped_vmk && !m->rotation_due)
+                        manager_note_server_secret_used(m, "A version 1 token (the VMK under a disk's recovery password)");
+        }
+        if (m->have_server_recovery && guid_equal(&vol->token.vmk_id, &m->server_recovery.vmk_id) &&
+            (!vol->token.has_server_wrap || !guid_equal(&vol->token.server_key_id, &m->server_recovery.key_id))) {
+                r = volume_set_server_wrap(vol, &m->server_recovery.key_id, m->server_recovery.wrapped_vmk);
+                if (r < 0)
+                        log_warning_errno(r, "Volume %s: failed to store the server recovery password's copy of the "
+                                             "VMK in its token, ignoring: %m", v->uuid);
+        }
 }
 
 static int open_recovery(Volume *vol, const void *key, const char *name, uint32_t flags) {
@@ -720,8 +758,19 @@ int manager_unlock(Manager *m, ManagedVolume *v) {
         r = manager_ensure_vmk(m, /* create= */ false);
         if (r >= 0)
                 r = open_with(v, vol, open_vmk, m);
-        if (r >= 0)
+        if (r >= 0) {
+                volume_opened(m, v, vol);
                 return 0;
+        }
+        if (r == -EBADE) {
+                /* Not the daemon's writing: reported with its device, and nothing of it is changed. */
+                volume_set_state(v, VOLUME_TAMPERED, "its token does not verify under this server's VMK, or a "
+                                                     "keyslot is not one sealvol writes; not opened, not changed");
+                log_error("Volume %s on %s is tampered: its token does not verify under this server's VMK, or a "
+                          "keyslot is not one sealvol writes. Nothing of it was used or changed.",
+                          v->uuid, v->device);
+                return r;
+        }
 
         /* The TPM path failed: a person must recover this volume. Say with which Key ID and why. */
         guid_format(&v->key_ids[PROTECTOR_RECOVERY], key_id);
@@ -810,8 +859,6 @@ static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, char **ret
 int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, unsigned *ret_bad_block,
                             Guid *ret_new_key_id) {
         _cleanup_(volume_freep) Volume *vol = NULL;
-        _cleanup_secure_ uint8_t *recovered = NULL;
-        Guid recovered_id;
         int r;
 
         r = manager_refresh_volume(v, &vol);
@@ -833,26 +880,14 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
         if (r < 0)
                 return r;
 
-        /* The recovery password also gives back the VMK the volume is bound to: with it the TPM can
-         * be resealed and the other volumes opened. */
-        if (!m->vmk && volume_recover_vmk(vol, password, &recovered, &recovered_id, NULL) >= 0 &&
-            manager_accept_vmk(m, TAKE_PTR(recovered), &recovered_id, "a recovery password") >= 0) {
-                unsigned opened = 0, failed = 0;
-
-                /* One recovery opens the server, as BitLocker's data volumes follow the OS volume. */
-                (void) manager_unlock_all(m, &opened, &failed);
-
-                /* Used once, shown to a person: it must be replaced (DESIGN.md, "Rotate after use"),
-                 * but not yet. The TPM still refuses the VMK, so a new password would exist only in a
-                 * keyslot and wrapped under a VMK nobody can unseal after a restart: replaced once the
-                 * VMK is resealed, it can always be read back. */
-                used_password_note(m, v, true);
-                log_notice("The recovery password of %s will be replaced once the VMK is resealed.", v->uuid);
-                return 0;
-        }
+        /* A disk's password opens that disk and nothing else: no server-scoped secret is wrapped under
+         * it (docs/threat-model.md). Used once, shown to a person, it must be replaced (DESIGN.md,
+         * "Rotate after use"), which needs the VMK: at once if the daemon holds it, else once a
+         * server-scoped secret or the TPM gives it back (a note keeps that across restarts). */
         if (!m->vmk || !guid_equal(&m->vmk_id, &vol->token.vmk_id)) {
-                log_warning("Volume %s opened, but its recovery password cannot be replaced without its VMK.",
-                            v->uuid);
+                used_password_note(m, v, true);
+                log_notice("Volume %s opened with its recovery password; the password will be replaced once the "
+                           "daemon holds the VMK again (the server recovery password, or a reseal).", v->uuid);
                 return 0;
         }
 
@@ -1022,13 +1057,11 @@ int manager_load_dra_cert(Manager *m, X509 **ret) {
 
 /* Wraps the volume's DRA protector to cert (adding one if it has none). */
 static int dra_rewrap(Manager *m, ManagedVolume *v, Volume *vol, X509 *cert) {
-        _cleanup_secure_ uint8_t *auth = NULL;
         int r;
 
-        r = volume_vmk_passphrase(vol, m->vmk, &m->vmk_id, &auth);
+        r = volume_authenticate(vol, m->vmk, &m->vmk_id);
         if (r >= 0)
-                r = volume_set_dra(vol, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, cert,
-                                   (const char *const *) m->config.dra_extra_ekus);
+                r = volume_set_dra(vol, cert, (const char *const *) m->config.dra_extra_ekus);
         if (r >= 0)
                 (void) manager_refresh_volume(v, NULL);
         return r;

@@ -36,6 +36,7 @@ typedef enum VolumeState {
         VOLUME_RECOVERY_REQUIRED, /* the TPM path failed: a person must recover it */
         VOLUME_UNAVAILABLE,       /* the device is missing or its header unreadable */
         VOLUME_BUSY,              /* being encrypted in place: nothing else touches its header */
+        VOLUME_TAMPERED,          /* its token fails its MAC, or a keyslot is not one sealvol wrote: unused */
         _VOLUME_STATE_MAX,
 } VolumeState;
 
@@ -188,6 +189,8 @@ int manager_export_vmk(Manager *m, char **ret_json);
  * the daemon adopt another key), -ENOPKG when there is no sealed state to check it against. Consumes
  * vmk. */
 int manager_accept_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, const char *what);
+/* The VMK the daemon holds under id: the current one, or the previous one of a rotation under way. */
+const uint8_t *manager_vmk_for(Manager *m, const Guid *id);
 /* The operator's replacement of the TPM (or of the main board, or a cleared storage hierarchy): the
  * VMK from the server's export opened with the DRA private key, checked against the sealed state, is
  * sealed to the TPM there now with its SRK pinned anew. Records the old and new TPM identity. */

@@ -25,13 +25,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         json[size] = '\0';
 
         if (volume_token_from_json(json, size, NULL, &t) >= 0) {
+                static const uint8_t vmk[VMK_SIZE] = "fuzz-token: a fixed test VMK..";
+                uint8_t mac_t[VOLUME_TOKEN_MAC_SIZE], mac_u[VOLUME_TOKEN_MAC_SIZE];
                 char *again = NULL;
 
-                /* What parses must write back and parse again to the same. */
+                /* What parses must write back (as the current version) and parse again to the same
+                 * token: the same MAC under any key, and the MAC field kept. */
                 if (volume_token_to_json(&t, &again) < 0)
                         abort();
                 VolumeToken u;
                 if (volume_token_from_json(again, strlen(again), t.volume_uuid, &u) < 0)
+                        abort();
+                if (u.version != VOLUME_TOKEN_VERSION || memcmp(u.mac, t.mac, sizeof(t.mac)) != 0 ||
+                    volume_token_mac(&t, vmk, mac_t) < 0 || volume_token_mac(&u, vmk, mac_u) < 0 ||
+                    memcmp(mac_t, mac_u, sizeof(mac_t)) != 0)
                         abort();
                 volume_token_done(&u);
                 free(again);

@@ -27,6 +27,7 @@
 #define BUS_ERROR_RECOVERY_PASSWORD_RANGE "org.sealvol1.Error.RecoveryPasswordOutOfRange"
 #define BUS_ERROR_DEVICE_NOT_EMPTY "org.sealvol1.Error.DeviceNotEmpty"
 #define BUS_ERROR_DAMAGED_HEADER "org.sealvol1.Error.DamagedHeader"
+#define BUS_ERROR_TAMPERED "org.sealvol1.Error.Tampered"
 #define BUS_ERROR_CERTIFICATE_REJECTED "org.sealvol1.Error.CertificateRejected"
 #define BUS_ERROR_NO_SUCH_VOLUME "org.sealvol1.Error.NoSuchVolume"
 #define BUS_ERROR_DEVICE_MISSING "org.sealvol1.Error.DeviceMissing"

@@ -30,6 +30,13 @@
                 _a < _b ? _a : _b;              \
         })
 
+#define MAX(a, b)                               \
+        ({                                      \
+                __typeof__(a) _a = (a);         \
+                __typeof__(b) _b = (b);         \
+                _a > _b ? _a : _b;              \
+        })
+
 /* IN_SET(r, -ENOLCK, -ENODEV): x equals one of the listed values. */
 #define IN_SET(x, first, ...)                                                   \
         ({                                                                      \
@@ -117,6 +124,10 @@ static inline bool streq_ptr(const char *a, const char *b) {
 
 static inline const char *strempty(const char *s) {
         return s ? s : "";
+}
+
+static inline const char *strna(const char *s) {
+        return s ? s : "n/a";
 }
 
 static inline bool isempty(const char *s) {

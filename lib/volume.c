@@ -32,9 +32,39 @@ Volume *volume_free(Volume *v) {
                 return NULL;
         crypt_free(v->cd);
         volume_token_done(&v->token);
+        secure_free(v->vmk);
         free(v->device);
         free(v);
         return NULL;
+}
+
+static uint32_t recovery_kdf_max = VOLUME_RECOVERY_PBKDF2_ITERATIONS_MAX;
+
+void volume_set_recovery_kdf_max(uint32_t iterations) {
+        recovery_kdf_max = MAX(iterations, VOLUME_PBKDF2_ITERATIONS_MIN);
+}
+
+/* A disk is untrusted input, and a keyslot's KDF is the work its header asks the daemon to do: before
+ * it runs, the keyslot must have the KDF sealvol writes for it (PBKDF2-SHA256; 1000 iterations for the
+ * full-entropy tpm and dra passphrases, the configured range for a recovery password). Anything else
+ * (2^24 iterations, Argon2 with a gigabyte) was not written by sealvol: -EBADE, unrun. */
+static int keyslot_check_kdf(Volume *v, ProtectorType type, int slot) {
+        struct crypt_pbkdf_type pbkdf = {};
+
+        if (crypt_keyslot_get_pbkdf(v->cd, slot, &pbkdf) < 0 || !streq_ptr(pbkdf.type, CRYPT_KDF_PBKDF2) ||
+            !streq_ptr(pbkdf.hash, "sha256"))
+                return log_debug_errno(EBADE, "%s: keyslot %d has a KDF sealvol does not write (%s/%s).", v->device,
+                                       slot, strna(pbkdf.type), strna(pbkdf.hash));
+        if (type == PROTECTOR_RECOVERY ?
+                    pbkdf.iterations < VOLUME_PBKDF2_ITERATIONS_MIN || pbkdf.iterations > recovery_kdf_max :
+                    pbkdf.iterations != VOLUME_PBKDF2_ITERATIONS_MIN)
+                return log_debug_errno(EBADE, "%s: keyslot %d (%s) asks for %u PBKDF2 iterations, refused unrun.",
+                                       v->device, slot, protector_type_to_string(type), pbkdf.iterations);
+        return 0;
+}
+
+static int protector_check_kdf(Volume *v, ProtectorType type) {
+        return keyslot_check_kdf(v, type, v->token.protectors[type].keyslot);
 }
 
 static int set_keyslot_pbkdf(struct crypt_device *cd, uint32_t iterations) {
@@ -47,11 +77,19 @@ static int set_keyslot_pbkdf(struct crypt_device *cd, uint32_t iterations) {
         return crypt_set_pbkdf_type(cd, &pbkdf);
 }
 
+/* Only the daemon's own writing is a token: each write is MAC'd under the VMK the token names, which the
+ * volume was authenticated with (or made with). */
 static int token_write(Volume *v) {
         _cleanup_free_ char *json = NULL;
         int r;
 
+        if (!v->vmk)
+                return -ENOKEY;
+        v->token.version = VOLUME_TOKEN_VERSION;
         v->token.updated = (uint64_t) time(NULL);
+        r = volume_token_mac(&v->token, v->vmk, v->token.mac);
+        if (r < 0)
+                return r;
         r = volume_token_to_json(&v->token, &json);
         if (r < 0)
                 return r;
@@ -195,14 +233,69 @@ int volume_load(const char *device, Volume **ret) {
                 if (v->token.has[i] && !keyslot_active(v, v->token.protectors[i].keyslot))
                         return -EBADMSG;
 
-        /* Best effort: the live protectors are intact whatever the journal says, so a device we
-         * cannot write (read-only media, a failing disk) still opens; the journal stays, changes are
-         * refused (-EBUSY) until it is finished. */
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+/* Version 1 has no MAC. What vouches for it is its tpm keyslot: it opens with a passphrase derived from
+ * this VMK and this volume's UUID, which nobody without the VMK can make. */
+static int authenticate_v1(Volume *v, const uint8_t vmk[static VMK_SIZE]) {
+        _cleanup_secure_ uint8_t *pass = NULL;
+        int r;
+
+        if (!v->token.has[PROTECTOR_TPM])
+                return -EBADE;
+        r = vmk_derive_keyslot_passphrase(vmk, v->token.volume_uuid, &pass);
+        if (r < 0)
+                return r;
+        r = crypt_activate_by_passphrase(v->cd, NULL, v->token.protectors[PROTECTOR_TPM].keyslot, (const char *) pass,
+                                         VMK_KEYSLOT_PASSPHRASE_SIZE, 0);
+        return r == -EPERM ? -EBADE : r < 0 ? r : 0;
+}
+
+int volume_authenticate(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id) {
+        uint8_t mac[VOLUME_TOKEN_MAC_SIZE];
+        int r;
+
+        if (!guid_equal(vmk_id, &v->token.vmk_id))
+                return -EREMOTE;
+        if (v->vmk)
+                return memeq_secure(v->vmk, vmk, VMK_SIZE) ? 0 : -EBADE;
+        if (v->token.has[PROTECTOR_TPM]) {
+                r = protector_check_kdf(v, PROTECTOR_TPM);
+                if (r < 0)
+                        return r;
+        }
+        if (v->token.version >= 2) {
+                r = volume_token_mac(&v->token, vmk, mac);
+                if (r < 0)
+                        return r;
+                if (!memeq_secure(mac, v->token.mac, sizeof(mac)))
+                        return log_debug_errno(EBADE, "%s: the token's MAC does not verify under VMK %s.", v->device,
+                                               guid_format(vmk_id, (char[GUID_STRING_MAX]) {}));
+        } else {
+                r = authenticate_v1(v, vmk);
+                if (r < 0)
+                        return r;
+        }
+        v->vmk = secure_memdup(vmk, VMK_SIZE);
+        if (!v->vmk)
+                return negative_errno();
+
+        /* Now the journal is the daemon's own, and is finished. Best effort: the live protectors are
+         * intact whatever it says, so a device that cannot be written (read-only media, a failing disk)
+         * still opens; the journal stays, changes are refused (-EBUSY) until it is finished. */
         r = journal_finish(v);
         if (r < 0)
-                log_debug_errno(r, "%s: could not finish an interrupted protector change, leaving it: %m", device);
-
-        *ret = TAKE_PTR(v);
+                log_debug_errno(r, "%s: could not finish an interrupted protector change, leaving it: %m", v->device);
+        /* Version 1 held the VMK under this disk's recovery password: written again without it. */
+        if (r >= 0 && v->token.version < 2) {
+                r = token_write(v);
+                if (r < 0)
+                        log_debug_errno(r, "%s: could not write the token as version 2, leaving it: %m", v->device);
+                else
+                        v->upgraded = true;
+        }
         return 0;
 }
 
@@ -261,14 +354,12 @@ static int verify_keyslot(Volume *v, int slot, const void *pass, size_t size) {
         return r < 0 ? r : r == slot ? 0 : -EIO;
 }
 
-/* ---- the wrapped copies of the recovery password and of the VMK ---------------------------------- */
+/* ---- the recovery password's copy under the VMK -------------------------------------------------- */
 
 #define RECOVERY_WRAP_LABEL "sealvol recovery password wrap v1"
-#define WRAPPED_VMK_SALT_SIZE 16
-#define WRAPPED_VMK_HEADER_SIZE (4 + WRAPPED_VMK_SALT_SIZE)
 
-/* Both wraps are bound to this volume, this protector and this VMK: a blob moved elsewhere, or left
- * behind by a re-binding, does not open. */
+/* The copy is bound to this volume, this protector and this VMK: a blob moved elsewhere, or left behind
+ * by a re-binding, does not open. */
 /* "sealvol recovery v1|" + UUID + "|" + GUID + "|" + GUID: 130 characters. */
 #define RECOVERY_AAD_MAX 160
 
@@ -284,28 +375,14 @@ static void recovery_aad(const char *uuid, const Guid *key_id, const Guid *vmk_i
                 abort();
 }
 
-static int password_key(const char *password, const uint8_t salt[static WRAPPED_VMK_SALT_SIZE], uint32_t iterations,
-                        uint8_t **ret) {
-        _cleanup_secure_ uint8_t *key = secure_alloc(AEAD_KEY_SIZE);
-
-        if (!key)
-                return negative_errno();
-        /* The same cost as the keyslot, so this copy is no cheaper to attack than the keyslot itself. */
-        if (PKCS5_PBKDF2_HMAC(password, (int) strlen(password), salt, WRAPPED_VMK_SALT_SIZE, (int) iterations,
-                              EVP_sha256(), AEAD_KEY_SIZE, key) != 1)
-                return -EIO;
-        *ret = TAKE_PTR(key);
-        return 0;
-}
-
-/* Fills p's wrapped_password (under a VMK-derived key) and wrapped_vmk (under a password-derived key:
- * iterations u32 LE || salt || IV || ciphertext || tag). */
-static int wrap_recovery(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, const char *uuid,
-                         const char *password, uint32_t iterations, Protector *p) {
-        _cleanup_secure_ uint8_t *vmk_key = NULL, *pw_key = NULL;
-        _cleanup_free_ uint8_t *wpw = NULL, *sealed = NULL, *wvmk = NULL;
-        uint8_t salt[WRAPPED_VMK_SALT_SIZE];
-        size_t wpw_size, sealed_size;
+/* Fills p's wrapped_password: the password under a key derived from the VMK, so that the daemon
+ * holding the VMK can escrow it again (BitLocker keeps its numerical passwords the same way). Nothing
+ * is wrapped under the password: it opens this disk's keyslot and nothing else. */
+static int wrap_password(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, const char *uuid,
+                         const char *password, Protector *p) {
+        _cleanup_secure_ uint8_t *vmk_key = NULL;
+        _cleanup_free_ uint8_t *wpw = NULL;
+        size_t wpw_size;
         char aad[RECOVERY_AAD_MAX];
         int r;
 
@@ -316,29 +393,9 @@ static int wrap_recovery(const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
         r = aead_seal(vmk_key, aad, strlen(aad), password, strlen(password), &wpw, &wpw_size);
         if (r < 0)
                 return r;
-
-        if (RAND_bytes(salt, sizeof(salt)) != 1)
-                return -EIO;
-        r = password_key(password, salt, iterations, &pw_key);
-        if (r < 0)
-                return r;
-        r = aead_seal(pw_key, aad, strlen(aad), vmk, VMK_SIZE, &sealed, &sealed_size);
-        if (r < 0)
-                return r;
-        wvmk = malloc(WRAPPED_VMK_HEADER_SIZE + sealed_size);
-        if (!wvmk)
-                return -ENOMEM;
-        for (unsigned i = 0; i < 4; i++)
-                wvmk[i] = (uint8_t) (iterations >> (8 * i));
-        memcpy(wvmk + 4, salt, sizeof(salt));
-        memcpy(wvmk + WRAPPED_VMK_HEADER_SIZE, sealed, sealed_size);
-
         free(p->wrapped_password);
-        free(p->wrapped_vmk);
         p->wrapped_password = TAKE_PTR(wpw);
         p->wrapped_password_size = wpw_size;
-        p->wrapped_vmk = TAKE_PTR(wvmk);
-        p->wrapped_vmk_size = WRAPPED_VMK_HEADER_SIZE + sealed_size;
         return 0;
 }
 
@@ -352,10 +409,11 @@ int volume_read_recovery_password(Volume *v, const uint8_t vmk[static VMK_SIZE],
         size_t size;
         int r;
 
+        r = volume_authenticate(v, vmk, vmk_id);
+        if (r < 0)
+                return r;
         if (!v->token.has[PROTECTOR_RECOVERY])
                 return -ENOENT;
-        if (!guid_equal(vmk_id, &v->token.vmk_id))
-                return -EREMOTE;
         if (p->wrapped_password_size == 0)
                 return -ENODATA;
 
@@ -371,52 +429,6 @@ int volume_read_recovery_password(Volume *v, const uint8_t vmk[static VMK_SIZE],
                 return -EBADMSG;
 
         *ret_password = TAKE_PTR(plain);
-        return 0;
-}
-
-int volume_recover_vmk(Volume *v, const char *password, uint8_t **ret_vmk, Guid *ret_vmk_id,
-                       unsigned *ret_bad_block) {
-        const Protector *p = &v->token.protectors[PROTECTOR_RECOVERY];
-        _cleanup_secure_ uint8_t *parsed = NULL, *pw_key = NULL;
-        _cleanup_secure_ char *canonical = NULL;
-        _cleanup_secure_ void *vmk = NULL;
-        uint32_t iterations = 0;
-        char aad[RECOVERY_AAD_MAX];
-        size_t size;
-        int r;
-
-        if (!v->token.has[PROTECTOR_RECOVERY])
-                return -ENOENT;
-        r = recovery_password_parse(password, &parsed, ret_bad_block);
-        if (r < 0)
-                return r;
-        if (p->wrapped_vmk_size <= WRAPPED_VMK_HEADER_SIZE)
-                return -ENODATA;
-        r = recovery_password_format(parsed, &canonical);
-        if (r < 0)
-                return r;
-
-        for (unsigned i = 0; i < 4; i++)
-                iterations |= (uint32_t) p->wrapped_vmk[i] << (8 * i);
-        /* The cost comes from the token: bounded, so a forged token cannot make us spin for hours. */
-        if (iterations < VOLUME_PBKDF2_ITERATIONS_MIN || iterations > 16 * VOLUME_RECOVERY_PBKDF2_ITERATIONS)
-                return -EBADMSG;
-        r = password_key(canonical, p->wrapped_vmk + 4, iterations, &pw_key);
-        if (r < 0)
-                return r;
-        recovery_aad(v->token.volume_uuid, &p->key_id, &v->token.vmk_id, aad);
-        r = aead_open(pw_key, aad, strlen(aad), p->wrapped_vmk + WRAPPED_VMK_HEADER_SIZE,
-                      p->wrapped_vmk_size - WRAPPED_VMK_HEADER_SIZE, &vmk, &size);
-        if (r == -EBADMSG)
-                return -EPERM; /* the tag is what says the password is wrong */
-        if (r < 0)
-                return r;
-        if (size != VMK_SIZE)
-                return -EBADMSG;
-
-        *ret_vmk = TAKE_PTR(vmk);
-        if (ret_vmk_id)
-                *ret_vmk_id = v->token.vmk_id;
         return 0;
 }
 
@@ -447,7 +459,8 @@ int provision_check_params(const VolumeProvisionParams *p) {
         uint32_t recovery_iterations = p->recovery_iterations ?: VOLUME_RECOVERY_PBKDF2_ITERATIONS;
 
         if (!p->vmk || guid_is_null(&p->vmk_id) || recovery_iterations < VOLUME_PBKDF2_ITERATIONS_MIN ||
-            (p->hostname && strlen(p->hostname) > VOLUME_HOSTNAME_MAX))
+            recovery_iterations > recovery_kdf_max || (p->hostname && strlen(p->hostname) > VOLUME_HOSTNAME_MAX) ||
+            !p->server_key_id != !p->server_wrap)
                 return -EINVAL;
         /* Refused before anything is written (callers wanting the reason call dra_cert_check()). */
         if (p->dra_cert && dra_cert_check(p->dra_cert, p->dra_extra_ekus, time(NULL), NULL) < 0)
@@ -459,7 +472,7 @@ int provision_check_params(const VolumeProvisionParams *p) {
  * every protector, escrows the recovery password and writes the token last. */
 int provision_format(Volume *v, const VolumeProvisionParams *p, uint64_t data_offset,
                             char **ret_recovery_password) {
-        _cleanup_secure_ uint8_t *tpm_pass = NULL, *recovery_key = NULL, *dra_secret = NULL;
+        _cleanup_secure_ uint8_t *tpm_pass = NULL, *dra_secret = NULL;
         _cleanup_secure_ char *password = NULL;
         struct crypt_params_luks2 params = { .subsystem = VOLUME_LUKS2_SUBSYSTEM };
         Protector dra = {};
@@ -492,6 +505,16 @@ int provision_format(Volume *v, const VolumeProvisionParams *p, uint64_t data_of
         };
         snprintf(v->token.volume_uuid, sizeof(v->token.volume_uuid), "%s", uuid);
         snprintf(v->token.hostname, sizeof(v->token.hostname), "%s", strempty(p->hostname));
+        if (p->server_key_id && p->server_wrap) {
+                v->token.has_server_wrap = true;
+                v->token.server_key_id = *p->server_key_id;
+                memcpy(v->token.server_wrap, p->server_wrap, VOLUME_SERVER_WRAP_SIZE);
+        }
+        /* The token is the daemon's writing from the first: MAC'd under this VMK. */
+        secure_free(v->vmk);
+        v->vmk = secure_memdup(p->vmk, VMK_SIZE);
+        if (!v->vmk)
+                return negative_errno();
 
         /* tpm */
         r = vmk_derive_keyslot_passphrase(p->vmk, uuid, &tpm_pass);
@@ -508,10 +531,7 @@ int provision_format(Volume *v, const VolumeProvisionParams *p, uint64_t data_of
         v->token.has[PROTECTOR_TPM] = true;
 
         /* recovery: the passphrase is the password exactly as displayed, so stock cryptsetup takes it. */
-        r = recovery_key_generate(&recovery_key);
-        if (r < 0)
-                return r;
-        r = recovery_password_format(recovery_key, &password);
+        r = recovery_password_generate(&password);
         if (r < 0)
                 return r;
         slot = add_keyslot_by_volume_key(v, recovery_iterations, password, strlen(password));
@@ -523,8 +543,7 @@ int provision_format(Volume *v, const VolumeProvisionParams *p, uint64_t data_of
         r = guid_generate(&v->token.protectors[PROTECTOR_RECOVERY].key_id);
         if (r < 0)
                 return r;
-        r = wrap_recovery(p->vmk, &p->vmk_id, uuid, password, recovery_iterations,
-                          &v->token.protectors[PROTECTOR_RECOVERY]);
+        r = wrap_password(p->vmk, &p->vmk_id, uuid, password, &v->token.protectors[PROTECTOR_RECOVERY]);
         if (r < 0)
                 return r;
 
@@ -592,11 +611,16 @@ int volume_provision(const char *device, const VolumeProvisionParams *p, char **
 
 int volume_vmk_passphrase(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
                           uint8_t **ret_passphrase) {
-        if (!v->token.has[PROTECTOR_TPM])
-                return -ENOENT;
+        int r;
+
         /* Bound to another server's VMK: deriving would only produce a wrong key and a KDF run. */
         if (!guid_equal(vmk_id, &v->token.vmk_id))
                 return -EREMOTE;
+        if (!v->token.has[PROTECTOR_TPM])
+                return -ENOENT;
+        r = volume_authenticate(v, vmk, vmk_id);
+        if (r < 0)
+                return r;
         return vmk_derive_keyslot_passphrase(vmk, v->token.volume_uuid, ret_passphrase);
 }
 
@@ -614,17 +638,18 @@ int volume_open_vmk(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *v
 
 int volume_open_recovery(Volume *v, const char *password, const char *name, uint32_t flags,
                          unsigned *ret_bad_block) {
-        _cleanup_secure_ uint8_t *key = NULL;
         _cleanup_secure_ char *canonical = NULL;
         int r;
 
         if (!v->token.has[PROTECTOR_RECOVERY])
                 return -ENOENT;
         /* Parsed first: a typo is reported with its block, before any KDF runs. */
-        r = recovery_password_parse(password, &key, ret_bad_block);
+        r = recovery_password_canonicalize(password, &canonical, ret_bad_block);
         if (r < 0)
                 return r;
-        r = recovery_password_format(key, &canonical);
+        /* Nothing else of an unauthenticated token is believed here: the password is tried on the keyslot
+         * it names, and only if that keyslot costs what a sealvol recovery keyslot costs. */
+        r = protector_check_kdf(v, PROTECTOR_RECOVERY);
         if (r < 0)
                 return r;
         return crypt_activate_by_passphrase(v->cd, name, v->token.protectors[PROTECTOR_RECOVERY].keyslot, canonical,
@@ -638,6 +663,9 @@ int volume_open_dra(Volume *v, EVP_PKEY *key, const char *name, uint32_t flags) 
 
         if (!v->token.has[PROTECTOR_DRA])
                 return -ENOENT;
+        r = protector_check_kdf(v, PROTECTOR_DRA);
+        if (r < 0)
+                return r;
         r = dra_unwrap(key, v->token.protectors[PROTECTOR_DRA].dra_cms, v->token.protectors[PROTECTOR_DRA].dra_cms_size,
                        &secret, &size);
         if (r < 0)
@@ -714,6 +742,8 @@ int volume_set_escrow(Volume *v, const Guid *key_id, const EscrowRecord *e) {
         Protector *p = &v->token.protectors[PROTECTOR_RECOVERY];
         int r;
 
+        if (!v->vmk)
+                return -ENOKEY;
         if (!v->token.has[PROTECTOR_RECOVERY] || !guid_equal(&p->key_id, key_id))
                 return -ESTALE;
         if (v->token.has_pending || v->token.n_retiring > 0)
@@ -731,23 +761,74 @@ static int free_keyslot(Volume *v) {
         return -ENOSPC;
 }
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_keyslot_context *, crypt_keyslot_context_free);
+
+/* Adds keyslot slot with pass, the volume key taken from the tpm keyslot alone (its passphrase derived
+ * from the VMK the volume is authenticated with): libcryptsetup would otherwise try the passphrase on
+ * every keyslot in turn, and run whatever KDF each asks for. */
+static int add_keyslot_by_tpm(Volume *v, int slot, uint32_t iterations, const void *pass, size_t pass_size) {
+        _cleanup_(crypt_keyslot_context_freep) struct crypt_keyslot_context *auth = NULL, *new = NULL;
+        _cleanup_secure_ uint8_t *tpm_pass = NULL;
+        int r;
+
+        if (!v->vmk)
+                return -ENOKEY;
+        if (!v->token.has[PROTECTOR_TPM])
+                return -ENOENT;
+        r = vmk_derive_keyslot_passphrase(v->vmk, v->token.volume_uuid, &tpm_pass);
+        if (r < 0)
+                return r;
+        r = set_keyslot_pbkdf(v->cd, iterations);
+        if (r < 0)
+                return r;
+        r = crypt_keyslot_context_init_by_passphrase(v->cd, (const char *) tpm_pass, VMK_KEYSLOT_PASSPHRASE_SIZE, &auth);
+        if (r < 0)
+                return r;
+        r = crypt_keyslot_context_init_by_passphrase(v->cd, pass, pass_size, &new);
+        if (r < 0)
+                return r;
+        r = crypt_keyslot_add_by_keyslot_context(v->cd, v->token.protectors[PROTECTOR_TPM].keyslot, auth, slot, new, 0);
+        return r < 0 ? r : 0;
+}
+
+/* What else changes with the swap of a re-binding to a new VMK. */
+typedef struct RebindSwap {
+        const uint8_t *new_vmk;
+        const Guid *new_vmk_id;
+        Protector *recovery_update;  /* its wrapped_password, under the new VMK (may hold none) */
+        const Guid *server_key_id;   /* NULL: the token names no server recovery copy any more */
+        const uint8_t *server_wrap;
+} RebindSwap;
+
 /* Replaces the protector of p->type (or adds one) with p, whose keyslot passphrase is pass:
  *   1. journal: the token names the new keyslot as pending (it is not trusted yet);
- *   2. add the keyslot, authorised by auth, and verify it opens;
+ *   2. add the keyslot, authorised by the tpm keyslot, and verify it opens;
  *   3. escrow (recovery passwords), which may veto;
- *   4. swap: the token names the new keyslot as the protector and the old one as retiring;
+ *   4. swap: the token names the new keyslot as the protector and the old one as retiring (with swap:
+ *      the new VMK, the copies made for it, and MAC'd under it from here on);
  *   5. destroy the old keyslot, and clear the journal.
- * A crash anywhere leaves a token whose live protectors all open the volume; volume_load() finishes
- * the journal. Takes ownership of p->dra_cms. */
-static int replace_protector(Volume *v, const void *auth, size_t auth_size, Protector *p, const void *pass,
-                             size_t pass_size, uint32_t iterations, VolumeEscrowFn escrow, void *userdata,
-                             const Guid *new_vmk_id, Protector *recovery_update) {
+ * A crash anywhere leaves a token whose live protectors all open the volume; volume_authenticate()
+ * finishes the journal. Takes ownership of p's buffers. */
+static int replace_protector(Volume *v, Protector *p, const void *pass, size_t pass_size, uint32_t iterations,
+                             VolumeEscrowFn escrow, void *userdata, const RebindSwap *swap) {
+        _cleanup_secure_ uint8_t *next_vmk = NULL;
         ProtectorType type = p->type;
         int slot, old = v->token.has[type] ? v->token.protectors[type].keyslot : -1, r;
 
+        if (!v->vmk) {
+                protector_done(p);
+                return -ENOKEY;
+        }
         if (v->token.has_pending || v->token.n_retiring > 0) {
                 protector_done(p);
                 return -EBUSY;
+        }
+        if (swap) {
+                next_vmk = secure_memdup(swap->new_vmk, VMK_SIZE);
+                if (!next_vmk) {
+                        protector_done(p);
+                        return negative_errno();
+                }
         }
         slot = free_keyslot(v);
         if (slot < 0) {
@@ -762,10 +843,7 @@ static int replace_protector(Volume *v, const void *auth, size_t auth_size, Prot
         if (r < 0)
                 goto fail;
 
-        r = set_keyslot_pbkdf(v->cd, iterations);
-        if (r < 0)
-                goto fail;
-        r = crypt_keyslot_add_by_passphrase(v->cd, slot, auth, auth_size, pass, pass_size);
+        r = add_keyslot_by_tpm(v, slot, iterations, pass, pass_size);
         if (r < 0)
                 goto fail;
         r = verify_keyslot(v, slot, pass, pass_size);
@@ -785,26 +863,31 @@ static int replace_protector(Volume *v, const void *auth, size_t auth_size, Prot
         v->token.has_pending = false;
         if (old >= 0)
                 v->token.retiring[v->token.n_retiring++] = old;
-        if (new_vmk_id)
-                v->token.vmk_id = *new_vmk_id;
-        if (recovery_update && v->token.has[PROTECTOR_RECOVERY]) {
+        if (swap) {
                 Protector *rp = &v->token.protectors[PROTECTOR_RECOVERY];
 
-                free(rp->wrapped_password);
-                free(rp->wrapped_vmk);
-                rp->wrapped_password = TAKE_PTR(recovery_update->wrapped_password);
-                rp->wrapped_password_size = recovery_update->wrapped_password_size;
-                rp->wrapped_vmk = TAKE_PTR(recovery_update->wrapped_vmk);
-                rp->wrapped_vmk_size = recovery_update->wrapped_vmk_size;
+                v->token.vmk_id = *swap->new_vmk_id;
+                secure_free(v->vmk);
+                v->vmk = TAKE_PTR(next_vmk);
+                if (v->token.has[PROTECTOR_RECOVERY]) {
+                        free(rp->wrapped_password);
+                        rp->wrapped_password = TAKE_PTR(swap->recovery_update->wrapped_password);
+                        rp->wrapped_password_size = swap->recovery_update->wrapped_password_size;
+                }
+                v->token.has_server_wrap = !!swap->server_wrap;
+                if (swap->server_wrap) {
+                        v->token.server_key_id = *swap->server_key_id;
+                        memcpy(v->token.server_wrap, swap->server_wrap, VOLUME_SERVER_WRAP_SIZE);
+                }
         }
         r = token_write(v);
         if (r < 0)
-                return r; /* the journal on disk still says pending: the next load undoes it */
+                return r; /* the journal on disk still says pending: the next authentication undoes it */
 
         return journal_finish(v);
 
 fail:
-        /* Undo what we can now; what we cannot, the journal undoes at the next load. */
+        /* Undo what we can now; what we cannot, the journal undoes at the next authentication. */
         if (keyslot_active(v, slot) && keyslot_destroy(v, slot) < 0)
                 return r;
         protector_done(&v->token.pending);
@@ -816,79 +899,71 @@ fail:
 
 int volume_rotate_recovery(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, uint32_t iterations,
                            VolumeEscrowFn escrow, void *userdata, char **ret_password) {
-        _cleanup_secure_ uint8_t *key = NULL, *auth = NULL;
         _cleanup_secure_ char *password = NULL;
         Protector p = { .type = PROTECTOR_RECOVERY, .created = (uint64_t) time(NULL) };
         int r;
 
         if (iterations == 0)
                 iterations = VOLUME_RECOVERY_PBKDF2_ITERATIONS;
-        if (iterations < VOLUME_PBKDF2_ITERATIONS_MIN)
+        if (iterations < VOLUME_PBKDF2_ITERATIONS_MIN || iterations > recovery_kdf_max)
                 return -EINVAL;
-        r = volume_vmk_passphrase(v, vmk, vmk_id, &auth);
+        r = volume_authenticate(v, vmk, vmk_id);
         if (r < 0)
                 return r;
         r = guid_generate(&p.key_id);
         if (r < 0)
                 return r;
-        r = recovery_key_generate(&key);
+        r = recovery_password_generate(&password);
         if (r < 0)
                 return r;
-        r = recovery_password_format(key, &password);
-        if (r < 0)
-                return r;
-        r = wrap_recovery(vmk, vmk_id, v->token.volume_uuid, password, iterations, &p);
+        r = wrap_password(vmk, vmk_id, v->token.volume_uuid, password, &p);
         if (r < 0) {
                 protector_done(&p);
                 return r;
         }
-        r = replace_protector(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, &p, password, strlen(password), iterations,
-                              escrow, userdata, NULL, NULL);
+        r = replace_protector(v, &p, password, strlen(password), iterations, escrow, userdata, NULL);
         if (r < 0)
                 return r;
         *ret_password = TAKE_PTR(password);
         return 0;
 }
 
-static uint32_t recovery_keyslot_iterations(Volume *v) {
-        struct crypt_pbkdf_type pbkdf;
-
-        if (crypt_keyslot_get_pbkdf(v->cd, v->token.protectors[PROTECTOR_RECOVERY].keyslot, &pbkdf) < 0 ||
-            pbkdf.iterations < VOLUME_PBKDF2_ITERATIONS_MIN)
-                return VOLUME_RECOVERY_PBKDF2_ITERATIONS;
-        return pbkdf.iterations;
-}
-
-int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t new_vmk[static VMK_SIZE],
-                    const Guid *new_vmk_id, const char *recovery_password) {
-        _cleanup_secure_ uint8_t *pass = NULL, *parsed = NULL;
-        _cleanup_secure_ char *canonical = NULL;
+int volume_bind_vmk(Volume *v, const uint8_t new_vmk[static VMK_SIZE], const Guid *new_vmk_id,
+                    const char *recovery_password, const Guid *server_key_id, const uint8_t *server_wrap) {
+        _cleanup_secure_ uint8_t *pass = NULL;
+        _cleanup_secure_ char *password = NULL;
         Protector p = { .type = PROTECTOR_TPM, .created = (uint64_t) time(NULL) };
         Protector update = {};
         int r;
 
-        if (guid_is_null(new_vmk_id))
+        if (!v->vmk)
+                return -ENOKEY;
+        if (guid_is_null(new_vmk_id) || guid_equal(new_vmk_id, &v->token.vmk_id) || !server_key_id != !server_wrap)
                 return -EINVAL;
-        /* The recovery password's wrapped copies follow the VMK: re-made when the password is known,
-         * dropped otherwise (they would name a VMK the volume no longer uses). */
-        if (recovery_password && v->token.has[PROTECTOR_RECOVERY]) {
-                r = recovery_password_parse(recovery_password, &parsed, NULL);
+        /* The recovery password's copy follows the VMK: read back with the old one (or given), re-made
+         * under the new one; dropped when neither can be had. */
+        if (v->token.has[PROTECTOR_RECOVERY]) {
+                if (recovery_password) {
+                        r = recovery_password_canonicalize(recovery_password, &password, NULL);
+                        /* Only the live password may be wrapped: a well-formed typo would be handed out
+                         * as a password that opens nothing. */
+                        if (r >= 0)
+                                r = protector_check_kdf(v, PROTECTOR_RECOVERY);
+                        if (r >= 0)
+                                r = verify_keyslot(v, v->token.protectors[PROTECTOR_RECOVERY].keyslot, password,
+                                                   strlen(password));
+                } else {
+                        r = volume_read_recovery_password(v, v->vmk, &v->token.vmk_id, &password);
+                        if (r == -ENODATA)
+                                r = 0;
+                }
                 if (r < 0)
                         return r;
-                r = recovery_password_format(parsed, &canonical);
-                if (r < 0)
-                        return r;
-                /* Only the live password may be wrapped: a well-formed typo would hand out a password
-                 * that opens nothing, and the VMK to whoever knows the typo. */
-                r = verify_keyslot(v, v->token.protectors[PROTECTOR_RECOVERY].keyslot, canonical, strlen(canonical));
-                if (r < 0)
-                        return r;
-                update.key_id = v->token.protectors[PROTECTOR_RECOVERY].key_id;
-                r = wrap_recovery(new_vmk, new_vmk_id, v->token.volume_uuid, canonical,
-                                  recovery_keyslot_iterations(v), &update);
-                if (r < 0) {
-                        protector_done(&update);
-                        return r;
+                if (password) {
+                        update.key_id = v->token.protectors[PROTECTOR_RECOVERY].key_id;
+                        r = wrap_password(new_vmk, new_vmk_id, v->token.volume_uuid, password, &update);
+                        if (r < 0)
+                                return r;
                 }
         }
 
@@ -896,13 +971,26 @@ int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t
         if (r >= 0)
                 r = vmk_derive_keyslot_passphrase(new_vmk, v->token.volume_uuid, &pass);
         if (r >= 0)
-                r = replace_protector(v, auth, auth_size, &p, pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
-                                      VOLUME_PBKDF2_ITERATIONS_MIN, NULL, NULL, new_vmk_id, &update);
+                r = replace_protector(v, &p, pass, VMK_KEYSLOT_PASSPHRASE_SIZE, VOLUME_PBKDF2_ITERATIONS_MIN, NULL, NULL,
+                                      &(RebindSwap) { .new_vmk = new_vmk, .new_vmk_id = new_vmk_id,
+                                                      .recovery_update = &update, .server_key_id = server_key_id,
+                                                      .server_wrap = server_wrap });
         protector_done(&update);
         return r;
 }
 
-int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert, const char *const *extra_ekus) {
+int volume_set_server_wrap(Volume *v, const Guid *server_key_id, const uint8_t server_wrap[static VOLUME_SERVER_WRAP_SIZE]) {
+        if (!v->vmk)
+                return -ENOKEY;
+        if (v->token.has_pending || v->token.n_retiring > 0)
+                return -EBUSY;
+        v->token.has_server_wrap = true;
+        v->token.server_key_id = *server_key_id;
+        memcpy(v->token.server_wrap, server_wrap, VOLUME_SERVER_WRAP_SIZE);
+        return token_write(v);
+}
+
+int volume_set_dra(Volume *v, X509 *cert, const char *const *extra_ekus) {
         _cleanup_secure_ uint8_t *secret = NULL;
         Protector p;
         int r;
@@ -913,6 +1001,5 @@ int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert, co
         r = make_dra_protector(cert, &secret, &p);
         if (r < 0)
                 return r;
-        return replace_protector(v, auth, auth_size, &p, secret, VOLUME_DRA_SECRET_SIZE, VOLUME_PBKDF2_ITERATIONS_MIN,
-                                 NULL, NULL, NULL, NULL);
+        return replace_protector(v, &p, secret, VOLUME_DRA_SECRET_SIZE, VOLUME_PBKDF2_ITERATIONS_MIN, NULL, NULL, NULL);
 }

@@ -26,7 +26,13 @@
 #define VOLUME_TOKEN_TYPE "sealvol"
 /* Set at format time; tells an interrupted provisioning from somebody else's LUKS2 volume. */
 #define VOLUME_LUKS2_SUBSYSTEM "sealvol"
-#define VOLUME_TOKEN_VERSION 1
+/* Version 2 adds the MAC and the server recovery password's copy of the VMK, and drops version 1's
+ * wrapped_vmk (the VMK under one disk's recovery password). Version 1 is read, and upgraded once the
+ * VMK authenticates it. */
+#define VOLUME_TOKEN_VERSION 2
+#define VOLUME_TOKEN_MAC_SIZE 32
+/* The server recovery password's copy of the VMK (server-recovery.h). */
+#define VOLUME_SERVER_WRAP_SIZE 80
 #define VOLUME_TOKEN_SIZE_MAX (32u * 1024u)
 #define VOLUME_UUID_STRING_MAX 37
 #define VOLUME_HOSTNAME_MAX 255
@@ -42,6 +48,9 @@
  * blocks, at ~5M iterations/s), is the same on every machine, and needs no memory at the recovery
  * console (docs/token-format.md). */
 #define VOLUME_RECOVERY_PBKDF2_ITERATIONS (UINT32_C(1) << 20)
+/* The most a recovery keyslot may ask for (volume_set_recovery_kdf_max() may lower or raise it): a disk
+ * is untrusted input, and its keyslot's cost is checked before any KDF runs. */
+#define VOLUME_RECOVERY_PBKDF2_ITERATIONS_MAX (UINT32_C(1) << 22)
 
 typedef enum ProtectorType {
         PROTECTOR_TPM,
@@ -99,8 +108,6 @@ typedef struct Protector {
         size_t n_escrow;
         uint8_t *wrapped_password; /* the password under a VMK-derived key (AES-256-GCM); may be absent */
         size_t wrapped_password_size;
-        uint8_t *wrapped_vmk;      /* the VMK under a password-derived key (PBKDF2, AES-256-GCM); may be absent */
-        size_t wrapped_vmk_size;
 } Protector;
 
 void protector_done(Protector *p);
@@ -122,32 +129,63 @@ typedef struct VolumeToken {
         bool has_pending;
         int retiring[VOLUME_KEYSLOT_MAX];
         size_t n_retiring;
+        /* Version 2: the VMK wrapped under the server recovery password, so the disks of a reinstalled
+         * server open with that one password (docs/token-format.md). */
+        bool has_server_wrap;
+        Guid server_key_id;
+        uint8_t server_wrap[VOLUME_SERVER_WRAP_SIZE];
+        /* Version 2: HMAC-SHA256 over the whole token under a key derived from the VMK it names
+         * (volume_token_mac()); what makes it the daemon's own writing. */
+        uint8_t mac[VOLUME_TOKEN_MAC_SIZE];
+        /* Version 1 only: it carried the VMK under this disk's recovery password. */
+        bool had_v1_wrapped_vmk;
 } VolumeToken;
 
 void volume_token_done(VolumeToken *t);
 
+/* Always the current version, t->mac as it is. */
 int volume_token_to_json(const VolumeToken *t, char **ret);
-/* Strict: unknown or missing fields, duplicate or out-of-range keyslots, a keyslot used twice:
- * -EBADMSG; a newer version: -EPROTONOSUPPORT; a token written for another volume (its UUID is not
- * header_uuid): -EXDEV. */
+/* Strict, version 1 or 2: unknown or missing fields, duplicate or out-of-range keyslots, a keyslot used
+ * twice: -EBADMSG; a newer version: -EPROTONOSUPPORT; a token written for another volume (its UUID is
+ * not header_uuid): -EXDEV. Nothing here says the token is genuine: volume_authenticate() does. */
 int volume_token_from_json(const char *json, size_t size, const char *header_uuid, VolumeToken *ret);
+/* The MAC of t (every field but the MAC itself, in a fixed binary order) under HKDF-SHA256 of vmk
+ * with the volume's UUID as salt and "sealvol token mac v2" as info. */
+int volume_token_mac(const VolumeToken *t, const uint8_t vmk[static VMK_SIZE], uint8_t ret[static VOLUME_TOKEN_MAC_SIZE]);
 
 typedef struct Volume {
         struct crypt_device *cd;
         char *device;
         int token_id;
         VolumeToken token;
+        /* Once volume_authenticate() has checked the token against it: the VMK the token names, in secure
+         * memory, which every token write MACs with. Without it nothing is written. */
+        uint8_t *vmk;
+        /* The token was version 1 and volume_authenticate() wrote it as version 2. */
+        bool upgraded;
 } Volume;
+
+/* The cost a recovery keyslot may have before it is refused unrun (process-wide; default
+ * VOLUME_RECOVERY_PBKDF2_ITERATIONS_MAX). */
+void volume_set_recovery_kdf_max(uint32_t iterations);
 
 Volume *volume_free(Volume *v);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Volume *, volume_free);
 
-/* Loads the header and the token and finishes any journalled change (best effort: a device that
- * cannot be written still loads, with the journal left and changes refused with -EBUSY). Errors: -EMEDIUMTYPE not
- * LUKS2, -EUCLEAN a LUKS2 header too damaged to load (truncated, failing its checksum or libcryptsetup's
- * validation), -ENOMSG no sealvol token, -EBADMSG a malformed token (or two), -EPROTONOSUPPORT a newer
- * token, -EXDEV a token copied from another volume. */
+/* Loads the header and the token, believing nothing of it yet: a journalled change is finished by
+ * volume_authenticate(). Errors: -EMEDIUMTYPE not LUKS2, -EUCLEAN a LUKS2 header too damaged to load
+ * (truncated, failing its checksum or libcryptsetup's validation), -ENOMSG no sealvol token, -EBADMSG
+ * a malformed token (or two), -EPROTONOSUPPORT a newer token, -EXDEV a token copied from another
+ * volume. */
 int volume_load(const char *device, Volume **ret);
+
+/* Checks the token with the VMK it names: its MAC (version 2), or (version 1, which has none) that its
+ * tpm keyslot opens with the VMK; and that the tpm keyslot's KDF is the one sealvol writes, before it
+ * runs. Then finishes a journalled change (best effort: a device that cannot be written stays as it is
+ * and changes are refused with -EBUSY) and writes a version 1 token as version 2 (v->upgraded). A
+ * volume authenticated once stays so. -EREMOTE: the token names another VMK; -EBADE: the token or the
+ * tpm keyslot is not what the daemon wrote (tampered, or planted): nothing was changed. */
+int volume_authenticate(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id);
 
 /* Called once a new recovery password is in place and verified, and before anything relies on it
  * (provisioning: before the token is written; rotation: before the old password is destroyed). It
@@ -158,6 +196,9 @@ typedef int (*VolumeEscrowFn)(Volume *v, Protector *p, const char *password, voi
 typedef struct VolumeProvisionParams {
         const uint8_t *vmk; /* VMK_SIZE bytes */
         Guid vmk_id;
+        /* The server recovery password's copy of the VMK for the token (NULL: none yet). */
+        const Guid *server_key_id;
+        const uint8_t *server_wrap; /* VOLUME_SERVER_WRAP_SIZE bytes */
         const char *hostname;
         X509 *dra_cert;                     /* NULL: no DRA protector */
         const char *const *dra_extra_ekus;  /* EKU OIDs accepted besides DESIGN.md's */
@@ -175,14 +216,15 @@ typedef struct VolumeProvisionParams {
 int volume_provision(const char *device, const VolumeProvisionParams *p, char **ret_recovery_password,
                      Volume **ret);
 
-/* The passphrase of the volume's "tpm" keyslot, derived from the VMK: -EREMOTE if the volume is
- * bound to another VMK (another server), -ENOENT if it has no tpm protector. */
+/* The passphrase of the volume's "tpm" keyslot, derived from the VMK, once the volume is authenticated
+ * with it (volume_authenticate(), whose errors these are too): -EREMOTE if the volume is bound to
+ * another VMK (another server), -ENOENT if it has no tpm protector. */
 int volume_vmk_passphrase(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
                           uint8_t **ret_passphrase);
 
 /* Opens (name != NULL: maps through device-mapper) or only verifies (name == NULL) the volume key
  * with one protector; returns the keyslot that opened. -ENOENT: no such protector; -EPERM: the
- * keyslot refused the key. */
+ * keyslot refused the key; -EBADE: its KDF is not one sealvol writes (refused before it runs). */
 int volume_open_vmk(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, const char *name,
                     uint32_t flags);
 /* A malformed password fails before any KDF runs: -EINVAL / -EDOM / -ERANGE with *ret_bad_block
@@ -197,12 +239,6 @@ int volume_open_dra(Volume *v, EVP_PKEY *key, const char *name, uint32_t flags);
  * another VMK. */
 int volume_read_recovery_password(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
                                   char **ret_password);
-/* The server's VMK, recovered with one volume's recovery password: after a firmware change the TPM
- * refuses, and this is how the VMK is resealed and every other volume opened (as BitLocker's data
- * volumes auto-unlock once the OS volume is recovered). The password is then to be rotated, and the
- * VMK with it. -ENODATA no copy, -EPERM wrong password, -EINVAL/-EDOM/-ERANGE malformed. */
-int volume_recover_vmk(Volume *v, const char *password, uint8_t **ret_vmk, Guid *ret_vmk_id,
-                       unsigned *ret_bad_block);
 
 /* What a crypto-erase destroyed, for the record. */
 typedef struct VolumeEraseRecord {
@@ -220,18 +256,23 @@ typedef struct VolumeEraseRecord {
  * the data would stay in clear). Consumes v. */
 int volume_crypto_erase(Volume *v, VolumeEraseRecord *ret);
 
-/* The changes. */
+/* The changes. Each needs the volume authenticated (volume_authenticate(), or a function here that
+ * takes the VMK): -ENOKEY otherwise. */
 /* Records an escrow outcome for the recovery password key_id (one header write): -ESTALE when that is
  * no longer the volume's recovery password, -EBUSY while a change is journalled. */
 int volume_set_escrow(Volume *v, const Guid *key_id, const EscrowRecord *e);
 /* A new recovery password, authorised by (and wrapped with) the VMK the volume is bound to. */
 int volume_rotate_recovery(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, uint32_t iterations,
                            VolumeEscrowFn escrow, void *userdata, char **ret_password);
-/* Binds the volume to new_vmk (a VMK rotation on this server, or adoption by a reinstalled one),
- * authorised by the passphrase of any working keyslot. With the recovery password, its wrapped copies
- * follow the new VMK; without (NULL), they are dropped and the password should be rotated. */
-int volume_bind_vmk(Volume *v, const void *auth, size_t auth_size, const uint8_t new_vmk[static VMK_SIZE],
-                    const Guid *new_vmk_id, const char *recovery_password);
+/* Binds the volume to new_vmk (a VMK rotation on this server, or adoption by a reinstalled one):
+ * a new tpm keyslot, added and verified before the old one goes; the recovery password's copy follows
+ * the new VMK (read back with the old one, or given as recovery_password; dropped when neither: rotate
+ * it then); the token names the server recovery password's copy server_wrap of server_key_id (NULL:
+ * none). Authorised by the tpm keyslot of the VMK the volume is authenticated with. */
+int volume_bind_vmk(Volume *v, const uint8_t new_vmk[static VMK_SIZE], const Guid *new_vmk_id,
+                    const char *recovery_password, const Guid *server_key_id, const uint8_t *server_wrap);
+/* The token names the server recovery password's copy of the VMK (one header write). */
+int volume_set_server_wrap(Volume *v, const Guid *server_key_id, const uint8_t server_wrap[static VOLUME_SERVER_WRAP_SIZE]);
 /* Replaces (or adds) the DRA protector, wrapped to cert (checked as at provisioning), authorised by
- * the passphrase of any working keyslot. */
-int volume_set_dra(Volume *v, const void *auth, size_t auth_size, X509 *cert, const char *const *extra_ekus);
+ * the tpm keyslot. */
+int volume_set_dra(Volume *v, X509 *cert, const char *const *extra_ekus);

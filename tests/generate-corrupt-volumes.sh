@@ -19,9 +19,10 @@
 #   luks1                  a LUKS1 volume                                             EMEDIUMTYPE
 #   not-luks               an ext4 file system                                        EMEDIUMTYPE
 #   no-token               a sealvol LUKS2 header without its token                   ENOMSG
-#   token-newer-version    sealvol_version 2                                          EPROTONOSUPPORT
+#   token-newer-version    sealvol_version 3                                          EPROTONOSUPPORT
 #   token-version-zero     sealvol_version 0                                          EBADMSG
-#   token-version-string   sealvol_version "1" (a string)                             EBADMSG
+#   token-version-string   sealvol_version "2" (a string)                             EBADMSG
+#   token-v1-fields        version 1 with version 2's fields (mac, server_recovery)   EBADMSG
 #   token-wrong-types      protectors is an object, not an array                      EBADMSG
 #   token-unknown-field    an extra top-level field                                   EBADMSG
 #   token-missing-field    no vmk_id                                                  EBADMSG
@@ -40,8 +41,14 @@
 #   missing-keyslot-raw    the recovery keyslot removed from the JSON, the token      EUCLEAN
 #                          still naming it: libcryptsetup's own validation refuses
 #   dra-cms-damaged        loads; the DRA's CMS blob is garbage: volume_open_dra      EBADMSG (open)
-#   recovery-kdf-huge      loads; the wrapped VMK claims 2^32-1 PBKDF2 iterations:    EBADMSG (recover)
-#                          refused before any KDF runs
+# Tokens that load, and that the VMK then finds are not the daemon's writing, or keyslots whose KDF is
+# not the one sealvol writes: refused before anything of them is used or any such KDF runs.
+#   token-mac-wrong        one byte of the MAC changed                                EBADE (authenticate)
+#   token-edited           the hostname changed, the MAC left                         EBADE (authenticate)
+#   tpm-kdf-huge           the tpm keyslot asks for 2^24 PBKDF2 iterations            EBADE (authenticate)
+#   tpm-kdf-argon2         the tpm keyslot asks for Argon2id with 4 GiB               EBADE (authenticate)
+#   recovery-kdf-huge      the recovery keyslot asks for 2^24 PBKDF2 iterations       EBADE (open recovery)
+#   recovery-kdf-argon2    the recovery keyslot asks for Argon2id with 4 GiB          EBADE (open recovery)
 set -euo pipefail
 
 if [ $# -ne 3 ]; then
@@ -139,11 +146,13 @@ edit "$img" 'del j["tokens"]["0"]'
 # ---- the token -------------------------------------------------------------------------------------
 
 img=$(variant token-newer-version EPROTONOSUPPORT)
-edit "$img" 't["sealvol_version"] = 2'
+edit "$img" 't["sealvol_version"] = 3'
 img=$(variant token-version-zero EBADMSG)
 edit "$img" 't["sealvol_version"] = 0'
 img=$(variant token-version-string EBADMSG)
-edit "$img" 't["sealvol_version"] = "1"'
+edit "$img" 't["sealvol_version"] = "2"'
+img=$(variant token-v1-fields EBADMSG)
+edit "$img" 't["sealvol_version"] = 1'
 img=$(variant token-wrong-types EBADMSG)
 edit "$img" 't["protectors"] = {"tpm": t["protectors"][0]}'
 img=$(variant token-unknown-field EBADMSG)
@@ -216,10 +225,28 @@ edit "$img" '
 import base64
 dra = next(p for p in t["protectors"] if p["type"] == "dra")
 dra["dra_cms"] = base64.b64encode(b"\x30\x82" + b"\xff" * 200).decode()'
-img=$(variant recovery-kdf-huge EBADMSG)
-edit "$img" '
-import base64
-rec = next(p for p in t["protectors"] if p["type"] == "recovery")
-w = bytearray(base64.b64decode(rec["wrapped_vmk"]))
-w[0:4] = b"\xff\xff\xff\xff"
-rec["wrapped_vmk"] = base64.b64encode(bytes(w)).decode()'
+
+img=$(variant token-mac-wrong EBADE)
+edit "$img" 't["mac"] = ("0" if t["mac"][0] != "0" else "1") + t["mac"][1:]'
+img=$(variant token-edited EBADE)
+edit "$img" 't["hostname"] = "planted.example.com"'
+
+# A keyslot's KDF parameters, as LUKS2 keeps them in its JSON (the keyslot then opens with nothing,
+# which does not matter: what is tested is that it is not tried).
+slot_of() { # type
+  python3 -c 'import json,sys; t=json.loads(sys.argv[1]); print(next(p["keyslot"] for p in t["protectors"] if p["type"] == sys.argv[2]))' \
+    "$(cryptsetup token export --token-id 0 "$src")" "$1"
+}
+tpm_slot=$(slot_of tpm)
+img=$(variant tpm-kdf-huge EBADE)
+edit "$img" "j['keyslots']['$tpm_slot']['kdf']['iterations'] = 2**24"
+img=$(variant tpm-kdf-argon2 EBADE)
+edit "$img" "
+k = j['keyslots']['$tpm_slot']['kdf']
+j['keyslots']['$tpm_slot']['kdf'] = {'type': 'argon2id', 'time': 4, 'memory': 4194304, 'cpus': 4, 'salt': k['salt']}"
+img=$(variant recovery-kdf-huge EBADE)
+edit "$img" "j['keyslots']['$recovery_slot']['kdf']['iterations'] = 2**24"
+img=$(variant recovery-kdf-argon2 EBADE)
+edit "$img" "
+k = j['keyslots']['$recovery_slot']['kdf']
+j['keyslots']['$recovery_slot']['kdf'] = {'type': 'argon2id', 'time': 4, 'memory': 4194304, 'cpus': 4, 'salt': k['salt']}"

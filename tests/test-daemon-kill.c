@@ -97,6 +97,7 @@ typedef struct Fixture {
         char *images[N_VOLUMES_MAX];
         char uuids[N_VOLUMES_MAX][VOLUME_UUID_STRING_MAX];
         char *passwords[N_VOLUMES_MAX]; /* read back in the pristine state */
+        char *server_password;          /* likewise */
         uint8_t vmk[VMK_SIZE];
         Guid vmk_id;
         bool have_vmk;
@@ -177,6 +178,7 @@ static int teardown(void **state) {
                 free(f->images[i]);
                 free(f->passwords[i]);
         }
+        free(f->server_password);
         if (f->work)
                 (void) rm_rf(f->work);
         free(f->work);
@@ -411,6 +413,21 @@ static char *daemon_password(Fixture *f, const char *uuid) {
         return copy;
 }
 
+static char *daemon_server_password(Fixture *f) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *pw, *key_id;
+        char *copy;
+
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "GetServerRecoveryPassword", &error, &reply, "") >= 0);
+        assert_true(sd_bus_message_read(reply, "ss", &pw, &key_id) >= 0);
+        copy = strdup(pw);
+        assert_non_null(copy);
+        sd_bus_message_unref(reply);
+        return copy;
+}
+
 static bool registered(Fixture *f, const char *uuid) {
         _cleanup_free_ char *path = NULL;
 
@@ -464,6 +481,10 @@ static void prepare(Fixture *f, size_t n, const char *cert) {
         if (cert) {
                 assert_int_equal(CTL(f, NULL, &out, "dra", "set", cert), 0);
                 out = mfree(out);
+        }
+        if (n > 0) {
+                free(f->server_password);
+                f->server_password = daemon_server_password(f);
         }
         f->n_volumes = n;
         f->images[n] = new_image(f, n);
@@ -814,11 +835,11 @@ static void redo(Fixture *f, Op op, char **ret_output) {
                 }
         }
         if (op == OP_RESEAL_USED && !vmk_available(f)) {
-                /* The TPM still refuses the old blob: a person recovers first, with a password that
-                 * opens the volume now. */
-                _cleanup_free_ char *pw = current_password(f, 0), *o = NULL;
+                /* The TPM still refuses the old blob: a person recovers the server first, with the
+                 * server recovery password. */
+                _cleanup_free_ char *o = NULL;
 
-                if (CTL(f, pw, &o, "recover", f->uuids[0]) != 0)
+                if (CTL(f, f->server_password, &o, "recover") != 0)
                         fail_msg("recovery after the kill at step %u failed: %s", f->k, o);
         }
         if (op == OP_RECOVER) {
@@ -870,9 +891,10 @@ static void kill_at_every_step(Fixture *f, Op op) {
                 memcpy(saved, f->uuids, sizeof(saved));
                 assert_int_equal(daemon_fixture_start_traced(f->d, prefixes, KILL_POINT_GRAIN_WRITE_RUNS), 0);
                 if (op == OP_RESEAL_USED) {
-                        /* The recovery that gives this daemon the VMK to reseal: not killed, its note
-                         * of the used password is in the pristine state already. */
-                        ctl_spawn(f, f->passwords[0], (const char *const[]) { "recover", f->uuids[0], NULL });
+                        /* The recovery that gives this daemon the VMK to reseal, with the server recovery
+                         * password: not killed, the note of the disk password used before it (which opened
+                         * that disk only) is in the pristine state already. */
+                        ctl_spawn(f, f->server_password, (const char *const[]) { "recover", NULL });
                         assert_int_equal(kill_point_process_run(f->d->traced, /* k= */ 0, ctl_exited, f,
                                                                 OPERATION_TIMEOUT_MS, NULL),
                                          0);

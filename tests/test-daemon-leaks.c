@@ -29,6 +29,7 @@
 #include "fileio.h"
 #include "recovery.h"
 #include "secmem.h"
+#include "server-recovery.h"
 #include "test-util.h"
 #include "vmk.h"
 #include "volume.h"
@@ -64,7 +65,8 @@ static char *read_all(const char *path, size_t *ret_n) {
 }
 
 /* In dbus-monitor's text output, every message block holding a password must be a call of
- * UnlockWithRecoveryPassword, or the reply to a GetRecoveryPassword call. */
+ * UnlockWithRecoveryPassword or UnlockWithServerRecoveryPassword, or the reply to a
+ * GetRecoveryPassword or GetServerRecoveryPassword call. */
 static void check_bus_text(const char *text, char *const *passwords, size_t n_passwords) {
         unsigned long get_serials[256];
         size_t n_get = 0;
@@ -86,7 +88,8 @@ static void check_bus_text(const char *text, char *const *passwords, size_t n_pa
                 b = next ? strndup(block, (size_t) (next - block)) : strdup(block);
                 assert_non_null(b);
 
-                if (strncmp(b, "method call", 11) == 0 && strstr(b, "member=GetRecoveryPassword") &&
+                if (strncmp(b, "method call", 11) == 0 &&
+                    (strstr(b, "member=GetRecoveryPassword") || strstr(b, "member=GetServerRecoveryPassword")) &&
                     sscanf(strstr(b, " serial=") + 8, "%lu", &serial) == 1 && n_get < ELEMENTSOF(get_serials))
                         get_serials[n_get++] = serial;
                 for (size_t i = 0; i < n_passwords; i++)
@@ -95,7 +98,8 @@ static void check_bus_text(const char *text, char *const *passwords, size_t n_pa
                         bool allowed = false;
 
                         if (strncmp(b, "method call", 11) == 0)
-                                allowed = strstr(b, "member=UnlockWithRecoveryPassword") != NULL;
+                                allowed = strstr(b, "member=UnlockWithRecoveryPassword") ||
+                                          strstr(b, "member=UnlockWithServerRecoveryPassword");
                         else if (strncmp(b, "method return", 13) == 0 && strstr(b, "reply_serial=") &&
                                  sscanf(strstr(b, "reply_serial=") + 13, "%lu", &reply) == 1)
                                 for (size_t i = 0; i < n_get; i++)
@@ -112,6 +116,7 @@ static void test_secrets_stay_where_they_belong(void **state) {
         _cleanup_(daemon_fixture_freep) DaemonFixture *d = NULL;
         _cleanup_free_ char *image = NULL, *out = NULL, *text_path = NULL, *pcap_path = NULL, *proc = NULL;
         _cleanup_free_ char *log = NULL, *text = NULL, *pcap = NULL, *cmdline = NULL, *environ_ = NULL;
+        _cleanup_free_ char *server_password = NULL;
         _cleanup_secure_ uint8_t *vmk = NULL, *pass = NULL;
         _cleanup_(volume_freep) Volume *v = NULL;
         char *passwords[MAX_SECRETS] = {};
@@ -154,6 +159,16 @@ static void test_secrets_stay_where_they_belong(void **state) {
         assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "recovery", "show", image), 0);
         passwords[n_passwords++] = password_from(out);
         free(out);
+        /* The server recovery password, shown too. */
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "recovery", "show-server"), 0);
+        {
+                const char *p = strstr(out, "Server recovery password: ");
+
+                assert_non_null(p);
+                server_password = strndup(p + strlen("Server recovery password: "), RECOVERY_PASSWORD_LEN);
+                passwords[n_passwords++] = strdup(server_password);
+        }
+        free(out);
         out = NULL;
         for (size_t i = 0, n = n_passwords; i < n; i++)
                 passwords[n_passwords++] = undashed(passwords[i]);
@@ -171,9 +186,19 @@ static void test_secrets_stay_where_they_belong(void **state) {
         (void) waitpid(pcap_pid, NULL, 0);
         assert_int_equal(daemon_fixture_stop(d), 0);
 
-        /* The VMK and the keyslot passphrase it gives, known now: the last password opens them. */
+        /* The VMK and the keyslot passphrase it gives, known now: the server recovery password opens them. */
         assert_int_equal(volume_load(image, &v), 0);
-        assert_int_equal(volume_recover_vmk(v, passwords[2], &vmk, &vmk_id, NULL), 0);
+        {
+                _cleanup_free_ char *path = path_join(d->state_dir, "server-recovery.json");
+                ServerRecovery sr;
+
+                assert_int_equal(server_recovery_read(path, &sr), 0);
+                assert_int_equal(server_recovery_unwrap(sr.wrapped_vmk, &sr.key_id, &sr.vmk_id, server_password, &vmk,
+                                                        NULL),
+                                 0);
+                vmk_id = sr.vmk_id;
+                server_recovery_done(&sr);
+        }
         assert_int_equal(volume_vmk_passphrase(v, vmk, &vmk_id, &pass), 0);
 
         log = read_all(d->log_path, &n_log);

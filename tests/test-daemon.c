@@ -39,6 +39,7 @@ typedef struct Fixture {
         sd_bus *bus;
         char *images[N_VOLUMES];
         char *paths[N_VOLUMES];
+        char *server_password;
 } Fixture;
 
 static int setup(void **state) {
@@ -66,6 +67,7 @@ static int teardown(void **state) {
                 free(f->paths[i]);
         }
         daemon_fixture_free(f->d);
+        free(f->server_password);
         free(f);
         return r < 0 || (pid > 0 && kill(pid, 0) == 0) ? -1 : 0;
 }
@@ -196,6 +198,26 @@ static unsigned count_in_log(Fixture *f, size_t offset, const char *text) {
         return n;
 }
 
+/* The server recovery password as the daemon hands it out (GetServerRecoveryPassword). */
+static char *read_server_password_of(Fixture *f) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *pw, *key_id;
+        char *copy;
+
+        /* Read now: the daemon holds no VMK after a changed boot, and the password is kept under it. */
+        if (!f->server_password) {
+                assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               "GetServerRecoveryPassword", &error, &reply, "") >= 0);
+                assert_true(sd_bus_message_read(reply, "ss", &pw, &key_id) >= 0);
+                f->server_password = strdup(pw);
+                sd_bus_message_unref(reply);
+        }
+        copy = strdup(f->server_password);
+        assert_non_null(copy);
+        return copy;
+}
+
 static void test_changed_pcr_recovery_reseal(void **state) {
         Fixture *f = *state;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -207,6 +229,7 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         provision_all(f);
         pw = read_password(f, 0);
         old_id = get_string(f, f->paths[0], "RecoveryKeyId");
+        free(read_server_password_of(f));
 
         /* A firmware update: PCR 7 changes before the next boot. */
         assert_int_equal(daemon_fixture_stop(f->d), 0);
@@ -235,8 +258,8 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         assert_non_null(strstr(error.message, "Block 3"));
         sd_bus_error_free(&error);
 
-        /* The right password: opened, the VMK recovered. The password is replaced only once the VMK
-         * is resealed: until then a new one could not be read back after a restart. */
+        /* The right password opens its disk, and nothing else: no server-scoped secret is wrapped under
+         * it. The daemon holds no VMK, so the password is replaced once it does. */
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume",
                                             "UnlockWithRecoveryPassword", &error, &reply, "st", pw, UINT64_C(0)) >= 0);
         assert_true(sd_bus_message_read(reply, "ss", &st, &new_id) >= 0);
@@ -245,32 +268,39 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         reply = sd_bus_message_unref(reply);
         _cleanup_free_ char *still = get_string(f, f->paths[0], "RecoveryKeyId");
         assert_string_equal(still, old_id);
-
-        /* The recovery gave back the server's VMK: the other volumes opened with it. */
         for (size_t i = 1; i < N_VOLUMES; i++)
-                assert_state(f, i, "verified");
+                assert_state(f, i, "recovery-required");
+        /* Nor can a changed boot be accepted with it: there is no VMK to reseal. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
+                                       &error, NULL, "sst", "", "", UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_NO_VMK);
+        sd_bus_error_free(&error);
 
-        /* A reboot before the reseal (the TPM still refuses): the used password is not forgotten.
-         * A second recovery, with another volume's password, then the reseal replaces both. */
-        _cleanup_free_ char *pw2 = read_password(f, 1), *old_id2 = get_string(f, f->paths[1], "RecoveryKeyId");
+        /* A reboot before the server is recovered (the TPM still refuses): the used password is not
+         * forgotten. The server recovery password then opens every disk, and the reseal replaces the
+         * disk password that was used. */
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
         assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
         assert_int_equal(daemon_fixture_start(f->d), 0);
         reconnect(f);
         assert_state(f, 0, "recovery-required");
-        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[1], "org.sealvol1.Volume",
-                                       "UnlockWithRecoveryPassword", &error, &reply, "st", pw2, UINT64_C(0)) >= 0);
+        _cleanup_free_ char *spw = read_server_password_of(f);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "UnlockWithServerRecoveryPassword", &error, &reply, "st", spw, UINT64_C(0)) >= 0);
         reply = sd_bus_message_unref(reply);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        _cleanup_free_ char *old_id2 = get_string(f, f->paths[1], "RecoveryKeyId");
 
         /* Reseal to the new PCR 7, reboot: everything opens from the TPM again. */
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
                                             &error, NULL, "sst", "", "", UINT64_C(0)) >= 0);
-        _cleanup_free_ char *replaced2 = get_string(f, f->paths[1], "RecoveryKeyId");
-        assert_string_not_equal(replaced2, old_id2);
-        /* Resealed: now the used password is replaced. */
+        /* Resealed: now the used password is replaced; the one nobody used stays. */
         _cleanup_free_ char *replaced = get_string(f, f->paths[0], "RecoveryKeyId");
         assert_string_not_equal(replaced, old_id);
+        _cleanup_free_ char *kept2 = get_string(f, f->paths[1], "RecoveryKeyId");
+        assert_string_equal(kept2, old_id2);
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
         assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);

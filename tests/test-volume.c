@@ -25,8 +25,12 @@
 #include "kill-points.h"
 #include "luks-fixture.h"
 #include "recovery.h"
+#include "encoding.h"
+#include "json-util.h"
 #include "secmem.h"
+#include "server-recovery.h"
 #include "test-util.h"
+#include "v1-format.h"
 #include "volume.h"
 
 /* Tests use the cheapest KDF for recovery keyslots; production's cost has its own test below. */
@@ -212,7 +216,8 @@ static void test_bad_input_changes_nothing(void **state) {
         assert_int_equal(RAND_bytes(other_vmk, sizeof(other_vmk)), 1);
         assert_int_equal(guid_generate(&other_id), 0);
         assert_int_equal(volume_open_vmk(v, other_vmk, &other_id, NULL, 0), -EREMOTE);
-        assert_int_equal(volume_open_vmk(v, other_vmk, &f->vmk_id, NULL, 0), -EPERM);
+        /* The token's MAC does not verify under another key that claims its VMK's identity. */
+        assert_int_equal(volume_open_vmk(v, other_vmk, &f->vmk_id, NULL, 0), -EBADE);
         assert_int_equal(volume_open_dra(v, NULL, NULL, 0), -ENOENT);
 
         v = volume_free(v);
@@ -307,7 +312,7 @@ static void test_damaged_and_foreign_tokens(void **state) {
         expect_load_refused(f->image, -EXDEV);
 
         /* A newer version, an unknown field, a duplicate keyslot, an out-of-range keyslot. */
-        _cleanup_free_ char *newer = replace_once(json, "\"sealvol_version\":1", "\"sealvol_version\":2");
+        _cleanup_free_ char *newer = replace_once(json, "\"sealvol_version\":2", "\"sealvol_version\":3");
         set_token(f->image, newer);
         expect_load_refused(f->image, -EPROTONOSUPPORT);
 
@@ -396,21 +401,22 @@ static void test_rotate_recovery(void **state) {
         Guid wrong_id;
         assert_int_equal(RAND_bytes(wrong, sizeof(wrong)), 1);
         assert_int_equal(guid_generate(&wrong_id), 0);
-        assert_int_equal(volume_rotate_recovery(v, wrong, &f->vmk_id, FAST, NULL, NULL, &third), -EPERM);
+        assert_int_equal(volume_rotate_recovery(v, wrong, &f->vmk_id, FAST, NULL, NULL, &third), -EBADE);
+        v = volume_free(v);
+        v = load(f->image);
+        assert_int_equal(volume_rotate_recovery(v, wrong, &f->vmk_id, FAST, NULL, NULL, &third), -EBADE);
         assert_int_equal(volume_rotate_recovery(v, wrong, &wrong_id, FAST, NULL, NULL, &third), -EREMOTE);
         assert_null(third);
         assert_true(volume_open_recovery(v, new, NULL, 0, NULL) >= 0);
         assert_false(v->token.has_pending);
 }
 
-static void test_read_password_and_recover_vmk(void **state) {
+static void test_read_password_and_rebind(void **state) {
         Fixture *f = *state;
         _cleanup_(volume_freep) Volume *v = NULL;
         _cleanup_secure_ char *password = NULL, *read = NULL, *rotated = NULL;
-        _cleanup_secure_ uint8_t *vmk = NULL;
-        uint8_t new_vmk[VMK_SIZE];
-        unsigned block = 0;
-        Guid id, new_id;
+        uint8_t new_vmk[VMK_SIZE], server_wrap[VOLUME_SERVER_WRAP_SIZE];
+        Guid new_id, server_key_id;
 
         provision(f, f->image, &password);
         v = load(f->image);
@@ -423,53 +429,235 @@ static void test_read_password_and_recover_vmk(void **state) {
         assert_int_equal(RAND_bytes(new_vmk, sizeof(new_vmk)), 1);
         assert_int_equal(guid_generate(&new_id), 0);
         assert_int_equal(volume_read_recovery_password(v, new_vmk, &new_id, &read), -EREMOTE);
-        assert_int_equal(volume_read_recovery_password(v, new_vmk, &f->vmk_id, &read), -EBADMSG);
 
-        /* The server's VMK from one recovery password (after a firmware change). */
-        assert_int_equal(volume_recover_vmk(v, password, &vmk, &id, NULL), 0);
-        assert_memory_equal(vmk, f->vmk, VMK_SIZE);
-        assert_true(guid_equal(&id, &f->vmk_id));
-        vmk = secure_free(vmk);
-        assert_int_equal(volume_recover_vmk(v, "000000-000000-000000-000000-000000-000000-000000-000000", &vmk, &id,
-                                            NULL),
-                         -EPERM);
-        assert_int_equal(volume_recover_vmk(v, "000000-000000-000001-000000-000000-000000-000000-000000", &vmk, &id,
-                                            &block),
-                         -EDOM);
-        assert_int_equal(block, 3);
-
-        /* Rotated: the new password reads back and recovers the VMK, the old one no longer does. */
+        /* Rotated: the new password reads back, the old one no longer opens. */
         assert_int_equal(volume_rotate_recovery(v, f->vmk, &f->vmk_id, FAST, NULL, NULL, &rotated), 0);
         assert_int_equal(volume_read_recovery_password(v, f->vmk, &f->vmk_id, &read), 0);
         assert_string_equal(read, rotated);
         read = secure_free(read);
-        assert_int_equal(volume_recover_vmk(v, password, &vmk, &id, NULL), -EPERM);
-        assert_int_equal(volume_recover_vmk(v, rotated, &vmk, &id, NULL), 0);
-        vmk = secure_free(vmk);
+        assert_int_equal(volume_open_recovery(v, password, NULL, 0, NULL), -EPERM);
 
-        /* Re-bound with the password known: its copies follow the new VMK. */
-        _cleanup_secure_ uint8_t *auth = NULL;
-        assert_int_equal(volume_vmk_passphrase(v, f->vmk, &f->vmk_id, &auth), 0);
-        assert_int_equal(volume_bind_vmk(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, new_vmk, &new_id, rotated), 0);
+        /* Re-bound to a new VMK (a rotation): the password's copy follows it, read back with the old
+         * one; the token names the server recovery password's copy given. */
+        assert_int_equal(RAND_bytes(server_wrap, sizeof(server_wrap)), 1);
+        assert_int_equal(guid_generate(&server_key_id), 0);
+        assert_int_equal(volume_bind_vmk(v, new_vmk, &new_id, NULL, &server_key_id, server_wrap), 0);
         assert_int_equal(volume_read_recovery_password(v, new_vmk, &new_id, &read), 0);
         assert_string_equal(read, rotated);
         read = secure_free(read);
-        assert_int_equal(volume_recover_vmk(v, rotated, &vmk, &id, NULL), 0);
-        assert_memory_equal(vmk, new_vmk, VMK_SIZE);
-        assert_true(guid_equal(&id, &new_id));
+        v = volume_free(v);
+        v = load(f->image);
+        assert_true(guid_equal(&v->token.vmk_id, &new_id));
+        assert_true(v->token.has_server_wrap);
+        assert_true(guid_equal(&v->token.server_key_id, &server_key_id));
+        assert_memory_equal(v->token.server_wrap, server_wrap, sizeof(server_wrap));
+        assert_int_equal(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0), -EREMOTE);
+        assert_true(volume_open_vmk(v, new_vmk, &new_id, NULL, 0) >= 0);
+        assert_true(volume_open_recovery(v, rotated, NULL, 0, NULL) >= 0);
+
+        /* The old VMK is no use now: the token does not verify under it, whatever identity it claims. */
+        v = volume_free(v);
+        v = load(f->image);
+        assert_int_equal(volume_authenticate(v, f->vmk, &new_id), -EBADE);
+        assert_int_equal(volume_read_recovery_password(v, f->vmk, &new_id, &read), -EBADE);
+}
+
+/* A copy of s with the first character after the first "after" changed to another hex digit (a GUID or
+ * hex field keeps its form). */
+static char *flip_first_char(const char *s, const char *after) {
+        char *copy = strdup(s), *p;
+
+        assert_non_null(copy);
+        p = strstr(copy, after);
+        assert_non_null(p);
+        p += strlen(after);
+        *p = *p == 'a' || *p == 'A' ? '0' : *p == '0' ? '1' : (char) (*p >= 'a' ? 'a' : 'A');
+        return copy;
+}
+
+/* Edits the token in ways that still parse; each is refused by the VMK, changes nothing, and finishes
+ * no journal it names (a planted "retiring" entry would otherwise destroy a live keyslot). */
+static void expect_tampered(Fixture *f, const char *json) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        uint8_t before[32], after[32];
+
+        set_token(f->image, json);
+        image_digest(f->image, before);
+        v = load(f->image);
+        assert_int_equal(volume_authenticate(v, f->vmk, &f->vmk_id), -EBADE);
+        assert_null(v->vmk);
+        assert_int_equal(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0), -EBADE);
+        assert_int_equal(volume_set_escrow(v, &v->token.protectors[PROTECTOR_RECOVERY].key_id,
+                                           &(EscrowRecord) { .target = "spool", .state = ESCROW_DONE }),
+                         -ENOKEY);
+        v = volume_free(v);
+        image_digest(f->image, after);
+        assert_memory_equal(before, after, sizeof(before));
+}
+
+static void test_token_mac(void **state) {
+        Fixture *f = *state;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_secure_ char *password = NULL;
+        _cleanup_free_ char *json = NULL, *hostname = NULL, *escrow = NULL, *key_id = NULL, *retiring = NULL,
+                            *mac = NULL, *created = NULL, *retiring_to = NULL;
+
+        provision(f, f->image, &password);
+        json = get_token(f->image);
+        assert_non_null(strstr(json, "\"sealvol_version\":2"));
+        assert_non_null(strstr(json, "\"mac\":\""));
+        assert_null(strstr(json, "wrapped_vmk"));
+
+        hostname = replace_once(json, "\"hostname\":\"", "\"hostname\":\"x");
+        expect_tampered(f, hostname);
+        created = replace_once(json, "\"created\":\"20", "\"created\":\"21");
+        expect_tampered(f, created);
+        escrow = replace_once(json, "\"escrow\":[]",
+                              "\"escrow\":[{\"target\":\"spool\",\"state\":\"done\",\"time\":\"2026-01-01T00:00:00Z\","
+                              "\"verified\":true,\"location\":\"elsewhere\"}]");
+        expect_tampered(f, escrow);
+        key_id = flip_first_char(json, "\"key_id\":\"");
+        expect_tampered(f, key_id);
+        mac = flip_first_char(json, "\"mac\":\"");
+        expect_tampered(f, mac);
+
+        /* A journal planted in the token would have the next authentication destroy a keyslot the token
+         * does not own (another tool's, systemd-cryptenroll's say). */
+        struct crypt_device *cd = NULL;
+        int other;
+        assert_int_equal(crypt_init(&cd, f->image), 0);
+        assert_int_equal(crypt_load(cd, CRYPT_LUKS2, NULL), 0);
+        assert_int_equal(crypt_set_pbkdf_type(cd, &(struct crypt_pbkdf_type) { .type = CRYPT_KDF_PBKDF2, .hash = "sha256",
+                                                                               .iterations = 1000,
+                                                                               .flags = CRYPT_PBKDF_NO_BENCHMARK }),
+                         0);
+        other = crypt_keyslot_add_by_passphrase(cd, CRYPT_ANY_SLOT, password, strlen(password), "other tool", 10);
+        assert_true(other >= 0);
+        crypt_free(cd);
+        assert_true(asprintf(&retiring_to, "\"retiring\":[%d]", other) > 0);
+        retiring = replace_once(json, "\"retiring\":[]", retiring_to);
+        expect_tampered(f, retiring);
+        v = load(f->image);
+        assert_int_equal(crypt_keyslot_status(v->cd, other), CRYPT_SLOT_ACTIVE);
+        v = volume_free(v);
+
+        /* The token back as written: it verifies, and opens. */
+        set_token(f->image, json);
+        v = load(f->image);
+        assert_int_equal(volume_authenticate(v, f->vmk, &f->vmk_id), 0);
+        assert_false(v->upgraded);
+        assert_true(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0) >= 0);
+}
+
+/* Every base64 string in a token, decoded, for the scan below. */
+static size_t token_blobs(const char *json, uint8_t *blobs[], size_t sizes[], size_t max) {
+        size_t n = 0;
+
+        for (const char *p = json; (p = strchr(p, '"')) && n < max;) {
+                const char *end = strchr(p + 1, '"');
+                _cleanup_free_ char *s = NULL;
+                void *data = NULL;
+
+                if (!end)
+                        break;
+                s = strndup(p + 1, (size_t) (end - p - 1));
+                if (strlen(s) >= 24 && base64_decode(s, &data, &sizes[n]) >= 0)
+                        blobs[n++] = data;
+                p = end + 1;
+        }
+        return n;
+}
+
+/* The version 1 attack (docs/threat-model.md): one disk's recovery password and any copy of its header
+ * gave the server's VMK, which opens every other disk. After the upgrade, nothing in the token opens
+ * with that password: neither the v1 way, nor as the server recovery password's copy, nor as any
+ * PBKDF2-keyed AES-GCM blob at any offset sealvol ever used; the server's password still does. */
+static void test_v1_upgrade_and_attack(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *other = NULL, *v1_json = NULL, *v2_json = NULL;
+        _cleanup_secure_ char *password = NULL, *other_password = NULL, *server_password = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL;
+        _cleanup_(volume_freep) Volume *v = NULL;
+        ServerRecovery sr;
+        uint8_t *blobs[32];
+        size_t sizes[32], n;
+
+        assert_int_equal(server_recovery_new(f->vmk, &f->vmk_id, SERVER_RECOVERY_ITERATIONS_MIN, &sr, &server_password), 0);
+        VolumeProvisionParams p = { .vmk = f->vmk, .vmk_id = f->vmk_id, .recovery_iterations = FAST,
+                                    .server_key_id = &sr.key_id, .server_wrap = sr.wrapped_vmk };
+        assert_int_equal(volume_provision(f->image, &p, &password, NULL), 0);
+        assert_int_equal(new_image(f->dir, "other.img", &other), 0);
+        assert_int_equal(volume_provision(other, &p, &other_password, NULL), 0);
+
+        /* The two disks as the version 1 code made them. */
+        assert_int_equal(v1_volume_downgrade(f->image, f->vmk, password), 0);
+        assert_int_equal(v1_volume_downgrade(other, f->vmk, other_password), 0);
+        v1_json = get_token(f->image);
+        assert_non_null(strstr(v1_json, "\"sealvol_version\":1"));
+
+        /* The attack works on version 1: the first disk's password gives the VMK, the VMK the other disk. */
+        assert_int_equal(v1_recover_vmk(v1_json, password, &vmk), 0);
+        assert_memory_equal(vmk, f->vmk, VMK_SIZE);
+        v = load(other);
+        assert_true(volume_open_vmk(v, vmk, &f->vmk_id, NULL, 0) >= 0);
+        v = volume_free(v);
         vmk = secure_free(vmk);
 
-        /* Re-bound without it (adoption with the DRA key, say): no copies until the next rotation. */
-        auth = secure_free(auth);
-        assert_int_equal(volume_vmk_passphrase(v, new_vmk, &new_id, &auth), 0);
-        assert_int_equal(volume_bind_vmk(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, f->vmk, &f->vmk_id, NULL), 0);
-        assert_int_equal(volume_read_recovery_password(v, f->vmk, &f->vmk_id, &read), -ENODATA);
-        assert_int_equal(volume_recover_vmk(v, rotated, &vmk, &id, NULL), -ENODATA);
-        assert_true(volume_open_recovery(v, rotated, NULL, 0, NULL) >= 0);
-        rotated = secure_free(rotated);
-        assert_int_equal(volume_rotate_recovery(v, f->vmk, &f->vmk_id, FAST, NULL, NULL, &rotated), 0);
-        assert_int_equal(volume_read_recovery_password(v, f->vmk, &f->vmk_id, &read), 0);
-        assert_string_equal(read, rotated);
+        /* Version 1 loads, authenticates by its tpm keyslot, and is written as version 2. */
+        v = load(f->image);
+        assert_int_equal(v->token.version, 1u);
+        assert_true(v->token.had_v1_wrapped_vmk);
+        assert_int_equal(volume_authenticate(v, f->vmk, &f->vmk_id), 0);
+        assert_true(v->upgraded);
+        v = volume_free(v);
+        v2_json = get_token(f->image);
+        assert_non_null(strstr(v2_json, "\"sealvol_version\":2"));
+        {
+                /* No VMK copy under the disk's password: the recovery protector has no wrapped_vmk. */
+                _cleanup_(json_object_putp) json_object *o = NULL;
+                json_object *protectors;
+
+                assert_int_equal(json_parse_object(v2_json, strlen(v2_json), 8, &o), 0);
+                assert_true(json_object_object_get_ex(o, "protectors", &protectors));
+                for (size_t i = 0; i < json_object_array_length(protectors); i++)
+                        assert_false(json_object_object_get_ex(json_object_array_get_idx(protectors, i), "wrapped_vmk",
+                                                               NULL));
+        }
+        v = load(f->image);
+        assert_int_equal(volume_authenticate(v, f->vmk, &f->vmk_id), 0);
+        assert_false(v->upgraded);
+        assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
+        v = volume_free(v);
+
+        /* The v1 attack on the v2 token: nothing. */
+        assert_int_equal(v1_recover_vmk(v2_json, password, &vmk), -ENODATA);
+        n = token_blobs(v2_json, blobs, sizes, ELEMENTSOF(blobs));
+        assert_true(n >= 2); /* wrapped_password and the server copy at least */
+        for (size_t i = 0; i < n; i++) {
+                /* As the server recovery password's copy, with this disk's password. */
+                if (sizes[i] == VOLUME_SERVER_WRAP_SIZE) {
+                        assert_int_equal(server_recovery_unwrap(blobs[i], &sr.key_id, &sr.vmk_id, password, &vmk, NULL),
+                                         -EPERM);
+                        assert_int_equal(server_recovery_unwrap(blobs[i], &sr.key_id, &sr.vmk_id, server_password,
+                                                                &vmk, NULL),
+                                         0);
+                        assert_memory_equal(vmk, f->vmk, VMK_SIZE);
+                        vmk = secure_free(vmk);
+                }
+                /* As v1's layout (iterations || salt || IV || ciphertext || tag), its cost set low. */
+                _cleanup_free_ char *fake = NULL, *b64 = NULL;
+                if (sizes[i] > 4 + 16)
+                        blobs[i][0] = 0xe8, blobs[i][1] = 0x03, blobs[i][2] = blobs[i][3] = 0; /* 1000 iterations */
+                b64 = base64_encode(blobs[i], sizes[i]);
+                assert_true(asprintf(&fake,
+                                     "{\"volume_uuid\":\"x\",\"vmk_id\":\"y\",\"protectors\":[{\"type\":\"recovery\","
+                                     "\"key_id\":\"z\",\"wrapped_vmk\":\"%s\"}]}",
+                                     b64) > 0);
+                assert_int_not_equal(v1_recover_vmk(fake, password, &vmk), 0);
+                assert_null(vmk);
+                free(blobs[i]);
+        }
+        server_recovery_done(&sr);
 }
 
 static void test_bind_new_vmk(void **state) {
@@ -484,11 +672,18 @@ static void test_bind_new_vmk(void **state) {
         assert_int_equal(RAND_bytes(new_vmk, sizeof(new_vmk)), 1);
         assert_int_equal(guid_generate(&new_id), 0);
 
-        /* Adoption by a reinstalled server: authorised by the recovery password. */
-        assert_int_equal(volume_bind_vmk(v, password, strlen(password), new_vmk, &new_id, password), 0);
+        /* Only a volume authenticated with its VMK is re-bound. */
+        assert_int_equal(volume_bind_vmk(v, new_vmk, &new_id, password, NULL, NULL), -ENOKEY);
+        assert_int_equal(volume_authenticate(v, f->vmk, &f->vmk_id), 0);
+        /* A well-formed password that is not the volume's is refused: it would be handed out as one. */
+        assert_int_equal(volume_bind_vmk(v, new_vmk, &new_id, "000000-000000-000000-000000-000000-000000-000000-000000",
+                                         NULL, NULL),
+                         -EPERM);
+        assert_int_equal(volume_bind_vmk(v, new_vmk, &new_id, password, NULL, NULL), 0);
         v = volume_free(v);
         v = load(f->image);
         assert_true(guid_equal(&v->token.vmk_id, &new_id));
+        assert_false(v->token.has_server_wrap);
         assert_true(volume_open_vmk(v, new_vmk, &new_id, NULL, 0) >= 0);
         assert_int_equal(volume_open_vmk(v, f->vmk, &f->vmk_id, NULL, 0), -EREMOTE);
         assert_true(volume_open_recovery(v, password, NULL, 0, NULL) >= 0);
@@ -539,21 +734,19 @@ static void test_sigkill_during_changes(void **state) {
                         close(fds[0]);
                         for (unsigned i = 0;; i++) {
                                 _cleanup_(volume_freep) Volume *cv = NULL;
-                                _cleanup_secure_ uint8_t *auth = NULL;
                                 _cleanup_secure_ char *pw = NULL;
                                 unsigned cur;
 
                                 if (volume_load(f->image, &cv) < 0)
                                         _exit(2);
                                 cur = guid_equal(&cv->token.vmk_id, &ids[0]) ? 0 : 1;
-                                if (volume_vmk_passphrase(cv, vmks[cur], &ids[cur], &auth) < 0)
+                                if (volume_authenticate(cv, vmks[cur], &ids[cur]) < 0)
                                         _exit(3);
                                 if (i % 2 == 0) {
                                         if (volume_rotate_recovery(cv, vmks[cur], &ids[cur], FAST, escrow_to_pipe,
                                                                    &fds[1], &pw) < 0)
                                                 _exit(4);
-                                } else if (volume_bind_vmk(cv, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, vmks[!cur],
-                                                           &ids[!cur], NULL) < 0)
+                                } else if (volume_bind_vmk(cv, vmks[!cur], &ids[!cur], NULL, NULL, NULL) < 0)
                                         _exit(5);
                         }
                 }
@@ -571,11 +764,12 @@ static void test_sigkill_during_changes(void **state) {
                         snprintf(known[n_known++], sizeof(known[0]), "%s", line);
                 }
 
-                /* Loading finishes the journal; then the VMK it names and one known password open. */
+                /* Authenticating finishes the journal; then the VMK it names and one known password open. */
                 v = load(f->image);
+                unsigned cur = guid_equal(&v->token.vmk_id, &ids[0]) ? 0 : 1;
+                assert_int_equal(volume_authenticate(v, vmks[cur], &ids[cur]), 0);
                 assert_false(v->token.has_pending);
                 assert_int_equal(v->token.n_retiring, 0);
-                unsigned cur = guid_equal(&v->token.vmk_id, &ids[0]) ? 0 : 1;
                 assert_true(volume_open_vmk(v, vmks[cur], &ids[cur], NULL, 0) >= 0);
                 for (size_t i = n_known; i > 0 && !opened; i--)
                         opened = volume_open_recovery(v, known[i - 1], NULL, 0, NULL) >= 0;
@@ -620,7 +814,6 @@ static void test_dra_protector(void **state) {
         Fixture *f = *state;
         _cleanup_(volume_freep) Volume *v = NULL;
         _cleanup_secure_ char *password = NULL;
-        _cleanup_secure_ uint8_t *auth = NULL;
         X509 *rsa = load_dra_cert("rsa2048"), *ec = load_dra_cert("ec256");
         EVP_PKEY *rsa_key = load_dra_key("rsa2048"), *ec_key = load_dra_key("ec256");
         VolumeProvisionParams p = {
@@ -641,17 +834,18 @@ static void test_dra_protector(void **state) {
         assert_int_equal(stock_dra_open(f, v, "rsa2048"), 0);
 
         /* A renewed DRA certificate (here: an EC one): the old key no longer opens, the new one does. */
-        assert_int_equal(volume_vmk_passphrase(v, f->vmk, &f->vmk_id, &auth), 0);
+        assert_int_equal(volume_set_dra(v, ec, NULL), -ENOKEY);
+        assert_int_equal(volume_authenticate(v, f->vmk, &f->vmk_id), 0);
         /* A certificate that may not serve as a DRA is refused, and nothing changes. */
         X509 *sign_only = load_dra_cert("rsa-ku-sign");
         uint8_t before[32], after[32];
         image_digest(f->image, before);
-        assert_int_equal(volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, sign_only, NULL), -EKEYREJECTED);
+        assert_int_equal(volume_set_dra(v, sign_only, NULL), -EKEYREJECTED);
         image_digest(f->image, after);
         assert_memory_equal(before, after, sizeof(before));
         X509_free(sign_only);
 
-        assert_int_equal(volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, ec, NULL), 0);
+        assert_int_equal(volume_set_dra(v, ec, NULL), 0);
         v = volume_free(v);
         v = load(f->image);
         assert_true(volume_open_dra(v, ec_key, NULL, 0) >= 0);
@@ -809,7 +1003,6 @@ typedef struct StepContext {
 static int step_change(void *userdata) {
         StepContext *c = userdata;
         _cleanup_(volume_freep) Volume *v = NULL;
-        _cleanup_secure_ uint8_t *auth = NULL;
         _cleanup_secure_ char *pw = NULL;
         int r;
 
@@ -821,16 +1014,16 @@ static int step_change(void *userdata) {
         r = volume_load(c->image, &v);
         if (r < 0)
                 return r;
-        r = volume_vmk_passphrase(v, c->f->vmk, &c->f->vmk_id, &auth);
+        r = volume_authenticate(v, c->f->vmk, &c->f->vmk_id);
         if (r < 0)
                 return r;
         switch (c->op) {
         case STEP_ROTATE_RECOVERY:
                 return volume_rotate_recovery(v, c->f->vmk, &c->f->vmk_id, FAST, escrow_to_pipe, &c->escrow_fd, &pw);
         case STEP_BIND_VMK:
-                return volume_bind_vmk(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, c->new_vmk, &c->new_vmk_id, NULL);
+                return volume_bind_vmk(v, c->new_vmk, &c->new_vmk_id, NULL, NULL, NULL);
         case STEP_SET_DRA:
-                return volume_set_dra(v, auth, VMK_KEYSLOT_PASSPHRASE_SIZE, c->new_dra, NULL);
+                return volume_set_dra(v, c->new_dra, NULL);
         default:
                 return -EINVAL;
         }
@@ -863,10 +1056,10 @@ static void check_after_kill(StepContext *c, const char *initial_password, char 
                 assert_true(volume_open_recovery(v, pw, NULL, 0, NULL) >= 0);
         }
         assert_int_equal(r, 0);
+        const uint8_t *vmk = guid_equal(&v->token.vmk_id, &c->f->vmk_id) ? c->f->vmk : c->new_vmk;
+        assert_int_equal(volume_authenticate(v, vmk, &v->token.vmk_id), 0);
         assert_false(v->token.has_pending);
         assert_int_equal(v->token.n_retiring, 0);
-
-        const uint8_t *vmk = guid_equal(&v->token.vmk_id, &c->f->vmk_id) ? c->f->vmk : c->new_vmk;
         assert_true(volume_open_vmk(v, vmk, &v->token.vmk_id, NULL, 0) >= 0);
 
         /* The wrapped copy of the password, when there is one, is the live password. */
@@ -980,8 +1173,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_refuses_devices_with_data, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_and_foreign_tokens, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate_recovery, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_read_password_and_recover_vmk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_password_and_rebind, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bind_new_vmk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_token_mac, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_v1_upgrade_and_attack, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sigkill_during_changes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_protector, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refused_dra_cert_at_provisioning, setup, teardown),

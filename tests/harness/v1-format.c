@@ -1,13 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* v1-format.c: the version 1 formats as sealvol wrote them up to c270d29 (see v1-format.h). */
 
+#include <libcryptsetup.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <string.h>
 #include <tss2/tss2_mu.h>
 
+#include "aead.h"
 #include "encoding.h"
 #include "json-util.h"
+#include "secmem.h"
 #include "v1-format.h"
+
+static inline void crypt_freep_v1(struct crypt_device **cd) {
+        crypt_free(*cd);
+}
 
 #define V1_BLOB_FORMAT "sealvol-sealed-vmk"
 
@@ -96,4 +104,135 @@ int v1_blob_to_json(const VmkBlob *b, char **ret) {
         }
         *ret = json_format(o);
         return *ret ? 0 : -ENOMEM;
+}
+
+#define V1_SALT_SIZE 16
+#define V1_HEADER_SIZE (4 + V1_SALT_SIZE)
+
+static void v1_aad(const char *uuid, const char *key_id, const char *vmk_id, char ret[static 160]) {
+        snprintf(ret, 160, "sealvol recovery v1|%s|%s|%s", uuid, key_id, vmk_id);
+}
+
+static int v1_password_key(const char *password, const uint8_t *salt, uint32_t iterations, uint8_t **ret) {
+        _cleanup_secure_ uint8_t *key = secure_alloc(AEAD_KEY_SIZE);
+
+        if (!key)
+                return -ENOMEM;
+        if (PKCS5_PBKDF2_HMAC(password, (int) strlen(password), salt, V1_SALT_SIZE, (int) iterations, EVP_sha256(),
+                              AEAD_KEY_SIZE, key) != 1)
+                return -EIO;
+        *ret = TAKE_PTR(key);
+        return 0;
+}
+
+static json_object *v1_recovery_protector(json_object *token) {
+        json_object *protectors;
+
+        if (!json_object_object_get_ex(token, "protectors", &protectors))
+                return NULL;
+        for (size_t i = 0; i < json_object_array_length(protectors); i++) {
+                json_object *p = json_object_array_get_idx(protectors, i);
+
+                if (streq_ptr(json_get_string(p, "type"), "recovery"))
+                        return p;
+        }
+        return NULL;
+}
+
+int v1_volume_downgrade(const char *device, const uint8_t vmk[static VMK_SIZE], const char *password) {
+        _cleanup_(crypt_freep_v1) struct crypt_device *cd = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_secure_ uint8_t *pw_key = NULL;
+        _cleanup_free_ uint8_t *sealed = NULL, *wvmk = NULL;
+        struct crypt_pbkdf_type pbkdf;
+        const char *json = NULL;
+        json_object *rp;
+        char aad[160];
+        size_t sealed_size;
+        int id = -1, r;
+
+        r = crypt_init(&cd, device);
+        if (r >= 0)
+                r = crypt_load(cd, CRYPT_LUKS2, NULL);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < crypt_token_max(CRYPT_LUKS2); i++) {
+                const char *type = NULL;
+
+                if (crypt_token_status(cd, i, &type) != CRYPT_TOKEN_INACTIVE && streq_ptr(type, "sealvol")) {
+                        id = i;
+                        break;
+                }
+        }
+        if (id < 0 || crypt_token_json_get(cd, id, &json) < 0 || json_parse_object(json, strlen(json), 8, &o) < 0)
+                return -ENOMSG;
+        rp = v1_recovery_protector(o);
+        if (!rp)
+                return -ENOENT;
+        r = crypt_keyslot_get_pbkdf(cd, (int) json_object_get_int(json_object_object_get(rp, "keyslot")), &pbkdf);
+        if (r < 0)
+                return r;
+
+        /* wrapped_vmk as the old code made it. */
+        wvmk = malloc(V1_HEADER_SIZE + AEAD_OVERHEAD + VMK_SIZE);
+        if (!wvmk)
+                return -ENOMEM;
+        for (unsigned i = 0; i < 4; i++)
+                wvmk[i] = (uint8_t) (pbkdf.iterations >> (8 * i));
+        if (RAND_bytes(wvmk + 4, V1_SALT_SIZE) != 1)
+                return -EIO;
+        r = v1_password_key(password, wvmk + 4, pbkdf.iterations, &pw_key);
+        if (r < 0)
+                return r;
+        v1_aad(json_get_string(o, "volume_uuid"), json_get_string(rp, "key_id"), json_get_string(o, "vmk_id"), aad);
+        r = aead_seal(pw_key, aad, strlen(aad), vmk, VMK_SIZE, &sealed, &sealed_size);
+        if (r < 0)
+                return r;
+        memcpy(wvmk + V1_HEADER_SIZE, sealed, sealed_size);
+
+        json_object_object_del(o, "mac");
+        json_object_object_del(o, "server_recovery");
+        if (json_add_owned(o, "sealvol_version", json_object_new_int(1)) < 0 ||
+            json_add_base64(rp, "wrapped_vmk", wvmk, V1_HEADER_SIZE + sealed_size) < 0)
+                return -ENOMEM;
+        _cleanup_free_ char *text = json_format(o);
+        if (!text)
+                return -ENOMEM;
+        r = crypt_token_json_set(cd, id, text);
+        return r < 0 ? r : 0;
+}
+
+int v1_recover_vmk(const char *token_json, const char *password, uint8_t **ret_vmk) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_secure_ uint8_t *pw_key = NULL;
+        _cleanup_secure_ void *vmk = NULL;
+        _cleanup_free_ void *wvmk = NULL;
+        json_object *rp;
+        const char *b64;
+        uint32_t iterations = 0;
+        size_t n, size;
+        char aad[160];
+        int r;
+
+        if (json_parse_object(token_json, strlen(token_json), 8, &o) < 0)
+                return -EBADMSG;
+        rp = v1_recovery_protector(o);
+        b64 = rp ? json_get_string(rp, "wrapped_vmk") : NULL;
+        if (!b64 || base64_decode(b64, &wvmk, &n) < 0 || n <= V1_HEADER_SIZE)
+                return -ENODATA;
+        for (unsigned i = 0; i < 4; i++)
+                iterations |= (uint32_t) ((uint8_t *) wvmk)[i] << (8 * i);
+        r = v1_password_key(password, (uint8_t *) wvmk + 4, iterations, &pw_key);
+        if (r < 0)
+                return r;
+        v1_aad(json_get_string(o, "volume_uuid"), json_get_string(rp, "key_id"), json_get_string(o, "vmk_id"), aad);
+        r = aead_open(pw_key, aad, strlen(aad), (uint8_t *) wvmk + V1_HEADER_SIZE, n - V1_HEADER_SIZE, &vmk, &size);
+        if (r == -EBADMSG)
+                return -EPERM;
+        if (r < 0)
+                return r;
+        if (size != VMK_SIZE)
+                return -EBADMSG;
+        *ret_vmk = TAKE_PTR(vmk);
+        return 0;
 }

@@ -4,9 +4,9 @@
 # VM scenario 2, a changed boot: a server with 2 provisioned disks boots with PCR 7 extended before
 # sealvold starts (as after a firmware update). The boot completes; both volumes are reported
 # recovery-required with their Key IDs and the changed PCR (console, journal, sealvolctl status);
-# `sealvolctl recover` with the recovery password on stdin opens the server; `sealvolctl tpm reseal`
-# replaces the used password (new Key ID); the next boot, changed the same way, maps every volume
-# with nobody there.
+# `sealvolctl recover` with a disk's recovery password on stdin opens that disk only, with the server
+# recovery password every disk; `sealvolctl tpm reseal` replaces the used disk password (new Key ID);
+# the next boot, changed the same way, maps every volume with nobody there.
 #   usage: test-vm-changed-boot.sh BUILD_DIR VM_TPM_COUNT
 . "$(dirname "$0")/vm-lib.sh"
 vm_setup vm-changed-boot "$1" "$2"

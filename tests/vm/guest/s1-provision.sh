@@ -30,6 +30,8 @@ for i in $(seq 1 $N); do
 done
 mv $P/fstab.new $P/fstab
 sealvolctl status > $R/status.txt
+# The server recovery password, as an administrator would read and keep it.
+sealvolctl recovery show-server > $R/server-recovery.txt
 rm -f /var/lib/sealvol/tpm.pcap   # the next boot's capture starts empty
 sync
 finish
