@@ -15,6 +15,7 @@
 #include "bus-errors.h"
 #include "dra.h"
 #include "log.h"
+#include "pcr-floor.h"
 #include "recovery.h"
 #include "sealvold.h"
 #include "secmem.h"
@@ -121,6 +122,9 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "s", tpm2_hash_alg_to_string(m->config.pcr_bank));
         if (streq(property, "PCRs"))
                 return sd_bus_message_append(reply, "s", tpm2_pcr_mask_to_string(m->config.pcr_mask, buf, sizeof(buf)));
+        if (streq(property, "MinimumPCRs"))
+                return sd_bus_message_append(reply, "s",
+                                             tpm2_pcr_mask_to_string(m->config.pcr_min_mask, buf, sizeof(buf)));
         if (streq(property, "ChangedPCRs"))
                 return sd_bus_message_append(reply, "s",
                                              tpm2_pcr_mask_to_string(m->last_pcr_mismatch, buf, sizeof(buf)));
@@ -349,6 +353,7 @@ static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_err
 
 static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        _cleanup_free_ char *floor = NULL;
         const char *bank_name, *pcrs;
         TPMI_ALG_HASH bank = 0;
         uint32_t mask = 0;
@@ -366,6 +371,13 @@ static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *
         if (!isempty(pcrs) && tpm2_pcr_mask_from_string(pcrs, &mask) < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a PCR list (0-23, comma-separated): %s",
                                          pcrs);
+        /* Never below the floor: no PCR software can reset, the configured minimum included. */
+        r = pcr_floor_check(mask ?: m->config.pcr_mask, m->config.pcr_min_mask, &floor);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not sealing the VMK to PCR %s: %s.",
+                                         isempty(pcrs) ? "(configured)" : pcrs, floor);
         r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
@@ -832,6 +844,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Version", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("PCRBank", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("PCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MinimumPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ChangedPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("SealedPCRs", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("TPMPresent", "b", property_get_manager, 0, 0),

@@ -20,6 +20,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "openssl-util.h"
+#include "pcr-floor.h"
 #include "recovery.h"
 #include "sealvold.h"
 #include "secmem.h"
@@ -404,10 +405,15 @@ void manager_pass_end(Manager *m) {
 
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        _cleanup_free_ char *floor = NULL;
         int r;
 
         if (!m->vmk)
                 return -ENOPKG;
+        /* The bus checks this for its message; here it holds for every caller. */
+        r = pcr_floor_check(mask ?: m->config.pcr_mask, m->config.pcr_min_mask, &floor);
+        if (r < 0)
+                return log_error_errno(r, "Refusing to reseal the VMK: %s", strempty(floor));
         r = tpm_open(m, &c);
         if (r < 0)
                 return r;

@@ -293,6 +293,74 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         assert_null(strstr(log, pw));
 }
 
+static char *manager_string(Fixture *f, const char *property) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *s = NULL;
+
+        assert_true(sd_bus_get_property_string(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               property, &error, &s) >= 0);
+        return s;
+}
+
+/* Attack 7: ResealVMK to PCRs software can reset is refused before anything is sealed, with the PCR
+ * and the reason in the error; the sealed VMK stays byte for byte what it was. A selection without
+ * the configured minimum (PCR 7) is refused the same way; one above the floor is sealed. */
+static void test_reseal_floor(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *vmk = path_join(f->d->state_dir, "vmk.sealed"), *before = NULL, *after = NULL;
+        static const struct {
+                const char *pcrs, *reason;
+        } refused[] = {
+                { "23", "PCR 23 can be reset by software" },
+                { "16", "PCR 16 can be reset by software" },
+                { "16,23", "PCRs 16,23 can be reset by software" },
+                { "7,23", "PCR 23 can be reset by software" },
+                { "0", "PCR 7 is missing" },
+        };
+
+        provision_all(f);
+        before = test_read_file(vmk);
+        assert_non_null(before);
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               "ResealVMK", &error, NULL, "sst", "", refused[i].pcrs,
+                                               UINT64_C(0)) < 0);
+                if (!sd_bus_error_has_name(&error, SD_BUS_ERROR_INVALID_ARGS) ||
+                    !strstr(error.message, refused[i].reason))
+                        fail_msg("ResealVMK to %s: %s: %s", refused[i].pcrs, error.name, error.message);
+                sd_bus_error_free(&error);
+                after = test_read_file(vmk);
+                assert_non_null(after);
+                assert_string_equal(after, before);
+                after = mfree(after);
+        }
+        _cleanup_free_ char *sealed = manager_string(f, "SealedPCRs");
+        _cleanup_free_ char *minimum = manager_string(f, "MinimumPCRs");
+        assert_string_equal(sealed, "sha256:7");
+        assert_string_equal(minimum, "7");
+
+        /* sealvolctl says why, as a usage error. */
+        _cleanup_free_ char *out = NULL;
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--pcrs", "23", "tpm", "reseal"), 2);
+        assert_non_null(strstr(out, "PCR 23 can be reset by software"));
+
+        /* Above the floor: sealed, and every volume still opens from the TPM after a reboot. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
+                                       NULL, NULL, "sst", "", "0,7", UINT64_C(0)) >= 0);
+        after = test_read_file(vmk);
+        assert_non_null(after);
+        assert_string_not_equal(after, before);
+        sealed = mfree(sealed);
+        sealed = manager_string(f, "SealedPCRs");
+        assert_string_equal(sealed, "sha256:0,7");
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+}
+
 /* As nobody: status is public; every change and every secret is refused (no polkit here). */
 static int nobody_calls(Fixture *f) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -616,6 +684,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_provision_reboot_unlock_all, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_changed_pcr_recovery_reseal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reseal_floor, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unprivileged_caller, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_malformed_calls, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
