@@ -135,45 +135,38 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                                              m->vmk ? guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}) : "");
         if (streq(property, "DeviceMapper"))
                 return sd_bus_message_append(reply, "b", m->device_mapper);
-        if (IN_SET(true, streq(property, "TPMPresent"), streq(property, "TPMManufacturer"),
-                   streq(property, "TPMFirmware"), streq(property, "TPMLockout"))) {
-                /* Asked of the TPM when someone asks, never on the boot path. */
-                _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-                Tpm2Info info = {};
-                bool present = tpm2_context_new(tpm2_tcti_select(m->config.tcti), &c) >= 0 &&
-                               tpm2_get_info(c, &info) >= 0;
+        /* From what the daemon last saw (sealvold-tpm.c): a Get never reaches the TPM nor reads a file. */
+        if (streq(property, "TPMPresent"))
+                return sd_bus_message_append(reply, "b", m->tpm.present);
+        if (streq(property, "TPMManufacturer")) {
+                const Tpm2Info *info = &m->tpm.info;
 
-                if (streq(property, "TPMPresent"))
-                        return sd_bus_message_append(reply, "b", present);
-                if (streq(property, "TPMLockout")) {
-                        /* The dictionary-attack state: failed authorisations so far, the limit, and
-                         * whether the TPM refuses until it recovers. The VMK is sealed noDA, so a
-                         * lockout does not stop unlocking, but it is worth an operator's look. */
-                        uint32_t counter = 0, max_tries = 0;
-                        bool in_lockout = false;
-
-                        if (present)
-                                (void) tpm2_get_lockout_info(c, &counter, &max_tries, &in_lockout);
-                        return sd_bus_message_append(reply, "(uub)", counter, max_tries, in_lockout);
-                }
-                if (streq(property, "TPMManufacturer")) {
-                        snprintf(buf, sizeof(buf), "%s%s%s", info.manufacturer, info.vendor[0] ? " " : "",
-                                 info.vendor);
-                        return sd_bus_message_append(reply, "s", buf);
-                }
-                snprintf(buf, sizeof(buf), "%u.%u.%u.%u", info.firmware[0] >> 16, info.firmware[0] & 0xffff,
-                         info.firmware[1] >> 16, info.firmware[1] & 0xffff);
-                return sd_bus_message_append(reply, "s", present ? buf : "");
+                snprintf(buf, sizeof(buf), "%s%s%s", info->manufacturer, info->vendor[0] ? " " : "", info->vendor);
+                return sd_bus_message_append(reply, "s", buf);
         }
+        if (streq(property, "TPMFirmware")) {
+                const uint32_t *fw = m->tpm.info.firmware;
+
+                if (!m->tpm.present)
+                        return sd_bus_message_append(reply, "s", "");
+                snprintf(buf, sizeof(buf), "%u.%u.%u.%u", fw[0] >> 16, fw[0] & 0xffff, fw[1] >> 16,
+                         fw[1] & 0xffff);
+                return sd_bus_message_append(reply, "s", buf);
+        }
+        if (streq(property, "TPMLockout"))
+                /* The dictionary-attack state: failed authorisations so far, the limit, and whether the
+                 * TPM refuses until it recovers. The VMK is sealed noDA, so a lockout does not stop
+                 * unlocking, but it is worth an operator's look. */
+                return sd_bus_message_append(reply, "(uub)", m->tpm.lockout_counter, m->tpm.lockout_max,
+                                             m->tpm.in_lockout);
         if (streq(property, "SealedPCRs")) {
                 /* What the VMK is sealed to now, from its blob (the configuration is for new seals). */
-                VmkBlob blob;
                 char pcrs[96];
 
-                if (vmk_blob_read(m->vmk_path, &blob) < 0)
+                if (m->sealed_bank == 0)
                         return sd_bus_message_append(reply, "s", "");
-                snprintf(buf, sizeof(buf), "%s:%s", tpm2_hash_alg_to_string(blob.pcrs.bank),
-                         tpm2_pcr_mask_to_string(blob.pcrs.mask, pcrs, sizeof(pcrs)));
+                snprintf(buf, sizeof(buf), "%s:%s", strempty(tpm2_hash_alg_to_string(m->sealed_bank)),
+                         tpm2_pcr_mask_to_string(m->sealed_mask, pcrs, sizeof(pcrs)));
                 return sd_bus_message_append(reply, "s", buf);
         }
         if (streq(property, "DRAFingerprint")) {
@@ -846,11 +839,11 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("PCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("MinimumPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ChangedPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("SealedPCRs", "s", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("TPMPresent", "b", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("TPMManufacturer", "s", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("TPMFirmware", "s", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("TPMLockout", "(uub)", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("SealedPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TPMPresent", "b", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TPMManufacturer", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TPMFirmware", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TPMLockout", "(uub)", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKAvailable", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),

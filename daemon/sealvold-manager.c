@@ -322,6 +322,8 @@ int manager_new(const char *config_path, Manager **ret) {
 
         manager_sweep_temporaries(m);
         (void) manager_load_vmk_escrow(m);
+        /* SealedPCRs from here on, without the file being read for every Get. */
+        manager_sealed_refresh(m, NULL);
 
         r = registry_load(m);
         if (r < 0)
@@ -406,6 +408,7 @@ void manager_pass_end(Manager *m) {
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
         _cleanup_free_ char *floor = NULL;
+        VmkBlob blob;
         int r;
 
         if (!m->vmk)
@@ -418,10 +421,13 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         if (r < 0)
                 return r;
         r = vmk_seal_to_file(c, m->vmk, &m->vmk_id, bank ?: m->config.pcr_bank, mask ?: m->config.pcr_mask,
-                             m->vmk_path, NULL);
+                             m->vmk_path, &blob);
         if (r < 0)
                 return log_error_errno(r, "Failed to reseal the VMK: %m");
         m->last_pcr_mismatch = 0;
+        /* What the bus shows follows at once; the TPM is at hand for its lockout state too. */
+        manager_sealed_refresh(m, &blob);
+        manager_tpm_refresh(m, c);
 
         /* Now the passwords used during the recovery can be replaced safely. */
         manager_rotate_used_passwords(m);

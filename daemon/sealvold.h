@@ -75,6 +75,15 @@ typedef struct ManagedVolume {
 
 typedef struct PolkitQuery PolkitQuery;
 
+/* The TPM as the daemon last saw it (sealvold-tpm.c): its identity, asked once, and its
+ * dictionary-attack state, asked at start and whenever the daemon talks to it anyway. */
+typedef struct TpmStatus {
+        bool present; /* it answered: info is its identity */
+        Tpm2Info info;
+        uint32_t lockout_counter, lockout_max;
+        bool in_lockout;
+} TpmStatus;
+
 struct Manager {
         Config config;
         char *config_path;
@@ -92,6 +101,11 @@ struct Manager {
         uint8_t *vmk;
         Guid vmk_id;
         uint32_t last_pcr_mismatch;
+        /* What the bus shows of the TPM and of vmk.sealed (bank 0: no readable blob): property reads
+         * never reach the TPM (sealvold-tpm.c). */
+        TpmStatus tpm;
+        TPMI_ALG_HASH sealed_bank;
+        uint32_t sealed_mask;
         /* A pass over many volumes (the boot, UnlockAll) asks the TPM once: within it, a failed
          * unseal is the answer for every volume (manager_pass_begin()). */
         unsigned pass_depth;
@@ -180,6 +194,17 @@ int registry_add(Manager *m, const char *uuid, const char *device);
 /* sealvold-boot.c: finds this server's volumes (registry and block devices), opens them, waits a
  * bounded time for missing registered disks, then sends READY=1; opens hot-plugged disks later. */
 int manager_boot(Manager *m, bool unlock);
+
+/* sealvold-tpm.c: the TPM properties, cached. At start (after the boot's unlock): the TPM's identity
+ * and dictionary-attack state from one connection, the sealed selection, and a watch that reads it
+ * again whenever vmk.sealed is replaced. */
+int manager_tpm_start(Manager *m);
+/* Asks the TPM through c (NULL: a connection of its own) for its identity, the first time it
+ * answers, and for its dictionary-attack state; emits what changed. */
+void manager_tpm_refresh(Manager *m, Tpm2Context *c);
+/* The sealed selection from b (a blob just sealed or unsealed) or, with NULL, from vmk.sealed; emits
+ * SealedPCRs when it changed, and warns of a blob sealed below the PCR floor. */
+void manager_sealed_refresh(Manager *m, const VmkBlob *b);
 
 /* sealvold-escrow.c */
 typedef struct EscrowContext {
