@@ -61,6 +61,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_unref(m->escrow_timer);
         sd_event_source_unref(m->boot_timer);
         sd_device_monitor_unref(m->device_monitor);
+        manager_refused_clear(m);
         free(m->machine_id);
         for (size_t i = 0; i < m->n_volumes; i++)
                 managed_volume_free(m->volumes[i]);

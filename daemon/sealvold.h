@@ -27,6 +27,7 @@
 #define DEVICE_PATH_MAX 4096u
 #define POLKIT_QUERIES_MAX 256u
 #define INPLACE_JOBS_MAX 16u
+#define REFUSED_DEVICES_MAX 64u
 
 typedef enum VolumeState {
         VOLUME_LOCKED,
@@ -74,6 +75,14 @@ typedef struct ManagedVolume {
 } ManagedVolume;
 
 typedef struct PolkitQuery PolkitQuery;
+
+/* A block device that carries the UUID of a volume of this server and is not taken for it
+ * (sealvold-boot.c): never opened, never registered, listed on the bus while it is there. */
+typedef struct RefusedDevice {
+        char *device;
+        char uuid[VOLUME_UUID_STRING_MAX];
+        char *reason;
+} RefusedDevice;
 
 /* The TPM as the daemon last saw it (sealvold-tpm.c): its identity, asked once, and its
  * dictionary-attack state, asked at start and whenever the daemon talks to it anyway. */
@@ -130,6 +139,8 @@ struct Manager {
         sd_device_monitor *device_monitor;
         sd_event_source *boot_timer;
         bool boot_ready;
+        RefusedDevice refused[REFUSED_DEVICES_MAX];
+        size_t n_refused;
 };
 
 int manager_new(const char *config_path, Manager **ret);
@@ -194,6 +205,7 @@ int registry_add(Manager *m, const char *uuid, const char *device);
 /* sealvold-boot.c: finds this server's volumes (registry and block devices), opens them, waits a
  * bounded time for missing registered disks, then sends READY=1; opens hot-plugged disks later. */
 int manager_boot(Manager *m, bool unlock);
+void manager_refused_clear(Manager *m);
 
 /* sealvold-tpm.c: the TPM properties, cached. At start (after the boot's unlock): the TPM's identity
  * and dictionary-attack state from one connection, the sealed selection, and a watch that reads it
