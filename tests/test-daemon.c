@@ -495,14 +495,15 @@ static void test_status_costs_no_tpm_command(void **state) {
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         TpmCount start, before, after;
         char histogram[512];
-        int status;
+        int status, r;
         pid_t pid;
 
-        assert_int_equal(tpm_count_read(capture, &start), 0);
-        print_message("start without a VMK: %u TPM commands (%s)\n", start.commands,
-                      tpm_count_format(&start, histogram, sizeof(histogram)));
-        assert_int_equal(start.commands, 2);
-        assert_int_equal(tpm_count_of(&start, TPM2_CC_GetCapability), 2);
+        /* What the start asked (no capture at all: nothing), checked below. */
+        r = tpm_count_read(capture, &start);
+        if (r == -ENOENT)
+                start = (TpmCount) {};
+        else
+                assert_int_equal(r, 0);
 
         /* The first seal writes vmk.sealed: SealedPCRs knows it without a restart. */
         provision_all(f);
@@ -526,6 +527,12 @@ static void test_status_costs_no_tpm_command(void **state) {
                 fail_msg("reading the status cost the TPM %u commands and %u connections (%s)",
                          after.commands - before.commands, after.sections - before.sections,
                          tpm_count_format(&after, histogram, sizeof(histogram)));
+
+        /* Instead, the start asked once: the TPM's identity and its lockout state. */
+        print_message("start without a VMK: %u TPM commands (%s)\n", start.commands,
+                      tpm_count_format(&start, histogram, sizeof(histogram)));
+        assert_int_equal(start.commands, 2);
+        assert_int_equal(tpm_count_of(&start, TPM2_CC_GetCapability), 2);
 
         /* The flags are honest: a reseal and a file put back by hand are signalled. */
         blob = test_read_file(vmk);
