@@ -196,6 +196,15 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 X509_free(cert);
                 return sd_bus_message_append(reply, "b", encrypted);
         }
+        if (streq(property, "RefusedDevices")) {
+                /* Devices that carry a volume's UUID and are not taken for it (sealvold-boot.c). */
+                int r = sd_bus_message_open_container(reply, 'a', "(sss)");
+
+                for (size_t i = 0; r >= 0 && i < m->n_refused; i++)
+                        r = sd_bus_message_append(reply, "(sss)", m->refused[i].device, m->refused[i].uuid,
+                                                  m->refused[i].reason);
+                return r < 0 ? r : sd_bus_message_close_container(reply);
+        }
         if (streq(property, "VolumeCount"))
                 return sd_bus_message_append(reply, "u", (uint32_t) m->n_volumes);
         if (streq(property, "RecoveryRequiredCount")) {
@@ -205,28 +214,6 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "u", n);
         }
         return -ENOENT;
-}
-
-/* Devices that carry a volume's UUID and are not taken for it (sealvold-boot.c): device, the volume's
- * UUID, why. */
-static int property_get_refused_devices(sd_bus *bus, const char *path, const char *interface,
-                                        const char *property, sd_bus_message *reply, void *userdata,
-                                        sd_bus_error *error) {
-        Manager *m = userdata;
-        int r;
-
-        (void) bus;
-        (void) path;
-        (void) interface;
-        (void) property;
-        (void) error;
-        r = sd_bus_message_open_container(reply, 'a', "(sss)");
-        for (size_t i = 0; r >= 0 && i < m->n_refused; i++)
-                r = sd_bus_message_append(reply, "(sss)", m->refused[i].device, m->refused[i].uuid,
-                                          m->refused[i].reason);
-        if (r < 0)
-                return r;
-        return sd_bus_message_close_container(reply);
 }
 
 /* ---- Manager methods ---------------------------------------------------------------------------- */
@@ -876,8 +863,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("VMKEscrow", "a(ssbtss)", property_get_vmk_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("VolumeCount", "u", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("RecoveryRequiredCount", "u", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("RefusedDevices", "a(sss)", property_get_refused_devices, 0,
-                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("RefusedDevices", "a(sss)", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("ListVolumes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssso)", volumes), method_list_volumes,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetVolume", SD_BUS_ARGS("s", uuid), SD_BUS_RESULT("o", volume), method_get_volume,

@@ -318,6 +318,13 @@ static void write_registry(Fixture *f, const char *uuid, const char *device) {
         assert_int_equal(write_file_atomic(reg, line, strlen(line), 0600), 0);
 }
 
+/* A reboot with the registry naming device for uuid (and with the disks attached meanwhile). */
+static void reboot_with_registry(Fixture *f, const char *uuid, const char *device) {
+        write_registry(f, uuid, device);
+        must_start(f, daemon_fixture_reboot(f->d));
+        reconnect(f);
+}
+
 static char *volume_string(Fixture *f, const char *uuid, const char *property) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ char *path = NULL;
@@ -415,9 +422,7 @@ static void test_move_followed_when_path_gone(void **state) {
         _cleanup_free_ char *uuid = provision(f), *reg = NULL, *device = NULL, *st = NULL;
 
         assert_int_equal(daemon_fixture_stop(f->d), 0);
-        write_registry(f, uuid, "/dev/sealvol-test-gone");
-        must_start(f, daemon_fixture_reboot(f->d));
-        reconnect(f);
+        reboot_with_registry(f, uuid, "/dev/sealvol-test-gone");
         st = volume_state(f, uuid);
         assert_string_equal(st, "verified");
         reg = registered_device(f, uuid);
@@ -436,9 +441,7 @@ static void test_two_carriers_neither_taken(void **state) {
 
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         attach_second(f, /* copy= */ true);
-        write_registry(f, uuid, "/dev/sealvol-test-gone");
-        must_start(f, daemon_fixture_reboot(f->d));
-        reconnect(f);
+        reboot_with_registry(f, uuid, "/dev/sealvol-test-gone");
         st = volume_state(f, uuid);
         assert_string_equal(st, "unavailable");
         reg = registered_device(f, uuid);
@@ -455,9 +458,7 @@ static void test_no_move_without_operator(void **state) {
 
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         attach_second(f, /* copy= */ false);
-        write_registry(f, uuid, f->second_path);
-        must_start(f, daemon_fixture_reboot(f->d));
-        reconnect(f);
+        reboot_with_registry(f, uuid, f->second_path);
         st = volume_state(f, uuid);
         assert_string_equal(st, "unavailable");
         reg = registered_device(f, uuid);
@@ -465,9 +466,7 @@ static void test_no_move_without_operator(void **state) {
         assert_true(refused(f, f->loop_path, uuid, "holds something else"));
 
         assert_int_equal(daemon_fixture_stop(f->d), 0);
-        write_registry(f, uuid, "/dev/disk/by-id/sealvol-test-gone");
-        must_start(f, daemon_fixture_reboot(f->d));
-        reconnect(f);
+        reboot_with_registry(f, uuid, "/dev/disk/by-id/sealvol-test-gone");
         reg = mfree(reg);
         reg = registered_device(f, uuid);
         assert_string_equal(reg, "/dev/disk/by-id/sealvol-test-gone");

@@ -362,6 +362,24 @@ static void test_reseal_floor(void **state) {
                 assert_state(f, i, "verified");
 }
 
+/* Runs calls(f) in a child that dropped to nobody, which must return 0 (a bit per failure else). */
+static void as_nobody(Fixture *f, int (*calls)(Fixture *f)) {
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
+                        _exit(101);
+                _exit(calls(f));
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* The daemon's TPM through the pcap TCTI, so that its commands can be counted (tpm-count.h): the
  * environment is the daemon's (SEALVOL_TCTI wins over the configuration), set for this test only. */
 static int setup_counted(void **state) {
@@ -392,7 +410,7 @@ static int teardown_counted(void **state) {
 
 /* Reads the TPM properties of the manager as an unprivileged caller, with GetAll and with a Get of
  * each, and checks what they say: a bit per failure, 0 if all is well. */
-static int nobody_reads_tpm_status(void) {
+static int nobody_reads_tpm_status(Fixture *f) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL, *m = NULL;
         char *manufacturer = NULL, *firmware = NULL, *sealed = NULL;
@@ -401,6 +419,7 @@ static int nobody_reads_tpm_status(void) {
         bool seen_manufacturer = false;
         sd_bus *bus = NULL;
 
+        (void) f;
         if (sd_bus_open_system(&bus) < 0)
                 return 1;
         r = sd_bus_call_method(bus, "org.sealvol1", "/org/sealvol1", "org.freedesktop.DBus.Properties", "GetAll",
@@ -495,8 +514,7 @@ static void test_status_costs_no_tpm_command(void **state) {
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         TpmCount start, before, after;
         char histogram[512];
-        int status, r;
-        pid_t pid;
+        int r;
 
         /* What the start asked (no capture at all: nothing), checked below. */
         r = tpm_count_read(capture, &start);
@@ -511,17 +529,7 @@ static void test_status_costs_no_tpm_command(void **state) {
         assert_string_equal(sealed, "sha256:7");
 
         assert_int_equal(tpm_count_read(capture, &before), 0);
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
-                        _exit(1);
-                _exit(nobody_reads_tpm_status());
-        }
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), 0);
+        as_nobody(f, nobody_reads_tpm_status);
         assert_int_equal(tpm_count_read(capture, &after), 0);
         if (after.commands != before.commands || after.sections != before.sections)
                 fail_msg("reading the status cost the TPM %u commands and %u connections (%s)",
@@ -602,21 +610,9 @@ static int nobody_calls(Fixture *f) {
 
 static void test_unprivileged_caller(void **state) {
         Fixture *f = *state;
-        int status;
-        pid_t pid;
 
         provision_all(f);
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
-                        _exit(101);
-                _exit(nobody_calls(f));
-        }
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), 0);
+        as_nobody(f, nobody_calls);
 }
 
 static void test_malformed_calls(void **state) {
