@@ -128,7 +128,9 @@ int manager_tpm_start(Manager *m) {
                                      "ignoring: %m", m->state_dir);
         /* What the file says now: the start read it before, but something may have replaced it since. */
         manager_sealed_refresh(m, NULL);
-        /* Once, with a connection of its own: the boot's unseal holds no connection after it is done. */
-        manager_tpm_refresh(m, NULL);
+        /* Once, with a connection of its own, unless whoever talked to the TPM before (the boot's
+         * unseal, should it pass its connection to manager_tpm_refresh()) asked already. */
+        if (!m->tpm.present)
+                manager_tpm_refresh(m, NULL);
         return 0;
 }
