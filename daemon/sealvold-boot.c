@@ -497,7 +497,7 @@ int manager_boot(Manager *m, bool unlock) {
                         log_warning_errno(r, "Failed to scan block devices, only registered volumes are opened: %m");
         }
         if (!unlock) {
-                (void) manager_tpm_start(m);
+                manager_tpm_start(m);
                 m->boot_ready = true; /* nothing to wait for */
                 (void) sd_notifyf(false, "READY=1\nSTATUS=%zu volumes, not unlocked (--no-unlock)", m->n_volumes);
                 return 0;
@@ -518,7 +518,7 @@ int manager_boot(Manager *m, bool unlock) {
         manager_pass_end(m);
         /* What the status properties show of the TPM, asked once now that the volumes are open: two
          * commands, before READY=1 so that every start costs the TPM the same. */
-        (void) manager_tpm_start(m);
+        manager_tpm_start(m);
 
         if (count_state(m, VOLUME_UNAVAILABLE) == 0 || m->config.boot_device_timeout_sec == 0 || !m->device_monitor) {
                 boot_ready(m);

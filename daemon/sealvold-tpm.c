@@ -119,7 +119,7 @@ static int watch_state_dir(Manager *m) {
         return sd_event_source_set_floating(s, true);
 }
 
-int manager_tpm_start(Manager *m) {
+void manager_tpm_start(Manager *m) {
         int r;
 
         r = watch_state_dir(m);
@@ -132,5 +132,4 @@ int manager_tpm_start(Manager *m) {
          * unseal, should it pass its connection to manager_tpm_refresh()) asked already. */
         if (!m->tpm.present)
                 manager_tpm_refresh(m, NULL);
-        return 0;
 }

@@ -77,7 +77,7 @@ typedef struct ManagedVolume {
 typedef struct PolkitQuery PolkitQuery;
 
 /* A block device that carries the UUID of a volume of this server and is not taken for it
- * (sealvold-boot.c): never opened, never registered, listed on the bus while it is there. */
+ * (sealvold-boot.c): never opened, never registered, listed on the bus until it is unplugged. */
 typedef struct RefusedDevice {
         char *device;
         char uuid[VOLUME_UUID_STRING_MAX];
@@ -205,12 +205,13 @@ int registry_add(Manager *m, const char *uuid, const char *device);
 /* sealvold-boot.c: finds this server's volumes (registry and block devices), opens them, waits a
  * bounded time for missing registered disks, then sends READY=1; opens hot-plugged disks later. */
 int manager_boot(Manager *m, bool unlock);
+/* Forgets the refused devices (at exit). */
 void manager_refused_clear(Manager *m);
 
 /* sealvold-tpm.c: the TPM properties, cached. At start (after the boot's unlock): the TPM's identity
  * and dictionary-attack state from one connection, the sealed selection, and a watch that reads it
  * again whenever vmk.sealed is replaced. */
-int manager_tpm_start(Manager *m);
+void manager_tpm_start(Manager *m);
 /* Asks the TPM through c (NULL: a connection of its own) for its identity, the first time it
  * answers, and for its dictionary-attack state; emits what changed. */
 void manager_tpm_refresh(Manager *m, Tpm2Context *c);
