@@ -205,6 +205,44 @@ static unsigned print_escrow(sd_bus *bus, const char *path) {
         return print_escrow_property(bus, path, VOLUME_IFACE, "Escrow", "    escrow:");
 }
 
+/* The devices the daemon refuses to take for a volume (RefusedDevices): for people, every one (uuid
+ * NULL) under a heading; for tools, those of one volume as a field of its object. */
+static void print_refused(sd_bus *bus, const char *uuid) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *device, *u, *why;
+        bool first = true;
+        int r;
+
+        r = sd_bus_get_property(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "RefusedDevices", &error, &reply,
+                                "a(sss)");
+        sd_bus_error_free(&error);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(sss)");
+        if (arg_json)
+                printf(",\"refused_devices\":[");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sss)", &device, &u, &why)) > 0) {
+                if (arg_json) {
+                        if (!streq(u, uuid))
+                                continue;
+                        printf("%s{\"device\":", first ? "" : ",");
+                        json_string(device);
+                        printf(",\"reason\":");
+                        json_string(why);
+                        printf("}");
+                } else {
+                        if (first)
+                                printf("Refused devices (they carry a volume's UUID; not opened, not "
+                                       "registered):\n");
+                        printf("  %s  volume %s: %s\n", device, u, why);
+                }
+                first = false;
+        }
+        if (arg_json)
+                printf("]");
+        sd_bus_message_unref(reply);
+}
+
 static int verb_status(sd_bus *bus, bool summary) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
@@ -251,6 +289,7 @@ static int verb_status(sd_bus *bus, bool summary) {
                 /* The VMK export exists only with a DRA certificate. */
                 if (encrypted)
                         (void) print_escrow_property(bus, MANAGER_PATH, MANAGER_IFACE, "VMKEscrow", "VMK export escrow:");
+                print_refused(bus, NULL);
                 printf("\n");
                 free(bank);
                 free(pcrs);
@@ -282,6 +321,7 @@ static int verb_status(sd_bus *bus, bool summary) {
                         printf(",\"object\":");
                         json_string(path);
                         (void) print_escrow(bus, path);
+                        print_refused(bus, uuid);
                         printf("}");
                 } else {
                         /* Operators look a key up by the first 8 hex digits of its Key ID. */

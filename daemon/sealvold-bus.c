@@ -15,6 +15,7 @@
 #include "bus-errors.h"
 #include "dra.h"
 #include "log.h"
+#include "pcr-floor.h"
 #include "recovery.h"
 #include "sealvold.h"
 #include "secmem.h"
@@ -121,6 +122,9 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "s", tpm2_hash_alg_to_string(m->config.pcr_bank));
         if (streq(property, "PCRs"))
                 return sd_bus_message_append(reply, "s", tpm2_pcr_mask_to_string(m->config.pcr_mask, buf, sizeof(buf)));
+        if (streq(property, "MinimumPCRs"))
+                return sd_bus_message_append(reply, "s",
+                                             tpm2_pcr_mask_to_string(m->config.pcr_min_mask, buf, sizeof(buf)));
         if (streq(property, "ChangedPCRs"))
                 return sd_bus_message_append(reply, "s",
                                              tpm2_pcr_mask_to_string(m->last_pcr_mismatch, buf, sizeof(buf)));
@@ -136,45 +140,38 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                                                      "");
         if (streq(property, "DeviceMapper"))
                 return sd_bus_message_append(reply, "b", m->device_mapper);
-        if (IN_SET(true, streq(property, "TPMPresent"), streq(property, "TPMManufacturer"),
-                   streq(property, "TPMFirmware"), streq(property, "TPMLockout"))) {
-                /* Asked of the TPM when someone asks, never on the boot path. */
-                _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-                Tpm2Info info = {};
-                bool present = tpm2_context_new(tpm2_tcti_select(m->config.tcti), &c) >= 0 &&
-                               tpm2_get_info(c, &info) >= 0;
+        /* From what the daemon last saw (sealvold-tpm.c): a Get never reaches the TPM nor reads a file. */
+        if (streq(property, "TPMPresent"))
+                return sd_bus_message_append(reply, "b", m->tpm.present);
+        if (streq(property, "TPMManufacturer")) {
+                const Tpm2Info *info = &m->tpm.info;
 
-                if (streq(property, "TPMPresent"))
-                        return sd_bus_message_append(reply, "b", present);
-                if (streq(property, "TPMLockout")) {
-                        /* The dictionary-attack state: failed authorisations so far, the limit, and
-                         * whether the TPM refuses until it recovers. The VMK is sealed noDA, so a
-                         * lockout does not stop unlocking, but it is worth an operator's look. */
-                        uint32_t counter = 0, max_tries = 0;
-                        bool in_lockout = false;
-
-                        if (present)
-                                (void) tpm2_get_lockout_info(c, &counter, &max_tries, &in_lockout);
-                        return sd_bus_message_append(reply, "(uub)", counter, max_tries, in_lockout);
-                }
-                if (streq(property, "TPMManufacturer")) {
-                        snprintf(buf, sizeof(buf), "%s%s%s", info.manufacturer, info.vendor[0] ? " " : "",
-                                 info.vendor);
-                        return sd_bus_message_append(reply, "s", buf);
-                }
-                snprintf(buf, sizeof(buf), "%u.%u.%u.%u", info.firmware[0] >> 16, info.firmware[0] & 0xffff,
-                         info.firmware[1] >> 16, info.firmware[1] & 0xffff);
-                return sd_bus_message_append(reply, "s", present ? buf : "");
+                snprintf(buf, sizeof(buf), "%s%s%s", info->manufacturer, info->vendor[0] ? " " : "", info->vendor);
+                return sd_bus_message_append(reply, "s", buf);
         }
+        if (streq(property, "TPMFirmware")) {
+                const uint32_t *fw = m->tpm.info.firmware;
+
+                if (!m->tpm.present)
+                        return sd_bus_message_append(reply, "s", "");
+                snprintf(buf, sizeof(buf), "%u.%u.%u.%u", fw[0] >> 16, fw[0] & 0xffff, fw[1] >> 16,
+                         fw[1] & 0xffff);
+                return sd_bus_message_append(reply, "s", buf);
+        }
+        if (streq(property, "TPMLockout"))
+                /* The dictionary-attack state: failed authorisations so far, the limit, and whether the
+                 * TPM refuses until it recovers. The VMK is sealed noDA, so a lockout does not stop
+                 * unlocking, but it is worth an operator's look. */
+                return sd_bus_message_append(reply, "(uub)", m->tpm.lockout_counter, m->tpm.lockout_max,
+                                             m->tpm.in_lockout);
         if (streq(property, "SealedPCRs")) {
                 /* What the VMK is sealed to now, from its blob (the configuration is for new seals). */
-                VmkBlob blob;
                 char pcrs[96];
 
-                if (vmk_blob_read(m->vmk_path, &blob) < 0)
+                if (m->sealed_bank == 0)
                         return sd_bus_message_append(reply, "s", "");
-                snprintf(buf, sizeof(buf), "%s:%s", tpm2_hash_alg_to_string(blob.pcrs.bank),
-                         tpm2_pcr_mask_to_string(blob.pcrs.mask, pcrs, sizeof(pcrs)));
+                snprintf(buf, sizeof(buf), "%s:%s", strempty(tpm2_hash_alg_to_string(m->sealed_bank)),
+                         tpm2_pcr_mask_to_string(m->sealed_mask, pcrs, sizeof(pcrs)));
                 return sd_bus_message_append(reply, "s", buf);
         }
         if (streq(property, "DRAFingerprint")) {
@@ -203,6 +200,15 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
 
                 X509_free(cert);
                 return sd_bus_message_append(reply, "b", encrypted);
+        }
+        if (streq(property, "RefusedDevices")) {
+                /* Devices that carry a volume's UUID and are not taken for it (sealvold-boot.c). */
+                int r = sd_bus_message_open_container(reply, 'a', "(sss)");
+
+                for (size_t i = 0; r >= 0 && i < m->n_refused; i++)
+                        r = sd_bus_message_append(reply, "(sss)", m->refused[i].device, m->refused[i].uuid,
+                                                  m->refused[i].reason);
+                return r < 0 ? r : sd_bus_message_close_container(reply);
         }
         if (streq(property, "VolumeCount"))
                 return sd_bus_message_append(reply, "u", (uint32_t) m->n_volumes);
@@ -354,6 +360,7 @@ static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_err
 
 static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        _cleanup_free_ char *floor = NULL;
         const char *bank_name, *pcrs;
         TPMI_ALG_HASH bank = 0;
         uint32_t mask = 0;
@@ -371,6 +378,13 @@ static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *
         if (!isempty(pcrs) && tpm2_pcr_mask_from_string(pcrs, &mask) < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a PCR list (0-23, comma-separated): %s",
                                          pcrs);
+        /* Never below the floor: no PCR software can reset, the configured minimum included. */
+        r = pcr_floor_check(mask ?: m->config.pcr_mask, m->config.pcr_min_mask, &floor);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not sealing the VMK to PCR %s: %s.",
+                                         isempty(pcrs) ? "(configured)" : pcrs, floor);
         r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
@@ -964,12 +978,13 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Version", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("PCRBank", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("PCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MinimumPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ChangedPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("SealedPCRs", "s", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("TPMPresent", "b", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("TPMManufacturer", "s", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("TPMFirmware", "s", property_get_manager, 0, 0),
-        SD_BUS_PROPERTY("TPMLockout", "(uub)", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("SealedPCRs", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TPMPresent", "b", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TPMManufacturer", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TPMFirmware", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TPMLockout", "(uub)", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKAvailable", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),
@@ -981,6 +996,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("VMKEscrow", "a(ssbtss)", property_get_vmk_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("VolumeCount", "u", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("RecoveryRequiredCount", "u", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("RefusedDevices", "a(sss)", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("ListVolumes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssso)", volumes), method_list_volumes,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetVolume", SD_BUS_ARGS("s", uuid), SD_BUS_RESULT("o", volume), method_get_volume,
@@ -1017,7 +1033,7 @@ static const sd_bus_vtable manager_vtable[] = {
 static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("UUID", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Device", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Device", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MappedName", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("StateReason", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

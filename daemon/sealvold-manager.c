@@ -20,6 +20,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "openssl-util.h"
+#include "pcr-floor.h"
 #include "recovery.h"
 #include "sealvold.h"
 #include "secmem.h"
@@ -61,6 +62,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_unref(m->escrow_timer);
         sd_event_source_unref(m->boot_timer);
         sd_device_monitor_unref(m->device_monitor);
+        manager_refused_clear(m);
         free(m->machine_id);
         for (size_t i = 0; i < m->n_volumes; i++)
                 managed_volume_free(m->volumes[i]);
@@ -330,6 +332,8 @@ int manager_new(const char *config_path, Manager **ret) {
         (void) manager_load_vmk_escrow(m);
         (void) manager_load_server_recovery(m);
         m->rotation_due = access(m->rotation_due_path, F_OK) >= 0;
+        /* SealedPCRs from here on, without the file being read for every Get. */
+        manager_sealed_refresh(m, NULL);
 
         r = registry_load(m);
         if (r < 0)
@@ -398,6 +402,9 @@ static int vmk_load(Manager *m, bool create) {
         m->blob = blob;
         m->have_blob = true;
         m->last_pcr_mismatch = 0;
+        /* What the bus shows follows, and the TPM's state is asked on this connection, not another. */
+        manager_sealed_refresh(m, &blob);
+        manager_tpm_refresh(m, c);
         /* The server-scoped way back in exists from the VMK's first day. */
         (void) manager_ensure_server_recovery(m);
         return 0;
@@ -482,11 +489,16 @@ void manager_pass_end(Manager *m) {
 
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        _cleanup_free_ char *floor = NULL;
         VmkBlob blob;
         int r;
 
         if (!m->vmk)
                 return -ENOPKG;
+        /* The bus checks this for its message; here it holds for every caller. */
+        r = pcr_floor_check(mask ?: m->config.pcr_mask, m->config.pcr_min_mask, &floor);
+        if (r < 0)
+                return log_error_errno(r, "Refusing to reseal the VMK: %s", strempty(floor));
         r = tpm_open(m, &c);
         if (r < 0)
                 return r;
@@ -502,6 +514,9 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         m->blob = blob;
         m->have_blob = true;
         m->last_pcr_mismatch = 0;
+        /* What the bus shows follows at once; the TPM is at hand for its lockout state too. */
+        manager_sealed_refresh(m, &blob);
+        manager_tpm_refresh(m, c);
 
         /* Now the passwords used during the recovery can be replaced safely. */
         manager_rotate_used_passwords(m);
@@ -1269,7 +1284,11 @@ static int replace_tpm(Manager *m, const char *credential, char **ret_record) {
         m->blob = blob;
         m->have_blob = true;
         m->last_pcr_mismatch = 0;
-        (void) tpm2_get_info(c, &info);
+        /* Another TPM: its identity is asked again, on this connection. */
+        m->tpm.present = false;
+        manager_sealed_refresh(m, &blob);
+        manager_tpm_refresh(m, c);
+        info = m->tpm.info;
         r = tpm_replacement_record(m, have_old ? &old.sealed.srk_name : NULL, &blob.sealed.srk_name, &info,
                                    credential, ret_record);
         if (r < 0)

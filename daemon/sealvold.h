@@ -28,6 +28,7 @@
 #define DEVICE_PATH_MAX 4096u
 #define POLKIT_QUERIES_MAX 256u
 #define INPLACE_JOBS_MAX 16u
+#define REFUSED_DEVICES_MAX 64u
 
 typedef enum VolumeState {
         VOLUME_LOCKED,
@@ -77,6 +78,23 @@ typedef struct ManagedVolume {
 
 typedef struct PolkitQuery PolkitQuery;
 
+/* A block device that carries the UUID of a volume of this server and is not taken for it
+ * (sealvold-boot.c): never opened, never registered, listed on the bus until it is unplugged. */
+typedef struct RefusedDevice {
+        char *device;
+        char uuid[VOLUME_UUID_STRING_MAX];
+        char *reason;
+} RefusedDevice;
+
+/* The TPM as the daemon last saw it (sealvold-tpm.c): its identity, asked once, and its
+ * dictionary-attack state, asked at start and whenever the daemon talks to it anyway. */
+typedef struct TpmStatus {
+        bool present; /* it answered: info is its identity */
+        Tpm2Info info;
+        uint32_t lockout_counter, lockout_max;
+        bool in_lockout;
+} TpmStatus;
+
 struct Manager {
         Config config;
         char *config_path;
@@ -110,6 +128,11 @@ struct Manager {
         char *rotation_due_path;
         bool rotation_due;
         uint32_t last_pcr_mismatch;
+        /* What the bus shows of the TPM and of vmk.sealed (bank 0: no readable blob): property reads
+         * never reach the TPM (sealvold-tpm.c). */
+        TpmStatus tpm;
+        TPMI_ALG_HASH sealed_bank;
+        uint32_t sealed_mask;
         /* A pass over many volumes (the boot, UnlockAll) asks the TPM once: within it, a failed
          * unseal is the answer for every volume (manager_pass_begin()). */
         unsigned pass_depth;
@@ -134,6 +157,8 @@ struct Manager {
         sd_device_monitor *device_monitor;
         sd_event_source *boot_timer;
         bool boot_ready;
+        RefusedDevice refused[REFUSED_DEVICES_MAX];
+        size_t n_refused;
 };
 
 int manager_new(const char *config_path, Manager **ret);
@@ -221,6 +246,19 @@ int registry_add(Manager *m, const char *uuid, const char *device);
 /* sealvold-boot.c: finds this server's volumes (registry and block devices), opens them, waits a
  * bounded time for missing registered disks, then sends READY=1; opens hot-plugged disks later. */
 int manager_boot(Manager *m, bool unlock);
+/* Forgets the refused devices (at exit). */
+void manager_refused_clear(Manager *m);
+
+/* sealvold-tpm.c: the TPM properties, cached. At start (after the boot's unlock): the TPM's identity
+ * and dictionary-attack state from one connection, the sealed selection, and a watch that reads it
+ * again whenever vmk.sealed is replaced. */
+void manager_tpm_start(Manager *m);
+/* Asks the TPM through c (NULL: a connection of its own) for its identity, the first time it
+ * answers, and for its dictionary-attack state; emits what changed. */
+void manager_tpm_refresh(Manager *m, Tpm2Context *c);
+/* The sealed selection from b (a blob just sealed or unsealed) or, with NULL, from vmk.sealed; emits
+ * SealedPCRs when it changed, and warns of a blob sealed below the PCR floor. */
+void manager_sealed_refresh(Manager *m, const VmkBlob *b);
 
 /* sealvold-escrow.c */
 typedef struct EscrowContext {

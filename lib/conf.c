@@ -8,6 +8,7 @@
 
 #include "conf.h"
 #include "fileio.h"
+#include "pcr-floor.h"
 #include "tpm2.h"
 #include "vmk.h"
 #include "volume.h"
@@ -16,6 +17,7 @@ void config_init(Config *c) {
         *c = (Config) {
                 .pcr_bank = TPM2_ALG_SHA256,
                 .pcr_mask = VMK_PCR_MASK_DEFAULT,
+                .pcr_min_mask = PCR_FLOOR_MIN_MASK_DEFAULT,
                 .recovery_kdf_iterations = VOLUME_RECOVERY_PBKDF2_ITERATIONS,
                 .escrow_targets = 1u << ESCROW_TARGET_SPOOL,
                 .escrow_hook_timeout_sec = ESCROW_HOOK_TIMEOUT_SEC_DEFAULT,
@@ -124,14 +126,33 @@ static int set_boolean(bool *field, const char *value) {
         return 0;
 }
 
-static int assign(Config *c, const char *section, const char *key, const char *value) {
+/* A PCR selection the VMK may be sealed to (PCRs=), or a minimum for them (MinimumPCRs=): either way
+ * nothing software can reset (pcr-floor.h); whether PCRs= includes the minimum is for the whole file. */
+static int set_pcr_mask(uint32_t *field, const char *value, char **ret_reason) {
+        uint32_t mask;
+        int r;
+
+        r = tpm2_pcr_mask_from_string(value, &mask);
+        if (r < 0)
+                return r;
+        r = pcr_floor_check(mask, /* min_mask= */ 0, ret_reason);
+        if (r < 0)
+                return r;
+        *field = mask;
+        return 0;
+}
+
+/* -ENOKEY: no such key. Other errors are bad values; *ret_reason may say why. */
+static int assign(Config *c, const char *section, const char *key, const char *value, char **ret_reason) {
         if (streq(section, "TPM")) {
                 if (streq(key, "TCTI"))
                         return set_string(&c->tcti, value);
                 if (streq(key, "PCRBank"))
                         return tpm2_hash_alg_from_string(value, &c->pcr_bank);
                 if (streq(key, "PCRs"))
-                        return tpm2_pcr_mask_from_string(value, &c->pcr_mask);
+                        return set_pcr_mask(&c->pcr_mask, value, ret_reason);
+                if (streq(key, "MinimumPCRs"))
+                        return set_pcr_mask(&c->pcr_min_mask, value, ret_reason);
         } else if (streq(section, "DRA")) {
                 if (streq(key, "Certificate"))
                         return set_absolute_path(&c->dra_certificate, value);
@@ -213,8 +234,17 @@ _printf_(4, 5) static int fail(char **ret_error, const char *path, unsigned line
         return -EBADMSG;
 }
 
-/* What only the whole file can tell. */
-static int config_check(const Config *c, const char *path, unsigned line, char **ret_error) {
+/* What only the whole file can tell. pcrs_line is where PCRs= was set, or 0 (the default). */
+static int config_check(const Config *c, const char *path, unsigned line, unsigned pcrs_line,
+                        unsigned min_pcrs_line, char **ret_error) {
+        _cleanup_free_ char *reason = NULL;
+        char pcrs[96];
+
+        /* The first seal (provisioning) takes PCRs= as it is: it must be above the floor. */
+        if (pcr_floor_check(c->pcr_mask, c->pcr_min_mask, &reason) < 0)
+                return fail(ret_error, path, pcrs_line ?: min_pcrs_line ?: line, "[TPM] PCRs=%s%s: %s",
+                            tpm2_pcr_mask_to_string(c->pcr_mask, pcrs, sizeof(pcrs)),
+                            pcrs_line ? "" : " (the default)", strempty(reason));
         if (c->escrow_required & ~c->escrow_targets)
                 return fail(ret_error, path, line, "[Escrow] Require= names a target that Targets= does not");
         if ((c->escrow_targets & (1u << ESCROW_TARGET_HOOK)) && !c->escrow_hook)
@@ -231,7 +261,7 @@ static int config_check(const Config *c, const char *path, unsigned line, char *
 int config_parse(const char *data, size_t size, const char *path, Config *c, char **ret_error) {
         _cleanup_free_ char *text = NULL, *section = NULL;
         char *save = NULL;
-        unsigned line = 0;
+        unsigned line = 0, pcrs_line = 0, min_pcrs_line = 0;
         int r;
 
         if (size > CONFIG_FILE_MAX)
@@ -244,6 +274,7 @@ int config_parse(const char *data, size_t size, const char *path, Config *c, cha
 
         /* strtok_r would merge empty lines and skew the line numbers; split by hand. */
         for (char *l = text; l; l = save) {
+                _cleanup_free_ char *reason = NULL;
                 char *nl = strchr(l, '\n'), *eq, *key, *value;
 
                 save = nl ? nl + 1 : NULL;
@@ -277,15 +308,20 @@ int config_parse(const char *data, size_t size, const char *path, Config *c, cha
                 *eq = '\0';
                 key = strip(l);
                 value = strip(eq + 1);
-                r = assign(c, section, key, value);
+                r = assign(c, section, key, value, &reason);
                 if (r == -ENOKEY)
                         return fail(ret_error, path, line, "unknown key %s in [%s]", key, section);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
-                        return fail(ret_error, path, line, "invalid value for %s: \"%s\"", key, value);
+                        return fail(ret_error, path, line, "invalid value for %s: \"%s\"%s%s", key, value,
+                                    reason ? ": " : "", strempty(reason));
+                if (streq(section, "TPM") && streq(key, "PCRs"))
+                        pcrs_line = line;
+                else if (streq(section, "TPM") && streq(key, "MinimumPCRs"))
+                        min_pcrs_line = line;
         }
-        return config_check(c, path, line, ret_error);
+        return config_check(c, path, line, pcrs_line, min_pcrs_line, ret_error);
 }
 
 int config_load(const char *path, Config *c, char **ret_error) {

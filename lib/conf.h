@@ -2,7 +2,7 @@
 /*
  * conf.h: /etc/sealvol/sealvol.conf, an INI file in systemd's style (docs/configuration.md).
  *
- *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7
+ *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7  MinimumPCRs=7
  *   [DRA]        Certificate=/etc/sealvol/dra.pem  ExtraEKU=1.2.3.4 ...
  *   [Recovery]   KDFIterations=1048576
  *   [Escrow]     Targets=spool  Require=  SpoolDirectory=  Hook=  HookTimeoutSec=30  RetrySec=60
@@ -34,7 +34,8 @@
 typedef struct Config {
         char *tcti;             /* NULL: tpm2_tcti_select() decides */
         TPMI_ALG_HASH pcr_bank;
-        uint32_t pcr_mask;
+        uint32_t pcr_mask;      /* what new seals bind the VMK to; never below the floor (pcr-floor.h) */
+        uint32_t pcr_min_mask;  /* the floor: PCRs every seal must include */
         char *dra_certificate;  /* NULL: no DRA */
         char *dra_extra_ekus[CONFIG_EXTRA_EKU_MAX + 1]; /* NULL-terminated */
         uint32_t recovery_kdf_iterations;

@@ -729,34 +729,48 @@ finish:
         return r;
 }
 
-int tpm2_get_lockout_info(Tpm2Context *c, uint32_t *ret_counter, uint32_t *ret_max_tries, bool *ret_in_lockout) {
+/* Reads count TPM properties from first on and keeps those of interest: TPM_PT_PERMANENT,
+ * TPM_PT_LOCKOUT_COUNTER, TPM_PT_MAX_AUTH_FAIL. Returns how many of the two lockout ones came. */
+static int get_lockout_properties(Tpm2Context *c, TPM2_PT first, UINT32 count, uint32_t *permanent,
+                                  uint32_t *counter, uint32_t *max_tries) {
         TPMS_CAPABILITY_DATA *cap = NULL;
-        uint32_t counter = 0, max_tries = 0, permanent = 0;
         TPMI_YES_NO more;
         TSS2_RC rc;
+        int found = 0;
 
         rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
-                                TPM2_PT_PERMANENT, 1, &more, &cap);
+                                first, count, &more, &cap);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_rc_to_errno(rc, "Esys_GetCapability (PT_PERMANENT)");
-        if (cap->data.tpmProperties.count == 1 &&
-            cap->data.tpmProperties.tpmProperty[0].property == TPM2_PT_PERMANENT)
-                permanent = cap->data.tpmProperties.tpmProperty[0].value;
-        Esys_Free(cap);
-
-        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
-                                TPM2_PT_LOCKOUT_COUNTER, 2, &more, &cap);
-        if (rc != TSS2_RC_SUCCESS)
-                return tpm2_rc_to_errno(rc, "Esys_GetCapability (PT_LOCKOUT_COUNTER)");
+                return tpm2_rc_to_errno(rc, "Esys_GetCapability (PT_VAR)");
         for (UINT32 i = 0; i < cap->data.tpmProperties.count; i++) {
                 TPMS_TAGGED_PROPERTY *p = &cap->data.tpmProperties.tpmProperty[i];
 
-                if (p->property == TPM2_PT_LOCKOUT_COUNTER)
-                        counter = p->value;
-                else if (p->property == TPM2_PT_MAX_AUTH_FAIL)
-                        max_tries = p->value;
+                if (p->property == TPM2_PT_PERMANENT)
+                        *permanent = p->value;
+                else if (p->property == TPM2_PT_LOCKOUT_COUNTER) {
+                        *counter = p->value;
+                        found++;
+                } else if (p->property == TPM2_PT_MAX_AUTH_FAIL) {
+                        *max_tries = p->value;
+                        found++;
+                }
         }
         Esys_Free(cap);
+        return found;
+}
+
+int tpm2_get_lockout_info(Tpm2Context *c, uint32_t *ret_counter, uint32_t *ret_max_tries, bool *ret_in_lockout) {
+        uint32_t counter = 0, max_tries = 0, permanent = 0;
+        int r;
+
+        /* The three are in the variable group (TPM 2.0 Part 2, 6.13): one question from PT_PERMANENT to
+         * PT_MAX_AUTH_FAIL answers all of them; a TPM that answers fewer is asked for the rest. */
+        r = get_lockout_properties(c, TPM2_PT_PERMANENT, TPM2_PT_MAX_AUTH_FAIL - TPM2_PT_PERMANENT + 1,
+                                   &permanent, &counter, &max_tries);
+        if (r >= 0 && r < 2)
+                r = get_lockout_properties(c, TPM2_PT_LOCKOUT_COUNTER, 2, &permanent, &counter, &max_tries);
+        if (r < 0)
+                return r;
 
         if (ret_counter)
                 *ret_counter = counter;

@@ -112,5 +112,6 @@ typedef struct Tpm2Info {
 /* Who made the TPM and which firmware it runs (one GetCapability). */
 int tpm2_get_info(Tpm2Context *c, Tpm2Info *ret);
 
-/* The TPM's dictionary-attack state (TPM_PT_LOCKOUT_COUNTER / MAX_AUTH_FAIL / in lockout). */
+/* The TPM's dictionary-attack state (TPM_PT_LOCKOUT_COUNTER / MAX_AUTH_FAIL / in lockout), in one
+ * GetCapability where the TPM answers the whole range at once. */
 int tpm2_get_lockout_info(Tpm2Context *c, uint32_t *ret_counter, uint32_t *ret_max_tries, bool *ret_in_lockout);

@@ -14,6 +14,7 @@
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "pcr-floor.h"
 #include "secmem.h"
 #include "vmk.h"
 
@@ -591,6 +592,10 @@ int vmk_seal(Tpm2Context *c, const VmkSealParams *p, const char *path, VmkBlob *
         if (vmk_is_zero(p->vmk) || (p->previous && (vmk_is_zero(p->previous) || !p->previous_id ||
                                                      guid_is_null(p->previous_id))))
                 return -EINVAL;
+        /* No path seals below the floor (the configured minimum is the daemon's to add). */
+        r = pcr_floor_check(p->pcr_mask, /* min_mask= */ 0, NULL);
+        if (r < 0)
+                return r;
 
         /* The SRK of the sealed state in place is the only one this server seals to: a key that
          * appeared at its handle since is an interposer's or another TPM's, and the salt of the

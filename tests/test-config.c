@@ -33,6 +33,7 @@ static void test_defaults_without_file(void **state) {
         assert_null(c.tcti);
         assert_int_equal(c.pcr_bank, TPM2_ALG_SHA256);
         assert_int_equal(c.pcr_mask, 1u << 7);
+        assert_int_equal(c.pcr_min_mask, 1u << 7);
         assert_int_equal(c.recovery_kdf_iterations, VOLUME_RECOVERY_PBKDF2_ITERATIONS);
         assert_null(c.dra_certificate);
         assert_null(c.dra_extra_ekus[0]);
@@ -48,6 +49,7 @@ static void test_every_key(void **state) {
                                    "TCTI = swtpm:path=/run/x.sock\n"
                                    "PCRBank=sha384\n"
                                    "PCRs=0,2,7\n"
+                                   "MinimumPCRs=0,7\n"
                                    "\n"
                                    "; the DRA\n"
                                    "[DRA]\n"
@@ -70,6 +72,7 @@ static void test_every_key(void **state) {
         assert_string_equal(c.tcti, "swtpm:path=/run/x.sock");
         assert_int_equal(c.pcr_bank, TPM2_ALG_SHA384);
         assert_int_equal(c.pcr_mask, (1u << 0) | (1u << 2) | (1u << 7));
+        assert_int_equal(c.pcr_min_mask, (1u << 0) | (1u << 7));
         assert_string_equal(c.dra_certificate, "/etc/sealvol/dra.pem");
         assert_string_equal(c.dra_extra_ekus[0], "1.3.6.1.4.1.99999.1");
         assert_string_equal(c.dra_extra_ekus[1], "1.2.3");
@@ -118,11 +121,37 @@ static void test_errors_name_the_line(void **state) {
         expect_error(dir, "[Escrow]\nRetrySec=60\nRetryMaxSec=10\n", "RetryMaxSec= is less than RetrySec=");
 }
 
+/* Attack 7: a configuration that would seal the VMK to PCRs software can reset, or to nothing, or
+ * below the minimum, does not load; the error names the line and the PCR. */
+static void test_pcr_floor(void **state) {
+        const char *dir = *state;
+        Config c;
+
+        expect_error(dir, "[TPM]\nPCRs=23\n", ":2: invalid value for PCRs: \"23\": PCR 23 can be reset by software");
+        expect_error(dir, "[TPM]\nPCRBank=sha256\nPCRs=16\n", ":3: invalid value for PCRs: \"16\": PCR 16 can be reset");
+        expect_error(dir, "[TPM]\nPCRs=16,23\n", ":2: invalid value for PCRs: \"16,23\": PCRs 16,23 can be reset");
+        expect_error(dir, "[TPM]\nPCRs=0,7,23\n", ":2: invalid value for PCRs: \"0,7,23\": PCR 23 can be reset");
+        expect_error(dir, "[TPM]\nPCRs=\n", ":2: invalid value for PCRs");
+        expect_error(dir, "[TPM]\nPCRs=0,2\n", ":2: [TPM] PCRs=0,2: PCR 7 is missing");
+        /* The minimum is checked against the default selection too, naming its own line. */
+        expect_error(dir, "# x\n[TPM]\nMinimumPCRs=0,7\n", ":3: [TPM] PCRs=7 (the default): PCR 0 is missing");
+        expect_error(dir, "[TPM]\nPCRs=0,7\nMinimumPCRs=0,2,7\n", ":2: [TPM] PCRs=0,7: PCR 2 is missing");
+        expect_error(dir, "[TPM]\nMinimumPCRs=23\n", ":2: invalid value for MinimumPCRs: \"23\": PCR 23 can be reset");
+        expect_error(dir, "[TPM]\nMinimumPCRs=\n", ":2: invalid value for MinimumPCRs");
+
+        /* Another floor, one selection above it. */
+        assert_int_equal(load_text(dir, "[TPM]\nMinimumPCRs=11\nPCRs=11\n", &c, NULL), 0);
+        assert_int_equal(c.pcr_mask, 1u << 11);
+        assert_int_equal(c.pcr_min_mask, 1u << 11);
+        config_done(&c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_defaults_without_file, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_every_key, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_errors_name_the_line, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_pcr_floor, test_setup_tmpdir, test_teardown_tmpdir),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

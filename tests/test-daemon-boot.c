@@ -4,7 +4,10 @@
  * devices (loop devices over image files; no device-mapper here, so "open" means every key verified):
  * a volume of this server that the registry forgot is found by its token and registered again; a
  * volume of another server is left alone and reported with its Key ID; a registered disk that is
- * missing is waited for a bounded time, then reported, and the daemon comes up anyway.
+ * missing is waited for a bounded time, then reported, and the daemon comes up anyway. Two devices
+ * with one UUID (a second loop device over a copy of the image): the copy is refused while the
+ * registered disk holds the volume, and a volume follows its UUID only to a single carrier when its
+ * registered path is gone.
  * Hot-plug needs udev's events and is covered by the VM suite (tests/vm).
  */
 
@@ -37,6 +40,9 @@ typedef struct Fixture {
         int loop_fd;            /* held open: the loop device detaches itself when it is closed */
         char loop_path[32];
         char *image;
+        int second_fd;          /* a second disk, for the tests of two devices with one UUID */
+        char second_path[32];
+        char *second_image;
 } Fixture;
 
 /* A loop device over path that goes away with the last close (LO_FLAGS_AUTOCLEAR), so a crashed test
@@ -79,7 +85,7 @@ static int setup(void **state) {
 
         if (!f)
                 return -1;
-        f->loop_fd = -EBADF;
+        f->loop_fd = f->second_fd = -EBADF;
         *state = f;
         r = daemon_fixture_new("test-daemon-boot", "[Boot]\nDeviceTimeoutSec=1\n", &f->d);
         if (r >= 0)
@@ -106,8 +112,10 @@ static int teardown(void **state) {
                 }
         }
         safe_close(f->loop_fd);
+        safe_close(f->second_fd);
         daemon_fixture_free(f->d);
         free(f->image);
+        free(f->second_image);
         free(f);
         return r < 0 ? -1 : 0;
 }
@@ -274,12 +282,207 @@ static void test_missing_disk_bounded(void **state) {
         assert_true(b.tv_sec - a.tv_sec < 10);
 }
 
+/* ---- two devices, one UUID (attack 10) ---------------------------------------------------------- */
+
+/* A second loop device over a new image: a byte-for-byte copy of the first disk (a dd clone, or a disk
+ * planted with its header), or an empty one. */
+static void attach_second(Fixture *f, bool copy) {
+        assert_int_equal(daemon_fixture_new_image(f->d, "second.img", &f->second_image), 0);
+        if (copy) {
+                _cleanup_close_ int in = open(f->image, O_RDONLY | O_CLOEXEC);
+                _cleanup_close_ int out = open(f->second_image, O_WRONLY | O_CLOEXEC);
+                _cleanup_free_ char *buf = malloc(1024 * 1024);
+                ssize_t n;
+
+                assert_true(in >= 0 && out >= 0 && buf);
+                while ((n = read(in, buf, 1024 * 1024)) > 0)
+                        assert_int_equal(write(out, buf, (size_t) n), n);
+                assert_int_equal(n, 0);
+        }
+        assert_int_equal(loop_attach(f->second_image, &f->second_fd, f->second_path), 0);
+}
+
+static char *registered_device(Fixture *f, const char *uuid) {
+        _cleanup_free_ char *reg = registry_path(f, uuid);
+        char *device = test_read_file(reg);
+
+        assert_non_null(device);
+        device[strcspn(device, "\n")] = '\0';
+        return device;
+}
+
+static void write_registry(Fixture *f, const char *uuid, const char *device) {
+        _cleanup_free_ char *reg = registry_path(f, uuid), *line = NULL;
+
+        assert_true(asprintf(&line, "%s\n", device) > 0);
+        assert_int_equal(write_file_atomic(reg, line, strlen(line), 0600), 0);
+}
+
+/* A reboot with the registry naming device for uuid (and with the disks attached meanwhile). */
+static void reboot_with_registry(Fixture *f, const char *uuid, const char *device) {
+        write_registry(f, uuid, device);
+        must_start(f, daemon_fixture_reboot(f->d));
+        reconnect(f);
+}
+
+static char *volume_string(Fixture *f, const char *uuid, const char *property) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *path = NULL;
+        char *s = NULL;
+
+        assert_true(sd_bus_path_encode("/org/sealvol1/volume", uuid, &path) >= 0);
+        assert_true(sd_bus_get_property_string(f->bus, "org.sealvol1", path, "org.sealvol1.Volume", property, &error,
+                                               &s) >= 0);
+        return s;
+}
+
+/* Whether the manager's RefusedDevices lists device for uuid, with a reason that says why. */
+static bool refused(Fixture *f, const char *device, const char *uuid, const char *why) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *d, *u, *reason;
+        bool found = false;
+        int r;
+
+        r = sd_bus_get_property(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "RefusedDevices",
+                                &error, &reply, "a(sss)");
+        sd_bus_error_free(&error);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(sss)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sss)", &d, &u, &reason)) > 0)
+                if (streq(d, device) && streq(u, uuid) && strstr(reason, why))
+                        found = true;
+        sd_bus_message_unref(reply);
+        return found;
+}
+
+/* The attack: a copy of a volume's disk (a dd clone, or a disk planted with its header) is plugged in
+ * while the volume's disk is there. It is refused and reported (journal, RefusedDevices, sealvolctl
+ * status), never registered, across restarts too (the registry never flips); provisioning it is
+ * refused; unlocking acts on the registered disk; the copy is never written. */
+static void test_copy_refused(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *uuid = provision(f), *before = NULL, *after = NULL, *out = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        attach_second(f, /* copy= */ true);
+        assert_int_equal(read_head(f->second_path, &before), 0);
+
+        for (unsigned boot = 0; boot < 2; boot++) {
+                _cleanup_free_ char *reg = NULL, *device = NULL, *st = NULL;
+
+                must_start(f, daemon_fixture_reboot(f->d));
+                reconnect(f);
+                reg = registered_device(f, uuid);
+                assert_string_equal(reg, f->loop_path);
+                device = volume_string(f, uuid, "Device");
+                assert_string_equal(device, f->loop_path);
+                st = volume_state(f, uuid);
+                assert_string_equal(st, "verified");
+                assert_true(refused(f, f->second_path, uuid, "still holds it"));
+        }
+        assert_true(log_contains(f, "is refused: its registered device", 0));
+
+        /* What the operator sees. */
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "Refused devices"));
+        assert_non_null(strstr(out, f->second_path));
+        out = mfree(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--json", "status"), 0);
+        _cleanup_free_ char *field = NULL;
+        assert_true(asprintf(&field, "\"refused_devices\":[{\"device\":\"%s\"", f->second_path) > 0);
+        assert_non_null(strstr(out, field));
+        out = mfree(out);
+
+        /* Provisioning the copy is refused, unlocking acts on the registered disk only. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "ProvisionVolume", &error, &reply, "st", f->second_path, UINT64_C(0)) < 0);
+        assert_string_equal(error.name, "org.sealvol1.Error.DeviceNotEmpty");
+        sd_bus_error_free(&error);
+        _cleanup_free_ char *path = NULL;
+        assert_true(sd_bus_path_encode("/org/sealvol1/volume", uuid, &path) >= 0);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", path, "org.sealvol1.Volume", "Lock", &error, NULL,
+                                       "") >= 0);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", path, "org.sealvol1.Volume", "Unlock", &error, &reply,
+                                       "t", UINT64_C(0)) >= 0);
+        reply = sd_bus_message_unref(reply);
+        _cleanup_free_ char *reg = registered_device(f, uuid), *device = volume_string(f, uuid, "Device");
+        assert_string_equal(reg, f->loop_path);
+        assert_string_equal(device, f->loop_path);
+        assert_int_equal(read_head(f->second_path, &after), 0);
+        assert_memory_equal(before, after, HEAD_SIZE);
+}
+
+/* A controller renumbered the disk: the registered path is gone altogether, and one device carries the
+ * volume. It is followed, with a warning. */
+static void test_move_followed_when_path_gone(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *uuid = provision(f), *reg = NULL, *device = NULL, *st = NULL;
+
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        reboot_with_registry(f, uuid, "/dev/sealvol-test-gone");
+        st = volume_state(f, uuid);
+        assert_string_equal(st, "verified");
+        reg = registered_device(f, uuid);
+        assert_string_equal(reg, f->loop_path);
+        device = volume_string(f, uuid, "Device");
+        assert_string_equal(device, f->loop_path);
+        assert_true(log_contains(f, "moved to /dev/loop", 0));
+        assert_true(log_contains(f, "its registered device /dev/sealvol-test-gone is gone", 0));
+}
+
+/* The registered path is gone and two devices carry the volume: neither is taken (the registry keeps
+ * the old path, the volume stays unavailable), both are reported. */
+static void test_two_carriers_neither_taken(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *uuid = provision(f), *reg = NULL, *st = NULL;
+
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        attach_second(f, /* copy= */ true);
+        reboot_with_registry(f, uuid, "/dev/sealvol-test-gone");
+        st = volume_state(f, uuid);
+        assert_string_equal(st, "unavailable");
+        reg = registered_device(f, uuid);
+        assert_string_equal(reg, "/dev/sealvol-test-gone");
+        assert_true(refused(f, f->loop_path, uuid, "carries it too"));
+        assert_true(refused(f, f->second_path, uuid, "carries it too"));
+}
+
+/* The registered path is there but holds something else (an empty disk took its name), or it is a
+ * stable name that is gone: the volume is not moved without an operator. */
+static void test_no_move_without_operator(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *uuid = provision(f), *reg = NULL, *st = NULL;
+
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        attach_second(f, /* copy= */ false);
+        reboot_with_registry(f, uuid, f->second_path);
+        st = volume_state(f, uuid);
+        assert_string_equal(st, "unavailable");
+        reg = registered_device(f, uuid);
+        assert_string_equal(reg, f->second_path);
+        assert_true(refused(f, f->loop_path, uuid, "holds something else"));
+
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        reboot_with_registry(f, uuid, "/dev/disk/by-id/sealvol-test-gone");
+        reg = mfree(reg);
+        reg = registered_device(f, uuid);
+        assert_string_equal(reg, "/dev/disk/by-id/sealvol-test-gone");
+        assert_true(refused(f, f->loop_path, uuid, "a stable name is never followed"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_is_read_only, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_forgotten_volume_is_found, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_foreign_volume_left_alone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_missing_disk_bounded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_copy_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_move_followed_when_path_gone, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_two_carriers_neither_taken, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_no_move_without_operator, setup, teardown),
         };
 
         test_require(getuid() == 0, "root (loop devices)");

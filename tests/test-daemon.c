@@ -28,6 +28,7 @@
 #include "recovery.h"
 #include "secmem.h"
 #include "test-util.h"
+#include "tpm-count.h"
 #include "volume.h"
 
 #define N_VOLUMES 3
@@ -323,6 +324,283 @@ static void test_changed_pcr_recovery_reseal(void **state) {
         assert_null(strstr(log, pw));
 }
 
+static char *manager_string(Fixture *f, const char *property) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *s = NULL;
+
+        assert_true(sd_bus_get_property_string(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               property, &error, &s) >= 0);
+        return s;
+}
+
+/* Attack 7: ResealVMK to PCRs software can reset is refused before anything is sealed, with the PCR
+ * and the reason in the error; the sealed VMK stays byte for byte what it was. A selection without
+ * the configured minimum (PCR 7) is refused the same way; one above the floor is sealed. */
+static void test_reseal_floor(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *vmk = path_join(f->d->state_dir, "vmk.sealed"), *before = NULL, *after = NULL;
+        static const struct {
+                const char *pcrs, *reason;
+        } refused[] = {
+                { "23", "PCR 23 can be reset by software" },
+                { "16", "PCR 16 can be reset by software" },
+                { "16,23", "PCRs 16,23 can be reset by software" },
+                { "7,23", "PCR 23 can be reset by software" },
+                { "0", "PCR 7 is missing" },
+        };
+
+        provision_all(f);
+        before = test_read_file(vmk);
+        assert_non_null(before);
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               "ResealVMK", &error, NULL, "sst", "", refused[i].pcrs,
+                                               UINT64_C(0)) < 0);
+                if (!sd_bus_error_has_name(&error, SD_BUS_ERROR_INVALID_ARGS) ||
+                    !strstr(error.message, refused[i].reason))
+                        fail_msg("ResealVMK to %s: %s: %s", refused[i].pcrs, error.name, error.message);
+                sd_bus_error_free(&error);
+                after = test_read_file(vmk);
+                assert_non_null(after);
+                assert_string_equal(after, before);
+                after = mfree(after);
+        }
+        _cleanup_free_ char *sealed = manager_string(f, "SealedPCRs");
+        _cleanup_free_ char *minimum = manager_string(f, "MinimumPCRs");
+        assert_string_equal(sealed, "sha256:7");
+        assert_string_equal(minimum, "7");
+
+        /* sealvolctl says why, as a usage error. */
+        _cleanup_free_ char *out = NULL;
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "--pcrs", "23", "tpm", "reseal"), 2);
+        assert_non_null(strstr(out, "PCR 23 can be reset by software"));
+
+        /* Above the floor: sealed, and every volume still opens from the TPM after a reboot. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
+                                       NULL, NULL, "sst", "", "0,7", UINT64_C(0)) >= 0);
+        after = test_read_file(vmk);
+        assert_non_null(after);
+        assert_string_not_equal(after, before);
+        sealed = mfree(sealed);
+        sealed = manager_string(f, "SealedPCRs");
+        assert_string_equal(sealed, "sha256:0,7");
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+}
+
+/* Runs calls(f) in a child that dropped to nobody, which must return 0 (a bit per failure else). */
+static void as_nobody(Fixture *f, int (*calls)(Fixture *f)) {
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
+                        _exit(101);
+                _exit(calls(f));
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The daemon's TPM through the pcap TCTI, so that its commands can be counted (tpm-count.h): the
+ * environment is the daemon's (SEALVOL_TCTI wins over the configuration), set for this test only. */
+static int setup_counted(void **state) {
+        _cleanup_free_ char *tcti = NULL, *capture = NULL;
+        Fixture *f;
+
+        if (setup(state) < 0)
+                return -1;
+        f = *state;
+        capture = path_join(f->d->dir, "daemon.pcap");
+        if (!capture || asprintf(&tcti, "pcap:%s", f->d->tpm->tcti) < 0 || daemon_fixture_stop(f->d) < 0 ||
+            setenv(TPM2_TCTI_ENV, tcti, 1) < 0 || setenv(TPM_COUNT_ENV, capture, 1) < 0 ||
+            daemon_fixture_start(f->d) < 0) {
+                (void) unsetenv(TPM2_TCTI_ENV);
+                (void) unsetenv(TPM_COUNT_ENV);
+                (void) teardown(state);
+                return -1;
+        }
+        reconnect(f);
+        return 0;
+}
+
+static int teardown_counted(void **state) {
+        (void) unsetenv(TPM2_TCTI_ENV);
+        (void) unsetenv(TPM_COUNT_ENV);
+        return teardown(state);
+}
+
+/* Reads the TPM properties of the manager as an unprivileged caller, with GetAll and with a Get of
+ * each, and checks what they say: a bit per failure, 0 if all is well. */
+static int nobody_reads_tpm_status(Fixture *f) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL, *m = NULL;
+        char *manufacturer = NULL, *firmware = NULL, *sealed = NULL;
+        uint32_t counter = 0, max_tries = 0;
+        int present = 0, in_lockout = 1, failures = 0, r;
+        bool seen_manufacturer = false;
+        sd_bus *bus = NULL;
+
+        (void) f;
+        if (sd_bus_open_system(&bus) < 0)
+                return 1;
+        r = sd_bus_call_method(bus, "org.sealvol1", "/org/sealvol1", "org.freedesktop.DBus.Properties", "GetAll",
+                               &error, &reply, "s", "org.sealvol1.Manager");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *name, *value;
+
+                r = sd_bus_message_read(reply, "s", &name);
+                if (r >= 0 && streq(name, "TPMManufacturer")) {
+                        r = sd_bus_message_read(reply, "v", "s", &value);
+                        seen_manufacturer = r >= 0 && strncmp(value, "IBM", 3) == 0;
+                } else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r < 0 || !seen_manufacturer)
+                failures |= 2;
+        reply = sd_bus_message_unref(reply);
+
+        if (sd_bus_get_property_trivial(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "TPMPresent",
+                                        &error, 'b', &present) < 0 || !present)
+                failures |= 4;
+        if (sd_bus_get_property_string(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "TPMManufacturer", &error, &manufacturer) < 0 ||
+            strncmp(manufacturer, "IBM", 3) != 0)
+                failures |= 8;
+        if (sd_bus_get_property_string(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "TPMFirmware",
+                                       &error, &firmware) < 0 || isempty(firmware) || streq(firmware, "0.0.0.0"))
+                failures |= 16;
+        if (sd_bus_get_property(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "TPMLockout", &error,
+                                &m, "(uub)") < 0 ||
+            sd_bus_message_read(m, "(uub)", &counter, &max_tries, &in_lockout) < 0 || max_tries == 0 || in_lockout)
+                failures |= 32;
+        if (sd_bus_get_property_string(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "SealedPCRs",
+                                       &error, &sealed) < 0 || !streq(sealed, "sha256:7"))
+                failures |= 64;
+        sd_bus_message_unref(m);
+        free(manufacturer);
+        free(firmware);
+        free(sealed);
+        sd_bus_error_free(&error);
+        sd_bus_flush_close_unref(bus);
+        return failures;
+}
+
+static int on_properties_changed(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        char **sealed = userdata;
+        const char *interface, *name, *value;
+        int r;
+
+        (void) error;
+        r = sd_bus_message_read(message, "s", &interface);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(message, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(message, 'e', "sv")) > 0) {
+                r = sd_bus_message_read(message, "s", &name);
+                if (r >= 0 && streq(name, "SealedPCRs") && sd_bus_message_read(message, "v", "s", &value) >= 0) {
+                        free(*sealed);
+                        *sealed = strdup(value);
+                } else if (r >= 0)
+                        r = sd_bus_message_skip(message, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(message);
+        }
+        return 0;
+}
+
+/* Waits up to 5 s for a PropertiesChanged of the manager that says SealedPCRs is expected. */
+static void wait_sealed_changed(Fixture *f, char **sealed, const char *expected) {
+        for (unsigned waited = 0; waited < 5000 && !streq_ptr(*sealed, expected); waited += 50) {
+                int r = sd_bus_process(f->bus, NULL);
+
+                assert_true(r >= 0);
+                if (r == 0)
+                        assert_true(sd_bus_wait(f->bus, 50 * 1000) >= 0);
+        }
+        if (!streq_ptr(*sealed, expected))
+                fail_msg("no PropertiesChanged with SealedPCRs \"%s\" (last: \"%s\")", expected, strempty(*sealed));
+}
+
+/* Attack 9: status costs the TPM nothing. Once the daemon has started (the TPM's identity and
+ * lockout state: two GetCapability), an unprivileged GetAll on the manager and a Get of every TPM
+ * property send no TPM command and open no TPM connection, and still say what the TPM is (swtpm's
+ * maker is IBM). SealedPCRs follows a reseal and a replacement of the file, and says so. */
+static void test_status_costs_no_tpm_command(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *capture = path_join(f->d->dir, "daemon.pcap"), *sealed = NULL, *signalled = NULL;
+        _cleanup_free_ char *vmk = path_join(f->d->state_dir, "vmk.sealed"), *blob = NULL;
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+        TpmCount start, before, after;
+        char histogram[512];
+        int r;
+
+        /* What the start asked (no capture at all: nothing), checked below. */
+        r = tpm_count_read(capture, &start);
+        if (r == -ENOENT)
+                start = (TpmCount) {};
+        else
+                assert_int_equal(r, 0);
+
+        /* The first seal writes vmk.sealed: SealedPCRs knows it without a restart. */
+        provision_all(f);
+        sealed = manager_string(f, "SealedPCRs");
+        assert_string_equal(sealed, "sha256:7");
+
+        assert_int_equal(tpm_count_read(capture, &before), 0);
+        as_nobody(f, nobody_reads_tpm_status);
+        assert_int_equal(tpm_count_read(capture, &after), 0);
+        if (after.commands != before.commands || after.sections != before.sections)
+                fail_msg("reading the status cost the TPM %u commands and %u connections (%s)",
+                         after.commands - before.commands, after.sections - before.sections,
+                         tpm_count_format(&after, histogram, sizeof(histogram)));
+
+        /* Instead, the start asked once: the TPM's identity and its lockout state. */
+        print_message("start without a VMK: %u TPM commands (%s)\n", start.commands,
+                      tpm_count_format(&start, histogram, sizeof(histogram)));
+        assert_int_equal(start.commands, 2);
+        assert_int_equal(tpm_count_of(&start, TPM2_CC_GetCapability), 2);
+
+        /* The flags are honest: a reseal and a file put back by hand are signalled. */
+        blob = test_read_file(vmk);
+        assert_non_null(blob);
+        assert_true(sd_bus_match_signal(f->bus, &slot, "org.sealvol1", "/org/sealvol1", "org.freedesktop.DBus.Properties",
+                                        "PropertiesChanged", on_properties_changed, &signalled) >= 0);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
+                                       NULL, NULL, "sst", "", "0,7", UINT64_C(0)) >= 0);
+        wait_sealed_changed(f, &signalled, "sha256:0,7");
+        assert_int_equal(write_file_atomic(vmk, blob, strlen(blob), 0600), 0);
+        wait_sealed_changed(f, &signalled, "sha256:7");
+        sealed = mfree(sealed);
+        sealed = manager_string(f, "SealedPCRs");
+        assert_string_equal(sealed, "sha256:7");
+
+        /* A start that unlocks: the one unseal, and the same two questions for the status. */
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(truncate(capture, 0), 0);
+        assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        assert_int_equal(tpm_count_read(capture, &start), 0);
+        print_message("start with %d volumes: %u TPM commands (%s)\n", N_VOLUMES, start.commands,
+                      tpm_count_format(&start, histogram, sizeof(histogram)));
+        assert_int_equal(tpm_count_of(&start, TPM2_CC_Unseal), 1);
+        assert_int_equal(tpm_count_of(&start, TPM2_CC_GetCapability), 2);
+}
+
 /* As nobody: status is public; every change and every secret is refused (no polkit here). */
 static int nobody_calls(Fixture *f) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -362,21 +640,9 @@ static int nobody_calls(Fixture *f) {
 
 static void test_unprivileged_caller(void **state) {
         Fixture *f = *state;
-        int status;
-        pid_t pid;
 
         provision_all(f);
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-                    setresuid(NOBODY, NOBODY, NOBODY) < 0)
-                        _exit(101);
-                _exit(nobody_calls(f));
-        }
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), 0);
+        as_nobody(f, nobody_calls);
 }
 
 static void test_malformed_calls(void **state) {
@@ -764,6 +1030,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_provision_reboot_unlock_all, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_changed_pcr_recovery_reseal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reseal_floor, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unprivileged_caller, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_malformed_calls, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
@@ -771,6 +1038,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_recovery_password, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_status_costs_no_tpm_command, setup_counted, teardown_counted),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
