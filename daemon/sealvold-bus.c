@@ -15,6 +15,7 @@
 #include "bus-errors.h"
 #include "dra.h"
 #include "log.h"
+#include "openssl-util.h"
 #include "recovery.h"
 #include "sealvold.h"
 #include "secmem.h"
@@ -34,6 +35,19 @@ static int check_flags(uint64_t flags, sd_bus_error *error) {
         if (flags != FLAGS_NONE)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
         return 0;
+}
+
+/* The fingerprint of a DRA certificate, as sealvol shows it; NULL when there is none to show. */
+static char *cert_fingerprint_string(X509 *cert) {
+        uint8_t fp[DRA_FINGERPRINT_SIZE];
+
+        return cert && dra_cert_fingerprint(cert, fp) >= 0 ? dra_fingerprint_to_string(fp) : NULL;
+}
+
+static char *dra_fingerprint_in_force(Manager *m) {
+        _cleanup_(X509_freep) X509 *cert = NULL;
+
+        return manager_load_dra_cert(m, &cert) < 0 ? NULL : cert_fingerprint_string(cert);
 }
 
 /* ---- properties -------------------------------------------------------------------------------- */
@@ -173,15 +187,8 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "s", buf);
         }
         if (streq(property, "DRAFingerprint")) {
-                X509 *cert = NULL;
-                uint8_t fp[DRA_FINGERPRINT_SIZE];
-                _cleanup_free_ char *hex = NULL;
+                _cleanup_free_ char *hex = dra_fingerprint_in_force(m);
 
-                if (manager_load_dra_cert(m, &cert) < 0)
-                        return sd_bus_message_append(reply, "s", "");
-                if (dra_cert_fingerprint(cert, fp) >= 0)
-                        hex = dra_fingerprint_to_string(fp);
-                X509_free(cert);
                 return sd_bus_message_append(reply, "s", strempty(hex));
         }
         if (streq(property, "EscrowTargets") || streq(property, "EscrowRequired")) {
@@ -420,7 +427,8 @@ static int read_passed_file(int fd, size_t max, void **ret, size_t *ret_size, bo
 static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_free_ void *data = NULL;
-        _cleanup_free_ char *reason = NULL;
+        _cleanup_free_ char *reason = NULL, *old_fp = NULL, *offered_fp = NULL, *detail = NULL;
+        _cleanup_(X509_freep) X509 *offered = NULL;
         unsigned rewrapped = 0;
         uint64_t flags;
         size_t size = 0;
@@ -440,8 +448,14 @@ static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error 
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The certificate must be passed as a regular file of at most %zu bytes.",
                                          DRA_CERT_FILE_MAX);
+        /* Which certificate replaced which, or was refused: both fingerprints are in the audit trail. */
+        old_fp = dra_fingerprint_in_force(m);
+        if (dra_cert_load(data, size, &offered) >= 0)
+                offered_fp = cert_fingerprint_string(offered);
         r = manager_set_dra(m, data, size, &rewrapped, &reason);
-        audit_record(message, "set-dra-certificate", NULL, r, NULL);
+        if (asprintf(&detail, "old %s, new %s", old_fp ?: "none", offered_fp ?: "(not a certificate)") < 0)
+                detail = NULL;
+        audit_record(message, "set-dra-certificate", NULL, r, detail);
         if (r == -EKEYREJECTED)
                 return sd_bus_error_setf(error, BUS_ERROR_CERTIFICATE_REJECTED, "Refused as a DRA certificate: %s",
                                          strempty(reason));

@@ -110,7 +110,7 @@ typedef struct Fixture {
 } Fixture;
 
 static int setup(void **state) {
-        _cleanup_free_ char *hook = NULL, *script = NULL, *config = NULL, *data = NULL;
+        _cleanup_free_ char *hook = NULL, *script = NULL, *config = NULL, *data = NULL, *rsa_fp = NULL, *ec_fp = NULL;
         Fixture *f = calloc(1, sizeof(*f));
         size_t n;
 
@@ -132,7 +132,12 @@ static int setup(void **state) {
                      f->escrowed, f->escrowed) < 0 ||
             write_file_atomic(hook, script, strlen(script), 0755) < 0)
                 return -1;
-        if (asprintf(&config, "[Escrow]\nTargets=spool hook\nHook=%s\n", hook) < 0)
+        /* The two DRA certificates the operations set over the bus are pinned, as an operator would. */
+        rsa_fp = dra_fixture_fingerprint("rsa2048");
+        ec_fp = dra_fixture_fingerprint("ec256");
+        if (!rsa_fp || !ec_fp ||
+            asprintf(&config, "[DRA]\nPinnedFingerprint=%s %s\n[Escrow]\nTargets=spool hook\nHook=%s\n", rsa_fp,
+                     ec_fp, hook) < 0)
                 return -1;
         if (daemon_fixture_new("test-daemon-kill", config, &f->d) < 0 || sd_bus_open_system(&f->bus) < 0) {
                 fprintf(stderr, "Failed to start sealvold and its bus.\n");
