@@ -199,11 +199,14 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "s", t);
         }
         if (streq(property, "EscrowEncrypted")) {
-                /* Spool and hook records are encrypted to the DRA only when there is one. */
-                X509 *cert = NULL;
-                bool encrypted = manager_load_dra_cert(m, &cert) >= 0;
+                /* Whether no configured spool or hook gets a plaintext password: the one answer status
+                 * used to give for both, now true of each. */
+                _cleanup_(X509_freep) X509 *cert = NULL;
+                bool have_dra = manager_load_dra_cert(m, &cert) >= 0, encrypted = true;
 
-                X509_free(cert);
+                for (EscrowTarget t = ESCROW_TARGET_SPOOL; t <= ESCROW_TARGET_HOOK; t++)
+                        if (m->config.escrow_targets & (1u << t))
+                                encrypted = encrypted && escrow_target_encrypted(m, t, have_dra);
                 return sd_bus_message_append(reply, "b", encrypted);
         }
         if (streq(property, "VolumeCount"))
@@ -739,6 +742,45 @@ static int append_escrow(sd_bus_message *reply, const ManagedVolume *v) {
         return append_escrow_records(reply, v->escrow, v->n_escrow, v->escrow_error);
 }
 
+/* How each configured target keeps its recovery passwords: encrypted to the DRA, and in words. */
+static int property_get_escrow_encryption(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        _cleanup_(X509_freep) X509 *cert = NULL;
+        Manager *m = userdata;
+        bool have_dra;
+        int r, load;
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        load = manager_load_dra_cert(m, &cert);
+        have_dra = load >= 0;
+        r = sd_bus_message_open_container(reply, 'a', "(sbs)");
+        for (EscrowTarget t = 0; r >= 0 && t < _ESCROW_TARGET_MAX; t++) {
+                bool encrypted = escrow_target_encrypted(m, t, have_dra);
+                const char *how;
+
+                if (!(m->config.escrow_targets & (1u << t)))
+                        continue;
+                if (t == ESCROW_TARGET_AD)
+                        how = "protected by the directory's access control";
+                else if (encrypted)
+                        how = "encrypted to the DRA";
+                else if (load < 0 && load != -ENOENT)
+                        how = "not sent: the DRA certificate cannot be loaded";
+                else if (!have_dra)
+                        how = "NOT encrypted (no DRA certificate)";
+                else
+                        how = "NOT encrypted (HookPlaintext=yes)";
+                r = sd_bus_message_append(reply, "(sbs)", escrow_target_to_string(t), encrypted, how);
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
 static int property_get_vmk_escrow(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -859,6 +901,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("EscrowTargets", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowRequired", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowEncrypted", "b", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("EscrowEncryption", "a(sbs)", property_get_escrow_encryption, 0, 0),
         SD_BUS_PROPERTY("VMKEscrow", "a(ssbtss)", property_get_vmk_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("VolumeCount", "u", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("RecoveryRequiredCount", "u", property_get_manager, 0, 0),

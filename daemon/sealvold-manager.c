@@ -1061,8 +1061,10 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
         }
         if (r < 0)
                 return r;
-        /* The server-level copy follows the certificate (and goes to escrow). */
+        /* The server-level copy follows the certificate (and goes to escrow), and so do the recovery
+         * passwords in escrow: the current ones go again, and plain records of before are encrypted. */
         (void) manager_export_vmk(m, NULL);
+        manager_escrow_follow_dra(m, cert, /* changed= */ true);
         *ret_rewrapped = n;
         return 0;
 }
@@ -1100,7 +1102,12 @@ void manager_finish_dra(Manager *m) {
         _cleanup_(X509_freep) X509 *cert = NULL;
         int r;
 
-        if (!m->vmk || manager_load_dra_cert(m, &cert) < 0 || dra_cert_fingerprint(cert, fp) < 0)
+        if (manager_load_dra_cert(m, &cert) < 0 || dra_cert_fingerprint(cert, fp) < 0)
+                return;
+        /* Escrow records written in plaintext before the certificate (a certificate newly configured,
+         * or a change killed before it got there) are encrypted to it; the plain files need no VMK. */
+        manager_escrow_follow_dra(m, cert, /* changed= */ false);
+        if (!m->vmk)
                 return;
         for (size_t i = 0; i < m->n_volumes; i++) {
                 ManagedVolume *v = m->volumes[i];
