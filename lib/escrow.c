@@ -187,6 +187,16 @@ int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_siz
         return 0;
 }
 
+/* A record with no secret in it, as text, malloc'd. */
+static int format_record(json_object *o, char **ret) {
+        char *text = json_format(o);
+
+        if (!text)
+                return -ENOMEM;
+        *ret = text;
+        return 0;
+}
+
 int escrow_password_to_envelope(const EscrowPassword *e, X509 *dra_cert, char **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         _cleanup_free_ char *fp_hex = NULL, *b64 = NULL;
@@ -194,7 +204,6 @@ int escrow_password_to_envelope(const EscrowPassword *e, X509 *dra_cert, char **
         _cleanup_secure_ char *plain = NULL;
         uint8_t fp[DRA_FINGERPRINT_SIZE];
         size_t plain_size, der_size;
-        char *text;
         int r;
 
         if (!e || !dra_cert || !ret)
@@ -221,20 +230,13 @@ int escrow_password_to_envelope(const EscrowPassword *e, X509 *dra_cert, char **
                 r = json_add_string(o, "dra_fingerprint", fp_hex);
         if (r >= 0)
                 r = json_add_string(o, "record_cms", b64);
-        if (r < 0)
-                return r;
-        text = json_format(o);
-        if (!text)
-                return -ENOMEM;
-        *ret = text;
-        return 0;
+        return r < 0 ? r : format_record(o, ret);
 }
 
 int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid *vmk_id, const char *export_json,
                        char **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *export = NULL;
         char id[GUID_STRING_MAX];
-        char *text;
         int r;
 
         if (!o)
@@ -253,13 +255,7 @@ int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid 
                 r = json_add_string(o, "vmk_id", guid_format(vmk_id, id));
         if (r >= 0)
                 r = json_add_owned(o, "vmk_export", TAKE_PTR(export));
-        if (r < 0)
-                return r;
-        text = json_format(o);
-        if (!text)
-                return -ENOMEM;
-        *ret = text;
-        return 0;
+        return r < 0 ? r : format_record(o, ret);
 }
 
 /* ---- reading records back ----------------------------------------------------------------------- */
