@@ -333,7 +333,8 @@ static int verify_chain(X509 *cert, STACK_OF(X509) *anchors, time_t now, char **
         log_debug("Certificate verification failed at depth %d: %s", depth, X509_verify_cert_error_string(err));
         if (ret_reason &&
             asprintf(ret_reason, "%s (%s%s%s)", X509_verify_cert_error_string(err),
-                     depth == 0 ? "the certificate itself" : "its issuer", subject ? ": " : "", strempty(subject)) < 0)
+                     depth == 0 ? "the certificate itself" : depth == 1 ? "its issuer" : "a CA above its issuer",
+                     subject ? ": " : "", strempty(subject)) < 0)
                 *ret_reason = NULL;
         return -EKEYREJECTED;
 }
