@@ -213,7 +213,8 @@ static void print_escrow_encryption(sd_bus *bus) {
         bool first = true;
         int encrypted, r;
 
-        r = sd_bus_get_property(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowEncryption", &error, &reply, "a(sbs)");
+        r = sd_bus_get_property(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowEncryption", &error, &reply,
+                                "a(sbs)");
         sd_bus_error_free(&error);
         if (r >= 0)
                 r = sd_bus_message_enter_container(reply, 'a', "(sbs)");
@@ -258,14 +259,14 @@ static int verb_status(sd_bus *bus, bool summary) {
                                                   &targets);
                 (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowRequired", &error,
                                                   &required);
-                (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DRAFingerprint", &error,
-                                                  &dra);
+                (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DRAFingerprint",
+                                                  &error, &dra);
                 sd_bus_error_free(&error);
                 printf("Volumes: %u, needing recovery: %u\n", count, recovery);
                 printf("VMK sealed to: %s PCR %s%s%s\n", strempty(bank), strempty(pcrs),
                        isempty(changed) ? "" : "; changed since: PCR ", strempty(changed));
-                printf("Escrow to: %s%s%s", isempty(targets) ? "nothing" : targets, isempty(required) ? "" : ", required: ",
-                       strempty(required));
+                printf("Escrow to: %s%s%s", isempty(targets) ? "nothing" : targets,
+                       isempty(required) ? "" : ", required: ", strempty(required));
                 print_escrow_encryption(bus);
                 /* The VMK export exists only with a DRA certificate. */
                 if (!isempty(dra))

@@ -743,8 +743,9 @@ static int append_escrow(sd_bus_message *reply, const ManagedVolume *v) {
 }
 
 /* How each configured target keeps its recovery passwords: encrypted to the DRA, and in words. */
-static int property_get_escrow_encryption(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_escrow_encryption(sd_bus *bus, const char *path, const char *interface,
+                                          const char *property, sd_bus_message *reply, void *userdata,
+                                          sd_bus_error *error) {
         _cleanup_(X509_freep) X509 *cert = NULL;
         Manager *m = userdata;
         bool have_dra;

@@ -155,7 +155,8 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                 if (e && escrow_target_encrypted(m, t, cert != NULL)) {
                         r = escrow_password_to_envelope(e, cert, &envelope);
                         if (r < 0) {
-                                set_error(error, "cannot encrypt the record to the DRA certificate: %s", strerror(-r));
+                                set_error(error, "cannot encrypt the record to the DRA certificate: %s",
+                                          strerror(-r));
                                 break;
                         }
                         json = envelope;
@@ -259,8 +260,8 @@ static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *p
          * fail, and are retried, rather than go out in plaintext. */
         dra_error = manager_load_dra_cert(m, &cert);
         if (dra_error < 0 && dra_error != -ENOENT)
-                log_warning_errno(dra_error, "Failed to load the DRA certificate, records for the spool and the hook are "
-                                  "not sent: %m");
+                log_warning_errno(dra_error, "Failed to load the DRA certificate, records for the spool and the "
+                                  "hook are not sent: %m");
         r = escrow_spool_name(e.volume_uuid, &e.key_id, cert != NULL, &spool_name);
         if (r < 0)
                 return r;
@@ -420,15 +421,15 @@ void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed) {
         }
         r = escrow_spool_encrypt_plain(dir, cert, &encrypted, &skipped);
         if (r < 0)
-                log_warning_errno(r, "Failed to encrypt the plaintext escrow records in %s to the DRA certificate (done "
-                                  "again at the next start or change of it): %m", dir);
+                log_warning_errno(r, "Failed to encrypt the plaintext escrow records in %s to the DRA "
+                                  "certificate (done again at the next start or change of it): %m", dir);
         if (encrypted > 0)
-                log_notice("Encrypted %u plaintext escrow records in %s to the DRA certificate; the plain files were "
-                           "overwritten and removed (rotate their passwords if the disk may keep old blocks).",
-                           encrypted, dir);
+                log_notice("Encrypted %u plaintext escrow records in %s to the DRA certificate; the plain files "
+                           "were overwritten and removed (rotate their passwords if the disk may keep old "
+                           "blocks).", encrypted, dir);
         if (skipped > 0)
-                log_warning("%u files in %s are named as plaintext escrow records but do not read as such; left as "
-                            "they are.", skipped, dir);
+                log_warning("%u files in %s are named as plaintext escrow records but do not read as such; left "
+                            "as they are.", skipped, dir);
 }
 
 /* ---- retirement, after a crypto-erase ------------------------------------------------------------ */

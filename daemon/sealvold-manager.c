@@ -991,10 +991,10 @@ static int dra_trust_check(Manager *m, X509 *cert, char **ret_reason) {
                 if (anchor_error)
                         *ret_reason = TAKE_PTR(anchor_error);
                 else
-                        *ret_reason = strdup("no trust anchor is configured for DRA certificates set over the bus: "
-                                             "name the CA in [DRA] TrustAnchor= or the certificate's SHA-256 in "
-                                             "[DRA] PinnedFingerprint= (sealvol.conf), or set the certificate itself "
-                                             "with [DRA] Certificate=");
+                        *ret_reason = strdup("no trust anchor is configured for DRA certificates set over the "
+                                             "bus: name the CA in [DRA] TrustAnchor= or the certificate's SHA-256 "
+                                             "in [DRA] PinnedFingerprint= (sealvol.conf), or set the certificate "
+                                             "itself with [DRA] Certificate=");
                 return *ret_reason ? -EKEYREJECTED : -ENOMEM;
         }
         if (r != -EKEYREJECTED)
@@ -1019,9 +1019,10 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
 
         r = dra_cert_load(data, size, &cert);
         if (IN_SET(r, -EBADMSG, -ENOTUNIQ)) {
-                *ret_reason = strdup(r == -EBADMSG ? "not one certificate (PEM or DER), or more than a certificate in it"
-                                                   : "more than one certificate: pass the DRA certificate alone (its CA "
-                                                     "belongs in the [DRA] TrustAnchor= file)");
+                *ret_reason = strdup(r == -EBADMSG
+                                             ? "not one certificate (PEM or DER), or more than a certificate in it"
+                                             : "more than one certificate: pass the DRA certificate alone (its CA "
+                                               "belongs in the [DRA] TrustAnchor= file)");
                 return *ret_reason ? -EKEYREJECTED : -ENOMEM;
         }
         if (r < 0)

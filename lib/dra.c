@@ -348,7 +348,8 @@ int dra_cert_verify_trust(X509 *cert, STACK_OF(X509) *anchors, const uint8_t (*p
         if (!cert || (n_pinned > 0 && !pinned))
                 return -EINVAL;
         if (n_anchors <= 0 && n_pinned == 0)
-                return log_debug_errno(ENOKEY, "No trust anchor and no pinned fingerprint to verify a DRA certificate.");
+                return log_debug_errno(ENOKEY, "No trust anchor and no pinned fingerprint to verify a DRA "
+                                       "certificate.");
 
         r = dra_cert_fingerprint(cert, fp);
         if (r < 0)
@@ -368,12 +369,13 @@ int dra_cert_verify_trust(X509 *cert, STACK_OF(X509) *anchors, const uint8_t (*p
         log_debug("DRA certificate %s is not trusted.", hex);
         if (ret_reason) {
                 if (n_pinned > 0 && n_anchors > 0)
-                        r = asprintf(ret_reason, "not trusted: its fingerprint %s is not pinned, and it does not chain "
-                                     "to a trust anchor: %s", hex, strempty(chain));
+                        r = asprintf(ret_reason, "not trusted: its fingerprint %s is not pinned, and it does not "
+                                     "chain to a trust anchor: %s", hex, strempty(chain));
                 else if (n_pinned > 0)
                         r = asprintf(ret_reason, "not trusted: its fingerprint %s is not pinned", hex);
                 else
-                        r = asprintf(ret_reason, "not trusted: it does not chain to a trust anchor: %s", strempty(chain));
+                        r = asprintf(ret_reason, "not trusted: it does not chain to a trust anchor: %s",
+                                     strempty(chain));
                 if (r < 0)
                         *ret_reason = NULL;
         }

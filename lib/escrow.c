@@ -472,7 +472,8 @@ static int entry_from_json(const char *text, size_t size, EVP_PKEY *dra_key, boo
 static bool entry_metadata_equal(const EscrowEntry *a, const EscrowEntry *b) {
         return streq(a->hostname, b->hostname) && streq_ptr(a->machine_id, b->machine_id) &&
                streq(a->volume_uuid, b->volume_uuid) && streq(a->device, b->device) &&
-               guid_equal(&a->key_id, &b->key_id) && guid_equal(&a->vmk_id, &b->vmk_id) && a->created == b->created;
+               guid_equal(&a->key_id, &b->key_id) && guid_equal(&a->vmk_id, &b->vmk_id) &&
+               a->created == b->created;
 }
 
 static int entry_parse_envelope(json_object *o, const char *password, EVP_PKEY *dra_key, EscrowEntry *e) {
@@ -504,7 +505,8 @@ static int entry_parse_envelope(json_object *o, const char *password, EVP_PKEY *
             !streq(again, fp_hex))
                 return log_debug_errno(EBADMSG, "Encrypted escrow record: bad dra_fingerprint.");
         b64 = json_get_string(o, "record_cms");
-        if (!b64 || strlen(b64) > ESCROW_RECORD_FILE_MAX || base64_decode(b64, &der, &der_size) < 0 || der_size == 0)
+        if (!b64 || strlen(b64) > ESCROW_RECORD_FILE_MAX || base64_decode(b64, &der, &der_size) < 0 ||
+            der_size == 0)
                 return log_debug_errno(EBADMSG, "Encrypted escrow record: record_cms is not base64.");
         if (!dra_key)
                 return log_debug_errno(ENOKEY, "Escrow record is encrypted to the DRA, and no DRA key was given.");
@@ -516,8 +518,8 @@ static int entry_parse_envelope(json_object *o, const char *password, EVP_PKEY *
         if (r < 0)
                 return r;
         if (r != ESCROW_RECORD_PASSWORD || !entry_metadata_equal(e, &inner))
-                return log_debug_errno(EBADMSG, "Encrypted escrow record: its clear members disagree with the record "
-                                       "inside.");
+                return log_debug_errno(EBADMSG, "Encrypted escrow record: its clear members disagree with the "
+                                       "record inside.");
         e->password = TAKE_PTR(inner.password);
         e->encrypted = true;
         return 0;

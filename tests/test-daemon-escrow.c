@@ -2,9 +2,10 @@
 /*
  * test-daemon-escrow.c: sealvold escrows every recovery password it creates. The spool (encrypted to
  * the DRA; plain without one, and status says so; plain records encrypted once a DRA is set), the hook
- * (encrypted to the DRA too, unless configured otherwise, and the bus and status say which), a hook that fails and is retried with backoff
- * (across a daemon restart) until the record is there, and "require escrow": a provisioning or a
- * rotation whose required escrow fails (or hangs past the time limit) changes nothing.
+ * (encrypted to the DRA too, unless configured otherwise, and the bus and status say which), a hook
+ * that fails and is retried with backoff (across a daemon restart) until the record is there, and
+ * "require escrow": a provisioning or a rotation whose required escrow fails (or hangs past the time
+ * limit) changes nothing.
  */
 
 #include <dirent.h>

@@ -576,7 +576,8 @@ static void known_collect(Fixture *f, const char *ctl_output, Known *k) {
         }
         /* With a DRA the hook got the passwords inside CMS to it: the DRA holder opens them. */
         for (p = records; p && (p = strstr(p, "\"record_cms\"")); p += strlen("\"record_cms\"")) {
-                const char *start = strchr(p + strlen("\"record_cms\""), '"'), *end = start ? strchr(start + 1, '"') : NULL;
+                const char *start = strchr(p + strlen("\"record_cms\""), '"');
+                const char *end = start ? strchr(start + 1, '"') : NULL;
                 _cleanup_free_ char *b64 = NULL;
                 _cleanup_free_ void *der = NULL;
                 _cleanup_secure_ char *plain = NULL;

@@ -748,8 +748,9 @@ static void test_dra_takeover_refused(void **state) {
  * anchor does not vouch for is refused, each with its reason. */
 static void test_dra_chain_to_anchor(void **state) {
         Fixture *f = *state;
-        _cleanup_free_ char *first = dra_fixture_path("signed", ".crt"), *second = dra_fixture_path("signed-intermediate", ".crt");
-        _cleanup_free_ char *first_fp = dra_fixture_fingerprint("signed"), *second_fp = dra_fixture_fingerprint("signed-intermediate");
+        _cleanup_free_ char *first = dra_fixture_path("signed", ".crt"), *first_fp = dra_fixture_fingerprint("signed");
+        _cleanup_free_ char *second = dra_fixture_path("signed-intermediate", ".crt");
+        _cleanup_free_ char *second_fp = dra_fixture_fingerprint("signed-intermediate");
         _cleanup_free_ char *out = NULL, *log = NULL, *needle = NULL;
         static const struct {
                 const char *name, *reason;

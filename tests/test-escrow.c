@@ -2,9 +2,10 @@
 /*
  * test-escrow.c: the escrow record and its strict reader (round trips plain and through CMS, every
  * malformed field refused, wrong key, truncated CMS, the VMK record told apart), the spool (plain and
- * encrypted to the DRA, read back, refused in a directory others can write, its plain records encrypted
- * once there is a DRA), the hook's envelope (the password inside CMS, the Key ID in clear) and the hook (its input, output, exit status, a hang killed at the
- * time limit together with what it started, one that does not read its input, one that cannot run).
+ * encrypted to the DRA, read back, refused in a directory others can write, its plain records
+ * encrypted once there is a DRA), the hook's envelope (the password inside CMS, the Key ID in clear)
+ * and the hook (its input, output, exit status, a hang killed at the time limit together with what it
+ * started, one that does not read its input, one that cannot run).
  */
 
 #include <dirent.h>
