@@ -243,6 +243,28 @@ static void print_refused(sd_bus *bus, const char *uuid) {
         sd_bus_message_unref(reply);
 }
 
+/* How each target keeps its records, after "Escrow to: ...": "; spool encrypted to the DRA, hook NOT
+ * encrypted (HookPlaintext=yes)", as the daemon words it. */
+static void print_escrow_encryption(sd_bus *bus) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *target, *how;
+        bool first = true;
+        int encrypted, r;
+
+        r = sd_bus_get_property(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowEncryption", &error, &reply,
+                                "a(sbs)");
+        sd_bus_error_free(&error);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(sbs)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sbs)", &target, &encrypted, &how)) > 0) {
+                printf("%s %s %s", first ? ";" : ",", target, how);
+                first = false;
+        }
+        printf("\n");
+        sd_bus_message_unref(reply);
+}
+
 static int verb_status(sd_bus *bus, bool summary) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
@@ -270,24 +292,23 @@ static int verb_status(sd_bus *bus, bool summary) {
                 (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ChangedPCRs", &error,
                                                   &changed);
                 sd_bus_error_free(&error);
-                char *targets = NULL, *required = NULL;
-                int encrypted = 0;
+                char *targets = NULL, *required = NULL, *dra = NULL;
 
                 (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowTargets", &error,
                                                   &targets);
                 (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowRequired", &error,
                                                   &required);
-                (void) sd_bus_get_property_trivial(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "EscrowEncrypted",
-                                                   &error, 'b', &encrypted);
+                (void) sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DRAFingerprint",
+                                                  &error, &dra);
                 sd_bus_error_free(&error);
                 printf("Volumes: %u, needing recovery: %u\n", count, recovery);
                 printf("VMK sealed to: %s PCR %s%s%s\n", strempty(bank), strempty(pcrs),
                        isempty(changed) ? "" : "; changed since: PCR ", strempty(changed));
-                printf("Escrow to: %s%s%s; spool and hook records %s\n", isempty(targets) ? "nothing" : targets,
-                       isempty(required) ? "" : ", required: ", strempty(required),
-                       encrypted ? "encrypted to the DRA" : "NOT encrypted (no DRA certificate)");
+                printf("Escrow to: %s%s%s", isempty(targets) ? "nothing" : targets,
+                       isempty(required) ? "" : ", required: ", strempty(required));
+                print_escrow_encryption(bus);
                 /* The VMK export exists only with a DRA certificate. */
-                if (encrypted)
+                if (!isempty(dra))
                         (void) print_escrow_property(bus, MANAGER_PATH, MANAGER_IFACE, "VMKEscrow", "VMK export escrow:");
                 print_refused(bus, NULL);
                 printf("\n");
@@ -296,6 +317,7 @@ static int verb_status(sd_bus *bus, bool summary) {
                 free(changed);
                 free(targets);
                 free(required);
+                free(dra);
         }
 
         if (arg_json)

@@ -16,6 +16,7 @@
 #include "dra.h"
 #include "log.h"
 #include "pcr-floor.h"
+#include "openssl-util.h"
 #include "recovery.h"
 #include "sealvold.h"
 #include "secmem.h"
@@ -35,6 +36,19 @@ static int check_flags(uint64_t flags, sd_bus_error *error) {
         if (flags != FLAGS_NONE)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
         return 0;
+}
+
+/* The fingerprint of a DRA certificate, as sealvol shows it; NULL when there is none to show. */
+static char *cert_fingerprint_string(X509 *cert) {
+        uint8_t fp[DRA_FINGERPRINT_SIZE];
+
+        return cert && dra_cert_fingerprint(cert, fp) >= 0 ? dra_fingerprint_to_string(fp) : NULL;
+}
+
+static char *dra_fingerprint_in_force(Manager *m) {
+        _cleanup_(X509_freep) X509 *cert = NULL;
+
+        return manager_load_dra_cert(m, &cert) < 0 ? NULL : cert_fingerprint_string(cert);
 }
 
 /* ---- properties -------------------------------------------------------------------------------- */
@@ -175,15 +189,8 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "s", buf);
         }
         if (streq(property, "DRAFingerprint")) {
-                X509 *cert = NULL;
-                uint8_t fp[DRA_FINGERPRINT_SIZE];
-                _cleanup_free_ char *hex = NULL;
+                _cleanup_free_ char *hex = dra_fingerprint_in_force(m);
 
-                if (manager_load_dra_cert(m, &cert) < 0)
-                        return sd_bus_message_append(reply, "s", "");
-                if (dra_cert_fingerprint(cert, fp) >= 0)
-                        hex = dra_fingerprint_to_string(fp);
-                X509_free(cert);
                 return sd_bus_message_append(reply, "s", strempty(hex));
         }
         if (streq(property, "EscrowTargets") || streq(property, "EscrowRequired")) {
@@ -194,11 +201,14 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "s", t);
         }
         if (streq(property, "EscrowEncrypted")) {
-                /* Spool and hook records are encrypted to the DRA only when there is one. */
-                X509 *cert = NULL;
-                bool encrypted = manager_load_dra_cert(m, &cert) >= 0;
+                /* Whether no configured spool or hook gets a plaintext password: the one answer status
+                 * used to give for both, now true of each. */
+                _cleanup_(X509_freep) X509 *cert = NULL;
+                bool have_dra = manager_load_dra_cert(m, &cert) >= 0, encrypted = true;
 
-                X509_free(cert);
+                for (EscrowTarget t = ESCROW_TARGET_SPOOL; t <= ESCROW_TARGET_HOOK; t++)
+                        if (m->config.escrow_targets & (1u << t))
+                                encrypted = encrypted && escrow_target_encrypted(m, t, have_dra);
                 return sd_bus_message_append(reply, "b", encrypted);
         }
         if (streq(property, "RefusedDevices")) {
@@ -444,7 +454,8 @@ static int read_passed_file(int fd, size_t max, void **ret, size_t *ret_size, bo
 static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_free_ void *data = NULL;
-        _cleanup_free_ char *reason = NULL;
+        _cleanup_free_ char *reason = NULL, *old_fp = NULL, *offered_fp = NULL, *detail = NULL;
+        _cleanup_(X509_freep) X509 *offered = NULL;
         unsigned rewrapped = 0;
         uint64_t flags;
         size_t size = 0;
@@ -464,8 +475,14 @@ static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error 
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The certificate must be passed as a regular file of at most %zu bytes.",
                                          DRA_CERT_FILE_MAX);
+        /* Which certificate replaced which, or was refused: both fingerprints are in the audit trail. */
+        old_fp = dra_fingerprint_in_force(m);
+        if (dra_cert_load(data, size, &offered) >= 0)
+                offered_fp = cert_fingerprint_string(offered);
         r = manager_set_dra(m, data, size, &rewrapped, &reason);
-        audit_record(message, "set-dra-certificate", NULL, r, NULL);
+        if (asprintf(&detail, "old %s, new %s", old_fp ?: "none", offered_fp ?: "(not a certificate)") < 0)
+                detail = NULL;
+        audit_record(message, "set-dra-certificate", NULL, r, detail);
         if (r == -EKEYREJECTED)
                 return sd_bus_error_setf(error, BUS_ERROR_CERTIFICATE_REJECTED, "Refused as a DRA certificate: %s",
                                          strempty(reason));
@@ -871,6 +888,46 @@ static int append_escrow(sd_bus_message *reply, const ManagedVolume *v) {
         return append_escrow_records(reply, v->escrow, v->n_escrow, v->escrow_error);
 }
 
+/* How each configured target keeps its recovery passwords: encrypted to the DRA, and in words. */
+static int property_get_escrow_encryption(sd_bus *bus, const char *path, const char *interface,
+                                          const char *property, sd_bus_message *reply, void *userdata,
+                                          sd_bus_error *error) {
+        _cleanup_(X509_freep) X509 *cert = NULL;
+        Manager *m = userdata;
+        bool have_dra;
+        int r, load;
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        load = manager_load_dra_cert(m, &cert);
+        have_dra = load >= 0;
+        r = sd_bus_message_open_container(reply, 'a', "(sbs)");
+        for (EscrowTarget t = 0; r >= 0 && t < _ESCROW_TARGET_MAX; t++) {
+                bool encrypted = escrow_target_encrypted(m, t, have_dra);
+                const char *how;
+
+                if (!(m->config.escrow_targets & (1u << t)))
+                        continue;
+                if (t == ESCROW_TARGET_AD)
+                        how = "protected by the directory's access control";
+                else if (encrypted)
+                        how = "encrypted to the DRA";
+                else if (load < 0 && load != -ENOENT)
+                        how = "not sent: the DRA certificate cannot be loaded";
+                else if (!have_dra)
+                        how = "NOT encrypted (no DRA certificate)";
+                else
+                        how = "NOT encrypted (HookPlaintext=yes)";
+                r = sd_bus_message_append(reply, "(sbs)", escrow_target_to_string(t), encrypted, how);
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
 static int property_get_vmk_escrow(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -993,6 +1050,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("EscrowTargets", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowRequired", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowEncrypted", "b", property_get_manager, 0, 0),
+        SD_BUS_PROPERTY("EscrowEncryption", "a(sbs)", property_get_escrow_encryption, 0, 0),
         SD_BUS_PROPERTY("VMKEscrow", "a(ssbtss)", property_get_vmk_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("VolumeCount", "u", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("RecoveryRequiredCount", "u", property_get_manager, 0, 0),

@@ -62,9 +62,17 @@ static char *spool_directory(Manager *m) {
         return asprintf(&s, "%s/escrow", m->state_dir) < 0 ? NULL : s;
 }
 
-/* Sends one record to target t; records the outcome in rec, the reason of a failure in *error.
- * spool_name: the record's file in the spool; cert: the DRA certificate to encrypt spool records to,
- * or NULL. */
+bool escrow_target_encrypted(const Manager *m, EscrowTarget t, bool have_dra) {
+        switch (t) {
+        case ESCROW_TARGET_SPOOL:
+                return have_dra;
+        case ESCROW_TARGET_HOOK:
+                return have_dra && !m->config.escrow_hook_plaintext;
+        default:
+                return false; /* Active Directory: its access control, as for Windows */
+        }
+}
+
 static const char *ad_error_class(int r) {
         switch (-r) {
         case EHOSTUNREACH:
@@ -113,13 +121,21 @@ static int escrow_ad(Manager *m, const EscrowPassword *e, char **ret_dn, bool *r
         return 0;
 }
 
+/* Sends one record to target t; records the outcome in rec, the reason of a failure in *error.
+ * spool_name: the record's file in the spool; cert: the DRA certificate to encrypt a password record to
+ * (escrow_target_encrypted() says for which targets), or NULL; dra_error: why a DRA certificate that is
+ * set could not be loaded (then a password goes to neither the spool nor the hook), or 0. */
 static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, const char *spool_name, X509 *cert,
-                       const char *json, size_t size, EscrowRecord *rec, char **error) {
+                       int dra_error, const char *json, size_t size, EscrowRecord *rec, char **error) {
         _cleanup_erase_and_free_ char *location = NULL, *why = NULL;
         bool verified = false;
         int r;
 
-        switch (t) {
+        if (e && dra_error < 0 && IN_SET(t, ESCROW_TARGET_SPOOL, ESCROW_TARGET_HOOK)) {
+                set_error(error, "the DRA certificate cannot be loaded (%s); the record is not sent in plaintext",
+                          strerror(-dra_error));
+                r = dra_error;
+        } else switch (t) {
         case ESCROW_TARGET_SPOOL: {
                 _cleanup_free_ char *dir = spool_directory(m);
 
@@ -130,7 +146,22 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                         set_error(error, "cannot write to the spool %s: %s", dir, strerror(-r));
                 break;
         }
-        case ESCROW_TARGET_HOOK:
+        case ESCROW_TARGET_HOOK: {
+                _cleanup_free_ char *envelope = NULL;
+
+                /* With a DRA the hook gets the password as CMS to it, as the spool does, and what it
+                 * needs to index the record in clear; plaintext only if the configuration says so,
+                 * and then status says so too. Never plaintext because the encryption failed. */
+                if (e && escrow_target_encrypted(m, t, cert != NULL)) {
+                        r = escrow_password_to_envelope(e, cert, &envelope);
+                        if (r < 0) {
+                                set_error(error, "cannot encrypt the record to the DRA certificate: %s",
+                                          strerror(-r));
+                                break;
+                        }
+                        json = envelope;
+                        size = strlen(envelope);
+                }
                 r = escrow_hook_run(m->config.escrow_hook, "store", json, size, m->config.escrow_hook_timeout_sec,
                                     &location, &why);
                 if (r < 0) {
@@ -145,10 +176,12 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                         if (!location)
                                 return -ENOMEM;
                 }
-                /* A hook that can read records back says so by accepting "verify". */
+                /* A hook that can read records back says so by accepting "verify" (of the very
+                 * envelope it stored: CMS is different each time it is made). */
                 verified = escrow_hook_run(m->config.escrow_hook, "verify", json, size,
                                            m->config.escrow_hook_timeout_sec, NULL, NULL) >= 0;
                 break;
+        }
         case ESCROW_TARGET_AD:
                 if (!e) {
                         set_error(error, "Active Directory takes recovery passwords only");
@@ -216,17 +249,19 @@ static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *p
         _cleanup_free_ char *spool_name = NULL;
         EscrowPassword e;
         size_t size;
-        int r, ret = 0;
+        int r, dra_error, ret = 0;
 
         escrow_password_init(m, vol, p, password, &e);
         r = escrow_password_to_json(&e, &json, &size);
         if (r < 0)
                 return log_error_errno(r, "Failed to build the escrow record of %s: %m", vol->token.volume_uuid);
-        /* Spool records are encrypted to the DRA when there is one; plain only without, which
-         * status shows. */
-        r = manager_load_dra_cert(m, &cert);
-        if (r < 0 && r != -ENOENT)
-                log_warning_errno(r, "Failed to load the DRA certificate, spool records stay plain: %m");
+        /* Spool and hook records are encrypted to the DRA when there is one; plain only without, which
+         * status shows. A DRA certificate that is set but does not load sends them nowhere: they
+         * fail, and are retried, rather than go out in plaintext. */
+        dra_error = manager_load_dra_cert(m, &cert);
+        if (dra_error < 0 && dra_error != -ENOENT)
+                log_warning_errno(dra_error, "Failed to load the DRA certificate, records for the spool and the "
+                                  "hook are not sent: %m");
         r = escrow_spool_name(e.volume_uuid, &e.key_id, cert != NULL, &spool_name);
         if (r < 0)
                 return r;
@@ -237,7 +272,8 @@ static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *p
 
                 if (!(mask & (1u << t)))
                         continue;
-                r = escrow_send(m, t, &e, spool_name, cert, json, size, &rec, &errors[t]);
+                r = escrow_send(m, t, &e, spool_name, cert, dra_error == -ENOENT ? 0 : dra_error, json, size, &rec,
+                                &errors[t]);
                 if (protector_set_escrow(p, &rec) < 0)
                         log_warning("No room to record the escrow of %s to %s.", vol->token.volume_uuid, rec.target);
                 guid_format(&p->key_id, key_id);
@@ -292,17 +328,14 @@ static uint32_t escrow_outstanding(Manager *m, const ManagedVolume *v) {
         return mask;
 }
 
-int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_failed) {
-        _cleanup_(volume_freep) Volume *vol = NULL;
+/* Sends v's current password (vol, as just loaded) to the targets in mask, and records in its token
+ * how it went. */
+static int escrow_volume_to(Manager *m, ManagedVolume *v, Volume *vol, uint32_t mask, uint32_t *ret_failed) {
         _cleanup_secure_ char *password = NULL;
-        uint32_t mask, failed = 0;
+        uint32_t failed = 0;
         Protector *p;
         int r;
 
-        r = manager_refresh_volume(v, &vol);
-        if (r < 0)
-                return r;
-        mask = all ? m->config.escrow_targets : escrow_outstanding(m, v);
         if (mask == 0)
                 return 0;
         r = manager_ensure_vmk(m, /* create= */ false);
@@ -329,6 +362,74 @@ int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_
         if (ret_failed)
                 *ret_failed = failed;
         return failed ? -ECOMM : 0;
+}
+
+int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_failed) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        int r;
+
+        r = manager_refresh_volume(v, &vol);
+        if (r < 0)
+                return r;
+        return escrow_volume_to(m, v, vol, all ? m->config.escrow_targets : escrow_outstanding(m, v), ret_failed);
+}
+
+/* ---- a DRA certificate set where records went out without it ------------------------------------ */
+
+/* Whether v's current password is in the spool as a plain record (written before any DRA). */
+static bool spool_record_plain(const ManagedVolume *v) {
+        for (size_t i = 0; i < v->n_escrow; i++) {
+                const EscrowRecord *e = &v->escrow[i];
+                const char *name = strrchr(e->location, '/');
+                bool encrypted;
+
+                if (streq(e->target, escrow_target_to_string(ESCROW_TARGET_SPOOL)) && e->state == ESCROW_DONE &&
+                    name && escrow_spool_name_parse(name + 1, NULL, NULL, &encrypted) >= 0)
+                        return !encrypted;
+        }
+        return false;
+}
+
+void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed) {
+        _cleanup_free_ char *dir = spool_directory(m);
+        unsigned encrypted = 0, skipped = 0;
+        uint32_t mask = 0;
+        int r;
+
+        /* The current passwords, to the certificate in force: after a change, to the spool and to a
+         * hook that gets records encrypted (a hook that files them by Key ID replaces its copy); at a
+         * start, to the spool where its record is still plain (a change killed before this). */
+        for (EscrowTarget t = ESCROW_TARGET_SPOOL; t <= ESCROW_TARGET_HOOK; t++)
+                if ((m->config.escrow_targets & (1u << t)) && escrow_target_encrypted(m, t, true) &&
+                    (changed || t == ESCROW_TARGET_SPOOL))
+                        mask |= 1u << t;
+        for (size_t i = 0; mask != 0 && m->vmk && i < m->n_volumes; i++) {
+                ManagedVolume *v = m->volumes[i];
+                _cleanup_(volume_freep) Volume *vol = NULL;
+
+                if (!v->has[PROTECTOR_RECOVERY] || (!changed && !spool_record_plain(v)) ||
+                    manager_refresh_volume(v, &vol) < 0)
+                        continue;
+                /* A failure is recorded in the token and retried, as any escrow's. */
+                (void) escrow_volume_to(m, v, vol, mask, NULL);
+        }
+
+        /* Every plain record still in the spool, current or older, whatever the targets are now. */
+        if (!dir) {
+                log_oom();
+                return;
+        }
+        r = escrow_spool_encrypt_plain(dir, cert, &encrypted, &skipped);
+        if (r < 0)
+                log_warning_errno(r, "Failed to encrypt the plaintext escrow records in %s to the DRA "
+                                  "certificate (done again at the next start or change of it): %m", dir);
+        if (encrypted > 0)
+                log_notice("Encrypted %u plaintext escrow records in %s to the DRA certificate; the plain files "
+                           "were overwritten and removed (rotate their passwords if the disk may keep old "
+                           "blocks).", encrypted, dir);
+        if (skipped > 0)
+                log_warning("%u files in %s are named as plaintext escrow records but do not read as such; left "
+                            "as they are.", skipped, dir);
 }
 
 /* ---- retirement, after a crypto-erase ------------------------------------------------------------ */
@@ -579,7 +680,8 @@ int manager_escrow_vmk(Manager *m, bool all) {
                 if (!(mask & (1u << t)))
                         continue;
                 /* Already wrapped to the DRA: the spool gets it as it is. */
-                r = escrow_send(m, t, NULL, spool_name, NULL, record, strlen(record), &rec, &m->vmk_escrow_error[t]);
+                r = escrow_send(m, t, NULL, spool_name, NULL, /* dra_error= */ 0, record, strlen(record), &rec,
+                                &m->vmk_escrow_error[t]);
                 vmk_escrow_set(m, &rec);
                 if (r < 0) {
                         log_error("Escrow of the VMK export %s to %s failed, will retry: %s", id, rec.target,

@@ -1082,22 +1082,113 @@ static int dra_rewrap(Manager *m, ManagedVolume *v, Volume *vol, X509 *cert) {
         return r;
 }
 
-int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rewrapped, char **ret_reason) {
-        X509 *cert = NULL;
-        unsigned n = 0;
+/* What the trust anchor file's load error means, for the caller and the journal. */
+static const char *anchor_error_string(int r, const char *why) {
+        switch (-r) {
+        case EPERM:
+                return why ?: "it can be changed by others than root";
+        case EBADMSG:
+                return "it holds something other than PEM certificates, or none";
+        case E2BIG:
+                return "it holds too many certificates";
+        case EFBIG:
+                return "it is too large";
+        default:
+                return strerror(-r);
+        }
+}
+
+/* Whether cert may become the DRA over the bus, as root's configuration says (docs/dra.md, "Trust"):
+ * -EKEYREJECTED with why in *ret_reason if not. */
+static int dra_trust_check(Manager *m, X509 *cert, char **ret_reason) {
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *anchors = NULL;
+        _cleanup_free_ char *why = NULL, *anchor_error = NULL, *untrusted = NULL;
+        const Config *c = &m->config;
         int r;
 
+        if (c->dra_trust_anchor) {
+                r = dra_trust_anchors_load_file(c->dra_trust_anchor, &anchors, &why);
+                if (r == -ENOMEM)
+                        return r;
+                /* What only the anchors could vouch for is refused; a pinned certificate still passes. */
+                if (r < 0) {
+                        if (asprintf(&anchor_error, "the trust anchor file %s cannot be used: %s",
+                                     c->dra_trust_anchor, anchor_error_string(r, why)) < 0)
+                                return -ENOMEM;
+                        log_warning("[DRA] TrustAnchor=%s is not used: %s.", c->dra_trust_anchor,
+                                    anchor_error_string(r, why));
+                }
+        }
+
+        r = dra_cert_verify_trust(cert, anchors, (const uint8_t (*)[DRA_FINGERPRINT_SIZE]) c->dra_pinned,
+                                  c->n_dra_pinned, time(NULL), &untrusted);
+        if (r >= 0)
+                return 0;
+        if (r == -ENOKEY) {
+                /* Nothing to trust: refuse every certificate rather than any (the attack this closes). */
+                if (anchor_error)
+                        *ret_reason = TAKE_PTR(anchor_error);
+                else
+                        *ret_reason = strdup("no trust anchor is configured for DRA certificates set over the "
+                                             "bus: name the CA in [DRA] TrustAnchor= or the certificate's SHA-256 "
+                                             "in [DRA] PinnedFingerprint= (sealvol.conf), or set the certificate "
+                                             "itself with [DRA] Certificate=");
+                return *ret_reason ? -EKEYREJECTED : -ENOMEM;
+        }
+        if (r != -EKEYREJECTED)
+                return r;
+        if (anchor_error) {
+                char *joined;
+
+                if (asprintf(&joined, "%s; %s", strempty(untrusted), anchor_error) < 0)
+                        return -ENOMEM;
+                free(untrusted);
+                untrusted = joined;
+        }
+        *ret_reason = TAKE_PTR(untrusted);
+        return -EKEYREJECTED;
+}
+
+int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rewrapped, char **ret_reason) {
+        _cleanup_free_ char *untrusted = NULL, *unfit = NULL;
+        _cleanup_(X509_freep) X509 *cert = NULL;
+        unsigned n = 0;
+        int r, k;
+
         r = dra_cert_load(data, size, &cert);
+        if (IN_SET(r, -EBADMSG, -ENOTUNIQ)) {
+                *ret_reason = strdup(r == -EBADMSG
+                                             ? "not one certificate (PEM or DER), or more than a certificate in it"
+                                             : "more than one certificate: pass the DRA certificate alone (its CA "
+                                               "belongs in the [DRA] TrustAnchor= file)");
+                return *ret_reason ? -EKEYREJECTED : -ENOMEM;
+        }
         if (r < 0)
                 return r;
-        r = dra_cert_check(cert, (const char *const *) m->config.dra_extra_ekus, time(NULL), ret_reason);
-        if (r >= 0)
-                r = manager_ensure_vmk(m, /* create= */ false);
+        /* The organisation's certificate, and fit for the job: when both fail, both are said. */
+        r = dra_trust_check(m, cert, &untrusted);
+        k = dra_cert_check(cert, (const char *const *) m->config.dra_extra_ekus, time(NULL), &unfit);
+        if (r < 0 && r != -EKEYREJECTED)
+                return r;
+        if (k < 0 && k != -EKEYREJECTED)
+                return k;
+        if (r < 0 || k < 0) {
+                if (asprintf(ret_reason, "%s%s%s", strempty(untrusted), untrusted && unfit ? "; " : "",
+                             strempty(unfit)) < 0) {
+                        *ret_reason = NULL;
+                        return -ENOMEM;
+                }
+                return -EKEYREJECTED;
+        }
+
+        r = manager_ensure_vmk(m, /* create= */ false);
         /* The certificate first: a change killed after this is finished at the next start
          * (manager_finish_dra()), one killed before it never happened. */
         if (r >= 0)
                 r = write_file_atomic(m->dra_cert_path, data, size, 0644);
-        /* Renewing the certificate re-wraps every volume of the server (DESIGN.md). */
+        /* Renewing the certificate re-wraps every volume of the server (DESIGN.md). Each volume gets
+         * its new DRA keyslot, verified, before the old one goes (volume_set_dra(): the token's
+         * journal), so the old key opens it until the new one does. */
         for (size_t i = 0; r >= 0 && i < m->n_volumes; i++) {
                 _cleanup_(volume_freep) Volume *vol = NULL;
 
@@ -1107,11 +1198,12 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
                 if (r >= 0)
                         n++;
         }
-        X509_free(cert);
         if (r < 0)
                 return r;
-        /* The server-level copy follows the certificate (and goes to escrow). */
+        /* The server-level copy follows the certificate (and goes to escrow), and so do the recovery
+         * passwords in escrow: the current ones go again, and plain records of before are encrypted. */
         (void) manager_export_vmk(m, NULL);
+        manager_escrow_follow_dra(m, cert, /* changed= */ true);
         *ret_rewrapped = n;
         return 0;
 }
@@ -1149,7 +1241,12 @@ void manager_finish_dra(Manager *m) {
         _cleanup_(X509_freep) X509 *cert = NULL;
         int r;
 
-        if (!m->vmk || manager_load_dra_cert(m, &cert) < 0 || dra_cert_fingerprint(cert, fp) < 0)
+        if (manager_load_dra_cert(m, &cert) < 0 || dra_cert_fingerprint(cert, fp) < 0)
+                return;
+        /* Escrow records written in plaintext before the certificate (a certificate newly configured,
+         * or a change killed before it got there) are encrypted to it; the plain files need no VMK. */
+        manager_escrow_follow_dra(m, cert, /* changed= */ false);
+        if (!m->vmk)
                 return;
         for (size_t i = 0; i < m->n_volumes; i++) {
                 ManagedVolume *v = m->volumes[i];

@@ -276,6 +276,13 @@ int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_
 /* Sends the VMK export (if there is one) to the spool and the hook: every configured one (all), or
  * those it has not reached. -ECOMM if one failed. */
 int manager_escrow_vmk(Manager *m, bool all);
+/* Whether records of target t go out encrypted to the DRA certificate (have_dra: there is one): the
+ * spool's with one, the hook's unless [Escrow] HookPlaintext=yes, never AD's (its access control). */
+bool escrow_target_encrypted(const Manager *m, EscrowTarget t, bool have_dra);
+/* With cert in force: the current passwords go again to the targets that now encrypt them (after a
+ * change of the DRA, changed; at a start, only where the spool's record is still plain), and every plain
+ * record in the spool is encrypted to cert and removed (escrow_spool_encrypt_plain()). */
+void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed);
 int manager_load_vmk_escrow(Manager *m);
 /* vmk-export.json: its text, the VMK's id, the fingerprint of the DRA certificate it is wrapped to
  * (each may be NULL). -ENOENT without an export, -EBADMSG for a damaged one. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* fuzz-escrow-record.c: escrow records as the DRA holder reads them back from a spool (or from
- * anywhere: `sealvolctl recovery lookup FILE`), plain and through CMS.
+ * anywhere: `sealvolctl recovery lookup FILE`), plain, through CMS, and as a hook's envelope.
  *
  * The input is opened as a spool file with a fixed DRA key, so CMS seeds made for that key (and what
  * the fuzzer makes of them) reach the JSON parser through dra_unwrap(). Plain input is also wrapped to
@@ -146,6 +146,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (dra_wrap(fuzz_cert(), data, size, &der, &der_size) < 0)
                 abort();
         w = escrow_entry_open(der, der_size, fuzz_key(), &wrapped);
+        /* A hook's envelope is CMS inside already; wrapped once more it is nothing sealvol writes. */
+        if (r >= 0 && e.encrypted) {
+                if (w != -EBADMSG)
+                        abort();
+                return 0;
+        }
         if (w != r || (r >= 0 && (!wrapped.encrypted || e.encrypted || !entries_equal(&e, &wrapped))))
                 abort();
         return 0;

@@ -32,6 +32,7 @@ void config_init(Config *c) {
 void config_done(Config *c) {
         free(c->tcti);
         free(c->dra_certificate);
+        free(c->dra_trust_anchor);
         for (size_t i = 0; c->dra_extra_ekus[i]; i++)
                 free(c->dra_extra_ekus[i]);
         free(c->state_directory);
@@ -90,6 +91,36 @@ static int set_ekus(Config *c, const char *value) {
                 if (!c->dra_extra_ekus[n])
                         return -ENOMEM;
                 n++;
+        }
+        return 0;
+}
+
+/* Each assignment adds its fingerprints (spaces or commas between them); an empty one clears the list. */
+static int add_pinned(Config *c, const char *value) {
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        if (isempty(value)) {
+                c->n_dra_pinned = 0;
+                return 0;
+        }
+        for (char *w = strtok_r(copy, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+                uint8_t fp[DRA_FINGERPRINT_SIZE];
+                bool known = false;
+                int r;
+
+                r = dra_fingerprint_from_string(w, fp);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < c->n_dra_pinned; i++)
+                        known = known || memcmp(c->dra_pinned[i], fp, sizeof(fp)) == 0;
+                if (known)
+                        continue;
+                if (c->n_dra_pinned >= CONFIG_DRA_PINNED_MAX)
+                        return -E2BIG;
+                memcpy(c->dra_pinned[c->n_dra_pinned++], fp, sizeof(fp));
         }
         return 0;
 }
@@ -158,6 +189,10 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                         return set_absolute_path(&c->dra_certificate, value);
                 if (streq(key, "ExtraEKU"))
                         return set_ekus(c, value);
+                if (streq(key, "TrustAnchor"))
+                        return set_absolute_path(&c->dra_trust_anchor, value);
+                if (streq(key, "PinnedFingerprint"))
+                        return add_pinned(c, value);
         } else if (streq(section, "Recovery")) {
                 if (streq(key, "KDFIterations"))
                         return set_uint32(&c->recovery_kdf_iterations, value, VOLUME_PBKDF2_ITERATIONS_MIN,
@@ -171,6 +206,8 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                         return set_absolute_path(&c->escrow_spool_directory, value);
                 if (streq(key, "Hook"))
                         return set_absolute_path(&c->escrow_hook, value);
+                if (streq(key, "HookPlaintext"))
+                        return set_boolean(&c->escrow_hook_plaintext, value);
                 if (streq(key, "HookTimeoutSec"))
                         return set_uint32(&c->escrow_hook_timeout_sec, value, 1, 3600);
                 if (streq(key, "RetrySec"))

@@ -3,10 +3,11 @@
  * conf.h: /etc/sealvol/sealvol.conf, an INI file in systemd's style (docs/configuration.md).
  *
  *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7  MinimumPCRs=7
- *   [DRA]        Certificate=/etc/sealvol/dra.pem  ExtraEKU=1.2.3.4 ...
+ *   [DRA]        Certificate=/etc/sealvol/dra.pem  ExtraEKU=1.2.3.4 ...  TrustAnchor=/etc/sealvol/dra-ca.pem
+ *                PinnedFingerprint=<64 hex> ...
  *   [Recovery]   KDFIterations=1048576
  *   [Escrow]     Targets=spool  Require=  SpoolDirectory=  Hook=  HookTimeoutSec=30  RetrySec=60
- *                RetryMaxSec=3600
+ *                RetryMaxSec=3600  HookPlaintext=no
  *   [ActiveDirectory] URI=  ComputerDN=  SAMAccountName=  Keytab=  Principal=  BindDN=  PasswordFile=
  *                CAFile=  SASLNoCanon=yes  TimeoutSec=10
  *   [Paths]      StateDirectory=/var/lib/sealvol
@@ -22,6 +23,7 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include "build-config.h"
+#include "dra.h"
 #include "escrow-ad.h"
 #include "escrow.h"
 #include "macro.h"
@@ -30,6 +32,7 @@
 #define CONFIG_PATH_ENV "SEALVOL_CONFIG"
 #define CONFIG_FILE_MAX (64u * 1024u)
 #define CONFIG_EXTRA_EKU_MAX 16
+#define CONFIG_DRA_PINNED_MAX 16
 
 typedef struct Config {
         char *tcti;             /* NULL: tpm2_tcti_select() decides */
@@ -38,12 +41,18 @@ typedef struct Config {
         uint32_t pcr_min_mask;  /* the floor: PCRs every seal must include */
         char *dra_certificate;  /* NULL: no DRA */
         char *dra_extra_ekus[CONFIG_EXTRA_EKU_MAX + 1]; /* NULL-terminated */
+        /* What a certificate set over the bus must chain to or be (docs/dra.md, "Trust"): neither
+         * set refuses every one. */
+        char *dra_trust_anchor;         /* a PEM file of CA certificates, or NULL */
+        uint8_t dra_pinned[CONFIG_DRA_PINNED_MAX][DRA_FINGERPRINT_SIZE];
+        size_t n_dra_pinned;
         uint32_t recovery_kdf_iterations;
         char *state_directory;
         uint32_t escrow_targets;        /* mask of 1 << EscrowTarget; default: the spool */
         uint32_t escrow_required;       /* the targets that must succeed before a password counts */
         char *escrow_spool_directory;   /* NULL: <state>/escrow */
         char *escrow_hook;
+        bool escrow_hook_plaintext;     /* the hook gets plain records even with a DRA (escrow.md) */
         uint32_t escrow_hook_timeout_sec;
         uint32_t escrow_retry_sec;      /* first retry of a failed escrow; doubles up to the max */
         uint32_t escrow_retry_max_sec;

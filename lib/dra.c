@@ -14,6 +14,8 @@
 #include <openssl/rsa.h>
 
 #include "dra.h"
+#include "encoding.h"
+#include "fileio.h"
 #include "log.h"
 #include "openssl-util.h"
 #include "secmem.h"
@@ -124,21 +126,25 @@ static void pem_block_done(PemBlock *b) {
         *b = (PemBlock) {};
 }
 
-static int cert_load_pem(const void *data, size_t size, X509 **ret) {
+/* Every PEM block of data is a certificate, and there are 1..max of them: -EBADMSG when a block is
+ * anything else or there is none, -E2BIG for more than max. */
+static int certs_load_pem(const void *data, size_t size, size_t max, STACK_OF(X509) **ret) {
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *certs = NULL;
         _cleanup_(BIO_free_allp) BIO *bio = NULL;
-        _cleanup_(X509_freep) X509 *cert = NULL;
         int r;
 
         if (size > INT_MAX)
                 return -EFBIG;
         bio = BIO_new_mem_buf(data, (int) size);
-        if (!bio)
+        certs = sk_X509_new_null();
+        if (!bio || !certs)
                 return -ENOMEM;
 
-        /* Every block, not only the first certificate: "exactly one certificate" must hold for the
-         * whole file, and anything else in it is a mistake we report rather than skip. */
+        /* Every block, not only the certificates: anything else in the file is a mistake we report
+         * rather than skip. */
         for (;;) {
                 _cleanup_(pem_block_done) PemBlock b = {};
+                _cleanup_(X509_freep) X509 *cert = NULL;
 
                 /* PEM_FLAG_SECURE: the block may be a private key someone put next to the
                  * certificate; its decoded copies are wiped when freed. */
@@ -155,25 +161,41 @@ static int cert_load_pem(const void *data, size_t size, X509 **ret) {
                 }
 
                 if (!streq(b.name, PEM_STRING_X509) && !streq(b.name, PEM_STRING_X509_OLD)) {
-                        log_debug("PEM block \"%s\" found where only a certificate belongs, refusing.",
-                                  b.name);
+                        log_debug("PEM block \"%s\" found where only certificates belong, refusing.", b.name);
                         return -EBADMSG;
                 }
-                if (cert) {
-                        log_debug("More than one PEM certificate given, refusing.");
-                        return -ENOTUNIQ;
+                if ((size_t) sk_X509_num(certs) >= max) {
+                        log_debug("More than %zu PEM certificates given, refusing.", max);
+                        return -E2BIG;
                 }
                 r = cert_load_der(b.data, (size_t) b.size, &cert);
                 if (r < 0)
                         return r == -ENOTUNIQ ? r : -EBADMSG;
+                if (!sk_X509_push(certs, cert))
+                        return -ENOMEM;
+                TAKE_PTR(cert);
         }
 
-        if (!cert) {
+        if (sk_X509_num(certs) == 0) {
                 log_debug("No PEM certificate found.");
                 return -EBADMSG;
         }
 
-        *ret = TAKE_PTR(cert);
+        *ret = TAKE_PTR(certs);
+        return 0;
+}
+
+static int cert_load_pem(const void *data, size_t size, X509 **ret) {
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *certs = NULL;
+        int r;
+
+        /* "Exactly one certificate" holds for the whole file. */
+        r = certs_load_pem(data, size, /* max= */ 1, &certs);
+        if (r == -E2BIG)
+                return -ENOTUNIQ;
+        if (r < 0)
+                return r;
+        *ret = sk_X509_shift(certs);
         return 0;
 }
 
@@ -212,6 +234,152 @@ int dra_cert_load_file(const char *path, X509 **ret) {
                 return r;
 
         return dra_cert_load(buf, n, ret);
+}
+
+/* ---- trust ---------------------------------------------------------------------------------- */
+
+int dra_trust_anchors_load_file(const char *path, STACK_OF(X509) **ret, char **ret_reason) {
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *certs = NULL;
+        _cleanup_erase_and_free_ char *buf = NULL;
+        size_t n;
+        int r;
+
+        if (!path || !ret)
+                return -EINVAL;
+
+        /* Nobody but root can change what the path leads to, so what is read next is what was checked. */
+        r = path_check_root_only(path, ret_reason);
+        if (r < 0)
+                return log_debug_errno(r, "Trust anchor file %s refused: %m", path);
+        /* Wiped too, as a certificate file is: a private key put there by mistake is refused, but read. */
+        r = read_file_full(path, DRA_TRUST_ANCHOR_FILE_MAX, &buf, &n);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return -EBADMSG;
+
+        if ((uint8_t) buf[0] == 0x30) { /* DER: one certificate */
+                _cleanup_(X509_freep) X509 *cert = NULL;
+
+                r = cert_load_der(buf, n, &cert);
+                if (r < 0)
+                        return r == -ENOTUNIQ ? -EBADMSG : r;
+                certs = sk_X509_new_null();
+                if (!certs || !sk_X509_push(certs, cert))
+                        return -ENOMEM;
+                TAKE_PTR(cert);
+        } else {
+                r = certs_load_pem(buf, n, DRA_TRUST_ANCHORS_MAX, &certs);
+                if (r < 0)
+                        return r;
+        }
+
+        *ret = TAKE_PTR(certs);
+        return 0;
+}
+
+/* "CN=...,O=..." of a certificate's subject, malloc'd, for a reason; NULL if it cannot be shown. */
+static char *subject_string(X509 *cert) {
+        _cleanup_(BIO_free_allp) BIO *bio = BIO_new(BIO_s_mem());
+        char *data, *s;
+        long n;
+
+        if (!bio || X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) < 0) {
+                ERR_clear_error();
+                return NULL;
+        }
+        n = BIO_get_mem_data(bio, &data);
+        s = n >= 0 ? strndup(data, (size_t) n) : NULL;
+        return s;
+}
+
+/* X509_verify_cert() against anchors alone, at now. -EKEYREJECTED with OpenSSL's reason. */
+static int verify_chain(X509 *cert, STACK_OF(X509) *anchors, time_t now, char **ret_reason) {
+        _cleanup_(X509_STORE_freep) X509_STORE *store = X509_STORE_new();
+        _cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+        _cleanup_free_ char *subject = NULL;
+        X509_VERIFY_PARAM *param;
+        X509 *failed;
+        int err, depth;
+
+        if (!store || !ctx)
+                return -ENOMEM;
+        for (int i = 0; i < sk_X509_num(anchors); i++)
+                if (!X509_STORE_add_cert(store, sk_X509_value(anchors, i)))
+                        return log_openssl_errors(-ENOMEM, "Failed to add a trust anchor");
+        /* No untrusted certificates: the caller passes the DRA certificate alone, and the chain is
+         * made of what root configured. */
+        if (!X509_STORE_CTX_init(ctx, store, cert, /* chain= */ NULL))
+                return log_openssl_errors(-ENOMEM, "Failed to set up certificate verification");
+        param = X509_STORE_CTX_get0_param(ctx);
+        /* PARTIAL_CHAIN: any certificate of the anchor file ends a chain, not only a self-signed root
+         * (RFC 5280 6.1.1 (d): a trust anchor is a name and a key, wherever it sits). Purpose ANY: a
+         * DRA certificate has no purpose OpenSSL knows; its key usage is dra_cert_check()'s. */
+        if (!X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN) ||
+            !X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY))
+                return log_openssl_errors(-ENOMEM, "Failed to set the verification parameters");
+        X509_VERIFY_PARAM_set_time(param, now);
+
+        if (X509_verify_cert(ctx) == 1) {
+                ERR_clear_error();
+                return 0;
+        }
+        err = X509_STORE_CTX_get_error(ctx);
+        depth = X509_STORE_CTX_get_error_depth(ctx);
+        failed = X509_STORE_CTX_get_current_cert(ctx);
+        if (failed)
+                subject = subject_string(failed);
+        ERR_clear_error();
+        log_debug("Certificate verification failed at depth %d: %s", depth, X509_verify_cert_error_string(err));
+        if (ret_reason &&
+            asprintf(ret_reason, "%s (%s%s%s)", X509_verify_cert_error_string(err),
+                     depth == 0 ? "the certificate itself" : depth == 1 ? "its issuer" : "a CA above its issuer",
+                     subject ? ": " : "", strempty(subject)) < 0)
+                *ret_reason = NULL;
+        return -EKEYREJECTED;
+}
+
+int dra_cert_verify_trust(X509 *cert, STACK_OF(X509) *anchors, const uint8_t (*pinned)[DRA_FINGERPRINT_SIZE],
+                          size_t n_pinned, time_t now, char **ret_reason) {
+        _cleanup_free_ char *chain = NULL, *hex = NULL;
+        uint8_t fp[DRA_FINGERPRINT_SIZE];
+        int n_anchors = anchors ? sk_X509_num(anchors) : 0, r;
+
+        if (!cert || (n_pinned > 0 && !pinned))
+                return -EINVAL;
+        if (n_anchors <= 0 && n_pinned == 0)
+                return log_debug_errno(ENOKEY, "No trust anchor and no pinned fingerprint to verify a DRA "
+                                       "certificate.");
+
+        r = dra_cert_fingerprint(cert, fp);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_pinned; i++)
+                if (memcmp(pinned[i], fp, sizeof(fp)) == 0)
+                        return 0;
+        if (n_anchors > 0) {
+                r = verify_chain(cert, anchors, now, &chain);
+                if (r != -EKEYREJECTED)
+                        return r;
+        }
+
+        hex = dra_fingerprint_to_string(fp);
+        if (!hex)
+                return -ENOMEM;
+        log_debug("DRA certificate %s is not trusted.", hex);
+        if (ret_reason) {
+                if (n_pinned > 0 && n_anchors > 0)
+                        r = asprintf(ret_reason, "not trusted: its fingerprint %s is not pinned, and it does not "
+                                     "chain to a trust anchor: %s", hex, strempty(chain));
+                else if (n_pinned > 0)
+                        r = asprintf(ret_reason, "not trusted: its fingerprint %s is not pinned", hex);
+                else
+                        r = asprintf(ret_reason, "not trusted: it does not chain to a trust anchor: %s",
+                                     strempty(chain));
+                if (r < 0)
+                        *ret_reason = NULL;
+        }
+        return -EKEYREJECTED;
 }
 
 /* ---- policy --------------------------------------------------------------------------------- */
@@ -506,6 +674,28 @@ char *dra_fingerprint_to_string(const uint8_t fp[static DRA_FINGERPRINT_SIZE]) {
         }
         s[DRA_FINGERPRINT_SIZE * 2] = '\0';
         return s;
+}
+
+int dra_fingerprint_from_string(const char *s, uint8_t ret[static DRA_FINGERPRINT_SIZE]) {
+        uint8_t fp[DRA_FINGERPRINT_SIZE];
+        size_t n = s ? strlen(s) : 0, step;
+
+        if (n == 2 * DRA_FINGERPRINT_SIZE)
+                step = 2;
+        else if (n == 3 * DRA_FINGERPRINT_SIZE - 1)
+                step = 3; /* AB:CD:... */
+        else
+                return -EINVAL;
+        for (size_t i = 0; i < DRA_FINGERPRINT_SIZE; i++) {
+                const char *p = s + i * step;
+                int hi = unhexchar(p[0]), lo = unhexchar(p[1]);
+
+                if (hi < 0 || lo < 0 || (step == 3 && i + 1 < DRA_FINGERPRINT_SIZE && p[2] != ':'))
+                        return -EINVAL;
+                fp[i] = (uint8_t) (hi << 4 | lo);
+        }
+        memcpy(ret, fp, sizeof(fp));
+        return 0;
 }
 
 /* ---- wrapping ------------------------------------------------------------------------------- */

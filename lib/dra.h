@@ -67,14 +67,44 @@ int dra_cert_load_file(const char *path, X509 **ret);
  *   - extended key usage: absent, or containing anyExtendedKeyUsage, DRA_EKU_BITLOCKER_DRA, or one
  *     of extra_ekus.
  *   - validity: notBefore <= now <= notAfter (both ends inclusive, RFC 5280 4.1.2.5).
- * Trust is by fingerprint, configured by the administrator: the issuer and the signature are not
- * checked (a DRA certificate is usually self-signed). */
+ * These are rules for what the key can do; whether the certificate is the organisation's is
+ * dra_cert_verify_trust()'s business (a certificate anyone can make meets these rules). */
 int dra_cert_check(X509 *cert, const char *const *extra_ekus, time_t now, char **ret_reason);
+
+/* ---- trust: which certificate may become the DRA ---------------------------------------------- */
+
+/* A trust anchor file holds at most this many certificates, in at most this many bytes. */
+#define DRA_TRUST_ANCHORS_MAX 64
+#define DRA_TRUST_ANCHOR_FILE_MAX ((size_t) 256 * 1024)
+
+/* Loads the trust anchors DRA certificates are verified against from path (absolute): one or more
+ * PEM certificates and nothing else, or one DER certificate. The file decides who may take over the
+ * DRA, so it is read only from where root alone can change it: a regular file owned by root and
+ * writable by nobody else, in directories likewise (path_check_root_only()); -EPERM otherwise, with
+ * what is wrong in *ret_reason (malloc'd, may be NULL, written only with -EPERM). -EBADMSG when it
+ * holds anything but certificates, or none; -E2BIG for more than DRA_TRUST_ANCHORS_MAX; -EFBIG above
+ * DRA_TRUST_ANCHOR_FILE_MAX bytes; -ENOENT. Free the result with x509_stack_freep(). */
+int dra_trust_anchors_load_file(const char *path, STACK_OF(X509) **ret, char **ret_reason);
+
+/* Whether cert may become the DRA certificate: its fingerprint is one of the n_pinned in pinned, or
+ * it chains to one of anchors (X509_verify_cert(): signatures, basicConstraints and key usage of the
+ * issuers, validity of every certificate at now; no purpose, no revocation). Every certificate in
+ * anchors is a trust anchor, self-signed or not (OpenSSL's partial chains): an organisation may trust
+ * only the CA that issues its DRA certificates, not everything its root signs. The chain is built
+ * from anchors alone: an intermediate CA belongs in the anchor file.
+ * Returns 0 when trusted; -EKEYREJECTED when not, why in *ret_reason (malloc'd, may be NULL, written
+ * only then); -ENOKEY when there is nothing to trust (no anchor and no pin): every certificate would
+ * be refused, and the caller says what to configure. Apply dra_cert_check() as well. */
+int dra_cert_verify_trust(X509 *cert, STACK_OF(X509) *anchors, const uint8_t (*pinned)[DRA_FINGERPRINT_SIZE],
+                          size_t n_pinned, time_t now, char **ret_reason);
 
 /* SHA-256 of the certificate's DER encoding: how a DRA certificate is identified. */
 int dra_cert_fingerprint(X509 *cert, uint8_t ret[static DRA_FINGERPRINT_SIZE]);
 /* 64 lowercase hex digits, malloc'd; NULL on allocation failure. */
 char *dra_fingerprint_to_string(const uint8_t fp[static DRA_FINGERPRINT_SIZE]);
+/* The other way: 64 hex digits of either case, or 32 pairs with a colon between them as `openssl x509
+ * -noout -fingerprint -sha256` prints them. -EINVAL for anything else. */
+int dra_fingerprint_from_string(const char *s, uint8_t ret[static DRA_FINGERPRINT_SIZE]);
 
 /* Encrypts 1..DRA_SECRET_MAX bytes of secret to cert as DER CMS EnvelopedData (format above). The
  * blob is not secret; it is malloc'd. -EINVAL on a bad size, -EOPNOTSUPP for a key that is neither

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* escrow.c: the escrow record, the spool and the hook (see escrow.h). */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -94,6 +95,15 @@ bool escrow_text_reveals_password(const char *text, const char *password) {
 
 /* ---- the record --------------------------------------------------------------------------------- */
 
+/* The type of a password record's envelope, where the record itself is CMS to the DRA (the hook's, with a
+ * DRA certificate): read back as the ESCROW_RECORD_PASSWORD inside it. */
+#define ENVELOPE_TYPE "recovery-password-cms"
+
+static const char *const escrow_record_type_table[_ESCROW_RECORD_TYPE_MAX] = {
+        [ESCROW_RECORD_PASSWORD] = "recovery-password",
+        [ESCROW_RECORD_VMK] = "vmk",
+};
+
 static int password_is_canonical(const char *password) {
         _cleanup_secure_ uint8_t *key = NULL;
         _cleanup_secure_ char *again = NULL;
@@ -110,24 +120,15 @@ static int password_is_canonical(const char *password) {
         return memeq_secure(again, password, RECOVERY_PASSWORD_LEN) ? 0 : -EINVAL;
 }
 
-int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_size) {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        static const char field[] = ",\"recovery_password\":\"";
+/* What a password record says in clear, before the password itself: the same members, in the same
+ * order, in the plain record and in the envelope of an encrypted one. */
+static int password_add_metadata(json_object *o, const char *type, const EscrowPassword *e) {
         char key_id[GUID_STRING_MAX], vmk_id[GUID_STRING_MAX];
-        _cleanup_free_ char *text = NULL;
-        char *out;
-        size_t n, size;
         int r;
-
-        if (!o)
-                return -ENOMEM;
-        r = password_is_canonical(e->password);
-        if (r < 0)
-                return r;
 
         r = json_add_owned(o, "sealvol_escrow_version", json_object_new_int(ESCROW_RECORD_VERSION));
         if (r >= 0)
-                r = json_add_string(o, "type", "recovery-password");
+                r = json_add_string(o, "type", type);
         if (r >= 0)
                 r = json_add_string(o, "hostname", strempty(e->hostname));
         if (r >= 0 && e->machine_id)
@@ -142,6 +143,23 @@ int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_siz
                 r = json_add_string(o, "vmk_id", guid_format(&e->vmk_id, vmk_id));
         if (r >= 0)
                 r = json_add_time(o, "created", e->created);
+        return r;
+}
+
+int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_size) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        static const char field[] = ",\"recovery_password\":\"";
+        _cleanup_free_ char *text = NULL;
+        char *out;
+        size_t n, size;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        r = password_is_canonical(e->password);
+        if (r < 0)
+                return r;
+        r = password_add_metadata(o, escrow_record_type_table[ESCROW_RECORD_PASSWORD], e);
         if (r < 0)
                 return r;
 
@@ -169,11 +187,56 @@ int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_siz
         return 0;
 }
 
+/* A record with no secret in it, as text, malloc'd. */
+static int format_record(json_object *o, char **ret) {
+        char *text = json_format(o);
+
+        if (!text)
+                return -ENOMEM;
+        *ret = text;
+        return 0;
+}
+
+int escrow_password_to_envelope(const EscrowPassword *e, X509 *dra_cert, char **ret) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        _cleanup_free_ char *fp_hex = NULL, *b64 = NULL;
+        _cleanup_free_ uint8_t *der = NULL;
+        _cleanup_secure_ char *plain = NULL;
+        uint8_t fp[DRA_FINGERPRINT_SIZE];
+        size_t plain_size, der_size;
+        int r;
+
+        if (!e || !dra_cert || !ret)
+                return -EINVAL;
+        if (!o)
+                return -ENOMEM;
+        /* Inside: the record the spool would hold, byte for byte. */
+        r = escrow_password_to_json(e, &plain, &plain_size);
+        if (r < 0)
+                return r;
+        r = dra_wrap(dra_cert, plain, plain_size, &der, &der_size);
+        if (r < 0)
+                return log_debug_errno(r, "Cannot encrypt the escrow record to the DRA certificate: %m");
+        r = dra_cert_fingerprint(dra_cert, fp);
+        if (r < 0)
+                return r;
+        fp_hex = dra_fingerprint_to_string(fp);
+        b64 = base64_encode(der, der_size);
+        if (!fp_hex || !b64)
+                return -ENOMEM;
+
+        r = password_add_metadata(o, ENVELOPE_TYPE, e);
+        if (r >= 0)
+                r = json_add_string(o, "dra_fingerprint", fp_hex);
+        if (r >= 0)
+                r = json_add_string(o, "record_cms", b64);
+        return r < 0 ? r : format_record(o, ret);
+}
+
 int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid *vmk_id, const char *export_json,
                        char **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *export = NULL;
         char id[GUID_STRING_MAX];
-        char *text;
         int r;
 
         if (!o)
@@ -192,13 +255,7 @@ int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid 
                 r = json_add_string(o, "vmk_id", guid_format(vmk_id, id));
         if (r >= 0)
                 r = json_add_owned(o, "vmk_export", TAKE_PTR(export));
-        if (r < 0)
-                return r;
-        text = json_format(o);
-        if (!text)
-                return -ENOMEM;
-        *ret = text;
-        return 0;
+        return r < 0 ? r : format_record(o, ret);
 }
 
 /* ---- reading records back ----------------------------------------------------------------------- */
@@ -210,10 +267,6 @@ int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid 
  * can never be mistaken for one. */
 #define PASSWORD_PLACEHOLDER_CHAR 'x'
 
-static const char *const escrow_record_type_table[_ESCROW_RECORD_TYPE_MAX] = {
-        [ESCROW_RECORD_PASSWORD] = "recovery-password",
-        [ESCROW_RECORD_VMK] = "vmk",
-};
 
 void escrow_entry_done(EscrowEntry *e) {
         if (!e)
@@ -334,6 +387,25 @@ static int get_machine_id(json_object *o, const char *key, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* The members password_add_metadata() writes. */
+static int entry_parse_metadata(json_object *o, bool has_machine_id, EscrowEntry *e) {
+        if (dup_printable(o, "hostname", ESCROW_HOSTNAME_MAX, &e->hostname) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad hostname.");
+        if (has_machine_id && get_machine_id(o, "machine_id", &e->machine_id) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad machine_id.");
+        if (get_volume_uuid(o, "volume_uuid", e->volume_uuid) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad volume_uuid.");
+        if (dup_printable(o, "device", PATH_MAX - 1, &e->device) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad device.");
+        if (get_guid(o, "key_id", &e->key_id) < 0 || guid_is_null(&e->key_id))
+                return log_debug_errno(EBADMSG, "Escrow record: bad key_id.");
+        if (get_guid(o, "vmk_id", &e->vmk_id) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad vmk_id.");
+        if (json_get_time(o, "created", &e->created) < 0)
+                return log_debug_errno(EBADMSG, "Escrow record: bad created time.");
+        return 0;
+}
+
 static int entry_parse_password(json_object *o, size_t size, char **password, EscrowEntry *e) {
         static const char *const keys[] = { "sealvol_escrow_version", "type", "hostname", "machine_id",
                                             "volume_uuid", "device", "key_id", "vmk_id", "created",
@@ -350,20 +422,9 @@ static int entry_parse_password(json_object *o, size_t size, char **password, Es
                 return log_debug_errno(EBADMSG, "Escrow record of %zu bytes, larger than any we write.", size);
         if (json_check_keys(o, has_machine_id ? keys : keys_no_machine_id) < 0)
                 return log_debug_errno(EBADMSG, "Escrow record has missing or unknown keys.");
-        if (dup_printable(o, "hostname", ESCROW_HOSTNAME_MAX, &e->hostname) < 0)
-                return log_debug_errno(EBADMSG, "Escrow record: bad hostname.");
-        if (has_machine_id && get_machine_id(o, "machine_id", &e->machine_id) < 0)
-                return log_debug_errno(EBADMSG, "Escrow record: bad machine_id.");
-        if (get_volume_uuid(o, "volume_uuid", e->volume_uuid) < 0)
-                return log_debug_errno(EBADMSG, "Escrow record: bad volume_uuid.");
-        if (dup_printable(o, "device", PATH_MAX - 1, &e->device) < 0)
-                return log_debug_errno(EBADMSG, "Escrow record: bad device.");
-        if (get_guid(o, "key_id", &e->key_id) < 0 || guid_is_null(&e->key_id))
-                return log_debug_errno(EBADMSG, "Escrow record: bad key_id.");
-        if (get_guid(o, "vmk_id", &e->vmk_id) < 0)
-                return log_debug_errno(EBADMSG, "Escrow record: bad vmk_id.");
-        if (json_get_time(o, "created", &e->created) < 0)
-                return log_debug_errno(EBADMSG, "Escrow record: bad created time.");
+        r = entry_parse_metadata(o, has_machine_id, e);
+        if (r < 0)
+                return r;
 
         /* The member json-c saw is the one that was cut out (see password_cut_out()). json-c also
          * takes single-quoted strings, in which '"' is not special: the text cut out could have been
@@ -404,7 +465,67 @@ static int entry_parse_vmk(json_object *o, const char *password, EscrowEntry *e)
         return 0;
 }
 
-int escrow_entry_from_json(const char *text, size_t size, EscrowEntry *ret) {
+static int entry_from_json(const char *text, size_t size, EVP_PKEY *dra_key, bool inside_cms, EscrowEntry *ret);
+
+/* What the clear members of an envelope say is what the record inside says: anything else is damage
+ * (or a forgery that would send the DRA holder to the wrong volume). */
+static bool entry_metadata_equal(const EscrowEntry *a, const EscrowEntry *b) {
+        return streq(a->hostname, b->hostname) && streq_ptr(a->machine_id, b->machine_id) &&
+               streq(a->volume_uuid, b->volume_uuid) && streq(a->device, b->device) &&
+               guid_equal(&a->key_id, &b->key_id) && guid_equal(&a->vmk_id, &b->vmk_id) &&
+               a->created == b->created;
+}
+
+static int entry_parse_envelope(json_object *o, const char *password, EVP_PKEY *dra_key, EscrowEntry *e) {
+        static const char *const keys[] = { "sealvol_escrow_version", "type", "hostname", "machine_id",
+                                            "volume_uuid", "device", "key_id", "vmk_id", "created",
+                                            "dra_fingerprint", "record_cms", NULL };
+        static const char *const keys_no_machine_id[] = { "sealvol_escrow_version", "type", "hostname",
+                                                          "volume_uuid", "device", "key_id", "vmk_id", "created",
+                                                          "dra_fingerprint", "record_cms", NULL };
+        bool has_machine_id = json_object_object_get_ex(o, "machine_id", NULL);
+        _cleanup_(escrow_entry_done) EscrowEntry inner = {};
+        _cleanup_secure_ void *plain = NULL;
+        _cleanup_free_ void *der = NULL;
+        _cleanup_free_ char *again = NULL;
+        uint8_t fp[DRA_FINGERPRINT_SIZE];
+        const char *fp_hex, *b64;
+        size_t der_size, plain_size;
+        int r;
+
+        if (password)
+                return log_debug_errno(EBADMSG, "Encrypted escrow record with a recovery password in clear.");
+        if (json_check_keys(o, has_machine_id ? keys : keys_no_machine_id) < 0)
+                return log_debug_errno(EBADMSG, "Encrypted escrow record has missing or unknown keys.");
+        r = entry_parse_metadata(o, has_machine_id, e);
+        if (r < 0)
+                return r;
+        fp_hex = json_get_string(o, "dra_fingerprint");
+        if (dra_fingerprint_from_string(fp_hex, fp) < 0 || !(again = dra_fingerprint_to_string(fp)) ||
+            !streq(again, fp_hex))
+                return log_debug_errno(EBADMSG, "Encrypted escrow record: bad dra_fingerprint.");
+        b64 = json_get_string(o, "record_cms");
+        if (!b64 || strlen(b64) > ESCROW_RECORD_FILE_MAX || base64_decode(b64, &der, &der_size) < 0 ||
+            der_size == 0)
+                return log_debug_errno(EBADMSG, "Encrypted escrow record: record_cms is not base64.");
+        if (!dra_key)
+                return log_debug_errno(ENOKEY, "Escrow record is encrypted to the DRA, and no DRA key was given.");
+
+        r = dra_unwrap(dra_key, der, der_size, &plain, &plain_size);
+        if (r < 0) /* dra_unwrap() said why */
+                return r == -E2BIG ? -EBADMSG : r;
+        r = entry_from_json(plain, plain_size, NULL, /* inside_cms= */ true, &inner);
+        if (r < 0)
+                return r;
+        if (r != ESCROW_RECORD_PASSWORD || !entry_metadata_equal(e, &inner))
+                return log_debug_errno(EBADMSG, "Encrypted escrow record: its clear members disagree with the "
+                                       "record inside.");
+        e->password = TAKE_PTR(inner.password);
+        e->encrypted = true;
+        return 0;
+}
+
+static int entry_from_json(const char *text, size_t size, EVP_PKEY *dra_key, bool inside_cms, EscrowEntry *ret) {
         _cleanup_(escrow_entry_done) EscrowEntry e = {};
         _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_secure_ char *masked = NULL, *password = NULL;
@@ -434,6 +555,18 @@ int escrow_entry_from_json(const char *text, size_t size, EscrowEntry *ret) {
                 return log_debug_errno(EBADMSG, "Escrow record of version %" PRIi64 ".", version);
 
         type = json_get_string(o, "type");
+        if (streq_ptr(type, ENVELOPE_TYPE)) {
+                /* The envelope is for a hook; CMS inside CMS is nothing we write. */
+                if (inside_cms)
+                        return log_debug_errno(EBADMSG, "Encrypted escrow record inside an encrypted one.");
+                r = entry_parse_envelope(o, password, dra_key, &e);
+                if (r < 0)
+                        return r;
+                e.type = ESCROW_RECORD_PASSWORD;
+                *ret = e;
+                e = (EscrowEntry) {};
+                return ret->type;
+        }
         for (e.type = 0; e.type < _ESCROW_RECORD_TYPE_MAX; e.type++)
                 if (streq_ptr(type, escrow_record_type_table[e.type]))
                         break;
@@ -455,6 +588,10 @@ int escrow_entry_from_json(const char *text, size_t size, EscrowEntry *ret) {
         return ret->type;
 }
 
+int escrow_entry_from_json(const char *text, size_t size, EscrowEntry *ret) {
+        return entry_from_json(text, size, /* dra_key= */ NULL, /* inside_cms= */ false, ret);
+}
+
 int escrow_entry_open(const void *data, size_t size, EVP_PKEY *dra_key, EscrowEntry *ret) {
         _cleanup_secure_ void *plain = NULL;
         size_t plain_size;
@@ -466,7 +603,7 @@ int escrow_entry_open(const void *data, size_t size, EVP_PKEY *dra_key, EscrowEn
                 return log_debug_errno(EBADMSG, "Empty escrow record.");
         /* DER starts with a SEQUENCE (0x30), our JSON with its object. */
         if (((const uint8_t *) data)[0] == '{')
-                return escrow_entry_from_json(data, size, ret);
+                return entry_from_json(data, size, dra_key, /* inside_cms= */ false, ret);
         if (((const uint8_t *) data)[0] != 0x30)
                 return log_debug_errno(EBADMSG, "Escrow record is neither CMS nor JSON.");
         if (!dra_key)
@@ -474,7 +611,7 @@ int escrow_entry_open(const void *data, size_t size, EVP_PKEY *dra_key, EscrowEn
         r = dra_unwrap(dra_key, data, size, &plain, &plain_size);
         if (r < 0) /* dra_unwrap() said why */
                 return r == -E2BIG ? -EBADMSG : r;
-        r = escrow_entry_from_json(plain, plain_size, ret);
+        r = entry_from_json(plain, plain_size, /* dra_key= */ NULL, /* inside_cms= */ true, ret);
         if (r >= 0)
                 ret->encrypted = true;
         return r;
@@ -629,6 +766,151 @@ int escrow_spool_store(const char *dir, const char *name, X509 *dra_cert, const 
         if (ret_path)
                 *ret_path = TAKE_PTR(path);
         return 0;
+}
+
+/* ---- encrypting what was written before the DRA ------------------------------------------------- */
+
+#define SHRED_SUFFIX ".shred"
+
+static bool is_shred_name(const char *name) {
+        size_t n = strlen(name);
+
+        return name[0] == '.' && n > strlen(SHRED_SUFFIX) + 1 && streq(name + n - strlen(SHRED_SUFFIX), SHRED_SUFFIX);
+}
+
+/* Overwrites the regular file name in dir_fd with zeros, syncs it, removes it and syncs the directory.
+ * Gone already is fine: the last call got that far. */
+static int shred_unlink(int dir_fd, const char *name) {
+        static const uint8_t zeros[4096];
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        off_t left;
+
+        fd = openat(dir_fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        for (left = st.st_size; left > 0;) {
+                ssize_t k = write(fd, zeros, MIN((size_t) left, sizeof(zeros)));
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                left -= k;
+        }
+        if (fdatasync(fd) < 0)
+                return -errno;
+        if (unlinkat(dir_fd, name, 0) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return fsync(dir_fd) < 0 ? -errno : 0;
+}
+
+/* One plain record: 1 encrypted, 0 left as it is (not a record its name says), or -errno. */
+static int spool_encrypt_one(const char *dir, int dir_fd, const char *name, X509 *cert) {
+        _cleanup_(escrow_entry_done) EscrowEntry e = {};
+        _cleanup_free_ char *path = NULL, *cms_name = NULL, *shred = NULL;
+        _cleanup_secure_ char *json = NULL;
+        bool verified = false;
+        Guid name_uuid, name_key_id, uuid;
+        size_t size;
+        int r;
+
+        if (escrow_spool_name_parse(name, &name_uuid, &name_key_id, NULL) < 0 || asprintf(&path, "%s/%s", dir, name) < 0)
+                return -ENOMEM;
+        r = escrow_entry_open_file(path, /* dra_key= */ NULL, &e);
+        if (r == -ENOMEM)
+                return r;
+        if (r != ESCROW_RECORD_PASSWORD || e.encrypted || guid_parse(e.volume_uuid, &uuid) < 0 ||
+            !guid_equal(&uuid, &name_uuid) || !guid_equal(&e.key_id, &name_key_id))
+                return log_debug_errno(0, "%s is not the plain record its name says, left as it is.", path);
+
+        /* The record as the writer writes it: what was read is exactly that (escrow_entry_from_json()). */
+        r = escrow_password_to_json(&(EscrowPassword) { .hostname = e.hostname,
+                                                         .machine_id = e.machine_id,
+                                                         .volume_uuid = e.volume_uuid,
+                                                         .device = e.device,
+                                                         .key_id = e.key_id,
+                                                         .vmk_id = e.vmk_id,
+                                                         .created = e.created,
+                                                         .password = e.password },
+                                    &json, &size);
+        if (r < 0)
+                return r;
+        r = escrow_spool_name(e.volume_uuid, &e.key_id, /* encrypted= */ true, &cms_name);
+        if (r < 0)
+                return r;
+        /* The Key ID names one password: a .cms of that name holds it already (escrowed again since). */
+        if (faccessat(dir_fd, cms_name, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno != ENOENT)
+                        return -errno;
+                r = escrow_spool_store(dir, cms_name, cert, json, size, NULL, &verified);
+                if (r < 0)
+                        return r;
+                if (!verified)
+                        return log_debug_errno(EIO, "%s/%s does not read back as written; the plain record stays.", dir,
+                                               cms_name);
+        }
+
+        /* The plain name goes at once; the content, under a name of its own the next call finds. */
+        if (asprintf(&shred, ".%s" SHRED_SUFFIX, name) < 0)
+                return -ENOMEM;
+        if (renameat(dir_fd, name, dir_fd, shred) < 0 || fsync(dir_fd) < 0)
+                return -errno;
+        r = shred_unlink(dir_fd, shred);
+        if (r < 0)
+                return r;
+        return 1;
+}
+
+static int spool_encrypt_dir(const char *dir, X509 *cert, unsigned *n_encrypted, unsigned *n_skipped) {
+        _cleanup_(closedirp) DIR *d = opendir(dir);
+        struct dirent *de;
+        int r, ret = 0;
+
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((errno = 0, de = readdir(d))) {
+                bool encrypted;
+
+                if (is_shred_name(de->d_name))
+                        r = shred_unlink(dirfd(d), de->d_name);
+                else if (escrow_spool_name_parse(de->d_name, NULL, NULL, &encrypted) >= 0 && !encrypted)
+                        r = spool_encrypt_one(dir, dirfd(d), de->d_name, cert);
+                else
+                        continue;
+                if (r > 0)
+                        (*n_encrypted)++;
+                else if (r == 0 && !is_shred_name(de->d_name))
+                        (*n_skipped)++;
+                else if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        if (errno != 0 && ret == 0)
+                ret = -errno;
+        return ret;
+}
+
+int escrow_spool_encrypt_plain(const char *dir, X509 *dra_cert, unsigned *ret_encrypted, unsigned *ret_skipped) {
+        _cleanup_free_ char *retired = NULL;
+        unsigned encrypted = 0, skipped = 0;
+        int r, k;
+
+        if (!dir || dir[0] != '/' || !dra_cert)
+                return -EINVAL;
+        if (asprintf(&retired, "%s/retired", dir) < 0)
+                return -ENOMEM;
+        /* Retired records too: their volumes are gone, but a copy of a header may not be. */
+        r = spool_encrypt_dir(dir, dra_cert, &encrypted, &skipped);
+        k = spool_encrypt_dir(retired, dra_cert, &encrypted, &skipped);
+        if (ret_encrypted)
+                *ret_encrypted = encrypted;
+        if (ret_skipped)
+                *ret_skipped = skipped;
+        return r < 0 ? r : k < 0 ? k : 0;
 }
 
 /* ---- the hook ----------------------------------------------------------------------------------- */

@@ -5,7 +5,9 @@
  *
  *   spool  one file per recovery password in a directory, written atomically at mode 0600, CMS
  *          EnvelopedData to the DRA certificate when there is one (plain JSON only without)
- *   hook   an executable that receives the record as JSON on stdin; its exit status is the result
+ *   hook   an executable that receives the record as JSON on stdin; its exit status is the result. With
+ *          a DRA certificate the password goes inside CMS to it (escrow_password_to_envelope()), the
+ *          Key ID and the rest in clear around it
  *   ad     Active Directory, as Windows BitLocker does it (escrow-ad.h)
  *
  * The record is the same for every target that takes JSON (docs/escrow.md, "Record"). It holds a
@@ -67,6 +69,13 @@ typedef struct EscrowPassword {
  * -EINVAL if the password is not in canonical form. */
 int escrow_password_to_json(const EscrowPassword *e, char **ret, size_t *ret_size);
 
+/* The record for a target that must index what it stores but not see the password (a hook, with a
+ * DRA certificate): JSON of type "recovery-password-cms" with the members of the plain record but the
+ * password in clear, and "dra_fingerprint" and "record_cms", base64 of the DER CMS EnvelopedData to
+ * dra_cert whose content is escrow_password_to_json()'s record (the bytes a spool's .cms file holds).
+ * Not a secret; malloc'd. */
+int escrow_password_to_envelope(const EscrowPassword *e, X509 *dra_cert, char **ret);
+
 /* The server's VMK export (vmk_export_dra(), docs/sealed-vmk.md) as an escrow record, malloc'd. Not
  * a secret: only the DRA's private key opens it. -EBADMSG if export_json is not a JSON object. */
 int escrow_vmk_to_json(const char *hostname, const char *machine_id, const Guid *vmk_id, const char *export_json,
@@ -105,11 +114,14 @@ void escrow_entry_done(EscrowEntry *e);
  * or missing keys refused. text may hold a secret: the password never reaches json-c, which copies
  * strings into memory it frees without wiping; the caller keeps text in secure memory. Returns the
  * record's EscrowRecordType. -EBADMSG when malformed (or any other type), -EPROTONOSUPPORT for a
- * newer sealvol_escrow_version. ret is written only on success. */
+ * newer sealvol_escrow_version, -ENOKEY for an envelope (escrow_password_to_envelope(): it takes the
+ * DRA key, escrow_entry_open()). ret is written only on success. */
 int escrow_entry_from_json(const char *text, size_t size, EscrowEntry *ret);
 
 /* A record as the spool holds it: DER CMS (opened with dra_key through dra_unwrap(), into secure
- * memory) or plain JSON, told apart by the first byte. Returns the EscrowRecordType. Errors, besides
+ * memory) or plain JSON, told apart by the first byte; or an envelope as a hook gets it, whose clear
+ * members must be those of the record inside (read as ESCROW_RECORD_PASSWORD, encrypted). Returns the
+ * EscrowRecordType. Errors, besides
  * those of escrow_entry_from_json(): -ENOKEY for CMS without dra_key, -EKEYREJECTED when dra_key is
  * not its recipient, -EBADMSG for anything that is neither, or CMS that does not decrypt. */
 int escrow_entry_open(const void *data, size_t size, EVP_PKEY *dra_key, EscrowEntry *ret);
@@ -129,6 +141,17 @@ int escrow_spool_name_parse(const char *name, Guid *ret_volume_uuid, Guid *ret_k
  * is refused (-EPERM). */
 int escrow_spool_store(const char *dir, const char *name, X509 *dra_cert, const void *data, size_t size,
                        char **ret_path, bool *ret_verified);
+
+/* Once a DRA certificate is in force, the plain password records of dir and of dir/retired/ (from
+ * before it) are encrypted to it: each "<uuid>-<KEY ID>.json" that parses as the record its name says
+ * is written as the ".cms" of the same name (atomically, read back), unless that exists already, and
+ * only then is the plain file renamed to a hidden ".<name>.shred", overwritten with zeros, synced and
+ * removed. A crash leaves the plain file, or its .shred, beside a complete .cms; the next call finishes.
+ * Overwriting is all a program can do: a journalling or copy-on-write file system, an SSD or a snapshot
+ * may keep the old blocks (docs/escrow.md). Files that do not parse are left as they are and counted in
+ * *ret_skipped. The number encrypted in *ret_encrypted; -errno of the first failure, having tried the
+ * rest. */
+int escrow_spool_encrypt_plain(const char *dir, X509 *dra_cert, unsigned *ret_encrypted, unsigned *ret_skipped);
 
 /* Runs path with the single argument verb ("store" or "verify") and data on its stdin, as spawn_run()
  * does, with timeout_sec (0: ESCROW_HOOK_TIMEOUT_SEC_DEFAULT). The first line of its output names where

@@ -3,6 +3,8 @@
 
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,4 +147,129 @@ int read_file_full(const char *path, size_t max, char **ret, size_t *ret_size) {
         if (ret_size)
                 *ret_size = n;
         return 0;
+}
+
+/* Symbolic links followed on the way to a file before giving up, as the kernel does (ELOOP). */
+#define PATH_SYMLINKS_MAX 40
+
+_printf_(2, 3) static int not_root_only(char **ret_reason, const char *format, ...) {
+        va_list ap;
+
+        if (ret_reason) {
+                va_start(ap, format);
+                if (vasprintf(ret_reason, format, ap) < 0)
+                        *ret_reason = NULL;
+                va_end(ap);
+        }
+        return -EPERM;
+}
+
+/* Owned by root, and writable by no one else unless sticky (then others cannot rename or remove the
+ * entries root owns in it, which are all the walk goes through). */
+static int check_dir_root_only(const char *path, const struct stat *st, char **ret_reason) {
+        if (!S_ISDIR(st->st_mode))
+                return -ENOTDIR;
+        if (st->st_uid != 0)
+                return not_root_only(ret_reason, "%s is owned by uid %u, not root", path, (unsigned) st->st_uid);
+        if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX))
+                return not_root_only(ret_reason, "%s is a directory writable by group or others (mode %04o)", path,
+                                     (unsigned) (st->st_mode & 07777));
+        return 0;
+}
+
+int path_check_root_only(const char *path, char **ret_reason) {
+        /* todo: what is left to walk; done: the walked prefix, free of links ("" is "/"). */
+        _cleanup_free_ char *todo = NULL, *done = NULL;
+        unsigned links = 0;
+        struct stat st;
+        int r;
+
+        if (!path || path[0] != '/')
+                return -EINVAL;
+        todo = strdup(path);
+        done = strdup("");
+        if (!todo || !done)
+                return -ENOMEM;
+        if (stat("/", &st) < 0)
+                return -errno;
+        r = check_dir_root_only("/", &st, ret_reason);
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                _cleanup_free_ char *name = NULL, *next = NULL;
+                const char *c = todo + strspn(todo, "/"), *rest;
+                size_t n = strcspn(c, "/");
+                bool last;
+
+                if (n == 0)
+                        return -EISDIR; /* the path names a directory */
+                rest = c + n;
+                last = rest[strspn(rest, "/")] == '\0';
+                name = strndup(c, n);
+                if (!name)
+                        return -ENOMEM;
+
+                if (streq(name, ".") || streq(name, "..")) {
+                        char *slash = strrchr(done, '/');
+
+                        if (streq(name, "..") && slash)
+                                *slash = '\0';
+                        if (last)
+                                return -EISDIR;
+                        memmove(todo, rest, strlen(rest) + 1);
+                        continue;
+                }
+                if (asprintf(&next, "%s/%s", done, name) < 0) {
+                        next = NULL;
+                        return -ENOMEM;
+                }
+                if (lstat(next, &st) < 0)
+                        return -errno;
+
+                if (S_ISLNK(st.st_mode)) {
+                        char target[PATH_MAX];
+                        char *joined;
+                        ssize_t k;
+
+                        /* Whoever owns a link in a sticky directory may replace it. */
+                        if (st.st_uid != 0)
+                                return not_root_only(ret_reason, "%s is a symbolic link owned by uid %u, not root",
+                                                     next, (unsigned) st.st_uid);
+                        if (++links > PATH_SYMLINKS_MAX)
+                                return -ELOOP;
+                        k = readlink(next, target, sizeof(target));
+                        if (k < 0)
+                                return -errno;
+                        if ((size_t) k >= sizeof(target))
+                                return -ENAMETOOLONG;
+                        target[k] = '\0';
+                        /* A relative target goes on from the link's directory, which done still is. */
+                        if (target[0] == '/')
+                                done[0] = '\0';
+                        if (asprintf(&joined, "%s%s", target, rest) < 0)
+                                return -ENOMEM;
+                        free(todo);
+                        todo = joined;
+                        continue;
+                }
+
+                if (!last) {
+                        r = check_dir_root_only(next, &st, ret_reason);
+                        if (r < 0)
+                                return r;
+                        free(done);
+                        done = TAKE_PTR(next);
+                        memmove(todo, rest, strlen(rest) + 1);
+                        continue;
+                }
+                if (!S_ISREG(st.st_mode))
+                        return not_root_only(ret_reason, "%s is not a regular file", next);
+                if (st.st_uid != 0)
+                        return not_root_only(ret_reason, "%s is owned by uid %u, not root", next, (unsigned) st.st_uid);
+                if (st.st_mode & (S_IWGRP | S_IWOTH))
+                        return not_root_only(ret_reason, "%s is writable by group or others (mode %04o)", next,
+                                             (unsigned) (st.st_mode & 07777));
+                return 0;
+        }
 }

@@ -4,6 +4,8 @@
  *
  * write_file_atomic() is how every piece of sealvol state reaches the disk: a crash at any moment
  * leaves the old content or the new content under the name, never a mix and never nothing.
+ * path_check_root_only() is how a file that decides trust (a DRA trust anchor) is taken only from
+ * where nobody but root can change it.
  */
 #pragma once
 
@@ -28,3 +30,10 @@ int sweep_stale_temporaries(const char *dir);
 /* Reads a whole regular file of at most max bytes; the result is NUL-terminated (not counted in
  * *ret_size). -EFBIG when larger, -EBADF-like errors as errno says. */
 int read_file_full(const char *path, size_t max, char **ret, size_t *ret_size);
+
+/* Whether the regular file at path (absolute) can be changed by root alone: the file is owned by root
+ * and writable by no one else, and so is every directory on the way to it, through every symbolic
+ * link (a directory may instead be sticky and owned by root: others may add entries there, but not
+ * rename or remove root's). 0 if so; -EPERM if not, with what is wrong in *ret_reason (malloc'd; may
+ * be NULL; written only with -EPERM); -ENOENT, -ELOOP, -EINVAL (a relative path), -ENOMEM. */
+int path_check_root_only(const char *path, char **ret_reason);

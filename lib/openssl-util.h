@@ -26,6 +26,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CMS_ContentInfo *, CMS_ContentInfo_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ASN1_OBJECT *, ASN1_OBJECT_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ASN1_BIT_STRING *, ASN1_BIT_STRING_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EXTENDED_KEY_USAGE *, EXTENDED_KEY_USAGE_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE *, X509_STORE_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE_CTX *, X509_STORE_CTX_free);
+
+/* A stack of certificates, and the certificates on it. */
+static inline void x509_stack_freep(STACK_OF(X509) **p) {
+        if (*p)
+                sk_X509_pop_free(*p, X509_free);
+}
 
 /* For buffers OpenSSL allocated (i2d output, PEM names and headers). */
 static inline void openssl_freep(void *p) {

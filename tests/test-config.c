@@ -15,6 +15,10 @@
 #include "test-util.h"
 #include "volume.h"
 
+/* Two SHA-256 fingerprints: as sealvol shows them, and as `openssl x509 -fingerprint` prints them. */
+#define FP_A "0f0000000000000000000000000000000000000000000000000000000000aaAA"
+#define FP_B_COLONS "AB:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:01"
+
 static int load_text(const char *dir, const char *text, Config *c, char **ret_error) {
         _cleanup_free_ char *path = path_join(dir, "sealvol.conf");
 
@@ -37,6 +41,9 @@ static void test_defaults_without_file(void **state) {
         assert_int_equal(c.recovery_kdf_iterations, VOLUME_RECOVERY_PBKDF2_ITERATIONS);
         assert_null(c.dra_certificate);
         assert_null(c.dra_extra_ekus[0]);
+        assert_null(c.dra_trust_anchor);
+        assert_int_equal(c.n_dra_pinned, 0);
+        assert_false(c.escrow_hook_plaintext);
         config_done(&c);
 }
 
@@ -55,6 +62,9 @@ static void test_every_key(void **state) {
                                    "[DRA]\n"
                                    "Certificate=/etc/sealvol/dra.pem\n"
                                    "ExtraEKU=1.3.6.1.4.1.99999.1 1.2.3\n"
+                                   "TrustAnchor=/etc/sealvol/dra-ca.pem\n"
+                                   "PinnedFingerprint=" FP_A "\n"
+                                   "PinnedFingerprint=" FP_B_COLONS " " FP_A "\n"
                                    "[Recovery]\n"
                                    "KDFIterations=1000\n"
                                    "[Escrow]\n"
@@ -62,6 +72,7 @@ static void test_every_key(void **state) {
                                    "Require=hook\n"
                                    "SpoolDirectory=/var/spool/sealvol\n"
                                    "Hook=/usr/local/libexec/escrow-to-vault\n"
+                                   "HookPlaintext=yes\n"
                                    "HookTimeoutSec=5\n"
                                    "RetrySec=30\n"
                                    "RetryMaxSec=600\n"
@@ -77,6 +88,14 @@ static void test_every_key(void **state) {
         assert_string_equal(c.dra_extra_ekus[0], "1.3.6.1.4.1.99999.1");
         assert_string_equal(c.dra_extra_ekus[1], "1.2.3");
         assert_null(c.dra_extra_ekus[2]);
+        assert_string_equal(c.dra_trust_anchor, "/etc/sealvol/dra-ca.pem");
+        /* Each assignment adds; a fingerprint given twice counts once. */
+        assert_int_equal(c.n_dra_pinned, 2);
+        assert_int_equal(c.dra_pinned[0][0], 0x0f);
+        assert_int_equal(c.dra_pinned[0][31], 0xaa);
+        assert_int_equal(c.dra_pinned[1][0], 0xab);
+        assert_int_equal(c.dra_pinned[1][31], 0x01);
+        assert_true(c.escrow_hook_plaintext);
         assert_int_equal(c.recovery_kdf_iterations, 1000);
         assert_string_equal(c.state_directory, "/tmp/state");
         assert_int_equal(c.escrow_targets, (1u << ESCROW_TARGET_SPOOL) | (1u << ESCROW_TARGET_HOOK));
@@ -86,6 +105,15 @@ static void test_every_key(void **state) {
         assert_int_equal(c.escrow_hook_timeout_sec, 5);
         assert_int_equal(c.escrow_retry_sec, 30);
         assert_int_equal(c.escrow_retry_max_sec, 600);
+        config_done(&c);
+}
+
+/* An empty assignment clears the pinned fingerprints, as a list setting does in systemd. */
+static void test_pinned_reset(void **state) {
+        Config c;
+
+        assert_int_equal(load_text(*state, "[DRA]\nPinnedFingerprint=" FP_A "\nPinnedFingerprint=\n", &c, NULL), 0);
+        assert_int_equal(c.n_dra_pinned, 0);
         config_done(&c);
 }
 
@@ -109,6 +137,10 @@ static void test_errors_name_the_line(void **state) {
         expect_error(dir, "[TPM]\nPCRBank=md5\n", ":2: invalid value for PCRBank");
         expect_error(dir, "[DRA]\nCertificate=dra.pem\n", ":2: invalid value for Certificate");
         expect_error(dir, "[DRA]\nExtraEKU=1..2\n", ":2: invalid value for ExtraEKU");
+        expect_error(dir, "[DRA]\nTrustAnchor=dra-ca.pem\n", ":2: invalid value for TrustAnchor");
+        expect_error(dir, "[DRA]\nPinnedFingerprint=0f00\n", ":2: invalid value for PinnedFingerprint");
+        expect_error(dir, "[DRA]\nPinnedFingerprint=" FP_A "x\n", ":2: invalid value for PinnedFingerprint");
+        expect_error(dir, "[Escrow]\nHookPlaintext=maybe\n", ":2: invalid value for HookPlaintext");
         expect_error(dir, "[Recovery]\nKDFIterations=10\n", ":2: invalid value for KDFIterations");
         expect_error(dir, "[Recovery]\nKDFIterations=1e6\n", ":2: invalid value for KDFIterations");
         expect_error(dir, "[TPM\n", ":1: malformed section header");
@@ -150,6 +182,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_defaults_without_file, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_every_key, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_pinned_reset, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_errors_name_the_line, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_pcr_floor, test_setup_tmpdir, test_teardown_tmpdir),
         };

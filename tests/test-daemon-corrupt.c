@@ -113,6 +113,7 @@ static int provision(Fixture *f, const char *name, char **ret_image) {
  * the generator's variants of the first. */
 static int setup(void **state) {
         _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt"), *out = NULL, *cmd = NULL, *data = NULL;
+        _cleanup_free_ char *fp = dra_fixture_fingerprint("rsa2048"), *config = NULL;
         _cleanup_(volume_freep) Volume *v = NULL;
         Fixture *f = calloc(1, sizeof(*f));
         size_t n;
@@ -120,7 +121,10 @@ static int setup(void **state) {
         if (!f)
                 return -1;
         *state = f;
-        if (daemon_fixture_new("test-daemon-corrupt", NULL, &f->d) < 0 || sd_bus_open_system(&f->bus) < 0) {
+        /* The certificate is set over the bus, so the configuration pins it. */
+        if (!fp || asprintf(&config, "[DRA]\nPinnedFingerprint=%s\n", fp) < 0)
+                return -1;
+        if (daemon_fixture_new("test-daemon-corrupt", config, &f->d) < 0 || sd_bus_open_system(&f->bus) < 0) {
                 fprintf(stderr, "Failed to start sealvold and its bus.\n");
                 return -1;
         }

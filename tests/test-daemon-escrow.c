@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * test-daemon-escrow.c: sealvold escrows every recovery password it creates. The spool (encrypted to
- * the DRA; plain without one, and status says so), a hook that fails and is retried with backoff
- * (across a daemon restart) until the record is there, and "require escrow": a provisioning or a
- * rotation whose required escrow fails (or hangs past the time limit) changes nothing.
+ * the DRA; plain without one, and status says so; plain records encrypted once a DRA is set), the hook
+ * (encrypted to the DRA too, unless configured otherwise, and the bus and status say which), a hook
+ * that fails and is retried with backoff (across a daemon restart) until the record is there, and
+ * "require escrow": a provisioning or a rotation whose required escrow fails (or hangs past the time
+ * limit) changes nothing.
  */
 
 #include <dirent.h>
@@ -20,10 +22,12 @@
 
 #include <cmocka.h>
 #include <json-c/json.h>
+#include <systemd/sd-bus.h>
 
 #include "daemon-fixture.h"
 #include "dra-fixture.h"
 #include "dra.h"
+#include "escrow.h"
 #include "fileio.h"
 #include "recovery.h"
 #include "secmem.h"
@@ -89,6 +93,33 @@ static int setup_spool(void **state) {
         _cleanup_free_ char *extra = NULL;
 
         if (!cert || asprintf(&extra, "[DRA]\nCertificate=%s\n[Escrow]\n", cert) < 0)
+                return -1;
+        return setup_with(state, extra);
+}
+
+/* A DRA certificate in force, the spool and the hook; HookPlaintext= as given. */
+static int setup_dra_hook(void **state) {
+        _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt"), *extra = NULL;
+
+        if (!cert || asprintf(&extra, "[DRA]\nCertificate=%s\n[Escrow]\nTargets=spool hook\n", cert) < 0)
+                return -1;
+        return setup_with(state, extra);
+}
+
+static int setup_dra_hook_plaintext(void **state) {
+        _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt"), *extra = NULL;
+
+        if (!cert ||
+            asprintf(&extra, "[DRA]\nCertificate=%s\n[Escrow]\nTargets=spool hook\nHookPlaintext=yes\n", cert) < 0)
+                return -1;
+        return setup_with(state, extra);
+}
+
+/* No DRA yet, but one that may be set over the bus. */
+static int setup_dra_later(void **state) {
+        _cleanup_free_ char *fp = dra_fixture_fingerprint("rsa2048"), *extra = NULL;
+
+        if (!fp || asprintf(&extra, "[DRA]\nPinnedFingerprint=%s\n[Escrow]\nTargets=spool hook\n", fp) < 0)
                 return -1;
         return setup_with(state, extra);
 }
@@ -299,6 +330,246 @@ static void test_spool_encrypted_to_dra(void **state) {
         free(out);
         out = NULL;
         assert_int_equal(count_files(spool), 3);
+}
+
+/* ---- what goes out in plaintext, and what says so ----------------------------------------------- */
+
+/* The first group of the password's digits, which any form of it shows. */
+static bool shows_password(const char *data, size_t size, const char *password) {
+        char group[7];
+
+        snprintf(group, sizeof(group), "%s", password);
+        return memmem(data, size, group, strlen(group)) != NULL;
+}
+
+static bool manager_bool(const char *property) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus *bus = NULL;
+        int b = -1;
+
+        assert_int_equal(sd_bus_open_system(&bus), 0);
+        assert_true(sd_bus_get_property_trivial(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", property,
+                                                &error, 'b', &b) >= 0);
+        sd_bus_flush_close_unref(bus);
+        return b;
+}
+
+/* EscrowEncryption's entry for target: whether encrypted, and the words for it. */
+static bool target_encryption(const char *target, char **ret_how) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *t, *how;
+        sd_bus *bus = NULL;
+        int encrypted, found = -1;
+
+        assert_int_equal(sd_bus_open_system(&bus), 0);
+        assert_true(sd_bus_get_property(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "EscrowEncryption",
+                                        &error, &reply, "a(sbs)") >= 0);
+        assert_true(sd_bus_message_enter_container(reply, 'a', "(sbs)") > 0);
+        while (sd_bus_message_read(reply, "(sbs)", &t, &encrypted, &how) > 0)
+                if (streq(t, target)) {
+                        found = encrypted;
+                        *ret_how = strdup(how);
+                }
+        sd_bus_message_unref(reply);
+        sd_bus_flush_close_unref(bus);
+        assert_true(found >= 0);
+        return found;
+}
+
+/* The attack: with a DRA certificate set, the hook got the plaintext password while the bus and status
+ * said escrow was encrypted. Now it gets the record inside CMS to the DRA, the Key ID in clear to file
+ * it by; the DRA key opens what it stored (sealvolctl recovery lookup), and it verifies. */
+static void test_hook_encrypted_with_dra(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *how = NULL;
+        _cleanup_free_ char *stored = path_join(f->records, "0.json"), *text = NULL;
+        _cleanup_free_ char *key_path = dra_fixture_path("rsa2048", ".key");
+        json_object *o, *x;
+        EscrowRecord e;
+        size_t size;
+
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        assert_int_equal(read_file_full(stored, 65536, &text, &size), 0);
+        if (shows_password(text, size, password))
+                fail_msg("the hook got the recovery password in plaintext:\n%s", text);
+        o = json_tokener_parse(text);
+        assert_non_null(o);
+        assert_true(json_object_object_get_ex(o, "type", &x));
+        assert_string_equal(json_object_get_string(x), "recovery-password-cms");
+        assert_true(json_object_object_get_ex(o, "key_id", &x));
+        assert_string_equal(json_object_get_string(x), key_id);
+        assert_true(json_object_object_get_ex(o, "record_cms", &x));
+        json_object_put(o);
+        e = token_escrow(image, "hook");
+        assert_int_equal(e.state, ESCROW_DONE);
+        assert_true(e.verified); /* "verify" got the very bytes "store" did */
+
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "-q", "recovery", "lookup", "--dra-key", key_path, stored), 0);
+        assert_non_null(strstr(out, password));
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "lookup", stored), 5); /* needs the key */
+        free(out);
+
+        /* And what is said about it is true. */
+        assert_true(manager_bool("EscrowEncrypted"));
+        assert_true(target_encryption("hook", &how));
+        assert_string_equal(how, "encrypted to the DRA");
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "Escrow to: spool hook; spool encrypted to the DRA, hook encrypted to the DRA\n"));
+}
+
+/* [Escrow] HookPlaintext=yes: the hook gets the password in plaintext, and the bus and status say so. */
+static void test_hook_plaintext_switch(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *how = NULL;
+        _cleanup_free_ char *stored = path_join(f->records, "0.json"), *text = NULL;
+        size_t size;
+
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        assert_int_equal(read_file_full(stored, 65536, &text, &size), 0);
+        check_record(text, size, image, key_id, password);
+
+        assert_false(manager_bool("EscrowEncrypted"));
+        assert_false(target_encryption("hook", &how));
+        assert_string_equal(how, "NOT encrypted (HookPlaintext=yes)");
+        free(how);
+        assert_true(target_encryption("spool", &how));
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "spool encrypted to the DRA, hook NOT encrypted (HookPlaintext=yes)"));
+}
+
+/* Every password record in the spool (and retired/) is encrypted: no plain one, and no file that shows
+ * one of passwords. */
+static void assert_spool_encrypted(const char *spool, char *const *passwords, size_t n) {
+        const char *const subdirs[] = { "", "/retired" };
+
+        for (size_t i = 0; i < ELEMENTSOF(subdirs); i++) {
+                _cleanup_free_ char *dir = NULL;
+                DIR *d;
+                struct dirent *de;
+
+                assert_true(asprintf(&dir, "%s%s", spool, subdirs[i]) > 0);
+                d = opendir(dir);
+                if (!d)
+                        continue;
+                while ((de = readdir(d))) {
+                        _cleanup_free_ char *p = path_join(dir, de->d_name), *data = NULL;
+                        bool encrypted;
+                        size_t size;
+
+                        if (de->d_type != DT_REG)
+                                continue;
+                        if (escrow_spool_name_parse(de->d_name, NULL, NULL, &encrypted) >= 0 && !encrypted)
+                                fail_msg("a plain record is left in the spool: %s", p);
+                        assert_int_equal(read_file_full(p, 65536, &data, &size), 0);
+                        for (size_t j = 0; j < n; j++)
+                                if (shows_password(data, size, passwords[j]))
+                                        fail_msg("%s shows a recovery password", p);
+                }
+                closedir(d);
+        }
+}
+
+/* The DRA holder finds every password escrowed so far with the DRA key: the current ones, and one
+ * rotated away before the DRA was set. */
+static void assert_lookup_finds(Fixture *f, const char *spool, char *const *key_ids, char *const *passwords, size_t n) {
+        _cleanup_free_ char *key_path = dra_fixture_path("rsa2048", ".key");
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *out = NULL;
+
+                if (DAEMON_CTL(f->d, 0, NULL, &out, "-q", "recovery", "lookup", "--spool", spool, "--dra-key", key_path,
+                               key_ids[i]) != 0 ||
+                    !strstr(out, passwords[i]))
+                        fail_msg("recovery lookup of %s: %s", key_ids[i], strempty(out));
+        }
+}
+
+/* Records written in plaintext before a DRA was set over the bus: encrypted to it, the plain files
+ * gone, every password still found with the DRA key; the hook got the current ones again, encrypted;
+ * the tokens name the encrypted files. */
+static void test_dra_set_encrypts_spool(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *spool = path_join(f->d->state_dir, "escrow"), *cert = dra_fixture_path("rsa2048", ".crt");
+        _cleanup_free_ char *a = NULL, *b = NULL, *out = NULL, *uuid = NULL;
+        char *key_ids[3] = {}, *passwords[3] = {};
+        EscrowRecord e;
+
+        assert_int_equal(provision(f, "a.img", &a, &key_ids[0], &passwords[0]), 0);
+        assert_int_equal(provision(f, "b.img", &b, &key_ids[1], &passwords[1]), 0);
+        uuid = volume_uuid(a);
+        /* A rotation: the old password's record stays in the spool, as history. */
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "rotate", uuid), 0);
+        free(out);
+        key_ids[2] = key_ids[0];
+        passwords[2] = passwords[0];
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "show", uuid), 0);
+        key_ids[0] = strndup(strstr(out, "Key ID: ") + strlen("Key ID: "), 36);
+        passwords[0] = strndup(strstr(out, "Recovery password: ") + strlen("Recovery password: "), RECOVERY_PASSWORD_LEN);
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "spool NOT encrypted (no DRA certificate)"));
+        free(out);
+        assert_int_equal(count_files(f->records), 3);
+
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "dra", "set", cert), 0);
+        free(out);
+        out = NULL;
+        assert_spool_encrypted(spool, passwords, 3);
+        assert_lookup_finds(f, spool, key_ids, passwords, 3);
+        e = token_escrow(a, "spool");
+        assert_int_equal(e.state, ESCROW_DONE);
+        assert_non_null(strstr(e.location, ".cms"));
+
+        /* The hook got the VMK export and both current passwords again, encrypted (a hook filing by
+         * Key ID replaces its plain copy). */
+        assert_int_equal(count_files(f->records), 6);
+        for (unsigned i = 3, envelopes = 0; i < 6; i++) {
+                _cleanup_free_ char *name = NULL, *p = NULL, *text = NULL;
+                size_t size;
+
+                assert_true(asprintf(&name, "%u.json", i) > 0);
+                p = path_join(f->records, name);
+                assert_int_equal(read_file_full(p, 65536, &text, &size), 0);
+                envelopes += strstr(text, "recovery-password-cms") != NULL;
+                for (size_t j = 0; j < 3; j++)
+                        assert_false(shows_password(text, size, passwords[j]));
+                if (i == 5)
+                        assert_int_equal(envelopes, 2);
+        }
+        assert_true(manager_bool("EscrowEncrypted"));
+
+        /* A restart finds nothing left to do. */
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        assert_spool_encrypted(spool, passwords, 3);
+        assert_lookup_finds(f, spool, key_ids, passwords, 3);
+        for (size_t i = 0; i < 3; i++) {
+                free(key_ids[i]);
+                free(passwords[i]);
+        }
+}
+
+/* The same when the DRA certificate is configured where there was none: at the next start. */
+static void test_dra_configured_encrypts_spool(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *spool = path_join(f->d->state_dir, "escrow"), *cert = dra_fixture_path("rsa2048", ".crt");
+        _cleanup_free_ char *a = NULL, *config = NULL, *text = NULL, *out = NULL;
+        char *key_ids[1] = {}, *passwords[1] = {};
+
+        assert_int_equal(provision(f, "a.img", &a, &key_ids[0], &passwords[0]), 0);
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        config = test_read_file(f->d->config_path);
+        assert_true(asprintf(&text, "%s[DRA]\nCertificate=%s\n", config, cert) > 0);
+        assert_int_equal(write_file_atomic(f->d->config_path, text, strlen(text), 0644), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+
+        assert_spool_encrypted(spool, passwords, 1);
+        assert_lookup_finds(f, spool, key_ids, passwords, 1);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "spool encrypted to the DRA"));
+        free(key_ids[0]);
+        free(passwords[0]);
 }
 
 static void test_spool_plain_without_dra(void **state) {
@@ -561,6 +832,10 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_spool_encrypted_to_dra, setup_spool, teardown),
                 cmocka_unit_test_setup_teardown(test_spool_plain_without_dra, setup_plain, teardown),
+                cmocka_unit_test_setup_teardown(test_hook_encrypted_with_dra, setup_dra_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_hook_plaintext_switch, setup_dra_hook_plaintext, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_set_encrypts_spool, setup_dra_later, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_configured_encrypts_spool, setup_dra_later, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_fails_then_retried, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),

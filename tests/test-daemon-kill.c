@@ -17,9 +17,10 @@
  * one); every volume loads with no change left half done and opens with its VMK, with a recovery
  * password the operator was shown or that went to escrow, with the password the daemon reads back,
  * and with the old or new DRA key; the DRA certificate in force is every volume's and the VMK
- * export's; and the operation, done again, succeeds. The escrow hook keeps every record outside the
- * watched directories, as an escrow server would. Last, the daemon is killed with the reseal's
- * TPM2_Create held by the fault TCTI (tests/tcti-fault), a TPM command in flight.
+ * export's, and no recovery password is left in the spool in plaintext with it; and the operation,
+ * done again, succeeds. The escrow hook keeps every record outside the watched directories, as an
+ * escrow server would. Last, the daemon is killed with the reseal's TPM2_Create held by the fault
+ * TCTI (tests/tcti-fault), a TPM command in flight.
  */
 
 #include <dirent.h>
@@ -43,6 +44,8 @@
 #include "daemon-fixture.h"
 #include "dra-fixture.h"
 #include "dra.h"
+#include "encoding.h"
+#include "escrow.h"
 #include "fileio.h"
 #include "json-util.h"
 #include "kill-points.h"
@@ -111,7 +114,7 @@ typedef struct Fixture {
 } Fixture;
 
 static int setup(void **state) {
-        _cleanup_free_ char *hook = NULL, *script = NULL, *config = NULL, *data = NULL;
+        _cleanup_free_ char *hook = NULL, *script = NULL, *config = NULL, *data = NULL, *rsa_fp = NULL, *ec_fp = NULL;
         Fixture *f = calloc(1, sizeof(*f));
         size_t n;
 
@@ -133,7 +136,12 @@ static int setup(void **state) {
                      f->escrowed, f->escrowed) < 0 ||
             write_file_atomic(hook, script, strlen(script), 0755) < 0)
                 return -1;
-        if (asprintf(&config, "[Escrow]\nTargets=spool hook\nHook=%s\n", hook) < 0)
+        /* The two DRA certificates the operations set over the bus are pinned, as an operator would. */
+        rsa_fp = dra_fixture_fingerprint("rsa2048");
+        ec_fp = dra_fixture_fingerprint("ec256");
+        if (!rsa_fp || !ec_fp ||
+            asprintf(&config, "[DRA]\nPinnedFingerprint=%s %s\n[Escrow]\nTargets=spool hook\nHook=%s\n", rsa_fp,
+                     ec_fp, hook) < 0)
                 return -1;
         if (daemon_fixture_new("test-daemon-kill", config, &f->d) < 0 || sd_bus_open_system(&f->bus) < 0) {
                 fprintf(stderr, "Failed to start sealvold and its bus.\n");
@@ -587,6 +595,51 @@ static void known_collect(Fixture *f, const char *ctl_output, Known *k) {
                 snprintf(pw, sizeof(pw), "%s", p + strlen(field));
                 known_add(k, pw);
         }
+        /* With a DRA the hook got the passwords inside CMS to it: the DRA holder opens them. */
+        for (p = records; p && (p = strstr(p, "\"record_cms\"")); p += strlen("\"record_cms\"")) {
+                const char *start = strchr(p + strlen("\"record_cms\""), '"');
+                const char *end = start ? strchr(start + 1, '"') : NULL;
+                _cleanup_free_ char *b64 = NULL;
+                _cleanup_free_ void *der = NULL;
+                _cleanup_secure_ char *plain = NULL;
+                size_t der_size, plain_size;
+                const char *pw;
+
+                assert_non_null(end);
+                b64 = strndup(start + 1, (size_t) (end - start - 1));
+                assert_non_null(b64);
+                assert_int_equal(base64_decode(b64, &der, &der_size), 0);
+                if (dra_unwrap(f->rsa_key, der, der_size, (void **) &plain, &plain_size) < 0)
+                        assert_int_equal(dra_unwrap(f->ec_key, der, der_size, (void **) &plain, &plain_size), 0);
+                pw = memmem(plain, plain_size, field, strlen(field));
+                assert_non_null(pw);
+                {
+                        char one[RECOVERY_PASSWORD_LEN + 1];
+
+                        snprintf(one, sizeof(one), "%s", pw + strlen(field));
+                        known_add(k, one);
+                }
+        }
+}
+
+/* With a DRA certificate in force, no recovery password is left in the spool in plaintext: whatever
+ * was written before it is encrypted to it, at the latest by the start after a kill. */
+static void check_spool_encrypted(Fixture *f) {
+        _cleanup_free_ char *spool = path_join(f->d->state_dir, "escrow");
+        _cleanup_(closedirp) DIR *d = opendir(spool);
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                bool encrypted;
+
+                if (escrow_spool_name_parse(de->d_name, NULL, NULL, &encrypted) >= 0 && !encrypted)
+                        fail_msg("%s/%s: a plain recovery password record with a DRA in force (killed at step %u)",
+                                 spool, de->d_name, f->k);
+                if (de->d_name[0] == '.' && strstr(de->d_name, ".shred"))
+                        fail_msg("%s/%s: the plain record was not removed (killed at step %u)", spool, de->d_name, f->k);
+        }
 }
 
 /* One volume, as the restarted daemon left it. Not thorough: after the operation was done again,
@@ -784,6 +837,7 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
                                 fail_msg("volume %s is wrapped to DRA certificate \"%s\", not to the one in force "
                                          "(killed at step %u)", f->uuids[i], fp, f->k);
                 }
+                check_spool_encrypted(f);
         }
         known_done(&k);
 }

@@ -43,13 +43,35 @@ typedef struct Fixture {
         char *server_password;
 } Fixture;
 
-static int setup(void **state) {
+static int setup_with(void **state, const char *extra_config) {
         Fixture *f = calloc(1, sizeof(*f));
 
-        if (!f || daemon_fixture_new("test-daemon", NULL, &f->d) < 0 || sd_bus_open_system(&f->bus) < 0)
+        if (!f || daemon_fixture_new("test-daemon", extra_config, &f->d) < 0 || sd_bus_open_system(&f->bus) < 0)
                 return -1;
         *state = f;
         return 0;
+}
+
+static int setup(void **state) {
+        return setup_with(state, NULL);
+}
+
+/* The organisation's DRA CA as the trust anchor: the test CA and its intermediate, in one file. */
+static int setup_trust_anchor(void **state) {
+        _cleanup_free_ char *anchor = dra_fixture_path("ca-bundle", ".crt"), *config = NULL;
+
+        if (!anchor || asprintf(&config, "[DRA]\nTrustAnchor=%s\n", anchor) < 0)
+                return -1;
+        return setup_with(state, config);
+}
+
+/* One certificate pinned by its fingerprint, self-signed as DRA certificates often are. */
+static int setup_pinned(void **state) {
+        _cleanup_free_ char *fp = dra_fixture_fingerprint("rsa2048"), *config = NULL;
+
+        if (!fp || asprintf(&config, "[DRA]\nPinnedFingerprint=%s\n", fp) < 0)
+                return -1;
+        return setup_with(state, config);
 }
 
 static int teardown(void **state) {
@@ -851,7 +873,7 @@ static void test_polkit_grants_one_action(void **state) {
  * export, gives back the VMK that opens the others; reseal to the new TPM; reboot; all open. */
 static void test_dra_and_tpm_replacement(void **state) {
         Fixture *f = *state;
-        _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt"), *key = dra_fixture_path("rsa2048", ".key"),
+        _cleanup_free_ char *cert = dra_fixture_path("signed", ".crt"), *key = dra_fixture_path("signed", ".key"),
                             *bad = dra_fixture_path("rsa-ku-sign", ".crt"), *other_key = dra_fixture_path("ec256", ".key");
         _cleanup_free_ char *out = NULL, *fp = NULL;
         char uuid[VOLUME_UUID_STRING_MAX];
@@ -1026,6 +1048,251 @@ static void test_server_recovery_password(void **state) {
         assert_null(strstr(log, spw));
 }
 
+/* ---- who may set the DRA ----------------------------------------------------------------------- */
+
+/* The DRA certificate each volume is wrapped to, and the state the daemon keeps of it: what a
+ * refused SetDRACertificate must leave as it was. */
+typedef struct DraState {
+        char *volume_fp[N_VOLUMES];
+        char *export; /* vmk-export.json */
+        char *kept;   /* dra.pem */
+} DraState;
+
+static void dra_state_get(Fixture *f, DraState *ret) {
+        _cleanup_free_ char *export = path_join(f->d->state_dir, "vmk-export.json");
+        _cleanup_free_ char *kept = path_join(f->d->state_dir, "dra.pem");
+
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                ret->volume_fp[i] = get_string(f, f->paths[i], "DRAFingerprint");
+        ret->export = test_read_file(export);
+        ret->kept = test_read_file(kept);
+}
+
+static void dra_state_done(DraState *s) {
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                free(s->volume_fp[i]);
+        free(s->export);
+        free(s->kept);
+        *s = (DraState) {};
+}
+
+static void assert_dra_state_equal(const DraState *a, const DraState *b) {
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_string_equal(a->volume_fp[i], b->volume_fp[i]);
+        assert_true(!a->export == !b->export);
+        if (a->export)
+                assert_string_equal(a->export, b->export);
+        assert_true(!a->kept == !b->kept);
+        if (a->kept)
+                assert_string_equal(a->kept, b->kept);
+}
+
+/* Every volume opens with the DRA private key of fixture name, read straight from its header. */
+static void assert_dra_key_opens_all(Fixture *f, const char *name) {
+        EVP_PKEY *key = dra_fixture_key(name);
+
+        assert_non_null(key);
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                _cleanup_(volume_freep) Volume *v = NULL;
+
+                assert_int_equal(volume_load(f->images[i], &v), 0);
+                if (volume_open_dra(v, key, NULL, 0) < 0)
+                        fail_msg("volume %zu does not open with the DRA key %s", i, name);
+        }
+        EVP_PKEY_free(key);
+}
+
+/* The attack: with the organisation's DRA in force, someone allowed to call SetDRACertificate offers a
+ * certificate of their own, self-signed and meeting every key rule. It is refused, and nothing moves:
+ * every volume is still wrapped to the organisation's DRA, whose key opens it, and the VMK export is
+ * the same file. */
+static void test_dra_takeover_refused(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *cert = dra_fixture_path("signed", ".crt"), *attacker = dra_fixture_path("rsa2048", ".crt");
+        _cleanup_free_ char *out = NULL, *log = NULL, *needle = NULL;
+        _cleanup_free_ char *fp = dra_fixture_fingerprint("signed"), *attacker_fp = dra_fixture_fingerprint("rsa2048");
+        DraState before = {}, after = {};
+
+        provision_all(f);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", cert), 0);
+        assert_non_null(strstr(out, "3 volumes re-wrapped"));
+        free(out);
+        dra_state_get(f, &before);
+        assert_string_equal(before.volume_fp[0], fp);
+        assert_non_null(before.export);
+
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", attacker), 5);
+        assert_non_null(strstr(out, "Refused as a DRA certificate: not trusted: it does not chain to a trust anchor: "
+                                    "self-signed certificate"));
+        free(out);
+        out = NULL;
+        dra_state_get(f, &after);
+        assert_dra_state_equal(&before, &after);
+        assert_dra_key_opens_all(f, "signed");
+
+        /* The same over the bus, with the error's name; and the audit trail says who tried what. */
+        {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                sd_bus_message *reply = NULL;
+                _cleanup_close_ int fd = open(attacker, O_RDONLY | O_CLOEXEC);
+
+                assert_true(fd >= 0);
+                assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               "SetDRACertificate", &error, &reply, "ht", fd, UINT64_C(0)) < 0);
+                assert_true(sd_bus_error_has_name(&error, BUS_ERROR_CERTIFICATE_REJECTED));
+                sd_bus_error_free(&error);
+        }
+        log = test_read_file(f->d->log_path);
+        assert_true(asprintf(&needle, "RESULT=failure ERRNO=%d DETAIL=old %s, new %s", EKEYREJECTED, fp,
+                             attacker_fp) > 0);
+        assert_non_null(strstr(log, needle));
+
+        /* Across a restart too: the daemon finishes no change that never happened. */
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        reconnect(f);
+        dra_state_done(&after);
+        dra_state_get(f, &after);
+        assert_dra_state_equal(&before, &after);
+        dra_state_done(&before);
+        dra_state_done(&after);
+}
+
+/* Chains to the anchor, directly or through the intermediate the anchor file holds: accepted, and a
+ * replacement re-wraps everything with the old and new fingerprints in the audit trail. Anything the
+ * anchor does not vouch for is refused, each with its reason. */
+static void test_dra_chain_to_anchor(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *first = dra_fixture_path("signed", ".crt"), *first_fp = dra_fixture_fingerprint("signed");
+        _cleanup_free_ char *second = dra_fixture_path("signed-intermediate", ".crt");
+        _cleanup_free_ char *second_fp = dra_fixture_fingerprint("signed-intermediate");
+        _cleanup_free_ char *out = NULL, *log = NULL, *needle = NULL;
+        static const struct {
+                const char *name, *reason;
+        } refused[] = {
+                { "signed-other", "unable to get local issuer certificate" },
+                { "signed-expired", "certificate has expired" },
+                { "signed-by-leaf", "unable to get local issuer certificate" },
+                { "ec256", "self-signed certificate" },
+        };
+
+        provision_all(f);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", first), 0);
+        free(out);
+        assert_dra_key_opens_all(f, "signed");
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", second), 0);
+        assert_non_null(strstr(out, "3 volumes re-wrapped"));
+        free(out);
+        out = NULL;
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                _cleanup_free_ char *fp = get_string(f, f->paths[i], "DRAFingerprint");
+                assert_string_equal(fp, second_fp);
+        }
+        assert_dra_key_opens_all(f, "signed-intermediate");
+        log = test_read_file(f->d->log_path);
+        assert_true(asprintf(&needle, "RESULT=success ERRNO=0 DETAIL=old %s, new %s", first_fp, second_fp) > 0);
+        assert_non_null(strstr(log, needle));
+
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+                _cleanup_free_ char *cert = dra_fixture_path(refused[i].name, ".crt");
+
+                assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", cert), 5);
+                if (!strstr(out, refused[i].reason))
+                        fail_msg("%s: refused with \"%s\", not for \"%s\"", refused[i].name, out, refused[i].reason);
+                free(out);
+                out = NULL;
+        }
+        assert_dra_key_opens_all(f, "signed-intermediate");
+
+        /* A chain file (the certificate and its CA) is not what is asked for. */
+        {
+                _cleanup_free_ char *chain = path_join(f->d->dir, "chain.pem"), *a = NULL, *b = NULL, *both = NULL;
+                _cleanup_free_ char *ca = dra_fixture_path("ca", ".crt");
+
+                a = test_read_file(first);
+                b = test_read_file(ca);
+                assert_true(asprintf(&both, "%s%s", a, b) > 0);
+                assert_int_equal(write_file_atomic(chain, both, strlen(both), 0644), 0);
+                assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", chain), 5);
+                assert_non_null(strstr(out, "more than one certificate"));
+        }
+}
+
+/* A pinned fingerprint: that certificate, self-signed, is accepted; no other. */
+static void test_dra_pinned(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt"), *other = dra_fixture_path("ec256", ".crt");
+        _cleanup_free_ char *signed_cert = dra_fixture_path("signed", ".crt"), *out = NULL;
+
+        provision_all(f);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", other), 5);
+        assert_non_null(strstr(out, "is not pinned"));
+        free(out);
+        /* No anchor is configured here: a CA's signature counts for nothing. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", signed_cert), 5);
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", cert), 0);
+        assert_non_null(strstr(out, "3 volumes re-wrapped"));
+        free(out);
+        out = NULL;
+        assert_dra_key_opens_all(f, "rsa2048");
+}
+
+/* Neither anchor nor pin: every certificate is refused with what to configure, and nothing changes
+ * (no certificate kept, no volume wrapped, no export). */
+static void test_dra_no_anchor(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt"), *signed_cert = dra_fixture_path("signed", ".crt");
+        _cleanup_free_ char *out = NULL, *kept = path_join(f->d->state_dir, "dra.pem");
+        _cleanup_free_ char *export = path_join(f->d->state_dir, "vmk-export.json");
+
+        provision_all(f);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", cert), 5);
+        assert_non_null(strstr(out, "no trust anchor is configured"));
+        assert_non_null(strstr(out, "[DRA] TrustAnchor="));
+        assert_non_null(strstr(out, "[DRA] PinnedFingerprint="));
+        free(out);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", signed_cert), 5);
+        free(out);
+        out = NULL;
+        assert_int_equal(access(kept, F_OK), -1);
+        assert_int_equal(access(export, F_OK), -1);
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                _cleanup_free_ char *fp = get_string(f, f->paths[i], "DRAFingerprint");
+                assert_string_equal(fp, "");
+        }
+}
+
+/* The anchor file is checked when it is used: one that others could have written vouches for nothing,
+ * and the error says which file and why. */
+static void test_dra_anchor_file_unsafe(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *cert = dra_fixture_path("signed", ".crt"), *ca = dra_fixture_path("ca", ".crt");
+        _cleanup_free_ char *anchor = path_join(f->d->dir, "dra-ca.pem"), *text = NULL, *config = NULL;
+        _cleanup_free_ char *out = NULL, *expect = NULL;
+
+        provision_all(f);
+        text = test_read_file(ca);
+        assert_non_null(text);
+        assert_int_equal(write_file_atomic(anchor, text, strlen(text), 0666), 0);
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        config = test_read_file(f->d->config_path);
+        free(text);
+        assert_true(asprintf(&text, "%s[DRA]\nTrustAnchor=%s\n", config, anchor) > 0);
+        assert_int_equal(write_file_atomic(f->d->config_path, text, strlen(text), 0644), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", cert), 5);
+        assert_true(asprintf(&expect, "the trust anchor file %s cannot be used: %s is writable by group or others "
+                             "(mode 0666)", anchor, anchor) > 0);
+        if (!strstr(out, expect))
+                fail_msg("refused with \"%s\", expected \"%s\"", out, expect);
+        free(out);
+        /* Made root's alone again, the same file serves, with no restart. */
+        assert_int_equal(chmod(anchor, 0644), 0);
+        assert_int_equal(CTL(f, 0, NULL, &out, "dra", "set", cert), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_provision_reboot_unlock_all, setup, teardown),
@@ -1036,9 +1303,14 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_recovery_password, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_status_costs_no_tpm_command, setup_counted, teardown_counted),
+                cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup_trust_anchor, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_takeover_refused, setup_trust_anchor, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_chain_to_anchor, setup_trust_anchor, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_pinned, setup_pinned, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_no_anchor, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_anchor_file_unsafe, setup, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");

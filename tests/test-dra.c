@@ -24,6 +24,7 @@
 #include <openssl/rand.h>
 
 #include "dra.h"
+#include "fileio.h"
 #include "luks-fixture.h"
 #include "openssl-util.h"
 #include "secmem.h"
@@ -268,6 +269,284 @@ static void test_validity(void **state) {
         assert_non_null(strstr(reason, "RSA key of 1024 bits"));
         assert_non_null(strstr(reason, "; expired on "));
         free(reason);
+}
+
+/* ---- trust ------------------------------------------------------------------------------------ */
+
+static STACK_OF(X509) *anchors_of(const char *const *names) {
+        STACK_OF(X509) *sk = sk_X509_new_null();
+
+        assert_non_null(sk);
+        for (const char *const *n = names; *n; n++)
+                assert_true(sk_X509_push(sk, cert_fixture(*n)) > 0);
+        return sk;
+}
+
+/* dra_cert_verify_trust() of fixture name against the anchors named, at now: its result, and the
+ * reason in *ret_reason (NULL when trusted). */
+static int verify_with(const char *name, const char *const *anchor_names, const uint8_t (*pinned)[DRA_FINGERPRINT_SIZE],
+                       size_t n_pinned, time_t now, char **ret_reason) {
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *anchors = anchor_names ? anchors_of(anchor_names) : NULL;
+        _cleanup_(X509_freep) X509 *cert = cert_fixture(name);
+        char *reason = NULL;
+        int r;
+
+        r = dra_cert_verify_trust(cert, anchors, pinned, n_pinned, now, &reason);
+        if (r == 0)
+                assert_null(reason);
+        if (r == -EKEYREJECTED)
+                assert_non_null(reason);
+        *ret_reason = reason;
+        return r;
+}
+
+#define ANCHORS(...) ((const char *const[]) { __VA_ARGS__, NULL })
+
+static void test_trust_chains(void **state) {
+        time_t now = time(NULL);
+        char *reason = NULL;
+
+        (void) state;
+        /* Signed by the anchor, directly or through an intermediate the anchor file holds. */
+        assert_int_equal(verify_with("signed", ANCHORS("ca"), NULL, 0, now, &reason), 0);
+        assert_int_equal(verify_with("signed-intermediate", ANCHORS("ca", "ca-intermediate"), NULL, 0, now, &reason), 0);
+        /* The intermediate alone is an anchor too (partial chain): trust can stop at the CA that
+         * issues DRA certificates, and then the root's other children are not trusted. */
+        assert_int_equal(verify_with("signed-intermediate", ANCHORS("ca-intermediate"), NULL, 0, now, &reason), 0);
+        assert_int_equal(verify_with("signed", ANCHORS("ca-intermediate"), NULL, 0, now, &reason), -EKEYREJECTED);
+        assert_non_null(strstr(reason, "not trusted: it does not chain to a trust anchor: unable to get local issuer"));
+        free(reason);
+        /* The intermediate is not taken from anywhere else. */
+        assert_int_equal(verify_with("signed-intermediate", ANCHORS("ca"), NULL, 0, now, &reason), -EKEYREJECTED);
+        assert_non_null(strstr(reason, "unable to get local issuer certificate (the certificate itself: "
+                                       "CN=sealvol test DRA signed-intermediate)"));
+        free(reason);
+
+        /* The attack: a self-signed certificate that meets every key rule. */
+        assert_int_equal(verify_with("rsa2048", ANCHORS("ca"), NULL, 0, now, &reason), -EKEYREJECTED);
+        assert_non_null(strstr(reason, "self-signed certificate"));
+        free(reason);
+        /* Another organisation's CA. */
+        assert_int_equal(verify_with("signed-other", ANCHORS("ca", "ca-intermediate"), NULL, 0, now, &reason),
+                         -EKEYREJECTED);
+        free(reason);
+        /* Signed by a certificate that is no CA, even one in the anchor file. */
+        assert_int_equal(verify_with("signed-by-leaf", ANCHORS("ca"), NULL, 0, now, &reason), -EKEYREJECTED);
+        free(reason);
+        assert_int_equal(verify_with("signed-by-leaf", ANCHORS("ca", "signed"), NULL, 0, now, &reason), -EKEYREJECTED);
+        assert_non_null(strstr(reason, "(its issuer: CN=sealvol test DRA signed)"));
+        free(reason);
+        /* The DRA certificate itself in the anchor file: trusted as it is. */
+        assert_int_equal(verify_with("rsa2048", ANCHORS("rsa2048"), NULL, 0, now, &reason), 0);
+}
+
+static void test_trust_time(void **state) {
+        _cleanup_(X509_freep) X509 *ca = cert_fixture("ca");
+        time_t in_2020 = 1590969600; /* 2020-06-01 */
+        time_t ca_after = asn1_time_to_time_t(X509_get0_notAfter(ca));
+        char *reason = NULL;
+
+        (void) state;
+        assert_int_equal(verify_with("signed-expired", ANCHORS("ca"), NULL, 0, time(NULL), &reason), -EKEYREJECTED);
+        assert_non_null(strstr(reason, "certificate has expired (the certificate itself: "));
+        free(reason);
+        /* The time is the caller's: in 2020 the certificate was valid, though its CA was not yet. */
+        assert_int_equal(verify_with("signed-expired", ANCHORS("ca"), NULL, 0, in_2020, &reason), -EKEYREJECTED);
+        assert_non_null(strstr(reason, "certificate is not yet valid (its issuer: CN=sealvol test DRA ca)"));
+        free(reason);
+        /* An expired anchor vouches for nothing. */
+        assert_int_equal(verify_with("signed", ANCHORS("ca"), NULL, 0, ca_after + 86400, &reason), -EKEYREJECTED);
+        assert_non_null(strstr(reason, "certificate has expired"));
+        free(reason);
+}
+
+static void test_trust_pinned(void **state) {
+        _cleanup_(X509_freep) X509 *cert = cert_fixture("rsa2048"), *other = cert_fixture("ec256");
+        uint8_t pinned[2][DRA_FINGERPRINT_SIZE];
+        _cleanup_free_ char *hex = NULL, *expect = NULL;
+        char *reason = NULL;
+
+        (void) state;
+        assert_int_equal(dra_cert_fingerprint(other, pinned[0]), 0);
+        assert_int_equal(dra_cert_fingerprint(cert, pinned[1]), 0);
+        hex = dra_fingerprint_to_string(pinned[1]);
+
+        /* A pin is the certificate itself: self-signed, no chain, no anchor needed. */
+        assert_int_equal(verify_with("rsa2048", NULL, (const uint8_t (*)[DRA_FINGERPRINT_SIZE]) pinned, 2, time(NULL),
+                                     &reason), 0);
+        assert_int_equal(verify_with("rsa2048", NULL, (const uint8_t (*)[DRA_FINGERPRINT_SIZE]) pinned, 1, time(NULL),
+                                     &reason), -EKEYREJECTED);
+        assert_true(asprintf(&expect, "not trusted: its fingerprint %s is not pinned", hex) > 0);
+        assert_string_equal(reason, expect);
+        free(reason);
+        /* Either kind of trust is enough; both are named when neither holds. */
+        assert_int_equal(verify_with("signed", ANCHORS("ca"), (const uint8_t (*)[DRA_FINGERPRINT_SIZE]) pinned, 1,
+                                     time(NULL), &reason), 0);
+        assert_int_equal(verify_with("signed-other", ANCHORS("ca"), (const uint8_t (*)[DRA_FINGERPRINT_SIZE]) pinned, 1,
+                                     time(NULL), &reason), -EKEYREJECTED);
+        assert_non_null(strstr(reason, "is not pinned, and it does not chain to a trust anchor: "));
+        free(reason);
+
+        /* Nothing configured: nothing is trusted, and that is an answer of its own. */
+        reason = NULL;
+        assert_int_equal(dra_cert_verify_trust(cert, NULL, NULL, 0, time(NULL), &reason), -ENOKEY);
+        assert_null(reason);
+        {
+                _cleanup_(x509_stack_freep) STACK_OF(X509) *empty = sk_X509_new_null();
+                assert_int_equal(dra_cert_verify_trust(cert, empty, NULL, 0, time(NULL), &reason), -ENOKEY);
+        }
+}
+
+static void test_fingerprint_from_string(void **state) {
+        _cleanup_(X509_freep) X509 *cert = cert_fixture("ec256");
+        _cleanup_free_ char *fp_path = fixture_path("ec256", ".fp"), *colons = NULL, *hex = NULL;
+        _cleanup_free_ uint8_t *text = NULL;
+        uint8_t fp[DRA_FINGERPRINT_SIZE], got[DRA_FINGERPRINT_SIZE];
+        size_t n;
+
+        (void) state;
+        assert_int_equal(dra_cert_fingerprint(cert, fp), 0);
+        read_file(fp_path, &text, &n);
+        text[64] = '\0';
+        assert_int_equal(dra_fingerprint_from_string((char *) text, got), 0);
+        assert_memory_equal(got, fp, sizeof(fp));
+
+        /* As `openssl x509 -fingerprint -sha256` prints it: upper case, colons. */
+        colons = malloc(3 * DRA_FINGERPRINT_SIZE);
+        assert_non_null(colons);
+        for (size_t i = 0; i < DRA_FINGERPRINT_SIZE; i++)
+                snprintf(colons + 3 * i, 4, "%02X%s", fp[i], i + 1 < DRA_FINGERPRINT_SIZE ? ":" : "");
+        memset(got, 0, sizeof(got));
+        assert_int_equal(dra_fingerprint_from_string(colons, got), 0);
+        assert_memory_equal(got, fp, sizeof(fp));
+
+        colons[2] = '-';
+        assert_int_equal(dra_fingerprint_from_string(colons, got), -EINVAL);
+        text[10] = 'g';
+        assert_int_equal(dra_fingerprint_from_string((char *) text, got), -EINVAL);
+        text[63] = '\0';
+        assert_int_equal(dra_fingerprint_from_string((char *) text, got), -EINVAL);
+        assert_int_equal(dra_fingerprint_from_string("", got), -EINVAL);
+        assert_int_equal(dra_fingerprint_from_string(NULL, got), -EINVAL);
+        hex = dra_fingerprint_to_string(fp);
+        assert_int_equal(dra_fingerprint_from_string(hex, got), 0);
+}
+
+/* Copies fixture name's certificate to dir/file, mode 0644, root's. */
+static char *anchor_copy(const char *dir, const char *file, const char *name) {
+        _cleanup_free_ char *from = fixture_path(name, ".crt");
+        _cleanup_free_ uint8_t *data = NULL;
+        char *to = path_join(dir, file);
+        size_t n;
+
+        assert_non_null(to);
+        read_file(from, &data, &n);
+        write_file(to, data, n);
+        assert_int_equal(chmod(to, 0644), 0);
+        return to;
+}
+
+static void expect_anchor_refused(const char *path, const char *why) {
+        STACK_OF(X509) *anchors = NULL;
+        char *reason = NULL;
+
+        assert_int_equal(dra_trust_anchors_load_file(path, &anchors, &reason), -EPERM);
+        assert_null(anchors);
+        assert_non_null(reason);
+        if (!strstr(reason, why))
+                fail_msg("%s refused with \"%s\", not \"%s\"", path, reason, why);
+        free(reason);
+}
+
+static void test_trust_anchor_file(void **state) {
+        Test *t = *state;
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *anchors = NULL;
+        _cleanup_free_ char *bundle = fixture_path("ca-bundle", ".crt"), *one = NULL, *open_dir = NULL;
+        _cleanup_free_ char *sticky = NULL, *in_open = NULL, *in_sticky = NULL, *link = NULL, *reason = NULL;
+        _cleanup_free_ char *with_key = NULL, *key = fixture_path("ca", ".key"), *expect = NULL;
+
+        assert_int_equal(geteuid(), 0);
+        /* The fixtures as the build wrote them: root's, 0644, in root's directories. */
+        assert_int_equal(dra_trust_anchors_load_file(bundle, &anchors, &reason), 0);
+        assert_int_equal(sk_X509_num(anchors), 2);
+        anchors = (sk_X509_pop_free(anchors, X509_free), NULL);
+
+        one = anchor_copy(t->dir, "anchor.pem", "ca");
+        assert_int_equal(dra_trust_anchors_load_file(one, &anchors, NULL), 0);
+        assert_int_equal(sk_X509_num(anchors), 1);
+        anchors = (sk_X509_pop_free(anchors, X509_free), NULL);
+
+        /* Whoever may change the file may take over the DRA. */
+        assert_int_equal(chmod(one, 0664), 0);
+        assert_true(asprintf(&expect, "%s is writable by group or others (mode 0664)", one) > 0);
+        expect_anchor_refused(one, expect);
+        assert_int_equal(chmod(one, 0646), 0);
+        expect_anchor_refused(one, "is writable by group or others");
+        assert_int_equal(chmod(one, 0644), 0);
+        assert_int_equal(chown(one, 65534, 0), 0);
+        expect_anchor_refused(one, "is owned by uid 65534, not root");
+        assert_int_equal(chown(one, 0, 0), 0);
+
+        /* And so may whoever can write a directory on the way to it. */
+        open_dir = path_join(t->dir, "open");
+        assert_int_equal(mkdir(open_dir, 0755), 0);
+        assert_int_equal(chmod(open_dir, 0777), 0);
+        in_open = anchor_copy(open_dir, "anchor.pem", "ca");
+        expect_anchor_refused(in_open, "/open is a directory writable by group or others (mode 0777)");
+        /* Unless it is sticky (as /tmp): others cannot rename or remove what root has there. */
+        sticky = path_join(t->dir, "sticky");
+        assert_int_equal(mkdir(sticky, 0755), 0);
+        assert_int_equal(chmod(sticky, 01777), 0);
+        in_sticky = anchor_copy(sticky, "anchor.pem", "ca");
+        assert_int_equal(dra_trust_anchors_load_file(in_sticky, &anchors, NULL), 0);
+        anchors = (sk_X509_pop_free(anchors, X509_free), NULL);
+
+        /* Through a link: root's link in a sticky directory is fine; another user's is not, nor a
+         * link to a file in an open directory. */
+        link = path_join(sticky, "link.pem");
+        assert_int_equal(symlink(one, link), 0);
+        assert_int_equal(dra_trust_anchors_load_file(link, &anchors, NULL), 0);
+        anchors = (sk_X509_pop_free(anchors, X509_free), NULL);
+        assert_int_equal(lchown(link, 65534, 65534), 0);
+        expect_anchor_refused(link, "is a symbolic link owned by uid 65534, not root");
+        assert_int_equal(unlink(link), 0);
+        assert_int_equal(symlink(in_open, link), 0);
+        expect_anchor_refused(link, "/open is a directory writable by group or others");
+        assert_int_equal(unlink(link), 0);
+        assert_int_equal(symlink("../anchor.pem", link), 0); /* relative, from sticky/ */
+        assert_int_equal(dra_trust_anchors_load_file(link, &anchors, NULL), 0);
+        anchors = (sk_X509_pop_free(anchors, X509_free), NULL);
+
+        /* Not a regular file; not there; not absolute. */
+        expect_anchor_refused(sticky, "is not a regular file");
+        {
+                _cleanup_free_ char *missing = path_join(t->dir, "missing.pem");
+                assert_int_equal(dra_trust_anchors_load_file(missing, &anchors, NULL), -ENOENT);
+        }
+        assert_int_equal(dra_trust_anchors_load_file("anchor.pem", &anchors, NULL), -EINVAL);
+
+        /* Certificates only: a private key in it, or nothing, is refused. */
+        {
+                _cleanup_free_ uint8_t *a = NULL, *b = NULL;
+                _cleanup_free_ char *ca = fixture_path("ca", ".crt");
+                size_t na, nb;
+
+                read_file(ca, &a, &na);
+                read_file(key, &b, &nb);
+                with_key = path_join(t->dir, "with-key.pem");
+                write_file(with_key, a, na);
+                {
+                        _cleanup_fclose_ FILE *f = fopen(with_key, "ae");
+                        assert_non_null(f);
+                        assert_int_equal(fwrite(b, 1, nb, f), nb);
+                }
+                assert_int_equal(dra_trust_anchors_load_file(with_key, &anchors, NULL), -EBADMSG);
+                write_file(with_key, "", 0);
+                assert_int_equal(dra_trust_anchors_load_file(with_key, &anchors, NULL), -EBADMSG);
+                write_file(with_key, "not a certificate\n", 18);
+                assert_int_equal(dra_trust_anchors_load_file(with_key, &anchors, NULL), -EBADMSG);
+        }
+        assert_null(anchors);
 }
 
 /* ---- fingerprints and loading ------------------------------------------------------------------ */
@@ -810,6 +1089,11 @@ int main(void) {
                 cmocka_unit_test(test_extra_ekus),
                 cmocka_unit_test(test_validity),
                 cmocka_unit_test(test_fingerprints),
+                cmocka_unit_test(test_trust_chains),
+                cmocka_unit_test(test_trust_time),
+                cmocka_unit_test(test_trust_pinned),
+                cmocka_unit_test(test_fingerprint_from_string),
+                cmocka_unit_test_setup_teardown(test_trust_anchor_file, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cert_load_formats, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_key_load, setup, teardown),
                 cmocka_unit_test(test_round_trip),

@@ -2,10 +2,13 @@
 /*
  * test-escrow.c: the escrow record and its strict reader (round trips plain and through CMS, every
  * malformed field refused, wrong key, truncated CMS, the VMK record told apart), the spool (plain and
- * encrypted to the DRA, read back, refused in a directory others can write) and the hook (its input, output, exit status, a hang killed at the
- * time limit together with what it started, one that does not read its input, one that cannot run).
+ * encrypted to the DRA, read back, refused in a directory others can write, its plain records
+ * encrypted once there is a DRA), the hook's envelope (the password inside CMS, the Key ID in clear)
+ * and the hook (its input, output, exit status, a hang killed at the time limit together with what it
+ * started, one that does not read its input, one that cannot run).
  */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -23,8 +26,10 @@
 
 #include "dra-fixture.h"
 #include "dra.h"
+#include "encoding.h"
 #include "escrow.h"
 #include "fileio.h"
+#include "json-util.h"
 #include "openssl-util.h"
 #include "recovery.h"
 #include "secmem.h"
@@ -437,6 +442,188 @@ static void test_entry_cms(void **state) {
         }
 }
 
+/* The password's first group of digits and all its digits in a row: what would give it away in any
+ * layout. */
+static void assert_no_password(const void *data, size_t size) {
+        assert_null(memmem(data, size, "131648", 6));
+        assert_null(memmem(data, size, "131648338723", 12));
+}
+
+/* The hook's record with a DRA: the Key ID and the rest in clear, the password only inside CMS, the
+ * record inside the one the spool holds; read back with the DRA key, and only if the two agree. */
+static void test_envelope(void **state) {
+        _cleanup_(X509_freep) X509 *cert = dra_fixture_cert("rsa2048");
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = dra_fixture_key("rsa2048"), *other = dra_fixture_key("ec256");
+        _cleanup_(escrow_entry_done) EscrowEntry got = {}, inner = {};
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ char *envelope = NULL, *fp = dra_fixture_fingerprint("rsa2048");
+        _cleanup_free_ void *der = NULL;
+        _cleanup_secure_ void *plain = NULL;
+        EscrowPassword e = sample();
+        size_t der_size, plain_size;
+        json_object *x;
+
+        (void) state;
+        assert_non_null(cert);
+        assert_int_equal(escrow_password_to_envelope(&e, cert, &envelope), 0);
+        assert_no_password(envelope, strlen(envelope));
+
+        o = json_tokener_parse(envelope);
+        assert_non_null(o);
+        assert_true(json_object_object_get_ex(o, "type", &x));
+        assert_string_equal(json_object_get_string(x), "recovery-password-cms");
+        assert_true(json_object_object_get_ex(o, "key_id", &x));
+        assert_string_equal(json_object_get_string(x), "063EA4E1-220C-4293-BA01-4754620A96E7");
+        assert_true(json_object_object_get_ex(o, "hostname", &x));
+        assert_string_equal(json_object_get_string(x), "db1.example.com");
+        assert_true(json_object_object_get_ex(o, "dra_fingerprint", &x));
+        assert_string_equal(json_object_get_string(x), fp);
+        assert_false(json_object_object_get_ex(o, "recovery_password", NULL));
+        /* Inside: the plain record, as the spool's .cms holds it. */
+        assert_true(json_object_object_get_ex(o, "record_cms", &x));
+        assert_int_equal(base64_decode(json_object_get_string(x), &der, &der_size), 0);
+        assert_int_equal(dra_unwrap(key, der, der_size, &plain, &plain_size), 0);
+        assert_int_equal(escrow_entry_from_json(plain, plain_size, &inner), ESCROW_RECORD_PASSWORD);
+        assert_entry_is_sample(&inner, &e);
+
+        /* Read back as the password record it carries, with the key only. */
+        assert_int_equal(escrow_entry_open(envelope, strlen(envelope), key, &got), ESCROW_RECORD_PASSWORD);
+        assert_entry_is_sample(&got, &e);
+        assert_true(got.encrypted);
+        escrow_entry_done(&got);
+        assert_int_equal(escrow_entry_open(envelope, strlen(envelope), NULL, &got), -ENOKEY);
+        assert_int_equal(escrow_entry_from_json(envelope, strlen(envelope), &got), -ENOKEY);
+        assert_int_equal(escrow_entry_open(envelope, strlen(envelope), other, &got), -EKEYREJECTED);
+
+        /* Clear members that disagree with the record inside: another Key ID or volume would send the
+         * DRA holder to the wrong disk. */
+        {
+                static const struct {
+                        const char *from, *to;
+                } edits[] = {
+                        { "063EA4E1-220C", "163EA4E1-220C" },
+                        { "0f5c4b22-7d36", "1f5c4b22-7d36" },
+                        { "db1.example.com", "db2.example.com" },
+                        { "\"recovery-password-cms\"", "\"recovery-password\"" },
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(edits); i++) {
+                        size_t n;
+                        _cleanup_secure_ char *bad = mutate(envelope, edits[i].from, edits[i].to, &n);
+
+                        assert_int_equal(escrow_entry_open(bad, n, key, &got), -EBADMSG);
+                        assert_null(got.password);
+                }
+        }
+        /* An envelope inside CMS is nothing sealvol writes. */
+        {
+                _cleanup_free_ uint8_t *wrapped = NULL;
+                size_t wrapped_size;
+
+                assert_int_equal(dra_wrap(cert, envelope, strlen(envelope), &wrapped, &wrapped_size), 0);
+                assert_int_equal(escrow_entry_open(wrapped, wrapped_size, key, &got), -EBADMSG);
+        }
+}
+
+/* A DRA set where records were written in plaintext before: each is encrypted to it, the plain file
+ * removed; a .cms already there is kept; what does not read as a record is left; a crash's .shred is
+ * finished; a second pass finds nothing to do. */
+static void test_spool_encrypt_plain(void **state) {
+        const char *dir = *state;
+        _cleanup_(X509_freep) X509 *cert = dra_fixture_cert("rsa2048");
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = dra_fixture_key("rsa2048");
+        _cleanup_free_ char *spool = path_join(dir, "spool"), *retired = NULL, *name = NULL, *damaged = NULL;
+        _cleanup_free_ char *shred = NULL, *vmk = NULL;
+        EscrowPassword e = sample(), older = sample(), gone = sample();
+        unsigned encrypted = 99, skipped = 99;
+        const EscrowPassword *records[] = { &e, &older, &gone };
+
+        assert_non_null(cert);
+        assert_int_equal(guid_parse("11111111-2222-4333-8444-555555555555", &older.key_id), 0);
+        older.password = "000000-000011-000022-000033-000044-000055-000066-000077";
+        assert_int_equal(guid_parse("66666666-2222-4333-8444-555555555555", &gone.key_id), 0);
+        gone.volume_uuid = "aaaaaaaa-7d36-4cf1-9a3e-1b2c3d4e5f60";
+        retired = path_join(spool, "retired");
+
+        for (size_t i = 0; i < ELEMENTSOF(records); i++) {
+                _cleanup_secure_ char *json = NULL;
+                _cleanup_free_ char *n = NULL;
+                size_t size;
+
+                assert_int_equal(escrow_password_to_json(records[i], &json, &size), 0);
+                assert_int_equal(escrow_spool_name(records[i]->volume_uuid, &records[i]->key_id, false, &n), 0);
+                assert_int_equal(escrow_spool_store(i == 2 ? retired : spool, n, NULL, json, size, NULL, NULL), 0);
+                /* The current password was escrowed again with the DRA already: its .cms exists. */
+                if (i == 0) {
+                        free(n);
+                        assert_int_equal(escrow_spool_name(records[i]->volume_uuid, &records[i]->key_id, true, &n), 0);
+                        assert_int_equal(escrow_spool_store(spool, n, cert, json, size, NULL, NULL), 0);
+                }
+        }
+        /* Named as a record, not one: left, counted. A VMK record: not a password, untouched. What a
+         * crash between the rename and the removal left: finished. */
+        damaged = path_join(spool, "0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60-77777777-2222-4333-8444-555555555555.json");
+        assert_int_equal(write_file_atomic(damaged, "{\"not\":\"a record\"}", 18, 0600), 0);
+        vmk = path_join(spool, "vmk-5E1D0F64-4A1B-4C37-9E1D-2B8F5A0C7D11.json");
+        assert_int_equal(write_file_atomic(vmk, "{}", 2, 0600), 0);
+        shred = path_join(spool, ".0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60-88888888-2222-4333-8444-555555555555.json.shred");
+        assert_int_equal(write_file_atomic(shred, PASSWORD, strlen(PASSWORD), 0600), 0);
+
+        assert_int_equal(escrow_spool_encrypt_plain(spool, cert, &encrypted, &skipped), 0);
+        assert_int_equal(encrypted, 3);
+        assert_int_equal(skipped, 1);
+        assert_int_equal(access(shred, F_OK), -1);
+        assert_int_equal(access(damaged, F_OK), 0);
+        assert_int_equal(access(vmk, F_OK), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(records); i++) {
+                _cleanup_(escrow_entry_done) EscrowEntry got = {};
+                _cleanup_free_ char *plain = NULL, *cms = NULL, *n = NULL, *p = NULL, *data = NULL;
+                const char *d = i == 2 ? retired : spool;
+                size_t size;
+
+                assert_int_equal(escrow_spool_name(records[i]->volume_uuid, &records[i]->key_id, false, &n), 0);
+                plain = path_join(d, n);
+                assert_int_equal(access(plain, F_OK), -1);
+                free(n);
+                assert_int_equal(escrow_spool_name(records[i]->volume_uuid, &records[i]->key_id, true, &n), 0);
+                cms = path_join(d, n);
+                assert_int_equal(escrow_entry_open_file(cms, key, &got), ESCROW_RECORD_PASSWORD);
+                assert_string_equal(got.password, records[i]->password);
+                assert_true(got.encrypted);
+                assert_int_equal(read_file_full(cms, 65536, &data, &size), 0);
+                assert_no_password(data, size);
+        }
+        /* Nothing left anywhere in the spool that shows a password. */
+        {
+                _cleanup_(closedirp) DIR *dd = opendir(spool);
+                struct dirent *de;
+
+                assert_non_null(dd);
+                while ((de = readdir(dd))) {
+                        _cleanup_free_ char *p = path_join(spool, de->d_name), *data = NULL;
+                        size_t size;
+
+                        if (de->d_type != DT_REG)
+                                continue;
+                        assert_int_equal(read_file_full(p, 65536, &data, &size), 0);
+                        assert_no_password(data, size);
+                        assert_null(memmem(data, size, "000000-000011", 13));
+                }
+        }
+
+        encrypted = skipped = 99;
+        assert_int_equal(escrow_spool_encrypt_plain(spool, cert, &encrypted, &skipped), 0);
+        assert_int_equal(encrypted, 0);
+        assert_int_equal(skipped, 1);
+        /* No spool yet: nothing to do. */
+        {
+                _cleanup_free_ char *none = path_join(dir, "none");
+                assert_int_equal(escrow_spool_encrypt_plain(none, cert, &encrypted, &skipped), 0);
+                assert_int_equal(encrypted, 0);
+        }
+}
+
 static void test_entry_vmk(void **state) {
         static const char export[] = "{\"sealvol_vmk_export_version\":1,\"vmk_id\":\"5E1D0F64-4A1B-4C37-9E1D-"
                                      "2B8F5A0C7D11\",\"dra_cms\":\"AAAA\"}";
@@ -639,6 +826,8 @@ int main(void) {
                 cmocka_unit_test(test_entry_malformed),
                 cmocka_unit_test(test_entry_cms),
                 cmocka_unit_test(test_entry_vmk),
+                cmocka_unit_test(test_envelope),
+                cmocka_unit_test_setup_teardown(test_spool_encrypt_plain, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_entry_files, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_spool_plain_and_encrypted, test_setup_tmpdir,
                                                 test_teardown_tmpdir),

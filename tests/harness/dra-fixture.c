@@ -6,6 +6,7 @@
 
 #include "dra-fixture.h"
 #include "dra.h"
+#include "fileio.h"
 #include "test-util.h"
 
 char *dra_fixture_path(const char *name, const char *suffix) {
@@ -37,4 +38,19 @@ EVP_PKEY *dra_fixture_key(const char *name) {
         if (fd < 0 || dra_key_load_fd(fd, &key) < 0)
                 return NULL;
         return key;
+}
+
+char *dra_fixture_fingerprint(const char *name) {
+        _cleanup_free_ char *path = dra_fixture_path(name, ".fp");
+        char *text = NULL;
+        size_t n;
+
+        if (!path || read_file_full(path, 128, &text, &n) < 0)
+                return NULL;
+        text[strcspn(text, "\n")] = '\0';
+        if (strlen(text) != 2 * DRA_FINGERPRINT_SIZE) {
+                free(text);
+                return NULL;
+        }
+        return text;
 }

@@ -12,3 +12,5 @@
 char *dra_fixture_path(const char *name, const char *suffix);
 X509 *dra_fixture_cert(const char *name);
 EVP_PKEY *dra_fixture_key(const char *name);
+/* Its SHA-256 fingerprint as sealvol shows it (64 lowercase hex digits, from dra-<name>.fp). */
+char *dra_fixture_fingerprint(const char *name);
