@@ -265,6 +265,16 @@ static void print_escrow_encryption(sd_bus *bus) {
         sd_bus_message_unref(reply);
 }
 
+static char *manager_prop(sd_bus *bus, const char *property) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *s = NULL;
+
+        if (sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, property, &error, &s) < 0)
+                s = NULL;
+        sd_bus_error_free(&error);
+        return s;
+}
+
 static int verb_status(sd_bus *bus, bool summary) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
@@ -307,6 +317,21 @@ static int verb_status(sd_bus *bus, bool summary) {
                 printf("Escrow to: %s%s%s", isempty(targets) ? "nothing" : targets,
                        isempty(required) ? "" : ", required: ", strempty(required));
                 print_escrow_encryption(bus);
+                {
+                        /* The server-scoped secrets: the server recovery password (by its Key ID), and a
+                         * VMK rotation that is due or under way. */
+                        _cleanup_free_ char *server = manager_prop(bus, "ServerRecoveryKeyId"),
+                                            *rotation = manager_prop(bus, "VMKRotation");
+                        char label[96];
+
+                        if (!isempty(server)) {
+                                snprintf(label, sizeof(label), "Server recovery password %.8s escrow:", server);
+                                (void) print_escrow_property(bus, MANAGER_PATH, MANAGER_IFACE, "ServerRecoveryEscrow",
+                                                             label);
+                        }
+                        if (!isempty(rotation))
+                                printf("VMK rotation: %s\n", rotation);
+                }
                 /* The VMK export exists only with a DRA certificate. */
                 if (!isempty(dra))
                         (void) print_escrow_property(bus, MANAGER_PATH, MANAGER_IFACE, "VMKEscrow", "VMK export escrow:");
@@ -673,16 +698,6 @@ static int verb_vmk_export(sd_bus *bus) {
         return EXIT_OK;
 }
 
-static char *manager_prop(sd_bus *bus, const char *property) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        char *s = NULL;
-
-        if (sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, property, &error, &s) < 0)
-                s = NULL;
-        sd_bus_error_free(&error);
-        return s;
-}
-
 /* A typo (a block that is no multiple of 11, or out of range, or not 6 digits) costs nothing to report
  * and nothing to fix: at a terminal the password is asked again, a few times. */
 #define RECOVER_TRIES_MAX 3
@@ -1045,6 +1060,33 @@ static int verb_reseal(sd_bus *bus) {
         return EXIT_OK;
 }
 
+static int verb_rotate_vmk(sd_bus *bus) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *vmk_id = "", *key_id = "";
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "RotateVMK", &error, &reply, "t",
+                               UINT64_C(0));
+        if (r < 0) {
+                r = fail(&error, r, "Failed to rotate the VMK");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        (void) sd_bus_message_read(reply, "ss", &vmk_id, &key_id);
+        if (arg_json) {
+                printf("{\"vmk_id\":");
+                json_string(vmk_id);
+                printf(",\"server_recovery_key_id\":");
+                json_string(key_id);
+                printf("}\n");
+        } else if (!arg_quiet)
+                printf("The VMK is rotated: VMK %s, server recovery password Key ID %s\n"
+                       "(read it with: sealvolctl recovery show-server).\n", vmk_id, key_id);
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
+}
+
 /* A new TPM (or main board, or a cleared one): the VMK is sealed to it and its storage key pinned anew,
  * proven with a server-scoped secret in the same call. */
 static int verb_tpm_replace(sd_bus *bus) {
@@ -1112,9 +1154,11 @@ static const struct {
           "8 hex digits, either case, dashes or not), with its volume, device, host and time. Records\n"
           "encrypted to the Data Recovery Agent are opened with its private key, read from FILE. A damaged\n"
           "record is reported and skipped; several matches are all printed (exit code 11)." },
-        { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256] | --dra-key FILE tpm replace",
+        { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256] | tpm rotate-vmk | --dra-key FILE tpm replace",
           "The TPM and what the VMK is sealed to; or seal it to the current values of the configured PCRs,\n"
-          "or of another selection. The VMK is only ever sealed to the TPM whose storage root key it is\n"
+          "or of another selection. rotate-vmk: a new VMK and server recovery password, every volume\n"
+          "re-bound (also done by itself after a server-scoped secret was used). The VMK is only ever\n"
+          "sealed to the TPM whose storage root key it is\n"
           "pinned to: after the TPM or the main board was replaced (or the TPM cleared), tpm replace seals\n"
           "it to the TPM there now, proven with the Data Recovery Agent's private key, and records the\n"
           "old and the new TPM." },
@@ -1160,6 +1204,7 @@ static void help(void) {
                "                            first 8 hex digits (offline: no daemon needed)\n"
                "  tpm status                The TPM, what the VMK is sealed to, what changed\n"
                "  tpm reseal                Seal the VMK to the current PCR values\n"
+               "  tpm rotate-vmk            A new VMK and server recovery password; every volume re-bound\n"
                "  tpm replace --dra-key FILE\n"
                "                            Seal the VMK to a new TPM (replaced TPM or board); pins its key\n"
                "  dra show                  The fingerprint of the DRA certificate in force\n"
@@ -1330,10 +1375,13 @@ int main(int argc, char *argv[]) {
                 r = verb_reseal(bus);
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "replace"))
                 r = verb_tpm_replace(bus);
+        else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "rotate-vmk"))
+                r = verb_rotate_vmk(bus);
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "status"))
                 r = verb_show_manager(bus, (const char *const[]) { "TPMPresent", "TPMManufacturer", "TPMFirmware",
                                                                     "TPMLockout", "SealedPCRs", "ChangedPCRs",
-                                                                    "VMKAvailable", "VMKId", NULL });
+                                                                    "VMKAvailable", "VMKId", "VMKRotation",
+                                                                    "ServerRecoveryKeyId", NULL });
         else if (streq(verb, "dra") && argc == 2 && streq(argv[1], "show"))
                 r = verb_show_manager(bus, (const char *const[]) { "DRAFingerprint", NULL });
         else if (streq(verb, "dra") && argc == 3 && streq(argv[1], "set"))

@@ -463,6 +463,9 @@ static int on_device(sd_device_monitor *monitor, sd_device *d, void *userdata) {
         if (m->boot_ready)
                 log_info("Volume %s appeared on %s.", v->uuid, devname);
         unlock_one(m, v);
+        /* A disk that was absent during a VMK rotation is re-bound now that it is back. */
+        if (m->previous_vmk && v->state != VOLUME_UNAVAILABLE)
+                (void) manager_finish_rotation(m);
         if (!m->boot_ready && count_state(m, VOLUME_UNAVAILABLE) == 0)
                 boot_ready(m);
         return 0;
@@ -512,6 +515,10 @@ int manager_boot(Manager *m, bool unlock) {
         manager_rotate_used_passwords(m);
         /* Likewise a DRA change a crash interrupted: the certificate in force holds for everything. */
         manager_finish_dra(m);
+        /* A VMK rotation a crash interrupted goes on; one that is due (a server-scoped secret was used,
+         * or version 1 tokens were upgraded) happens now. */
+        (void) manager_finish_rotation(m);
+        manager_rotate_if_due(m);
         manager_escrow_retry(m);
         /* Unfinished in-place encryptions go on (they need the VMK the unlock unsealed). */
         manager_resume_in_place(m);

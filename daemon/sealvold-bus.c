@@ -147,6 +147,15 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
         if (streq(property, "VMKId"))
                 return sd_bus_message_append(reply, "s",
                                              m->vmk ? guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}) : "");
+        if (streq(property, "VMKRotation")) {
+                /* Whether the VMK is due for rotation, or one waits for volumes still on the previous VMK. */
+                if (m->previous_vmk)
+                        snprintf(buf, sizeof(buf), "re-binding from %s",
+                                 guid_format(&m->previous_vmk_id, (char[GUID_STRING_MAX]) {}));
+                else
+                        snprintf(buf, sizeof(buf), "%s", m->rotation_due ? "due" : "");
+                return sd_bus_message_append(reply, "s", buf);
+        }
         if (streq(property, "ServerRecoveryKeyId"))
                 return sd_bus_message_append(reply, "s",
                                              m->have_server_recovery ?
@@ -578,6 +587,37 @@ static int recovery_typo_error(sd_bus_error *error, int r, unsigned block) {
         return sd_bus_error_setf(error, name, "The recovery password %s.", recovery_parse_error_to_string(r));
 }
 
+static int method_rotate_vmk(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *why = NULL;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = manager_rotate_vmk(m, &why);
+        audit_record(message, "rotate-vmk", NULL, r, NULL);
+        if (r == -ECOMM)
+                return sd_bus_error_setf(error, BUS_ERROR_ESCROW_FAILED,
+                                         "The VMK was not rotated: the new server recovery password could not be "
+                                         "escrowed to a required target (%s).", strempty(why));
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "A rotation under way still waits for volumes on the previous VMK (their "
+                                         "disks are missing); it finishes when they appear.");
+        if (r < 0)
+                return volume_error(error, r, NULL, "Failed to rotate the VMK");
+        return sd_bus_reply_method_return(message, "ss", guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}),
+                                          guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
+}
+
 static int method_unlock_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *password;
@@ -940,6 +980,19 @@ static int property_get_vmk_escrow(sd_bus *bus, const char *path, const char *in
         return append_escrow_records(reply, m->vmk_escrow, m->n_vmk_escrow, m->vmk_escrow_error);
 }
 
+static int property_get_server_escrow(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        return append_escrow_records(reply, m->server_recovery.escrow,
+                                     m->have_server_recovery ? m->server_recovery.n_escrow : 0, m->server_escrow_error);
+}
+
 static int property_get_escrow(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         (void) bus;
@@ -1020,7 +1073,11 @@ static int method_escrow_all(sd_bus_message *message, void *userdata, sd_bus_err
                 else
                         done++;
         }
-        /* And the server's VMK export, if there is one. */
+        /* And the server's own secrets: its recovery password, and the VMK export if there is one. */
+        r = manager_escrow_server(m, /* all= */ true);
+        audit_record(message, "escrow-server-recovery-password", NULL, r, NULL);
+        if (r < 0)
+                failed++;
         if (manager_escrow_vmk(m, /* all= */ true) < 0)
                 failed++;
         (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "VMKEscrow", NULL);
@@ -1046,6 +1103,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("VMKAvailable", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("ServerRecoveryKeyId", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("VMKRotation", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ServerRecoveryEscrow", "a(ssbtss)", property_get_server_escrow, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DeviceMapper", "b", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowTargets", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("EscrowRequired", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -1069,6 +1129,9 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_unlock_all, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResealVMK", SD_BUS_ARGS("s", pcr_bank, "s", pcrs, "t", flags), SD_BUS_NO_RESULT,
                                 method_reseal, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RotateVMK", SD_BUS_ARGS("t", flags),
+                                SD_BUS_RESULT("s", vmk_id, "s", server_recovery_key_id), method_rotate_vmk,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("UnlockWithServerRecoveryPassword", SD_BUS_ARGS("s", password, "t", flags),
                                 SD_BUS_RESULT("u", opened, "u", failed), method_unlock_server_password,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),

@@ -242,19 +242,22 @@ static void escrow_password_init(Manager *m, Volume *vol, const Protector *p, co
 
 /* Sends password to the targets in mask, records each outcome in p, and the reasons of failures in
  * errors. Returns -ECOMM if a required target failed. */
-static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *password, uint32_t mask,
-                            char *errors[static _ESCROW_TARGET_MAX]) {
+/* Sends the record of e to the targets in mask, records each outcome in records (at most one per
+ * target), and the reasons of failures in errors; what names the password's owner in the log ("of
+ * <uuid>", "of the server"). Returns -ECOMM if a required target failed. */
+static int escrow_password_send(Manager *m, const EscrowPassword *e, const char *what, uint32_t mask,
+                                EscrowRecord records[static ESCROW_RECORDS_MAX], size_t *n_records,
+                                char *errors[static _ESCROW_TARGET_MAX]) {
         _cleanup_(X509_freep) X509 *cert = NULL;
         _cleanup_secure_ char *json = NULL;
         _cleanup_free_ char *spool_name = NULL;
-        EscrowPassword e;
+        char key_id[GUID_STRING_MAX];
         size_t size;
         int r, dra_error, ret = 0;
 
-        escrow_password_init(m, vol, p, password, &e);
-        r = escrow_password_to_json(&e, &json, &size);
+        r = escrow_password_to_json(e, &json, &size);
         if (r < 0)
-                return log_error_errno(r, "Failed to build the escrow record of %s: %m", vol->token.volume_uuid);
+                return log_error_errno(r, "Failed to build the escrow record %s: %m", what);
         /* Spool and hook records are encrypted to the DRA when there is one; plain only without, which
          * status shows. A DRA certificate that is set but does not load sends them nowhere: they
          * fail, and are retried, rather than go out in plaintext. */
@@ -262,34 +265,80 @@ static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *p
         if (dra_error < 0 && dra_error != -ENOENT)
                 log_warning_errno(dra_error, "Failed to load the DRA certificate, records for the spool and the "
                                   "hook are not sent: %m");
-        r = escrow_spool_name(e.volume_uuid, &e.key_id, cert != NULL, &spool_name);
+        r = escrow_spool_name(e->volume_uuid, &e->key_id, cert != NULL, &spool_name);
         if (r < 0)
                 return r;
 
+        guid_format(&e->key_id, key_id);
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
-                char key_id[GUID_STRING_MAX];
                 EscrowRecord rec;
 
                 if (!(mask & (1u << t)))
                         continue;
-                r = escrow_send(m, t, &e, spool_name, cert, dra_error == -ENOENT ? 0 : dra_error, json, size, &rec,
+                r = escrow_send(m, t, e, spool_name, cert, dra_error == -ENOENT ? 0 : dra_error, json, size, &rec,
                                 &errors[t]);
-                if (protector_set_escrow(p, &rec) < 0)
-                        log_warning("No room to record the escrow of %s to %s.", vol->token.volume_uuid, rec.target);
-                guid_format(&p->key_id, key_id);
+                if (escrow_records_set(records, n_records, &rec) < 0)
+                        log_warning("No room to record the escrow %s to %s.", what, rec.target);
                 if (r < 0) {
                         bool required = m->config.escrow_required & (1u << t);
 
-                        log_error("Escrow of the recovery password %s of %s to %s failed%s: %s", key_id,
-                                  vol->token.volume_uuid, rec.target, required ? " (required)" : ", will retry",
-                                  strempty(errors[t]));
+                        log_error("Escrow of the recovery password %s %s to %s failed%s: %s", key_id, what, rec.target,
+                                  required ? " (required)" : ", will retry", strempty(errors[t]));
                         if (required && ret == 0)
                                 ret = -ECOMM;
                 } else
-                        log_info("Recovery password %s of %s escrowed to %s (%s)%s.", key_id, vol->token.volume_uuid,
-                                 rec.target, rec.location, rec.verified ? ", verified" : "");
+                        log_info("Recovery password %s %s escrowed to %s (%s)%s.", key_id, what, rec.target,
+                                 rec.location, rec.verified ? ", verified" : "");
         }
         return ret;
+}
+
+static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *password, uint32_t mask,
+                            char *errors[static _ESCROW_TARGET_MAX]) {
+        _cleanup_free_ char *what = NULL;
+        EscrowPassword e;
+
+        escrow_password_init(m, vol, p, password, &e);
+        if (asprintf(&what, "of %s", vol->token.volume_uuid) < 0)
+                return -ENOMEM;
+        return escrow_password_send(m, &e, what, mask, p->escrow, &p->n_escrow, errors);
+}
+
+/* Escrowed as Windows escrows a volume's numerical password, with the VMK's identity where a volume's
+ * would be (AD: msFVE-VolumeGuid is the VMK id): the volume it opens is the VMK. */
+static void server_escrow_password(Manager *m, const ServerRecovery *s, const char *password,
+                                   char vmk_volume[static GUID_STRING_MAX], EscrowPassword *ret) {
+        guid_format(&s->vmk_id, vmk_volume);
+        for (char *c = vmk_volume; *c; c++)
+                if (*c >= 'A' && *c <= 'F')
+                        *c = (char) (*c - 'A' + 'a');
+        *ret = (EscrowPassword) {
+                .hostname = m->hostname,
+                .machine_id = m->machine_id,
+                .volume_uuid = vmk_volume,
+                .device = "",
+                .key_id = s->key_id,
+                .vmk_id = s->vmk_id,
+                .created = s->created,
+                .password = password,
+        };
+}
+
+int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *password, char **ret_error) {
+        char *errors[_ESCROW_TARGET_MAX] = {};
+        char vmk_volume[GUID_STRING_MAX];
+        EscrowPassword e;
+        int r;
+
+        server_escrow_password(m, s, password, vmk_volume, &e);
+        r = escrow_password_send(m, &e, "of the server", m->config.escrow_targets, s->escrow, &s->n_escrow, errors);
+        if (r == -ECOMM && ret_error)
+                *ret_error = escrow_required_failure(m, errors);
+        escrow_errors_done(m->server_escrow_error);
+        memcpy(m->server_escrow_error, errors, sizeof(errors));
+        m->server_escrow_attempts = 0;
+        m->server_escrow_due_usec = 0;
+        return r;
 }
 
 char *escrow_required_failure(Manager *m, char *const errors[static _ESCROW_TARGET_MAX]) {
@@ -307,25 +356,29 @@ int escrow_callback(Volume *vol, Protector *p, const char *password, void *userd
         return escrow_protector(c->manager, vol, p, password, c->manager->config.escrow_targets, c->errors);
 }
 
-/* The targets a volume's current password still has to reach. */
-static uint32_t escrow_outstanding(Manager *m, const ManagedVolume *v) {
-        uint32_t mask = 0;
+/* The targets of mask that records do not show done. */
+static uint32_t records_outstanding(uint32_t mask, const EscrowRecord *records, size_t n) {
+        uint32_t out = 0;
 
-        if (!v->has[PROTECTOR_RECOVERY])
-                return 0;
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
-                const char *name = escrow_target_to_string(t);
                 bool done = false;
 
-                if (!(m->config.escrow_targets & (1u << t)))
+                if (!(mask & (1u << t)))
                         continue;
-                for (size_t i = 0; i < v->n_escrow; i++)
-                        if (streq(v->escrow[i].target, name))
-                                done = v->escrow[i].state == ESCROW_DONE;
+                for (size_t i = 0; i < n; i++)
+                        if (streq(records[i].target, escrow_target_to_string(t)))
+                                done = records[i].state == ESCROW_DONE;
                 if (!done)
-                        mask |= 1u << t;
+                        out |= 1u << t;
         }
-        return mask;
+        return out;
+}
+
+/* The targets a volume's current password still has to reach. */
+static uint32_t escrow_outstanding(Manager *m, const ManagedVolume *v) {
+        if (!v->has[PROTECTOR_RECOVERY])
+                return 0;
+        return records_outstanding(m->config.escrow_targets, v->escrow, v->n_escrow);
 }
 
 /* Sends v's current password (vol, as just loaded) to the targets in mask, and records in its token
@@ -390,6 +443,28 @@ static bool spool_record_plain(const ManagedVolume *v) {
         return false;
 }
 
+static int escrow_server_to(Manager *m, uint32_t mask) {
+        _cleanup_secure_ char *password = NULL;
+        int r;
+
+        if (!m->vmk || !m->have_server_recovery || !guid_equal(&m->server_recovery.vmk_id, &m->vmk_id) || mask == 0)
+                return 0;
+        r = server_recovery_read_password(&m->server_recovery, m->vmk, &password);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the server recovery password back for escrow: %m");
+        EscrowPassword e;
+        char vmk_volume[GUID_STRING_MAX];
+        server_escrow_password(m, &m->server_recovery, password, vmk_volume, &e);
+        (void) escrow_password_send(m, &e, "of the server", mask, m->server_recovery.escrow,
+                                    &m->server_recovery.n_escrow, m->server_escrow_error);
+        r = server_recovery_write(&m->server_recovery, m->server_recovery_path);
+        if (r < 0)
+                log_warning_errno(r, "Failed to record the escrow of the server recovery password: %m");
+        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                              "ServerRecoveryEscrow", NULL);
+        return records_outstanding(mask, m->server_recovery.escrow, m->server_recovery.n_escrow) ? -ECOMM : 0;
+}
+
 void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed) {
         _cleanup_free_ char *dir = spool_directory(m);
         unsigned encrypted = 0, skipped = 0;
@@ -413,6 +488,9 @@ void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed) {
                 /* A failure is recorded in the token and retried, as any escrow's. */
                 (void) escrow_volume_to(m, v, vol, mask, NULL);
         }
+        /* And the server recovery password, whose plain spool record the loop below encrypts. */
+        if (changed)
+                (void) escrow_server_to(m, mask);
 
         /* Every plain record still in the spool, current or older, whatever the targets are now. */
         if (!dir) {
@@ -626,7 +704,7 @@ int manager_read_vmk_export(Manager *m, char **ret_json, Guid *ret_id, uint8_t r
 }
 
 static uint32_t vmk_escrow_outstanding(Manager *m) {
-        uint32_t mask = m->config.escrow_targets & VMK_ESCROW_TARGETS, out = 0;
+        uint32_t mask = m->config.escrow_targets & VMK_ESCROW_TARGETS;
         _cleanup_free_ char *json = NULL;
         Guid id;
 
@@ -634,18 +712,7 @@ static uint32_t vmk_escrow_outstanding(Manager *m) {
                 return 0;
         if (!guid_equal(&id, &m->vmk_escrow_id))
                 return mask;
-        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
-                bool done = false;
-
-                if (!(mask & (1u << t)))
-                        continue;
-                for (size_t i = 0; i < m->n_vmk_escrow; i++)
-                        if (streq(m->vmk_escrow[i].target, escrow_target_to_string(t)))
-                                done = m->vmk_escrow[i].state == ESCROW_DONE;
-                if (!done)
-                        out |= 1u << t;
-        }
-        return out;
+        return records_outstanding(mask, m->vmk_escrow, m->n_vmk_escrow);
 }
 
 int manager_escrow_vmk(Manager *m, bool all) {
@@ -707,6 +774,15 @@ static int on_escrow_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+
+int manager_escrow_server(Manager *m, bool all) {
+        if (!m->have_server_recovery)
+                return 0;
+        return escrow_server_to(m, all ? m->config.escrow_targets :
+                                         records_outstanding(m->config.escrow_targets, m->server_recovery.escrow,
+                                                             m->server_recovery.n_escrow));
+}
+
 void manager_escrow_retry(Manager *m) {
         uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
         int r;
@@ -738,6 +814,26 @@ void manager_escrow_retry(Manager *m) {
                 next = MIN(next, v->escrow_due_usec);
                 log_notice("Escrow of %s will be retried in %" PRIu64 " s (attempt %u failed).", v->uuid,
                            delay / UINT64_C(1000000), v->escrow_attempts);
+        }
+
+        /* The server recovery password, read back with the VMK as a volume's is. */
+        if (m->vmk && m->have_server_recovery &&
+            records_outstanding(m->config.escrow_targets, m->server_recovery.escrow, m->server_recovery.n_escrow)) {
+                if (m->server_escrow_due_usec <= now) {
+                        if (manager_escrow_server(m, /* all= */ false) >= 0)
+                                m->server_escrow_attempts = 0;
+                        else {
+                                uint64_t delay = (uint64_t) m->config.escrow_retry_sec
+                                                 << MIN(m->server_escrow_attempts, 20u);
+
+                                delay = MIN(delay, (uint64_t) m->config.escrow_retry_max_sec) * UINT64_C(1000000);
+                                m->server_escrow_attempts++;
+                                m->server_escrow_due_usec = now + delay;
+                        }
+                }
+                if (records_outstanding(m->config.escrow_targets, m->server_recovery.escrow,
+                                        m->server_recovery.n_escrow))
+                        next = MIN(next, m->server_escrow_due_usec);
         }
 
         /* The VMK export needs no VMK: it is sent as it is. */

@@ -80,8 +80,10 @@ Manager *manager_free(Manager *m) {
         free(m->vmk_export_path);
         free(m->vmk_escrow_path);
         free(m->server_recovery_path);
+        free(m->server_recovery_next_path);
         free(m->rotation_due_path);
         server_recovery_done(&m->server_recovery);
+        escrow_errors_done(m->server_escrow_error);
         escrow_errors_done(m->vmk_escrow_error);
         free(m);
         return NULL;
@@ -311,6 +313,7 @@ int manager_new(const char *config_path, Manager **ret) {
             asprintf(&m->vmk_export_path, "%s/vmk-export.json", m->state_dir) < 0 ||
             asprintf(&m->vmk_escrow_path, "%s/vmk-escrow.json", m->state_dir) < 0 ||
             asprintf(&m->server_recovery_path, "%s/server-recovery.json", m->state_dir) < 0 ||
+            asprintf(&m->server_recovery_next_path, "%s/server-recovery.next.json", m->state_dir) < 0 ||
             asprintf(&m->rotation_due_path, "%s/vmk-rotation-due", m->state_dir) < 0)
                 return log_oom();
         if (mkdir(m->state_dir, 0700) < 0 && errno != EEXIST)
@@ -330,6 +333,7 @@ int manager_new(const char *config_path, Manager **ret) {
 
         manager_sweep_temporaries(m);
         (void) manager_load_vmk_escrow(m);
+        manager_rotation_recover(m);
         (void) manager_load_server_recovery(m);
         m->rotation_due = access(m->rotation_due_path, F_OK) >= 0;
         /* SealedPCRs from here on, without the file being read for every Get. */
@@ -599,11 +603,16 @@ void manager_rotate_used_passwords(Manager *m) {
  * knows, or another server's, is left to volume_provision() to refuse. */
 static int provision_resume(Manager *m, const char *device, ManagedVolume **ret) {
         _cleanup_(volume_token_done) VolumeToken t = {};
+        _cleanup_(volume_freep) Volume *vol = NULL;
         ManagedVolume *v;
         int r;
 
         if (volume_probe(device, &t) < 0 || !guid_equal(&t.vmk_id, &m->vmk_id) ||
             manager_find_volume(m, t.volume_uuid))
+                return 0;
+        /* Naming this server's VMK is no proof (its id is public): the token must be the daemon's own
+         * writing. A planted one is refused as the device it is, not registered. */
+        if (volume_load(device, &vol) < 0 || volume_authenticate(vol, m->vmk, &m->vmk_id) < 0)
                 return 0;
         r = manager_register_volume(m, t.volume_uuid, device, &v);
         if (r < 0)
@@ -823,9 +832,10 @@ int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed) {
         }
         *ret_opened = opened;
         *ret_failed = failed;
-        /* With the VMK at hand, whatever escrow is outstanding can go now, and unfinished in-place
-         * encryptions resume. */
+        /* With the VMK at hand, whatever escrow is outstanding can go now, a rotation waiting for a
+         * volume goes on, and unfinished in-place encryptions resume. */
         manager_escrow_retry(m);
+        (void) manager_finish_rotation(m);
         manager_resume_in_place(m);
         manager_pass_end(m);
         return failed == 0 ? 0 : -ESTALE;
@@ -1306,8 +1316,12 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
 
                 if (read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &json, &n) >= 0 &&
                     vmk_import_dra(json, n, key, &vmk, &id) >= 0 &&
-                    manager_accept_vmk(m, TAKE_PTR(vmk), &id, "the DRA key") >= 0)
+                    manager_accept_vmk(m, TAKE_PTR(vmk), &id, "the DRA key") >= 0) {
+                        manager_note_server_secret_used(m, "The DRA key (the VMK export)");
                         (void) manager_unlock_all(m, &opened, &failed);
+                        /* Sealed anew (to the TPM there now, if it is the same) with a new VMK. */
+                        manager_rotate_if_due(m);
+                }
         }
         return 0;
 }
@@ -1421,6 +1435,8 @@ int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record) {
         r = replace_tpm(m, "dra-key", ret_record);
         if (r < 0)
                 return r;
+        manager_note_server_secret_used(m, "The DRA key (the VMK export)");
         (void) manager_unlock_all(m, &opened, &failed);
+        manager_rotate_if_due(m);
         return 0;
 }

@@ -125,8 +125,14 @@ struct Manager {
         char *server_recovery_path;
         ServerRecovery server_recovery;
         bool have_server_recovery;
+        char *server_recovery_next_path; /* a rotation's, until its VMK is sealed */
         char *rotation_due_path;
         bool rotation_due;
+        /* The escrow of the server recovery password: the reason of each target's last failure, and
+         * when the next retry is due. */
+        char *server_escrow_error[_ESCROW_TARGET_MAX];
+        unsigned server_escrow_attempts;
+        uint64_t server_escrow_due_usec;
         uint32_t last_pcr_mismatch;
         /* What the bus shows of the TPM and of vmk.sealed (bank 0: no readable blob): property reads
          * never reach the TPM (sealvold-tpm.c). */
@@ -235,6 +241,24 @@ int manager_read_server_recovery_password(Manager *m, char **ret_password, Guid 
 int manager_unlock_server_password(Manager *m, const char *password, unsigned *ret_bad_block, unsigned *ret_opened,
                                    unsigned *ret_failed);
 void manager_note_server_secret_used(Manager *m, const char *what);
+/* The VMK's rotation (docs/sealed-vmk.md): a new VMK and server recovery password (escrowed first: a
+ * required target that fails refuses the rotation, -ECOMM with *ret_error), both VMKs sealed in one
+ * object, every volume re-bound (journalled in its token), a new DRA export, and the previous VMK
+ * dropped once no registered volume needs it. A volume absent now is re-bound when it appears. -EBUSY:
+ * a rotation under way still waits for a volume. */
+int manager_rotate_vmk(Manager *m, char **ret_error);
+/* Re-binds the volumes still on the previous VMK; drops it when none is left. -EBUSY while one waits. */
+int manager_finish_rotation(Manager *m);
+/* At start: a rotation killed between its new server recovery password and its seal. */
+void manager_rotation_recover(Manager *m);
+/* Rotates if a server-scoped secret was used (or a version 1 token showed the VMK) since the last one. */
+void manager_rotate_if_due(Manager *m);
+/* sealvold-escrow.c: the server recovery password to every configured target, the outcomes recorded in
+ * s. -ECOMM when a required target failed (*ret_error says which and why). */
+int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *password, char **ret_error);
+/* The server recovery password in force to every configured target again (all), or to those it has not
+ * reached (read back with the VMK). -ECOMM if one failed. */
+int manager_escrow_server(Manager *m, bool all);
 
 /* The registry and the list of volumes (sealvold-manager.c), for the boot's discovery. */
 int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret);

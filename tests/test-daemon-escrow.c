@@ -8,6 +8,7 @@
  * limit) changes nothing.
  */
 
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -236,6 +237,41 @@ static size_t count_files(const char *dir) {
         return n;
 }
 
+/* The path of the last record the hook stored that names key_id (the hook gets the server recovery
+ * password's record too, at the first provisioning). */
+static char *hook_record_of(Fixture *f, const char *key_id) {
+        char *found = NULL;
+
+        for (unsigned n = 0;; n++) {
+                _cleanup_free_ char *name = NULL, *p = NULL, *text = NULL;
+
+                assert_true(asprintf(&name, "%u.json", n) > 0);
+                p = path_join(f->records, name);
+                if (read_file_full(p, 65536, &text, NULL) < 0)
+                        break;
+                if (strstr(text, key_id)) {
+                        free(found);
+                        found = TAKE_PTR(p);
+                }
+        }
+        assert_non_null(found);
+        return found;
+}
+
+/* The server recovery password and its Key ID, as the daemon hands them out. */
+static void server_password(Fixture *f, char **ret_password, char **ret_key_id) {
+        _cleanup_free_ char *out = NULL;
+        const char *p;
+
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "show-server"), 0);
+        p = strstr(out, "Server recovery password: ");
+        assert_non_null(p);
+        *ret_password = strndup(p + strlen("Server recovery password: "), RECOVERY_PASSWORD_LEN);
+        p = strstr(out, "Key ID: ");
+        assert_non_null(p);
+        *ret_key_id = strndup(p + strlen("Key ID: ") + strspn(p + strlen("Key ID: "), " "), 36);
+}
+
 static void test_spool_encrypted_to_dra(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *uuid = NULL, *out = NULL;
@@ -306,13 +342,39 @@ static void test_spool_encrypted_to_dra(void **state) {
                 assert_true(guid_equal(&vmk_id, &v->token.vmk_id));
                 assert_true(volume_open_vmk(v, vmk, &vmk_id, NULL, 0) >= 0);
         }
+        /* The server recovery password is in the spool too, by its Key ID and the VMK's identity where a
+         * volume's would be; the DRA holder finds it by its Key ID as well. */
+        {
+                _cleanup_free_ char *spw = NULL, *skey = NULL, *key_path = dra_fixture_path("rsa2048", ".key");
+                _cleanup_(volume_freep) Volume *v = NULL;
+                char vmk_id[GUID_STRING_MAX], prefix[9];
+
+                server_password(f, &spw, &skey);
+                assert_int_equal(volume_load(image, &v), 0);
+                guid_format(&v->token.vmk_id, vmk_id);
+                for (char *c = vmk_id; *c; c++)
+                        *c = (char) tolower((unsigned char) *c);
+                free(file);
+                assert_true(asprintf(&file, "%s/%s-%s.cms", spool, vmk_id, skey) > 0);
+                assert_int_equal(access(file, F_OK), 0);
+                snprintf(prefix, sizeof(prefix), "%s", skey);
+                assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "-q", "recovery", "lookup", "--spool", spool,
+                                            "--dra-key", key_path, prefix), 0);
+                assert_non_null(strstr(out, spw));
+                free(out);
+                out = NULL;
+                assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "status"), 0);
+                assert_non_null(strstr(out, "escrow: spool done (verified)"));
+                free(out);
+                out = NULL;
+        }
         EVP_PKEY_free(key);
-        assert_int_equal(count_files(spool), 2);
+        assert_int_equal(count_files(spool), 3);
 
         /* A rotation escrows the new password; the old record stays, as history. */
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "rotate", uuid), 0);
         free(out);
-        assert_int_equal(count_files(spool), 3);
+        assert_int_equal(count_files(spool), 4);
 
         /* On demand, for one volume or all; only with authorisation. */
         assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "recovery", "escrow", uuid), 3);
@@ -329,7 +391,7 @@ static void test_spool_encrypted_to_dra(void **state) {
         assert_non_null(strstr(out, "\"escrow\":[{\"target\":\"spool\",\"state\":\"done\",\"verified\":true"));
         free(out);
         out = NULL;
-        assert_int_equal(count_files(spool), 3);
+        assert_int_equal(count_files(spool), 4);
 }
 
 /* ---- what goes out in plaintext, and what says so ----------------------------------------------- */
@@ -383,16 +445,29 @@ static bool target_encryption(const char *target, char **ret_how) {
 static void test_hook_encrypted_with_dra(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *how = NULL;
-        _cleanup_free_ char *stored = path_join(f->records, "0.json"), *text = NULL;
+        _cleanup_free_ char *stored = NULL, *text = NULL;
         _cleanup_free_ char *key_path = dra_fixture_path("rsa2048", ".key");
         json_object *o, *x;
         EscrowRecord e;
         size_t size;
 
         assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        stored = hook_record_of(f, key_id);
         assert_int_equal(read_file_full(stored, 65536, &text, &size), 0);
         if (shows_password(text, size, password))
                 fail_msg("the hook got the recovery password in plaintext:\n%s", text);
+        /* Nor the server recovery password, which went to it the same way. */
+        {
+                _cleanup_free_ char *spw = NULL, *skey = NULL, *srecord = NULL, *stext = NULL;
+                size_t ssize;
+
+                server_password(f, &spw, &skey);
+                srecord = hook_record_of(f, skey);
+                assert_int_equal(read_file_full(srecord, 65536, &stext, &ssize), 0);
+                if (shows_password(stext, ssize, spw))
+                        fail_msg("the hook got the server recovery password in plaintext:\n%s", stext);
+                assert_non_null(strstr(stext, "recovery-password-cms"));
+        }
         o = json_tokener_parse(text);
         assert_non_null(o);
         assert_true(json_object_object_get_ex(o, "type", &x));
@@ -423,10 +498,11 @@ static void test_hook_encrypted_with_dra(void **state) {
 static void test_hook_plaintext_switch(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *how = NULL;
-        _cleanup_free_ char *stored = path_join(f->records, "0.json"), *text = NULL;
+        _cleanup_free_ char *stored = NULL, *text = NULL;
         size_t size;
 
         assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        stored = hook_record_of(f, key_id);
         assert_int_equal(read_file_full(stored, 65536, &text, &size), 0);
         check_record(text, size, image, key_id, password);
 
@@ -493,11 +569,13 @@ static void test_dra_set_encrypts_spool(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *spool = path_join(f->d->state_dir, "escrow"), *cert = dra_fixture_path("rsa2048", ".crt");
         _cleanup_free_ char *a = NULL, *b = NULL, *out = NULL, *uuid = NULL;
-        char *key_ids[3] = {}, *passwords[3] = {};
+        char *key_ids[4] = {}, *passwords[4] = {};
         EscrowRecord e;
 
         assert_int_equal(provision(f, "a.img", &a, &key_ids[0], &passwords[0]), 0);
         assert_int_equal(provision(f, "b.img", &b, &key_ids[1], &passwords[1]), 0);
+        /* The server recovery password went out plain with them (no DRA yet). */
+        server_password(f, &passwords[3], &key_ids[3]);
         uuid = volume_uuid(a);
         /* A rotation: the old password's record stays in the spool, as history. */
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "rotate", uuid), 0);
@@ -511,21 +589,21 @@ static void test_dra_set_encrypts_spool(void **state) {
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
         assert_non_null(strstr(out, "spool NOT encrypted (no DRA certificate)"));
         free(out);
-        assert_int_equal(count_files(f->records), 3);
+        assert_int_equal(count_files(f->records), 4);
 
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "dra", "set", cert), 0);
         free(out);
         out = NULL;
-        assert_spool_encrypted(spool, passwords, 3);
-        assert_lookup_finds(f, spool, key_ids, passwords, 3);
+        assert_spool_encrypted(spool, passwords, 4);
+        assert_lookup_finds(f, spool, key_ids, passwords, 4);
         e = token_escrow(a, "spool");
         assert_int_equal(e.state, ESCROW_DONE);
         assert_non_null(strstr(e.location, ".cms"));
 
-        /* The hook got the VMK export and both current passwords again, encrypted (a hook filing by
-         * Key ID replaces its plain copy). */
-        assert_int_equal(count_files(f->records), 6);
-        for (unsigned i = 3, envelopes = 0; i < 6; i++) {
+        /* The hook got the VMK export, both current passwords and the server's again, encrypted (a hook
+         * filing by Key ID replaces its plain copy). */
+        assert_int_equal(count_files(f->records), 8);
+        for (unsigned i = 4, envelopes = 0; i < 8; i++) {
                 _cleanup_free_ char *name = NULL, *p = NULL, *text = NULL;
                 size_t size;
 
@@ -533,18 +611,18 @@ static void test_dra_set_encrypts_spool(void **state) {
                 p = path_join(f->records, name);
                 assert_int_equal(read_file_full(p, 65536, &text, &size), 0);
                 envelopes += strstr(text, "recovery-password-cms") != NULL;
-                for (size_t j = 0; j < 3; j++)
+                for (size_t j = 0; j < 4; j++)
                         assert_false(shows_password(text, size, passwords[j]));
-                if (i == 5)
-                        assert_int_equal(envelopes, 2);
+                if (i == 7)
+                        assert_int_equal(envelopes, 3);
         }
         assert_true(manager_bool("EscrowEncrypted"));
 
         /* A restart finds nothing left to do. */
         assert_int_equal(daemon_fixture_reboot(f->d), 0);
-        assert_spool_encrypted(spool, passwords, 3);
-        assert_lookup_finds(f, spool, key_ids, passwords, 3);
-        for (size_t i = 0; i < 3; i++) {
+        assert_spool_encrypted(spool, passwords, 4);
+        assert_lookup_finds(f, spool, key_ids, passwords, 4);
+        for (size_t i = 0; i < 4; i++) {
                 free(key_ids[i]);
                 free(passwords[i]);
         }
@@ -604,7 +682,7 @@ static bool wait_escrow_done(const char *image, const char *target, unsigned sec
 static void test_hook_fails_then_retried(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL, *record = NULL;
-        _cleanup_free_ char *first = path_join(f->records, "0.json"), *location = NULL;
+        _cleanup_free_ char *first = NULL, *location = NULL;
         size_t size;
         EscrowRecord e;
 
@@ -632,6 +710,7 @@ static void test_hook_fails_then_retried(void **state) {
         assert_true(wait_escrow_done(image, "hook", 15));
         e = token_escrow(image, "hook");
         assert_true(e.verified);
+        first = hook_record_of(f, key_id);
         assert_true(asprintf(&location, "file:%s", first) > 0);
         assert_string_equal(e.location, location);
         assert_int_equal(read_file_full(first, 65536, &record, &size), 0);

@@ -52,6 +52,7 @@
 #include "luks-fixture.h"
 #include "recovery.h"
 #include "secmem.h"
+#include "server-recovery.h"
 #include "test-util.h"
 #include "vmk.h"
 #include "volume.h"
@@ -66,7 +67,8 @@ typedef enum Op {
         OP_PROVISION_DRA,
         OP_ROTATE,
         OP_RESEAL,
-        OP_RESEAL_USED,
+        OP_RECOVER_SERVER,
+        OP_ROTATE_VMK,
         OP_DRA_FIRST,
         OP_DRA_REPLACE,
         OP_EXPORT,
@@ -80,7 +82,9 @@ static const char *const op_names[_OP_MAX] = {
         [OP_PROVISION_DRA] = "ProvisionVolume (a third, with a DRA)",
         [OP_ROTATE] = "RotateRecoveryPassword",
         [OP_RESEAL] = "ResealVMK (to PCRs 0,7)",
-        [OP_RESEAL_USED] = "ResealVMK after a recovery with PCR 7 changed (and the used password's rotation)",
+        [OP_RECOVER_SERVER] = "UnlockWithServerRecoveryPassword with PCR 7 changed (the VMK rotation it brings, the "
+                              "used disk password's replacement)",
+        [OP_ROTATE_VMK] = "RotateVMK (2 volumes)",
         [OP_DRA_FIRST] = "SetDRACertificate (the first, 2 volumes)",
         [OP_DRA_REPLACE] = "SetDRACertificate (replacing one, 2 volumes)",
         [OP_EXPORT] = "ExportVMK",
@@ -525,8 +529,11 @@ static void op_spawn(Fixture *f, Op op) {
         case OP_RESEAL:
                 ctl_spawn(f, NULL, (const char *const[]) { "--pcrs", "0,7", "tpm", "reseal", NULL });
                 break;
-        case OP_RESEAL_USED:
-                ctl_spawn(f, NULL, (const char *const[]) { "tpm", "reseal", NULL });
+        case OP_RECOVER_SERVER:
+                ctl_spawn(f, f->server_password, (const char *const[]) { "recover", NULL });
+                break;
+        case OP_ROTATE_VMK:
+                ctl_spawn(f, NULL, (const char *const[]) { "tpm", "rotate-vmk", NULL });
                 break;
         case OP_DRA_FIRST:
                 ctl_spawn(f, NULL, (const char *const[]) { "dra", "set", f->rsa_cert, NULL });
@@ -712,6 +719,42 @@ static bool check_export(Fixture *f, const uint8_t *vmk, char ret_fp[static 2 * 
         return true;
 }
 
+/* The server recovery passwords someone has: the one read before, and those the hook got. */
+static void known_server_passwords(Fixture *f, Known *k) {
+        known_collect(f, NULL, k);
+        if (f->server_password)
+                known_add(k, f->server_password);
+}
+
+/* The state directory's server recovery password names the VMK in force, and a password someone has
+ * opens it to that VMK. */
+static void check_server_password(Fixture *f, const Known *given, const uint8_t *vmk, const Guid *vmk_id) {
+        _cleanup_free_ char *path = path_join(f->d->state_dir, "server-recovery.json");
+        Known k = {};
+        ServerRecovery sr;
+        bool opened = false;
+
+        for (size_t i = 0; i < given->n; i++)
+                known_add(&k, given->passwords[i]);
+        known_server_passwords(f, &k);
+        assert_int_equal(server_recovery_read(path, &sr), 0);
+        if (!guid_equal(&sr.vmk_id, vmk_id))
+                fail_msg("server-recovery.json is for another VMK than the one in force (killed at step %u)", f->k);
+        for (size_t i = 0; i < k.n && !opened; i++) {
+                _cleanup_secure_ uint8_t *out = NULL;
+
+                if (server_recovery_unwrap(sr.wrapped_vmk, &sr.key_id, &sr.vmk_id, k.passwords[i], &out, NULL) >= 0) {
+                        assert_memory_equal(out, vmk, VMK_SIZE);
+                        opened = true;
+                }
+        }
+        if (!opened)
+                fail_msg("no server recovery password anyone was given opens the VMK in force (killed at step %u)",
+                         f->k);
+        server_recovery_done(&sr);
+        known_done(&k);
+}
+
 /* The daemon runs, started normally after the kill. consistent: also after the operation was done
  * again, when everything follows one DRA certificate. */
 static void check_server(Fixture *f, Op op, const char *ctl_output, bool consistent) {
@@ -751,8 +794,8 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
         }
 
         /* After a changed boot the old blob, byte for byte, is refused by the TPM: that one may stay
-         * until the reseal has written the new one. */
-        if (op == OP_RESEAL_USED) {
+         * until the rotation the recovery brings has sealed a new VMK. */
+        if (op == OP_RECOVER_SERVER) {
                 _cleanup_free_ char *now = NULL;
                 size_t n;
 
@@ -761,16 +804,31 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
                 assert_false(refused && consistent);
         }
         /* Otherwise the sealed VMK unseals, to the VMK the volumes had (old blob or new, never a
-         * broken one). */
-        if (refused || (consistent && f->have_vmk && op != OP_RESEAL && op != OP_RESEAL_USED)) {
+         * broken one), or, for the operations that rotate it, to the one the start left every volume
+         * bound to. */
+        if (refused || (consistent && f->have_vmk && !IN_SET(op, (Op) OP_RESEAL, OP_RECOVER_SERVER, OP_ROTATE_VMK))) {
                 /* Not resealed (again): the blob was checked after the kill. */
                 vmk = secure_memdup(f->vmk, VMK_SIZE);
                 assert_non_null(vmk);
                 vmk_id = f->vmk_id;
         } else {
-                unseal(f, &vmk, &blob);
+                _cleanup_secure_ uint8_t *previous = NULL;
+                _cleanup_free_ char *path = path_join(f->d->state_dir, "vmk.sealed");
+                _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+
+                assert_int_equal(tpm2_context_new(f->d->tpm->tcti, &c), 0);
+                if (vmk_unseal_from_file_full(c, path, &vmk, &previous, &blob, NULL) < 0)
+                        fail_msg("The sealed VMK does not unseal (killed at step %u)", f->k);
                 vmk_id = blob.vmk_id;
-                if (f->have_vmk) {
+                if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK)) {
+                        /* Every volume is here: the start re-bound them all and dropped the previous VMK. */
+                        if (blob.has_previous)
+                                fail_msg("the previous VMK is still sealed after the start (killed at step %u)",
+                                         f->k);
+                        /* Done again, a new one. */
+                        if (consistent && !refused && op == OP_ROTATE_VMK && guid_equal(&blob.vmk_id, &f->vmk_id))
+                                fail_msg("RotateVMK, done again, left the VMK as it was (killed at step %u)", f->k);
+                } else if (f->have_vmk) {
                         assert_memory_equal(vmk, f->vmk, VMK_SIZE);
                         assert_true(guid_equal(&blob.vmk_id, &f->vmk_id));
                 }
@@ -779,21 +837,26 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
                         assert_true((!consistent && blob.pcrs.mask == (UINT32_C(1) << 7)) ||
                                     blob.pcrs.mask == ((UINT32_C(1) << 7) | 1u));
         }
-        if (op == OP_RESEAL_USED && consistent) {
+        if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK))
+                /* A person can always recover the server: the server recovery password in force (one
+                 * given, or escrowed) opens the VMK in force. */
+                check_server_password(f, &k, refused ? f->vmk : vmk, refused ? &f->vmk_id : &vmk_id);
+        if (op == OP_RECOVER_SERVER && consistent) {
                 /* The volume whose password nobody used keeps it. */
                 _cleanup_(volume_freep) Volume *v = NULL;
 
                 assert_int_equal(volume_load(f->images[1], &v), 0);
                 assert_true(volume_open_recovery(v, f->passwords[1], NULL, 0, NULL) >= 0);
         }
-        if (op == OP_RESEAL_USED && !refused) {
-                /* Resealed: the password a person used is replaced (at the latest by this start). */
+        if (op == OP_RECOVER_SERVER && !refused) {
+                /* The VMK is back (and rotated): the disk password a person used is replaced (at the latest
+                 * by this start). */
                 _cleanup_(volume_freep) Volume *v = NULL;
 
                 assert_int_equal(volume_load(f->images[0], &v), 0);
                 if (volume_open_recovery(v, f->passwords[0], NULL, 0, NULL) >= 0)
-                        fail_msg("the used recovery password still opens %s after the reseal (killed at step %u)",
-                                 f->images[0], f->k);
+                        fail_msg("the used recovery password still opens %s after the VMK came back (killed at step "
+                                 "%u)", f->images[0], f->k);
         }
 
         for (size_t i = 0; i < f->n_volumes; i++)
@@ -858,6 +921,27 @@ static char *current_password(Fixture *f, size_t i) {
         return found;
 }
 
+/* The server recovery password that opens the server now. */
+static char *current_server_password(Fixture *f) {
+        _cleanup_free_ char *path = path_join(f->d->state_dir, "server-recovery.json");
+        Known k = {};
+        ServerRecovery sr;
+        char *found = NULL;
+
+        known_server_passwords(f, &k);
+        assert_int_equal(server_recovery_read(path, &sr), 0);
+        for (size_t i = 0; i < k.n && !found; i++) {
+                _cleanup_secure_ uint8_t *vmk = NULL;
+
+                if (server_recovery_unwrap(sr.wrapped_vmk, &sr.key_id, &sr.vmk_id, k.passwords[i], &vmk, NULL) >= 0)
+                        found = strdup(k.passwords[i]);
+        }
+        server_recovery_done(&sr);
+        known_done(&k);
+        assert_non_null(found);
+        return found;
+}
+
 static bool vmk_available(Fixture *f) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int b = 0;
@@ -888,15 +972,18 @@ static void redo(Fixture *f, Op op, char **ret_output) {
                         assert_int_equal(truncate(fresh, (off_t) LUKS_IMAGE_SIZE_DEFAULT), 0);
                 }
         }
-        if (op == OP_RESEAL_USED && !vmk_available(f)) {
-                /* The TPM still refuses the old blob: a person recovers the server first, with the
-                 * server recovery password. */
-                _cleanup_free_ char *o = NULL;
-
-                if (CTL(f, f->server_password, &o, "recover") != 0)
-                        fail_msg("recovery after the kill at step %u failed: %s", f->k, o);
+        if (op == OP_RECOVER_SERVER && vmk_available(f)) {
+                /* Killed after the new VMK was sealed: the start finished the rotation, and the
+                 * recovery is done. */
+                *ret_output = NULL;
+                return;
         }
-        if (op == OP_RECOVER) {
+        if (op == OP_RECOVER_SERVER) {
+                /* The TPM still refuses the old blob: the person types the server recovery password that
+                 * is in force (escrowed, if the rotation got as far as replacing it). */
+                _cleanup_free_ char *pw = current_server_password(f);
+                ctl_spawn(f, pw, (const char *const[]) { "recover", NULL });
+        } else if (op == OP_RECOVER) {
                 /* The person types the password that opens it now (escrowed, if it was replaced). */
                 _cleanup_free_ char *pw = current_password(f, 0);
                 ctl_spawn(f, pw, (const char *const[]) { "recover", f->uuids[0], NULL });
@@ -944,16 +1031,6 @@ static void kill_at_every_step(Fixture *f, Op op) {
                 restore(f);
                 memcpy(saved, f->uuids, sizeof(saved));
                 assert_int_equal(daemon_fixture_start_traced(f->d, prefixes, KILL_POINT_GRAIN_WRITE_RUNS), 0);
-                if (op == OP_RESEAL_USED) {
-                        /* The recovery that gives this daemon the VMK to reseal, with the server recovery
-                         * password: not killed, the note of the disk password used before it (which opened
-                         * that disk only) is in the pristine state already. */
-                        ctl_spawn(f, f->server_password, (const char *const[]) { "recover", NULL });
-                        assert_int_equal(kill_point_process_run(f->d->traced, /* k= */ 0, ctl_exited, f,
-                                                                OPERATION_TIMEOUT_MS, NULL),
-                                         0);
-                        assert_int_equal(f->ctl_status, 0);
-                }
                 op_spawn(f, op);
                 r = kill_point_process_run(f->d->traced, k, ctl_exited, f, OPERATION_TIMEOUT_MS, NULL);
                 if (r < 0)
@@ -1023,9 +1100,11 @@ static void test_reseal(void **state) {
         kill_at_every_step(f, OP_RESEAL);
 }
 
-/* After a firmware update (PCR 7 changed) a person recovered volume 0 with its password: the daemon
- * has the VMK, the TPM refuses the blob, and the used password is noted to be replaced at the reseal. */
-static void test_reseal_after_recovery(void **state) {
+/* After a firmware update (PCR 7 changed) a person recovered volume 0 with its password (that disk only;
+ * the note that it was used is in the pristine state): the daemon has no VMK, the TPM refuses the
+ * blob. The server recovery password opens the server, and the VMK rotation it brings seals a new VMK
+ * to the boot as it is; every step of it is killed. */
+static void test_recover_server(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *out = NULL;
 
@@ -1037,7 +1116,15 @@ static void test_reseal_after_recovery(void **state) {
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         /* The blob that counts as old is the one the TPM now refuses. */
         snapshot(f);
-        kill_at_every_step(f, OP_RESEAL_USED);
+        kill_at_every_step(f, OP_RECOVER_SERVER);
+}
+
+/* The rotation on demand, every volume present. */
+static void test_rotate_vmk(void **state) {
+        Fixture *f = *state;
+
+        prepare(f, 2, f->rsa_cert);
+        kill_at_every_step(f, OP_ROTATE_VMK);
 }
 
 /* SIGKILLed with a TPM command in its hands: the reseal's TPM2_Create, which the fault TCTI (loaded by
@@ -1126,7 +1213,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_provision_with_dra, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reseal, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reseal_after_recovery, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_recover_server, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rotate_vmk, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reseal_tpm_command_in_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_first, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_replace, setup, teardown),

@@ -29,6 +29,7 @@
 #include "secmem.h"
 #include "test-util.h"
 #include "tpm-count.h"
+#include "vmk.h"
 #include "volume.h"
 
 #define N_VOLUMES 3
@@ -951,17 +952,23 @@ static char *read_server_password(Fixture *f, char **ret_key_id) {
         return copy;
 }
 
-static void changed_boot(Fixture *f) {
+/* A reboot after which PCR 7 holds what measuring event gives (a firmware update). */
+static void changed_boot_by(Fixture *f, const char *event) {
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
-        assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, "new db", 6), 0);
+        assert_int_equal(swtpm_fixture_extend_pcr(f->d->tpm, 7, event, strlen(event)), 0);
         assert_int_equal(daemon_fixture_start(f->d), 0);
         reconnect(f);
 }
 
+static void changed_boot(Fixture *f) {
+        changed_boot_by(f, "new db");
+}
+
 /* The server recovery password: a server-scoped secret of its own, which opens the VMK and so every
  * disk of the server at once (the Manager's method, or any volume's). It is kept wrapped in the state
- * directory, never in clear, and its use is noted for the VMK's rotation. */
+ * directory, never in clear; once used it is replaced, with the VMK (a rotation), and the next boot
+ * needs nobody. */
 static void test_server_recovery_password(void **state) {
         Fixture *f = *state;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -1010,7 +1017,9 @@ static void test_server_recovery_password(void **state) {
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "recovery-required");
 
-        /* The right one opens the server. */
+        /* The right one opens the server; used, it is replaced at once, with the VMK: the rotation seals a
+         * new VMK to the boot as it is (the recovery proved the change), and binds every disk to it. */
+        _cleanup_free_ char *vmk_before = manager_string(f, "VMKId");
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
                                        "UnlockWithServerRecoveryPassword", &error, &reply, "st", spw, UINT64_C(0)) >= 0);
         assert_true(sd_bus_message_read(reply, "uu", &opened, &failed) >= 0);
@@ -1019,33 +1028,119 @@ static void test_server_recovery_password(void **state) {
         assert_int_equal(failed, 0);
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
-        assert_int_equal(access(due, F_OK), 0);
+        _cleanup_free_ char *vmk_after = manager_string(f, "VMKId"), *rotation = manager_string(f, "VMKRotation");
+        assert_string_not_equal(vmk_after, vmk_before);
+        assert_string_equal(rotation, "");
+        assert_int_equal(access(due, F_OK), -1);
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                _cleanup_free_ char *id = get_string(f, f->paths[i], "VMKId");
+                assert_string_equal(id, vmk_after);
+        }
+        _cleanup_free_ char *key_id2 = NULL, *spw2 = read_server_password(f, &key_id2);
+        assert_string_not_equal(key_id2, key_id);
+        assert_string_not_equal(spw2, spw);
 
-        /* A volume's method takes the server password too (the prompt names both Key IDs). */
+        /* The same boot again: nobody is needed. */
         changed_boot(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+
+        /* Another change: the used password opens nothing now; the new one does, through a volume's
+         * method too (the prompt names both Key IDs). */
+        changed_boot_by(f, "newer db");
+        assert_state(f, 0, "recovery-required");
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "UnlockWithServerRecoveryPassword", &error, &reply, "st", spw, UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_WRONG_KEY);
+        sd_bus_error_free(&error);
         assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[2], "org.sealvol1.Volume",
-                                       "UnlockWithRecoveryPassword", &error, &reply, "st", spw, UINT64_C(0)) >= 0);
+                                       "UnlockWithRecoveryPassword", &error, &reply, "st", spw2, UINT64_C(0)) >= 0);
         assert_true(sd_bus_message_read(reply, "ss", &st, &new_id) >= 0);
         assert_string_equal(st, "verified");
         reply = sd_bus_message_unref(reply);
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
+        _cleanup_free_ char *key_id3 = NULL, *spw3 = read_server_password(f, &key_id3);
+        assert_string_not_equal(key_id3, key_id2);
 
         /* And sealvolctl, without a volume, from stdin. */
-        changed_boot(f);
-        assert_true(asprintf(&input, "%s\n", spw) > 0);
+        changed_boot_by(f, "newest db");
+        assert_true(asprintf(&input, "%s\n", spw3) > 0);
         assert_int_equal(CTL(f, 0, input, &out, "recover"), 0);
         assert_non_null(strstr(out, "3 volumes open"));
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
         free(out);
         assert_int_equal(CTL(f, 0, NULL, &out, "recovery", "show-server"), 0);
-        assert_non_null(strstr(out, spw));
+        assert_null(strstr(out, spw3)); /* rotated after that use as well */
 
         _cleanup_free_ char *log = test_read_file(f->d->log_path);
         assert_non_null(strstr(log, "OPERATION=unlock-server-recovery-password"));
         assert_non_null(strstr(log, "OPERATION=read-server-recovery-password"));
         assert_null(strstr(log, spw));
+}
+
+/* RotateVMK with a disk missing: every other volume is bound to the new VMK at once; the previous one
+ * stays sealed beside it (one object, one unseal) until the missing disk is back, which is re-bound
+ * when it appears, and the previous VMK goes. The old server recovery password opens nothing now. */
+static void test_rotate_vmk_absent_volume(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *away = NULL, *out = NULL, *before = NULL, *after = NULL, *rotation = NULL,
+                            *old_spw = NULL, *sealed = path_join(f->d->state_dir, "vmk.sealed");
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        VmkBlob blob;
+
+        provision_all(f);
+        old_spw = read_server_password(f, NULL);
+        before = manager_string(f, "VMKId");
+        assert_true(asprintf(&away, "%s.away", f->images[2]) > 0);
+        assert_int_equal(rename(f->images[2], away), 0);
+
+        assert_int_equal(CTL(f, 0, NULL, &out, "tpm", "rotate-vmk"), 0);
+        assert_non_null(strstr(out, "The VMK is rotated"));
+        after = manager_string(f, "VMKId");
+        assert_string_not_equal(after, before);
+        rotation = manager_string(f, "VMKRotation");
+        assert_non_null(strstr(rotation, before));
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_free_ char *id = get_string(f, f->paths[i], "VMKId");
+                assert_string_equal(id, after);
+        }
+        assert_int_equal(vmk_blob_read(sealed, &blob), 0);
+        assert_true(blob.has_previous);
+
+        /* A second rotation waits for the first. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "RotateVMK",
+                                       &error, &reply, "t", UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_BUSY);
+        sd_bus_error_free(&error);
+
+        /* The disk is back at the next boot: opened with the previous VMK, re-bound, and the previous
+         * VMK goes from the sealed state. */
+        assert_int_equal(rename(away, f->images[2]), 0);
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                _cleanup_free_ char *id = get_string(f, f->paths[i], "VMKId");
+                assert_state(f, i, "verified");
+                assert_string_equal(id, after);
+        }
+        free(rotation);
+        rotation = manager_string(f, "VMKRotation");
+        assert_string_equal(rotation, "");
+        assert_int_equal(vmk_blob_read(sealed, &blob), 0);
+        assert_false(blob.has_previous);
+
+        /* The server recovery password of the old VMK opens nothing any more. */
+        changed_boot_by(f, "after the rotation");
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "UnlockWithServerRecoveryPassword", &error, &reply, "st", old_spw,
+                                       UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_WRONG_KEY);
+        sd_bus_error_free(&error);
 }
 
 /* ---- who may set the DRA ----------------------------------------------------------------------- */
@@ -1304,6 +1399,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_recovery_password, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rotate_vmk_absent_volume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_status_costs_no_tpm_command, setup_counted, teardown_counted),
                 cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup_trust_anchor, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_takeover_refused, setup_trust_anchor, teardown),
