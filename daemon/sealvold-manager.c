@@ -387,8 +387,13 @@ static int vmk_load(Manager *m, bool create) {
                 if (r < 0)
                         return log_error_errno(r, "Failed to unseal the VMK from %s: %m", m->vmk_path);
                 /* A sealed state from before key check values: it gets the one of the key the TPM gave,
-                 * from now on the measure of any VMK a recovery brings. */
+                 * from now on the measure of any VMK a recovery brings. A server of version 1 kept its
+                 * VMK under every disk's recovery password (in any copy of those headers): it is
+                 * rotated, noted before the upgrade so that a crash in between cannot forget it. */
                 if (blob.version < VMK_BLOB_VERSION) {
+                        if (!m->rotation_due)
+                                manager_note_server_secret_used(m, "A server of version 1 (its VMK was kept under "
+                                                                   "each disk's recovery password)");
                         r = vmk_blob_write(&blob, m->vmk_path);
                         if (r < 0)
                                 log_warning_errno(r, "Failed to upgrade %s to version %u, ignoring: %m", m->vmk_path,

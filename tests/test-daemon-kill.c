@@ -54,6 +54,7 @@
 #include "secmem.h"
 #include "server-recovery.h"
 #include "test-util.h"
+#include "v1-format.h"
 #include "vmk.h"
 #include "volume.h"
 
@@ -69,6 +70,7 @@ typedef enum Op {
         OP_RESEAL,
         OP_RECOVER_SERVER,
         OP_ROTATE_VMK,
+        OP_UPGRADE_V1,
         OP_DRA_FIRST,
         OP_DRA_REPLACE,
         OP_EXPORT,
@@ -85,6 +87,7 @@ static const char *const op_names[_OP_MAX] = {
         [OP_RECOVER_SERVER] = "UnlockWithServerRecoveryPassword with PCR 7 changed (the VMK rotation it brings, the "
                               "used disk password's replacement)",
         [OP_ROTATE_VMK] = "RotateVMK (2 volumes)",
+        [OP_UPGRADE_V1] = "UnlockAll of a server of version 1 (its sealed state and tokens upgraded)",
         [OP_DRA_FIRST] = "SetDRACertificate (the first, 2 volumes)",
         [OP_DRA_REPLACE] = "SetDRACertificate (replacing one, 2 volumes)",
         [OP_EXPORT] = "ExportVMK",
@@ -535,6 +538,9 @@ static void op_spawn(Fixture *f, Op op) {
         case OP_ROTATE_VMK:
                 ctl_spawn(f, NULL, (const char *const[]) { "tpm", "rotate-vmk", NULL });
                 break;
+        case OP_UPGRADE_V1:
+                ctl_spawn(f, NULL, (const char *const[]) { "unlock", "--all", NULL });
+                break;
         case OP_DRA_FIRST:
                 ctl_spawn(f, NULL, (const char *const[]) { "dra", "set", f->rsa_cert, NULL });
                 break;
@@ -806,7 +812,7 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
         /* Otherwise the sealed VMK unseals, to the VMK the volumes had (old blob or new, never a
          * broken one), or, for the operations that rotate it, to the one the start left every volume
          * bound to. */
-        if (refused || (consistent && f->have_vmk && !IN_SET(op, (Op) OP_RESEAL, OP_RECOVER_SERVER, OP_ROTATE_VMK))) {
+        if (refused || (consistent && f->have_vmk && !IN_SET(op, (Op) OP_RESEAL, OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1))) {
                 /* Not resealed (again): the blob was checked after the kill. */
                 vmk = secure_memdup(f->vmk, VMK_SIZE);
                 assert_non_null(vmk);
@@ -820,7 +826,7 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
                 if (vmk_unseal_from_file_full(c, path, &vmk, &previous, &blob, NULL) < 0)
                         fail_msg("The sealed VMK does not unseal (killed at step %u)", f->k);
                 vmk_id = blob.vmk_id;
-                if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK)) {
+                if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1)) {
                         /* Every volume is here: the start re-bound them all and dropped the previous VMK. */
                         if (blob.has_previous)
                                 fail_msg("the previous VMK is still sealed after the start (killed at step %u)",
@@ -837,7 +843,21 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
                         assert_true((!consistent && blob.pcrs.mask == (UINT32_C(1) << 7)) ||
                                     blob.pcrs.mask == ((UINT32_C(1) << 7) | 1u));
         }
-        if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK))
+        if (op == OP_UPGRADE_V1)
+                /* The start upgraded what the kill left: no token of version 1, none with its VMK copy
+                 * under a disk's password; and it rotated the VMK those copies showed. */
+                for (size_t i = 0; i < f->n_volumes; i++) {
+                        _cleanup_(volume_freep) Volume *v = NULL;
+
+                        assert_int_equal(volume_load(f->images[i], &v), 0);
+                        if (v->token.version != VOLUME_TOKEN_VERSION)
+                                fail_msg("%s still has a version %u token after the start (killed at step %u)",
+                                         f->images[i], v->token.version, f->k);
+                        if (guid_equal(&v->token.vmk_id, &f->vmk_id))
+                                fail_msg("%s is still bound to the VMK version 1 exposed (killed at step %u)",
+                                         f->images[i], f->k);
+                }
+        if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1))
                 /* A person can always recover the server: the server recovery password in force (one
                  * given, or escrowed) opens the VMK in force. */
                 check_server_password(f, &k, refused ? f->vmk : vmk, refused ? &f->vmk_id : &vmk_id);
@@ -1030,7 +1050,10 @@ static void kill_at_every_step(Fixture *f, Op op) {
                 f->k = k;
                 restore(f);
                 memcpy(saved, f->uuids, sizeof(saved));
+                /* A server of version 1 is upgraded by its first unlock: the traced start leaves it locked. */
+                f->d->extra_arg = op == OP_UPGRADE_V1 ? "--no-unlock" : NULL;
                 assert_int_equal(daemon_fixture_start_traced(f->d, prefixes, KILL_POINT_GRAIN_WRITE_RUNS), 0);
+                f->d->extra_arg = NULL;
                 op_spawn(f, op);
                 r = kill_point_process_run(f->d->traced, k, ctl_exited, f, OPERATION_TIMEOUT_MS, NULL);
                 if (r < 0)
@@ -1117,6 +1140,30 @@ static void test_recover_server(void **state) {
         /* The blob that counts as old is the one the TPM now refuses. */
         snapshot(f);
         kill_at_every_step(f, OP_RECOVER_SERVER);
+}
+
+/* A server provisioned by version 1 (c8df6c6's formats, written by the frozen writer of
+ * tests/harness/v1-format.c): sealed state and tokens of version 1, no server recovery password. Its
+ * first unlock with this version upgrades them (each token one header write) and makes the server
+ * recovery password; killed at each of its steps, the next start finishes and rotates the VMK. */
+static void test_upgrade_v1(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *sealed = NULL, *v1 = NULL, *server = NULL;
+        VmkBlob blob;
+
+        prepare(f, 2, f->rsa_cert);
+        restore(f);
+        sealed = path_join(f->d->state_dir, "vmk.sealed");
+        assert_int_equal(vmk_blob_read(sealed, &blob), 0);
+        assert_int_equal(v1_blob_to_json(&blob, &v1), 0);
+        assert_int_equal(write_file_atomic(sealed, v1, strlen(v1), 0600), 0);
+        server = path_join(f->d->state_dir, "server-recovery.json");
+        assert_int_equal(unlink(server), 0);
+        for (size_t i = 0; i < f->n_volumes; i++)
+                assert_int_equal(v1_volume_downgrade(f->images[i], f->vmk, f->passwords[i]), 0);
+        f->server_password = mfree(f->server_password);
+        snapshot(f);
+        kill_at_every_step(f, OP_UPGRADE_V1);
 }
 
 /* The rotation on demand, every volume present. */
@@ -1215,6 +1262,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_reseal, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_recover_server, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate_vmk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_upgrade_v1, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reseal_tpm_command_in_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_first, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_replace, setup, teardown),

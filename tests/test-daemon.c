@@ -29,7 +29,9 @@
 #include "secmem.h"
 #include "test-util.h"
 #include "tpm-count.h"
+#include "v1-format.h"
 #include "vmk.h"
+#include "volume-internal.h"
 #include "volume.h"
 
 #define N_VOLUMES 3
@@ -1143,6 +1145,91 @@ static void test_rotate_vmk_absent_volume(void **state) {
         sd_bus_error_free(&error);
 }
 
+/* The token of an image as any header copy has it. */
+static char *token_json_of(const char *image) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        const char *json;
+        int id;
+        char *copy;
+
+        assert_int_equal(volume_load(image, &v), 0);
+        assert_int_equal(volume_find_token(v->cd, &id, &json), 0);
+        copy = strdup(json);
+        assert_non_null(copy);
+        return copy;
+}
+
+/* A server provisioned by version 1 (its formats written by the frozen writer of
+ * tests/harness/v1-format.c) boots with this version: the sealed state and every token are written as
+ * version 2, a server recovery password is made, and the VMK, which version 1 kept under each disk's
+ * recovery password, is rotated. A header copy taken before (the attack on version 1) still gives the
+ * old VMK with a disk's password, and that VMK opens none of the disks now. */
+static void test_v1_server_upgraded(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *sealed = path_join(f->d->state_dir, "vmk.sealed"), *v1 = NULL, *old_token = NULL,
+                            *server = path_join(f->d->state_dir, "server-recovery.json"), *old_vmk_id = NULL,
+                            *new_vmk_id = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL, *stolen = NULL;
+        char *passwords[N_VOLUMES] = {};
+        VmkBlob blob;
+
+        provision_all(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                passwords[i] = read_password(f, i);
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        {
+                _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+
+                assert_int_equal(tpm2_context_new(f->d->tpm->tcti, &c), 0);
+                assert_int_equal(vmk_unseal_from_file(c, sealed, &vmk, &blob, NULL), 0);
+        }
+        old_vmk_id = strdup(guid_format(&blob.vmk_id, (char[GUID_STRING_MAX]) {}));
+        assert_int_equal(v1_blob_to_json(&blob, &v1), 0);
+        assert_int_equal(write_file_atomic(sealed, v1, strlen(v1), 0600), 0);
+        assert_int_equal(unlink(server), 0);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_int_equal(v1_volume_downgrade(f->images[i], vmk, passwords[i]), 0);
+        /* What a helpdesk holding disk 0's password and a copy of its header had. */
+        old_token = token_json_of(f->images[0]);
+        assert_int_equal(v1_recover_vmk(old_token, passwords[0], &stolen), 0);
+        assert_memory_equal(stolen, vmk, VMK_SIZE);
+
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        assert_int_equal(vmk_blob_read(sealed, &blob), 0);
+        assert_int_equal(blob.version, 2u);
+        assert_false(blob.has_previous);
+        assert_int_equal(access(server, F_OK), 0);
+        new_vmk_id = manager_string(f, "VMKId");
+        assert_string_not_equal(new_vmk_id, old_vmk_id);
+        assert_string_equal(new_vmk_id, guid_format(&blob.vmk_id, (char[GUID_STRING_MAX]) {}));
+        for (size_t i = 0; i < N_VOLUMES; i++) {
+                _cleanup_(volume_freep) Volume *v = NULL;
+                _cleanup_free_ char *json = token_json_of(f->images[i]);
+                _cleanup_secure_ uint8_t *none = NULL;
+
+                assert_int_equal(volume_load(f->images[i], &v), 0);
+                assert_int_equal(v->token.version, 2u);
+                /* No copy of the VMK under the disk's password in the token now. */
+                assert_int_equal(v1_recover_vmk(json, passwords[i], &none), -ENODATA);
+                /* The stolen VMK opens nothing: the volume is bound to another one, and the old VMK's
+                 * passphrase opens no keyslot. */
+                _cleanup_secure_ uint8_t *pass = NULL;
+                assert_int_equal(vmk_derive_keyslot_passphrase(stolen, v->token.volume_uuid, &pass), 0);
+                assert_true(crypt_activate_by_passphrase(v->cd, NULL, CRYPT_ANY_SLOT, (const char *) pass,
+                                                         VMK_KEYSLOT_PASSPHRASE_SIZE, 0) < 0);
+                /* Each disk's own password still opens it, with stock tools as with ours. */
+                assert_true(volume_open_recovery(v, passwords[i], NULL, 0, NULL) >= 0);
+        }
+        _cleanup_free_ char *log = test_read_file(f->d->log_path);
+        assert_non_null(strstr(log, "upgraded to version 2"));
+        assert_non_null(strstr(log, "VMK rotation complete"));
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                free(passwords[i]);
+}
+
 /* ---- who may set the DRA ----------------------------------------------------------------------- */
 
 /* The DRA certificate each volume is wrapped to, and the state the daemon keeps of it: what a
@@ -1400,6 +1487,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_recovery_password, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate_vmk_absent_volume, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_v1_server_upgraded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_status_costs_no_tpm_command, setup_counted, teardown_counted),
                 cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup_trust_anchor, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_takeover_refused, setup_trust_anchor, teardown),

@@ -80,7 +80,7 @@ int daemon_fixture_start(DaemonFixture *f) {
                 return -EBUSY;
         if (isempty(daemon))
                 return -ENOENT;
-        char *argv[] = { (char *) daemon, (char *) "--config", f->config_path, NULL };
+        char *argv[] = { (char *) daemon, (char *) "--config", f->config_path, (char *) f->extra_arg, NULL };
         r = test_spawn(argv, f->log_path, -1, &f->pid);
         if (r < 0)
                 return r;
@@ -121,7 +121,7 @@ int daemon_fixture_start_traced(DaemonFixture *f, const char *const *prefixes, K
                 return -EBUSY;
         if (isempty(daemon))
                 return -ENOENT;
-        char *argv[] = { (char *) daemon, (char *) "--config", f->config_path, NULL };
+        char *argv[] = { (char *) daemon, (char *) "--config", f->config_path, (char *) f->extra_arg, NULL };
         r = kill_point_process_spawn(argv, f->log_path, prefixes, grain, &f->traced);
         if (r < 0)
                 return r;

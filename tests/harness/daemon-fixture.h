@@ -23,6 +23,7 @@ typedef struct DaemonFixture {
         BusFixture *bus;
         pid_t pid;
         KillPointProcess *traced; /* started by daemon_fixture_start_traced() */
+        const char *extra_arg;    /* one more argument for sealvold (e.g. --no-unlock), or NULL */
 } DaemonFixture;
 
 /* Starts swtpm, the bus and sealvold (from $SEALVOLD) with extra_config appended to the generated
