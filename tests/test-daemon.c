@@ -27,6 +27,7 @@
 #include "polkit-fixture.h"
 #include "recovery.h"
 #include "secmem.h"
+#include "server-recovery.h"
 #include "test-util.h"
 #include "tpm-count.h"
 #include "v1-format.h"
@@ -993,6 +994,23 @@ static void test_server_recovery_password(void **state) {
         _cleanup_free_ char *content = test_read_file(file);
         assert_non_null(strstr(content, key_id));
         assert_null(strstr(content, spw));
+        /* A guess against it costs what one against a disk's recovery keyslot costs: the keyslot's
+         * 64-byte key is two PBKDF2 blocks at its count, the wrap's 32-byte key one block at twice it. */
+        {
+                ServerRecovery sr;
+                struct crypt_pbkdf_type pbkdf;
+                _cleanup_(volume_freep) Volume *v = NULL;
+                uint32_t iterations = 0;
+
+                assert_int_equal(server_recovery_read(file, &sr), 0);
+                for (unsigned i = 0; i < 4; i++)
+                        iterations |= (uint32_t) sr.wrapped_vmk[i] << (8 * i);
+                server_recovery_done(&sr);
+                assert_int_equal(volume_load(f->images[0], &v), 0);
+                assert_int_equal(crypt_keyslot_get_pbkdf(v->cd, v->token.protectors[PROTECTOR_RECOVERY].keyslot, &pbkdf),
+                                 0);
+                assert_int_equal(iterations, 2 * pbkdf.iterations);
+        }
         /* It is no disk's password. */
         disk_pw = read_password(f, 0);
         assert_string_not_equal(disk_pw, spw);
@@ -1228,6 +1246,88 @@ static void test_v1_server_upgraded(void **state) {
         assert_non_null(strstr(log, "VMK rotation complete"));
         for (size_t i = 0; i < N_VOLUMES; i++)
                 free(passwords[i]);
+}
+
+/* The attack of the planted volume (docs/threat-model.md, "VMK substitution"): a disk whose token names
+ * this server's VMK id (public) but whose keys come from another VMK, with a server copy of the
+ * attacker's own. Presented to ProvisionVolume it is not taken for an interrupted provisioning; once
+ * in the registry anyway (as discovery would list it), its passwords give the daemon no VMK while the
+ * TPM refuses; and when the genuine VMK is back, its token is found tampered and nothing of it used. */
+static void test_vmk_substitution_refused(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *planted = NULL, *vmk_id_text = NULL, *registry = NULL, *content = NULL,
+                            *out = NULL, *spw = NULL;
+        _cleanup_secure_ char *disk_pw = NULL, *fake_spw = NULL;
+        _cleanup_secure_ uint8_t *other = NULL;
+        _cleanup_(volume_freep) Volume *pv = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        ServerRecovery fake;
+        Guid vmk_id;
+        int b = 1;
+
+        provision_all(f);
+        spw = read_server_password(f, NULL);
+        vmk_id_text = manager_string(f, "VMKId");
+        assert_int_equal(guid_parse(vmk_id_text, &vmk_id), 0);
+        assert_int_equal(vmk_generate(&other), 0);
+        assert_int_equal(server_recovery_new(other, &vmk_id, SERVER_RECOVERY_ITERATIONS_MIN, &fake, &fake_spw), 0);
+        assert_int_equal(daemon_fixture_new_image(f->d, "planted.img", &planted), 0);
+        VolumeProvisionParams p = { .vmk = other, .vmk_id = vmk_id, .recovery_iterations = 1000,
+                                    .server_key_id = &fake.key_id, .server_wrap = fake.wrapped_vmk };
+        assert_int_equal(volume_provision(planted, &p, &disk_pw, &pv), 0);
+
+        /* Not registered as a provisioning that did not finish: its token is not the daemon's writing. */
+        assert_int_not_equal(CTL(f, 0, NULL, &out, "provision", planted), 0);
+        free(out);
+        out = NULL;
+        assert_int_equal(CTL(f, 0, NULL, &out, "--json", "list"), 0);
+        assert_null(strstr(out, pv->token.volume_uuid));
+        free(out);
+        out = NULL;
+
+        /* In the registry all the same, and a changed boot: the daemon holds no VMK. */
+        assert_true(asprintf(&registry, "%s/volumes/%s", f->d->state_dir, pv->token.volume_uuid) > 0);
+        assert_true(asprintf(&content, "%s\n", planted) > 0);
+        assert_int_equal(write_file_atomic(registry, content, strlen(content), 0600), 0);
+        changed_boot(f);
+        _cleanup_free_ char *path = NULL;
+        assert_int_equal(sd_bus_path_encode("/org/sealvol1/volume", pv->token.volume_uuid, &path), 0);
+
+        /* Its own password opens it, as a stock cryptsetup would, and gives nothing else. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", path, "org.sealvol1.Volume",
+                                       "UnlockWithRecoveryPassword", &error, &reply, "st", disk_pw, UINT64_C(0)) >= 0);
+        reply = sd_bus_message_unref(reply);
+        /* Its fake server password opens nothing: the server's copy is the state directory's. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", path, "org.sealvol1.Volume",
+                                       "UnlockWithRecoveryPassword", &error, &reply, "st", fake_spw, UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_WRONG_KEY);
+        sd_bus_error_free(&error);
+        assert_true(sd_bus_get_property_trivial(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                                "VMKAvailable", &error, 'b', &b) >= 0);
+        assert_false(b);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK",
+                                       &error, NULL, "sst", "", "", UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_NO_VMK);
+        sd_bus_error_free(&error);
+
+        /* The genuine server recovery password brings the genuine VMK: the server's disks open, the
+         * planted one is tampered and left as it is. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "UnlockWithServerRecoveryPassword", &error, &reply, "st", spw, UINT64_C(0)) >= 0);
+        reply = sd_bus_message_unref(reply);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        /* (Opened with its own password above, it stays so; asked to open from the VMK, it is refused.) */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", path, "org.sealvol1.Volume", "Lock", &error, NULL,
+                                       "") >= 0);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", path, "org.sealvol1.Volume", "Unlock", &error, NULL,
+                                       "t", UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_TAMPERED);
+        sd_bus_error_free(&error);
+        _cleanup_free_ char *st = get_string(f, path, "State");
+        assert_string_equal(st, "tampered");
+        server_recovery_done(&fake);
 }
 
 /* ---- who may set the DRA ----------------------------------------------------------------------- */
@@ -1488,6 +1588,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_server_recovery_password, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate_vmk_absent_volume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_v1_server_upgraded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_vmk_substitution_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_status_costs_no_tpm_command, setup_counted, teardown_counted),
                 cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup_trust_anchor, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_takeover_refused, setup_trust_anchor, teardown),
