@@ -3,7 +3,9 @@
  * fuzz-state.c: the daemon's state directory as sealvold reads it when it starts: the record of the
  * VMK export's escrow (vmk-escrow.json), the VMK export (vmk-export.json), the note of a used
  * recovery password (used-passwords/<uuid>), the note of an unfinished in-place encryption
- * (inplace/<hash>.device, with its "paused" marker) and temporaries a crash left. A power cut, a
+ * (inplace/<hash>.device, with its "paused" marker), the server recovery password
+ * (server-recovery.json, and a rotation's server-recovery.next.json), the note that the VMK is due for
+ * rotation, the sealed state, the record of TPM replacements, and temporaries a crash left. A power cut, a
  * full disk or a restored backup can leave any of them truncated or wrong: the daemon must start,
  * ignore or redo what it cannot read, and never crash.
  *
@@ -44,6 +46,11 @@ static const char *const files[] = {
         "inplace/0000000000000000000000000000000000000000000000000000000000000000.device.paused",
         "vmk-escrow.json.tmp.AbCdEf",
         "volumes/" UUID ".tmp.123456",
+        "server-recovery.json",
+        "server-recovery.next.json",
+        "vmk-rotation-due",
+        "vmk.sealed",
+        "tpm-replacements.json",
 };
 
 static char dir[64], config[128], state[96];
