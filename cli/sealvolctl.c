@@ -1034,7 +1034,7 @@ static int verb_show_manager(sd_bus *bus, const char *const *props) {
                         printf(":");
                         json_string(strempty(s));
                 } else
-                        printf("%-16s %s\n", props[i], isempty(s) ? "-" : s);
+                        printf("%-20s %s\n", props[i], isempty(s) ? "-" : s);
                 first = false;
                 free(s);
         }

@@ -809,17 +809,17 @@ static void test_sealvolctl(void **state) {
 
         /* TPM status: the swtpm's maker, the sealed selection. */
         assert_int_equal(CTL(f, NOBODY, NULL, &out, "tpm", "status"), 0);
-        assert_non_null(strstr(out, "TPMPresent       yes"));
-        assert_non_null(strstr(out, "TPMManufacturer  IBM"));
-        assert_non_null(strstr(out, "TPMLockout       no, 0 of "));
-        assert_non_null(strstr(out, "SealedPCRs       sha256:7"));
+        assert_non_null(strstr(out, "TPMPresent           yes"));
+        assert_non_null(strstr(out, "TPMManufacturer      IBM"));
+        assert_non_null(strstr(out, "TPMLockout           no, 0 of "));
+        assert_non_null(strstr(out, "SealedPCRs           sha256:7"));
         free(out);
 
         /* Reseal to another selection; a bad one is refused. */
         assert_int_equal(CTL(f, 0, NULL, &out, "--pcrs", "0,7", "tpm", "reseal"), 0);
         free(out);
         assert_int_equal(CTL(f, 0, NULL, &out, "tpm", "status"), 0);
-        assert_non_null(strstr(out, "SealedPCRs       sha256:0,7"));
+        assert_non_null(strstr(out, "SealedPCRs           sha256:0,7"));
         free(out);
         assert_int_equal(CTL(f, 0, NULL, &out, "--pcrs", "0,99", "tpm", "reseal"), 2);
         free(out);
