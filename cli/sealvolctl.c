@@ -805,8 +805,9 @@ static int verb_recover(sd_bus *bus, const char *what) {
                         printf("The recovery password was used and has been replaced; new Key ID: %s\n"
                                "Read it with: sealvolctl recovery show %s\n", new_id, what);
                 else
-                        printf("The password was used; it will be replaced as soon as the VMK is sealed again\n"
-                               "(at once for the server recovery password; else after sealvolctl tpm reseal).\n");
+                        printf("The password was used; it is replaced once the daemon holds the VMK again: the\n"
+                               "server recovery password gives it back (and every other disk), or a boot the TPM\n"
+                               "accepts. Until then each boot needs the disks' passwords.\n");
         }
         sd_bus_message_unref(reply);
         return EXIT_OK;

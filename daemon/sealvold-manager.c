@@ -305,6 +305,9 @@ int manager_new(const char *config_path, Manager **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to load the configuration: %m");
 
+        /* What a disk's recovery keyslot may ask for before its KDF runs. */
+        volume_set_recovery_kdf_max(m->config.recovery_kdf_iterations_max);
+
         /* systemd's StateDirectory= says where (STATE_DIRECTORY), unless the configuration does. */
         m->state_dir = strdup(m->config.state_directory ?: getenv("STATE_DIRECTORY") ?: SEALVOL_STATEDIR);
         if (!m->state_dir || asprintf(&m->vmk_path, "%s/vmk.sealed", m->state_dir) < 0 ||

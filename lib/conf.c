@@ -19,6 +19,7 @@ void config_init(Config *c) {
                 .pcr_mask = VMK_PCR_MASK_DEFAULT,
                 .pcr_min_mask = PCR_FLOOR_MIN_MASK_DEFAULT,
                 .recovery_kdf_iterations = VOLUME_RECOVERY_PBKDF2_ITERATIONS,
+                .recovery_kdf_iterations_max = VOLUME_RECOVERY_PBKDF2_ITERATIONS_MAX,
                 .escrow_targets = 1u << ESCROW_TARGET_SPOOL,
                 .escrow_hook_timeout_sec = ESCROW_HOOK_TIMEOUT_SEC_DEFAULT,
                 .escrow_retry_sec = 60,
@@ -197,6 +198,9 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                 if (streq(key, "KDFIterations"))
                         return set_uint32(&c->recovery_kdf_iterations, value, VOLUME_PBKDF2_ITERATIONS_MIN,
                                           16 * VOLUME_RECOVERY_PBKDF2_ITERATIONS);
+                if (streq(key, "KDFIterationsMax"))
+                        return set_uint32(&c->recovery_kdf_iterations_max, value, VOLUME_PBKDF2_ITERATIONS_MIN,
+                                          16 * VOLUME_RECOVERY_PBKDF2_ITERATIONS);
         } else if (streq(section, "Escrow")) {
                 if (streq(key, "Targets"))
                         return escrow_targets_from_string(value, &c->escrow_targets);
@@ -282,6 +286,10 @@ static int config_check(const Config *c, const char *path, unsigned line, unsign
                 return fail(ret_error, path, pcrs_line ?: min_pcrs_line ?: line, "[TPM] PCRs=%s%s: %s",
                             tpm2_pcr_mask_to_string(c->pcr_mask, pcrs, sizeof(pcrs)),
                             pcrs_line ? "" : " (the default)", strempty(reason));
+        /* A keyslot of the configured cost must pass the check made before any KDF runs. */
+        if (c->recovery_kdf_iterations > c->recovery_kdf_iterations_max)
+                return fail(ret_error, path, line, "[Recovery] KDFIterations=%u is above KDFIterationsMax=%u",
+                            c->recovery_kdf_iterations, c->recovery_kdf_iterations_max);
         if (c->escrow_required & ~c->escrow_targets)
                 return fail(ret_error, path, line, "[Escrow] Require= names a target that Targets= does not");
         if ((c->escrow_targets & (1u << ESCROW_TARGET_HOOK)) && !c->escrow_hook)

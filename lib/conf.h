@@ -5,7 +5,7 @@
  *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7  MinimumPCRs=7
  *   [DRA]        Certificate=/etc/sealvol/dra.pem  ExtraEKU=1.2.3.4 ...  TrustAnchor=/etc/sealvol/dra-ca.pem
  *                PinnedFingerprint=<64 hex> ...
- *   [Recovery]   KDFIterations=1048576
+ *   [Recovery]   KDFIterations=1048576  KDFIterationsMax=4194304
  *   [Escrow]     Targets=spool  Require=  SpoolDirectory=  Hook=  HookTimeoutSec=30  RetrySec=60
  *                RetryMaxSec=3600  HookPlaintext=no
  *   [ActiveDirectory] URI=  ComputerDN=  SAMAccountName=  Keytab=  Principal=  BindDN=  PasswordFile=
@@ -47,6 +47,7 @@ typedef struct Config {
         uint8_t dra_pinned[CONFIG_DRA_PINNED_MAX][DRA_FINGERPRINT_SIZE];
         size_t n_dra_pinned;
         uint32_t recovery_kdf_iterations;
+        uint32_t recovery_kdf_iterations_max; /* the most a recovery keyslot may ask for before its KDF runs */
         char *state_directory;
         uint32_t escrow_targets;        /* mask of 1 << EscrowTarget; default: the spool */
         uint32_t escrow_required;       /* the targets that must succeed before a password counts */

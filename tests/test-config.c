@@ -39,6 +39,7 @@ static void test_defaults_without_file(void **state) {
         assert_int_equal(c.pcr_mask, 1u << 7);
         assert_int_equal(c.pcr_min_mask, 1u << 7);
         assert_int_equal(c.recovery_kdf_iterations, VOLUME_RECOVERY_PBKDF2_ITERATIONS);
+        assert_int_equal(c.recovery_kdf_iterations_max, VOLUME_RECOVERY_PBKDF2_ITERATIONS_MAX);
         assert_null(c.dra_certificate);
         assert_null(c.dra_extra_ekus[0]);
         assert_null(c.dra_trust_anchor);
@@ -67,6 +68,7 @@ static void test_every_key(void **state) {
                                    "PinnedFingerprint=" FP_B_COLONS " " FP_A "\n"
                                    "[Recovery]\n"
                                    "KDFIterations=1000\n"
+                                   "KDFIterationsMax=2000000\n"
                                    "[Escrow]\n"
                                    "Targets=spool,hook\n"
                                    "Require=hook\n"
@@ -97,6 +99,7 @@ static void test_every_key(void **state) {
         assert_int_equal(c.dra_pinned[1][31], 0x01);
         assert_true(c.escrow_hook_plaintext);
         assert_int_equal(c.recovery_kdf_iterations, 1000);
+        assert_int_equal(c.recovery_kdf_iterations_max, 2000000);
         assert_string_equal(c.state_directory, "/tmp/state");
         assert_int_equal(c.escrow_targets, (1u << ESCROW_TARGET_SPOOL) | (1u << ESCROW_TARGET_HOOK));
         assert_int_equal(c.escrow_required, 1u << ESCROW_TARGET_HOOK);
@@ -143,6 +146,9 @@ static void test_errors_name_the_line(void **state) {
         expect_error(dir, "[Escrow]\nHookPlaintext=maybe\n", ":2: invalid value for HookPlaintext");
         expect_error(dir, "[Recovery]\nKDFIterations=10\n", ":2: invalid value for KDFIterations");
         expect_error(dir, "[Recovery]\nKDFIterations=1e6\n", ":2: invalid value for KDFIterations");
+        /* A recovery keyslot of the configured cost would be refused as tampered before its KDF. */
+        expect_error(dir, "[Recovery]\nKDFIterations=8388608\n", "KDFIterations=8388608 is above KDFIterationsMax=4194304");
+        expect_error(dir, "[Recovery]\nKDFIterationsMax=99999999\n", ":2: invalid value for KDFIterationsMax");
         expect_error(dir, "[TPM\n", ":1: malformed section header");
         expect_error(dir, "[TPM]\nnonsense\n", ":2: expected Key=Value");
         expect_error(dir, "[Escrow]\nTargets=spool vault\n", ":2: invalid value for Targets");
