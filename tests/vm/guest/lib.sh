@@ -31,6 +31,20 @@ key_id_of() {
 }
 # opens_with_password DEVICE PASSWORD: the stock cryptsetup accepts it (no mapping is made).
 opens_with_password() { printf '%s\n' "$2" | cryptsetup open --test-passphrase "$1"; }
+# tpm_status NAME: a field of `sealvolctl tpm status` (VMKId, VMKRotation, ServerRecoveryKeyId, ...).
+tpm_status() { sealvolctl --json tpm status | sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+# token_of N: disk N's sealvol token as stock cryptsetup exports it (one line of JSON).
+token_of() {
+  local tok
+  tok=$(cryptsetup luksDump "$(disk $1)" | sed -n '/^Tokens:/,/^Digests:/s/^ *\([0-9][0-9]*\): sealvol$/\1/p')
+  cryptsetup token export --token-id "$tok" "$(disk $1)"
+}
+# token_vmk_id N: the VMK disk N is bound to; token_server N: the Key ID and the wrapped VMK of the
+# server recovery password's copy in its token ("KEY-ID WRAPPED", empty when it has none).
+token_vmk_id() { token_of $1 | sed -n 's/.*"vmk_id": *"\([^"]*\)".*/\1/p'; }
+token_server() {
+  token_of $1 | sed -n 's/.*"server_recovery": *\[ *{ *"key_id": *"\([^"]*\)", *"wrapped_vmk": *"\([^"]*\)".*/\1 \2/p'
+}
 # power_cut WHAT: the journal and checks so far to the results share, then the console line that
 # run-vm's VM_KILL_ON waits for; the VM is killed (no shutdown, no TPM2_Shutdown) while this waits.
 power_cut() {
