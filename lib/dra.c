@@ -288,8 +288,12 @@ static char *subject_string(X509 *cert) {
                 ERR_clear_error();
                 return NULL;
         }
+        /* The BIO's data is not NUL-terminated: copied by its length, not as a string. */
         n = BIO_get_mem_data(bio, &data);
-        s = n >= 0 ? strndup(data, (size_t) n) : NULL;
+        if (n < 0 || !(s = malloc((size_t) n + 1)))
+                return NULL;
+        memcpy(s, data, (size_t) n);
+        s[n] = '\0';
         return s;
 }
 
