@@ -1089,33 +1089,47 @@ static int verb_rotate_vmk(sd_bus *bus) {
 }
 
 /* A new TPM (or main board, or a cleared one): the VMK is sealed to it and its storage key pinned anew,
- * proven with a server-scoped secret in the same call. */
+ * proven with a server-scoped secret in the same call: the DRA key with --dra-key, else the server
+ * recovery password, asked for like recover asks. */
 static int verb_tpm_replace(sd_bus *bus) {
         _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *server_id = NULL, *prompt = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         const char *record = NULL;
         int r;
 
-        if (!arg_dra_key) {
-                fprintf(stderr, "tpm replace needs the Data Recovery Agent's private key (--dra-key FILE).\n");
-                return EXIT_USAGE;
-        }
-        fd = open(arg_dra_key, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return fail(NULL, -errno, arg_dra_key);
-        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ReplaceTPMWithDRAKey", &error, &reply,
-                               "ht", fd, UINT64_C(0));
-        if (r < 0) {
-                r = fail(&error, r, "Failed to replace the TPM");
-                sd_bus_error_free(&error);
-                return r;
+        if (arg_dra_key) {
+                fd = open(arg_dra_key, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return fail(NULL, -errno, arg_dra_key);
+                r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ReplaceTPMWithDRAKey", &error,
+                                       &reply, "ht", fd, UINT64_C(0));
+                if (r < 0) {
+                        r = fail(&error, r, "Failed to replace the TPM");
+                        sd_bus_error_free(&error);
+                        return r;
+                }
+        } else {
+                server_id = manager_prop(bus, "ServerRecoveryKeyId");
+                if (isempty(server_id)) {
+                        fprintf(stderr, "This server has no server recovery password: tpm replace needs the Data "
+                                        "Recovery Agent's private key (--dra-key FILE).\n");
+                        return EXIT_NOT_FOUND;
+                }
+                if (asprintf(&prompt, "Server recovery password (Key ID %s): ", server_id) < 0)
+                        return fail(NULL, -ENOMEM, "tpm replace");
+                r = recover_call(bus, MANAGER_PATH, MANAGER_IFACE, "ReplaceTPMWithServerRecoveryPassword", prompt,
+                                 &reply);
+                if (r != EXIT_OK)
+                        return r;
         }
         (void) sd_bus_message_read(reply, "s", &record);
         if (arg_json)
                 printf("%s\n", strempty(record));
         else if (!arg_quiet)
-                printf("The VMK is sealed to this TPM now; its storage root key is pinned anew.\n");
+                printf("The VMK is sealed to this TPM now; its storage root key is pinned anew. The secret used is\n"
+                       "replaced with the VMK (a rotation).\n");
         sd_bus_message_unref(reply);
         return EXIT_OK;
 }
@@ -1155,14 +1169,15 @@ static const struct {
           "8 hex digits, either case, dashes or not), with its volume, device, host and time. Records\n"
           "encrypted to the Data Recovery Agent are opened with its private key, read from FILE. A damaged\n"
           "record is reported and skipped; several matches are all printed (exit code 11)." },
-        { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256] | tpm rotate-vmk | --dra-key FILE tpm replace",
+        { "tpm", "tpm status | tpm reseal [--pcrs 0,7] [--pcr-bank sha256] | tpm rotate-vmk | [--dra-key FILE] tpm replace",
           "The TPM and what the VMK is sealed to; or seal it to the current values of the configured PCRs,\n"
           "or of another selection. rotate-vmk: a new VMK and server recovery password, every volume\n"
           "re-bound (also done by itself after a server-scoped secret was used). The VMK is only ever\n"
-          "sealed to the TPM whose storage root key it is\n"
-          "pinned to: after the TPM or the main board was replaced (or the TPM cleared), tpm replace seals\n"
-          "it to the TPM there now, proven with the Data Recovery Agent's private key, and records the\n"
-          "old and the new TPM." },
+          "sealed to the TPM whose storage root key it is pinned to: after the TPM or the main board was\n"
+          "replaced (or the TPM cleared), tpm replace seals it to the TPM there now, proven with the\n"
+          "server recovery password (asked for) or the Data Recovery Agent's private key (--dra-key),\n"
+          "checks the new TPM's EK certificate where [TPM] EKCertificateCA= names its makers, records\n"
+          "the old and the new TPM, and rotates the VMK." },
         { "dra", "dra show | dra set CERTIFICATE",
           "The Data Recovery Agent certificate in force; or set one (every volume is re-wrapped)." },
         { "vmk", "vmk export", "Print the VMK wrapped to the DRA certificate (a copy stays with the daemon)." },
@@ -1206,8 +1221,9 @@ static void help(void) {
                "  tpm status                The TPM, what the VMK is sealed to, what changed\n"
                "  tpm reseal                Seal the VMK to the current PCR values\n"
                "  tpm rotate-vmk            A new VMK and server recovery password; every volume re-bound\n"
-               "  tpm replace --dra-key FILE\n"
-               "                            Seal the VMK to a new TPM (replaced TPM or board); pins its key\n"
+               "  tpm replace [--dra-key FILE]\n"
+               "                            Seal the VMK to a new TPM (replaced TPM or board), proven with\n"
+               "                            the server recovery password or the DRA key; pins its key\n"
                "  dra show                  The fingerprint of the DRA certificate in force\n"
                "  dra set CERTIFICATE       Set the DRA certificate; every volume is re-wrapped to it\n"
                "  vmk export                Print the VMK wrapped to the DRA certificate (and keep a copy)\n\n"

@@ -618,6 +618,22 @@ static int method_rotate_vmk(sd_bus_message *message, void *userdata, sd_bus_err
                                           guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
 }
 
+/* What a server recovery password that did not open the VMK gets for an answer. */
+static int server_password_error(Manager *m, sd_bus_error *error, int r, unsigned block, const char *what) {
+        if (IN_SET(r, -EINVAL, -EDOM, -ERANGE))
+                return recovery_typo_error(error, r, block);
+        if (r == -ENOKEY)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_PROTECTOR, "This server has no server recovery password.");
+        if (r == -EPERM)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
+                                         "This is not the server recovery password (Key ID %s).",
+                                         guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
+        if (r == -EKEYREJECTED)
+                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
+                                         "The server recovery password opened a VMK that is not this server's: refused.");
+        return volume_error(error, r, NULL, what);
+}
+
 static int method_unlock_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *password;
@@ -639,20 +655,38 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
 
         r = manager_unlock_server_password(m, password, &block, &opened, &failed);
         audit_record(message, "unlock-server-recovery-password", NULL, r, NULL);
-        if (IN_SET(r, -EINVAL, -EDOM, -ERANGE))
-                return recovery_typo_error(error, r, block);
-        if (r == -ENOKEY)
-                return sd_bus_error_setf(error, BUS_ERROR_NO_PROTECTOR, "This server has no server recovery password.");
-        if (r == -EPERM)
-                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
-                                         "This is not the server recovery password (Key ID %s).",
-                                         guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
-        if (r == -EKEYREJECTED)
-                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
-                                         "The server recovery password opened a VMK that is not this server's: refused.");
         if (r < 0)
-                return volume_error(error, r, NULL, "Failed to recover the server");
+                return server_password_error(m, error, r, block, "Failed to recover the server");
         return sd_bus_reply_method_return(message, "uu", opened, failed);
+}
+
+static int method_replace_tpm_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *record = NULL;
+        const char *password;
+        unsigned block = 0;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "st", &password, &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
+        r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        r = manager_replace_tpm_server_password(m, password, &block, &record);
+        audit_record(message, "replace-tpm", NULL, r, "server-recovery-password");
+        if (r < 0)
+                return server_password_error(m, error, r, block, "Failed to replace the TPM");
+        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",
+                                              NULL);
+        return sd_bus_reply_method_return(message, "s", strempty(record));
 }
 
 static int method_get_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -1139,6 +1173,9 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_get_server_password, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_METHOD_WITH_ARGS("ReplaceTPMWithDRAKey", SD_BUS_ARGS("h", private_key, "t", flags),
                                 SD_BUS_RESULT("s", record), method_replace_tpm_dra,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("ReplaceTPMWithServerRecoveryPassword", SD_BUS_ARGS("s", password, "t", flags),
+                                SD_BUS_RESULT("s", record), method_replace_tpm_server_password,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_METHOD_WITH_ARGS("SetDRACertificate", SD_BUS_ARGS("h", certificate, "t", flags),
                                 SD_BUS_RESULT("u", rewrapped), method_set_dra, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -1440,10 +1440,30 @@ int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record) {
         r = manager_accept_vmk(m, TAKE_PTR(vmk), &id, "the DRA key");
         if (r < 0)
                 return r;
+        /* Noted before the seal: a crash right after it must not leave the used secret unrotated. */
+        manager_note_server_secret_used(m, "The DRA key (the VMK export)");
         r = replace_tpm(m, "dra-key", ret_record);
         if (r < 0)
                 return r;
-        manager_note_server_secret_used(m, "The DRA key (the VMK export)");
+        (void) manager_unlock_all(m, &opened, &failed);
+        manager_rotate_if_due(m);
+        return 0;
+}
+
+int manager_replace_tpm_server_password(Manager *m, const char *password, unsigned *ret_bad_block,
+                                        char **ret_record) {
+        unsigned opened = 0, failed = 0;
+        int r;
+
+        /* Proven in this call, like the DRA key: a daemon that holds the VMK already (the old TPM still
+         * answered at boot) still needs the server-scoped secret to re-pin. */
+        r = manager_open_server_password(m, password, ret_bad_block);
+        if (r < 0)
+                return r;
+        manager_note_server_secret_used(m, "The server recovery password");
+        r = replace_tpm(m, "server-recovery-password", ret_record);
+        if (r < 0)
+                return r;
         (void) manager_unlock_all(m, &opened, &failed);
         manager_rotate_if_due(m);
         return 0;

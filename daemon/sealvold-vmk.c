@@ -104,8 +104,7 @@ void manager_note_server_secret_used(Manager *m, const char *what) {
         log_notice("%s was used: the VMK will be rotated.", what);
 }
 
-int manager_unlock_server_password(Manager *m, const char *password, unsigned *ret_bad_block, unsigned *ret_opened,
-                                   unsigned *ret_failed) {
+int manager_open_server_password(Manager *m, const char *password, unsigned *ret_bad_block) {
         _cleanup_secure_ uint8_t *vmk = NULL;
         int r;
 
@@ -119,11 +118,18 @@ int manager_unlock_server_password(Manager *m, const char *password, unsigned *r
                 /* The daemon holds the VMK already: the password is right, and was used all the same. */
                 if (!guid_equal(&m->vmk_id, &m->server_recovery.vmk_id) || !memeq_secure(m->vmk, vmk, VMK_SIZE))
                         return -EKEYREJECTED;
-        } else {
-                r = manager_accept_vmk(m, TAKE_PTR(vmk), &m->server_recovery.vmk_id, "the server recovery password");
-                if (r < 0)
-                        return r;
+                return 0;
         }
+        return manager_accept_vmk(m, TAKE_PTR(vmk), &m->server_recovery.vmk_id, "the server recovery password");
+}
+
+int manager_unlock_server_password(Manager *m, const char *password, unsigned *ret_bad_block, unsigned *ret_opened,
+                                   unsigned *ret_failed) {
+        int r;
+
+        r = manager_open_server_password(m, password, ret_bad_block);
+        if (r < 0)
+                return r;
         manager_note_server_secret_used(m, "The server recovery password");
         (void) manager_unlock_all(m, ret_opened, ret_failed);
         /* Used once, shown to a person: the VMK and this password are replaced now (which seals the VMK

@@ -226,6 +226,9 @@ const uint8_t *manager_vmk_for(Manager *m, const Guid *id);
  * VMK from the server's export opened with the DRA private key, checked against the sealed state, is
  * sealed to the TPM there now with its SRK pinned anew. Records the old and new TPM identity. */
 int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record);
+/* The same, proven with the server recovery password (errors as manager_open_server_password()). */
+int manager_replace_tpm_server_password(Manager *m, const char *password, unsigned *ret_bad_block,
+                                        char **ret_record);
 /* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if
  * the daemon lacks it (TPM or board replaced), then opens every other volume with it. */
 int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
@@ -238,6 +241,11 @@ int manager_read_server_recovery_password(Manager *m, char **ret_password, Guid 
 /* Opens the VMK with the server recovery password (checked against the sealed state), then every
  * volume with it. -ENOKEY no server recovery password here, -EPERM a wrong one, -EINVAL/-EDOM/-ERANGE
  * malformed (*ret_bad_block). */
+/* Opens the VMK with the server recovery password and makes the daemon hold it (checked against the
+ * sealed state by manager_accept_vmk(), or against the VMK it holds already: -EKEYREJECTED). Errors of
+ * server_recovery_unwrap() (a typo: -EINVAL/-EDOM/-ERANGE with the block; -EPERM the wrong password),
+ * -ENOKEY when the server has none. Nothing is noted as used: the caller does that once it acted. */
+int manager_open_server_password(Manager *m, const char *password, unsigned *ret_bad_block);
 int manager_unlock_server_password(Manager *m, const char *password, unsigned *ret_bad_block, unsigned *ret_opened,
                                    unsigned *ret_failed);
 void manager_note_server_secret_used(Manager *m, const char *what);

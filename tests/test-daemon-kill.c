@@ -5,7 +5,9 @@
  * For each operation (provisioning the first volume, and one more with a DRA; rotating a recovery
  * password; resealing to other PCRs, and after a recovery with PCR 7 changed, which also replaces
  * the used password; setting the first DRA certificate and replacing it, with two volumes to
- * re-wrap; exporting the VMK; the rotation after a recovery unlock; escrowing everything again) and
+ * re-wrap; exporting the VMK; the rotation after a recovery unlock; the TPM replacement proven with the
+ * server recovery password, on a new TPM whose state is part of the pristine copy; escrowing
+ * everything again) and
  * for k = 1, 2, ... until it completes: the state directory and the images are restored to a
  * pristine copy, sealvold is started traced (kill-points.h) and ready, the operation is called
  * through sealvolctl, and the daemon is killed right before its k-th change under the state
@@ -71,6 +73,7 @@ typedef enum Op {
         OP_RECOVER_SERVER,
         OP_ROTATE_VMK,
         OP_UPGRADE_V1,
+        OP_REPLACE_TPM,
         OP_DRA_FIRST,
         OP_DRA_REPLACE,
         OP_EXPORT,
@@ -87,6 +90,7 @@ static const char *const op_names[_OP_MAX] = {
         [OP_RECOVER_SERVER] = "UnlockWithServerRecoveryPassword with PCR 7 changed (the VMK rotation it brings, the "
                               "used disk password's replacement)",
         [OP_ROTATE_VMK] = "RotateVMK (2 volumes)",
+        [OP_REPLACE_TPM] = "ReplaceTPMWithServerRecoveryPassword (a new main board; the VMK rotation it brings)",
         [OP_UPGRADE_V1] = "UnlockAll of a server of version 1 (its sealed state and tokens upgraded)",
         [OP_DRA_FIRST] = "SetDRACertificate (the first, 2 volumes)",
         [OP_DRA_REPLACE] = "SetDRACertificate (replacing one, 2 volumes)",
@@ -118,6 +122,7 @@ typedef struct Fixture {
         pid_t ctl_pid;
         int ctl_status;
         unsigned k; /* the step the daemon was killed at, for messages */
+        bool restore_tpm; /* the TPM's state is part of the pristine copy (a new TPM's, with no SRK yet) */
 } Fixture;
 
 static int setup(void **state) {
@@ -294,15 +299,33 @@ static void snapshot(Fixture *f) {
         (void) read_blob(f, &f->sealed, &f->sealed_size);
 }
 
+/* The TPM's state joins the pristine copy: what an operation persists in the TPM (a storage key) is
+ * undone with the rest. */
+static void snapshot_tpm(Fixture *f) {
+        _cleanup_free_ char *tpm = pristine_path(f, "tpm");
+
+        assert_int_equal(swtpm_fixture_stop(f->d->tpm), 0);
+        copy_tree(f->d->tpm->state_dir, tpm);
+        assert_int_equal(swtpm_fixture_start(f->d->tpm), 0);
+        f->restore_tpm = true;
+}
+
 /* The daemon is stopped. The escrow server forgets too: what it keeps is what this run sent. */
 static void restore(Fixture *f) {
-        _cleanup_free_ char *state = pristine_path(f, "state"), *disks = pristine_path(f, "disks");
+        _cleanup_free_ char *state = pristine_path(f, "state"), *disks = pristine_path(f, "disks"),
+                            *tpm = pristine_path(f, "tpm");
 
         assert_int_equal(rm_rf(f->d->state_dir), 0);
         assert_int_equal(rm_rf(f->disks), 0);
         copy_tree(state, f->d->state_dir);
         copy_tree(disks, f->disks);
         (void) unlink(f->escrowed);
+        if (f->restore_tpm) {
+                assert_int_equal(swtpm_fixture_stop(f->d->tpm), 0);
+                assert_int_equal(rm_rf(f->d->tpm->state_dir), 0);
+                copy_tree(tpm, f->d->tpm->state_dir);
+                assert_int_equal(swtpm_fixture_start(f->d->tpm), 0);
+        }
 }
 
 /* ---- sealvolctl ---------------------------------------------------------------------------------- */
@@ -537,6 +560,9 @@ static void op_spawn(Fixture *f, Op op) {
                 break;
         case OP_ROTATE_VMK:
                 ctl_spawn(f, NULL, (const char *const[]) { "tpm", "rotate-vmk", NULL });
+                break;
+        case OP_REPLACE_TPM:
+                ctl_spawn(f, f->server_password, (const char *const[]) { "tpm", "replace", NULL });
                 break;
         case OP_UPGRADE_V1:
                 ctl_spawn(f, NULL, (const char *const[]) { "unlock", "--all", NULL });
@@ -801,7 +827,7 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
 
         /* After a changed boot the old blob, byte for byte, is refused by the TPM: that one may stay
          * until the rotation the recovery brings has sealed a new VMK. */
-        if (op == OP_RECOVER_SERVER) {
+        if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_REPLACE_TPM)) {
                 _cleanup_free_ char *now = NULL;
                 size_t n;
 
@@ -812,7 +838,8 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
         /* Otherwise the sealed VMK unseals, to the VMK the volumes had (old blob or new, never a
          * broken one), or, for the operations that rotate it, to the one the start left every volume
          * bound to. */
-        if (refused || (consistent && f->have_vmk && !IN_SET(op, (Op) OP_RESEAL, OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1))) {
+        if (refused || (consistent && f->have_vmk && !IN_SET(op, (Op) OP_RESEAL, OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1,
+                                                              OP_REPLACE_TPM))) {
                 /* Not resealed (again): the blob was checked after the kill. */
                 vmk = secure_memdup(f->vmk, VMK_SIZE);
                 assert_non_null(vmk);
@@ -826,7 +853,7 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
                 if (vmk_unseal_from_file_full(c, path, &vmk, &previous, &blob, NULL) < 0)
                         fail_msg("The sealed VMK does not unseal (killed at step %u)", f->k);
                 vmk_id = blob.vmk_id;
-                if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1)) {
+                if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1, OP_REPLACE_TPM)) {
                         /* Every volume is here: the start re-bound them all and dropped the previous VMK. */
                         if (blob.has_previous)
                                 fail_msg("the previous VMK is still sealed after the start (killed at step %u)",
@@ -857,7 +884,11 @@ static void check_server(Fixture *f, Op op, const char *ctl_output, bool consist
                                 fail_msg("%s is still bound to the VMK version 1 exposed (killed at step %u)",
                                          f->images[i], f->k);
                 }
-        if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1))
+        if (op == OP_REPLACE_TPM && !refused && guid_equal(&vmk_id, &f->vmk_id))
+                /* Sealed to the new TPM: the password used for it was replaced (at the latest by this
+                 * start), with the VMK. */
+                fail_msg("the VMK was not rotated after the TPM replacement (killed at step %u)", f->k);
+        if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_ROTATE_VMK, OP_UPGRADE_V1, OP_REPLACE_TPM))
                 /* A person can always recover the server: the server recovery password in force (one
                  * given, or escrowed) opens the VMK in force. */
                 check_server_password(f, &k, refused ? f->vmk : vmk, refused ? &f->vmk_id : &vmk_id);
@@ -992,7 +1023,7 @@ static void redo(Fixture *f, Op op, char **ret_output) {
                         assert_int_equal(truncate(fresh, (off_t) LUKS_IMAGE_SIZE_DEFAULT), 0);
                 }
         }
-        if (op == OP_RECOVER_SERVER && vmk_available(f)) {
+        if (IN_SET(op, (Op) OP_RECOVER_SERVER, OP_REPLACE_TPM) && vmk_available(f)) {
                 /* Killed after the new VMK was sealed: the start finished the rotation, and the
                  * recovery is done. */
                 *ret_output = NULL;
@@ -1003,6 +1034,10 @@ static void redo(Fixture *f, Op op, char **ret_output) {
                  * is in force (escrowed, if the rotation got as far as replacing it). */
                 _cleanup_free_ char *pw = current_server_password(f);
                 ctl_spawn(f, pw, (const char *const[]) { "recover", NULL });
+        } else if (op == OP_REPLACE_TPM) {
+                /* Not sealed to the new TPM yet: the operator runs it again, with the password in force. */
+                _cleanup_free_ char *pw = current_server_password(f);
+                ctl_spawn(f, pw, (const char *const[]) { "tpm", "replace", NULL });
         } else if (op == OP_RECOVER) {
                 /* The person types the password that opens it now (escrowed, if it was replaced). */
                 _cleanup_free_ char *pw = current_password(f, 0);
@@ -1142,6 +1177,21 @@ static void test_recover_server(void **state) {
         kill_at_every_step(f, OP_RECOVER_SERVER);
 }
 
+/* A new main board, its TPM with no storage key, and the server recovery password typed for `tpm
+ * replace`: killed at each step, the sealed VMK is the old one (which the new TPM refuses: the operator
+ * runs it again) or the one sealed to the new TPM, which the start rotates if the kill came first. */
+static void test_replace_tpm(void **state) {
+        Fixture *f = *state;
+
+        prepare(f, 2, f->rsa_cert);
+        assert_int_equal(swtpm_fixture_kill(f->d->tpm), 0);
+        assert_int_equal(rm_rf(f->d->tpm->state_dir), 0);
+        assert_int_equal(mkdir(f->d->tpm->state_dir, 0700), 0);
+        assert_int_equal(swtpm_fixture_start(f->d->tpm), 0);
+        snapshot_tpm(f);
+        kill_at_every_step(f, OP_REPLACE_TPM);
+}
+
 /* A server provisioned by version 1 (c8df6c6's formats, written by the frozen writer of
  * tests/harness/v1-format.c): sealed state and tokens of version 1, no server recovery password. Its
  * first unlock with this version upgrades them (each token one header write) and makes the server
@@ -1261,6 +1311,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_rotate, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reseal, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_recover_server, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_replace_tpm, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate_vmk, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_upgrade_v1, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reseal_tpm_command_in_flight, setup, teardown),
@@ -1279,5 +1330,6 @@ int main(void) {
         test_require(!isempty(getenv("SEALVOL_DRA_FIXTURES")), "SEALVOL_DRA_FIXTURES (the generated DRA certificates)");
         test_require(!isempty(getenv("SEALVOL_FAULT_TCTI")), "SEALVOL_FAULT_TCTI (the fault-injecting TCTI)");
         sd_bus_error_add_map(sealvol_bus_errors);
+        test_filter_from_env();
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

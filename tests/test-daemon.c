@@ -955,6 +955,80 @@ static char *read_server_password(Fixture *f, char **ret_key_id) {
         return copy;
 }
 
+/* A new main board (its TPM manufactured afresh: new seeds, no storage key) with the disks kept. */
+static void new_main_board(Fixture *f) {
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(swtpm_fixture_kill(f->d->tpm), 0);
+        assert_int_equal(rm_rf(f->d->tpm->state_dir), 0);
+        assert_int_equal(mkdir(f->d->tpm->state_dir, 0700), 0);
+        assert_int_equal(swtpm_fixture_start(f->d->tpm), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+}
+
+/* The TPM replacement proven with the server recovery password alone (no DRA in this server): every
+ * disk opens, the VMK is sealed to the new TPM with its storage key pinned anew, the VMK and the
+ * password are rotated, and the next boot needs nobody. A disk's password, the wrong server password
+ * and an unauthorised caller change nothing. */
+static void test_tpm_replacement_with_server_password(void **state) {
+        Fixture *f = *state;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *spw = NULL, *key_id = NULL, *disk_pw = NULL, *out = NULL, *input = NULL, *log = NULL,
+                            *records = NULL, *path = NULL, *new_id = NULL;
+        size_t size;
+
+        provision_all(f);
+        spw = read_server_password(f, &key_id);
+        disk_pw = read_password(f, 0);
+        new_main_board(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "recovery-required");
+
+        /* A disk's password is no server-scoped secret; nobody may replace the TPM. */
+        assert_true(asprintf(&input, "%s\n", disk_pw) > 0);
+        assert_int_equal(CTL(f, 0, input, &out, "tpm", "replace"), 5);
+        assert_non_null(strstr(out, "not the server recovery password"));
+        free(out);
+        out = NULL;
+        free(input);
+        input = NULL;
+        assert_true(asprintf(&input, "%s\n", spw) > 0);
+        assert_int_equal(CTL(f, NOBODY, input, &out, "tpm", "replace"), 3);
+        free(out);
+        out = NULL;
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "recovery-required");
+        path = path_join(f->d->state_dir, "tpm-replacements.json");
+        assert_int_equal(access(path, F_OK), -1);
+
+        /* The prompt names the Key ID it wants; the record says what proved it. */
+        assert_int_equal(CTL(f, 0, input, &out, "--json", "tpm", "replace"), 0);
+        assert_non_null(strstr(out, "\"credential\": \"server-recovery-password\""));
+        assert_non_null(strstr(out, "\"new_srk_name\": \"000b"));
+        free(out);
+        out = NULL;
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        assert_int_equal(read_file_full(path, 1024 * 1024, &records, &size), 0);
+        assert_non_null(strstr(records, "server-recovery-password"));
+        /* Used once: replaced, with the VMK. */
+        assert_true(sd_bus_get_property_string(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               "ServerRecoveryKeyId", &error, &new_id) >= 0);
+        assert_string_not_equal(new_id, key_id);
+
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        /* The used password opens nothing any more. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                       "UnlockWithServerRecoveryPassword", &error, NULL, "st", spw, UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_WRONG_KEY);
+        sd_bus_error_free(&error);
+        assert_int_equal(read_file_full(f->d->log_path, 64 * 1024 * 1024, &log, &size), 0);
+        assert_non_null(strstr(log, "OPERATION=replace-tpm"));
+}
+
 /* A reboot after which PCR 7 holds what measuring event gives (a firmware update). */
 static void changed_boot_by(Fixture *f, const char *event) {
         assert_int_equal(daemon_fixture_stop(f->d), 0);
@@ -1591,6 +1665,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_vmk_substitution_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_status_costs_no_tpm_command, setup_counted, teardown_counted),
                 cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup_trust_anchor, teardown),
+                cmocka_unit_test_setup_teardown(test_tpm_replacement_with_server_password, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_takeover_refused, setup_trust_anchor, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_chain_to_anchor, setup_trust_anchor, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_pinned, setup_pinned, teardown),
@@ -1607,5 +1682,6 @@ int main(void) {
         test_require(!isempty(getenv("SEALVOL_DRA_FIXTURES")), "SEALVOL_DRA_FIXTURES (the generated DRA certificates)");
         test_require(test_have_executable("unshare"), "unshare (Debian package util-linux)");
         sd_bus_error_add_map(sealvol_bus_errors);
+        test_filter_from_env();
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

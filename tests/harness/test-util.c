@@ -11,10 +11,22 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include "test-util.h"
 
 bool test_in_ci(void) {
         return streq_ptr(getenv("CI"), "true");
+}
+
+void test_filter_from_env(void) {
+        const char *filter = getenv("SEALVOL_TEST_FILTER");
+
+        if (filter && *filter)
+                cmocka_set_test_filter(filter);
 }
 
 void test_require(bool present, const char *what) {

@@ -16,6 +16,9 @@
 #define TEST_EXIT_SKIP 77
 
 bool test_in_ci(void);
+/* Runs only the tests whose names match SEALVOL_TEST_FILTER (a cmocka glob), when it is set: for a
+ * person working on one test. Call before cmocka_run_group_tests(). */
+void test_filter_from_env(void);
 
 /* Call from main() before running tests: returns when present, otherwise exits (77, or 1 in CI). */
 void test_require(bool present, const char *what);
