@@ -34,6 +34,7 @@ void config_done(Config *c) {
         free(c->tcti);
         free(c->dra_certificate);
         free(c->dra_trust_anchor);
+        free(c->tpm_ek_ca);
         for (size_t i = 0; c->dra_extra_ekus[i]; i++)
                 free(c->dra_extra_ekus[i]);
         free(c->state_directory);
@@ -185,6 +186,8 @@ static int assign(Config *c, const char *section, const char *key, const char *v
                         return set_pcr_mask(&c->pcr_mask, value, ret_reason);
                 if (streq(key, "MinimumPCRs"))
                         return set_pcr_mask(&c->pcr_min_mask, value, ret_reason);
+                if (streq(key, "EKCertificateCA"))
+                        return set_absolute_path(&c->tpm_ek_ca, value);
         } else if (streq(section, "DRA")) {
                 if (streq(key, "Certificate"))
                         return set_absolute_path(&c->dra_certificate, value);

@@ -2,7 +2,7 @@
 /*
  * conf.h: /etc/sealvol/sealvol.conf, an INI file in systemd's style (docs/configuration.md).
  *
- *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7  MinimumPCRs=7
+ *   [TPM]        TCTI=  PCRBank=sha256  PCRs=7  MinimumPCRs=7  EKCertificateCA=/etc/sealvol/tpm-ca.pem
  *   [DRA]        Certificate=/etc/sealvol/dra.pem  ExtraEKU=1.2.3.4 ...  TrustAnchor=/etc/sealvol/dra-ca.pem
  *                PinnedFingerprint=<64 hex> ...
  *   [Recovery]   KDFIterations=1048576  KDFIterationsMax=4194304
@@ -39,6 +39,9 @@ typedef struct Config {
         TPMI_ALG_HASH pcr_bank;
         uint32_t pcr_mask;      /* what new seals bind the VMK to; never below the floor (pcr-floor.h) */
         uint32_t pcr_min_mask;  /* the floor: PCRs every seal must include */
+        /* The TPM makers' CAs a replacement TPM's EK certificate must chain to (docs/sealed-vmk.md,
+         * "Replacing the TPM"); NULL: the EK is not checked. */
+        char *tpm_ek_ca;
         char *dra_certificate;  /* NULL: no DRA */
         char *dra_extra_ekus[CONFIG_EXTRA_EKU_MAX + 1]; /* NULL-terminated */
         /* What a certificate set over the bus must chain to or be (docs/dra.md, "Trust"): neither

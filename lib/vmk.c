@@ -606,7 +606,8 @@ int vmk_seal(Tpm2Context *c, const VmkSealParams *p, const char *path, VmkBlob *
                         pinned = &existing.sealed.srk_name;
                 else if (r != -ENOENT)
                         return r == -EPROTONOSUPPORT ? r : -EBADMSG;
-        }
+        } else
+                pinned = p->expect_srk;
 
         if (p->vmk_id)
                 b.vmk_id = *p->vmk_id;

@@ -59,6 +59,9 @@ typedef struct VmkSealParams {
         /* Only the SRK that the existing sealed state names is sealed to; true only when the operator
          * replaces the TPM (or its storage hierarchy was cleared) on purpose. */
         bool repin_srk;
+        /* With repin_srk: the key at the SRK handle must have this name (the one the TPM's certified
+         * EK vouched for, tpm_identity_verify()), never created; NULL: whichever is there, or a new one. */
+        const TPM2B_NAME *expect_srk;
 } VmkSealParams;
 
 /* Seals the VMK (and the previous one, if any) under the current values of the PCRs in pcr_mask of

@@ -43,6 +43,7 @@ static void test_defaults_without_file(void **state) {
         assert_null(c.dra_certificate);
         assert_null(c.dra_extra_ekus[0]);
         assert_null(c.dra_trust_anchor);
+        assert_null(c.tpm_ek_ca);
         assert_int_equal(c.n_dra_pinned, 0);
         assert_false(c.escrow_hook_plaintext);
         config_done(&c);
@@ -58,6 +59,7 @@ static void test_every_key(void **state) {
                                    "PCRBank=sha384\n"
                                    "PCRs=0,2,7\n"
                                    "MinimumPCRs=0,7\n"
+                                   "EKCertificateCA=/etc/sealvol/tpm-ca.pem\n"
                                    "\n"
                                    "; the DRA\n"
                                    "[DRA]\n"
@@ -91,6 +93,7 @@ static void test_every_key(void **state) {
         assert_string_equal(c.dra_extra_ekus[1], "1.2.3");
         assert_null(c.dra_extra_ekus[2]);
         assert_string_equal(c.dra_trust_anchor, "/etc/sealvol/dra-ca.pem");
+        assert_string_equal(c.tpm_ek_ca, "/etc/sealvol/tpm-ca.pem");
         /* Each assignment adds; a fingerprint given twice counts once. */
         assert_int_equal(c.n_dra_pinned, 2);
         assert_int_equal(c.dra_pinned[0][0], 0x0f);
@@ -141,6 +144,7 @@ static void test_errors_name_the_line(void **state) {
         expect_error(dir, "[DRA]\nCertificate=dra.pem\n", ":2: invalid value for Certificate");
         expect_error(dir, "[DRA]\nExtraEKU=1..2\n", ":2: invalid value for ExtraEKU");
         expect_error(dir, "[DRA]\nTrustAnchor=dra-ca.pem\n", ":2: invalid value for TrustAnchor");
+        expect_error(dir, "[TPM]\nEKCertificateCA=tpm-ca.pem\n", ":2: invalid value for EKCertificateCA");
         expect_error(dir, "[DRA]\nPinnedFingerprint=0f00\n", ":2: invalid value for PinnedFingerprint");
         expect_error(dir, "[DRA]\nPinnedFingerprint=" FP_A "x\n", ":2: invalid value for PinnedFingerprint");
         expect_error(dir, "[Escrow]\nHookPlaintext=maybe\n", ":2: invalid value for HookPlaintext");
