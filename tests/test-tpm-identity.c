@@ -4,7 +4,8 @@
  * a test CA: a TPM of the trusted manufacturer passes, with the SRK name read under its EK; a TPM
  * without a certificate, one certified by another CA, one showing another TPM's certificate, one
  * without SRK and one with garbage in its certificate index are each refused with their own error
- * and a reason. A replaced TPM has another EK and no SRK.
+ * and a reason, as is an answer changed on its way from the TPM. A replaced TPM has another EK and no
+ * SRK.
  */
 
 #include <setjmp.h>
@@ -416,6 +417,47 @@ static void test_replaced_tpm(void **state) {
         assert_int_equal(verify(t, t->cas->anchors, &id), -ENOENT);
 }
 
+/* One bit of the SRK's public area changed on its way back from the TPM, as an interposer showing its
+ * own SRK would: the response HMAC, keyed from the salt only the EK opens, no longer matches. */
+static void test_tampered_answer(void **state) {
+        Test *t = *state;
+        _cleanup_free_ char *log = NULL, *tcti = NULL, *faults = NULL;
+        TpmIdentity id = {};
+        TPM2B_NAME srk_name;
+
+        assert_int_equal(swtpm_fixture_new_with_ek("test-tpm-identity", t->cas->ca, &t->a), 0);
+        connect_to(t, t->a);
+        srk_create(t->c, &srk_name);
+        t->c = tpm2_context_free(t->c);
+        log = path_join(t->a->dir, "fault.log");
+        assert_non_null(log);
+
+        /* The third ReadPublic of the check is the one in the session (the EK's and the SRK's
+         * FromTPMPublic come first); byte 16 is inside its encrypted outPublic, after the header
+         * (10), parameterSize (4) and the TPM2B's size (2). */
+        assert_true(asprintf(&tcti, "%s:cc=ReadPublic,nth=3,flip=16,log=%s;%s", getenv("SEALVOL_FAULT_TCTI"), log,
+                             t->a->tcti) > 0);
+        assert_int_equal(tpm2_context_new(tcti, &t->c), 0);
+        assert_int_equal(verify(t, t->cas->anchors, &id), -EBADE);
+        assert_reason_contains(t, "does not hold the certified EK");
+        faults = test_read_file(log);
+        assert_non_null(faults);
+        assert_non_null(strstr(faults, " 0x173 fault\n"));
+        assert_null(strstr(strstr(faults, " fault\n") + 1, " fault\n"));
+
+        /* The control: through the same TCTI without a fault, the same TPM passes. */
+        free(tcti);
+        tcti = NULL;
+        assert_true(asprintf(&tcti, "%s:log=%s;%s", getenv("SEALVOL_FAULT_TCTI"), log, t->a->tcti) > 0);
+        connect_to(t, t->a);
+        t->c = tpm2_context_free(t->c);
+        assert_int_equal(tpm2_context_new(tcti, &t->c), 0);
+        assert_int_equal(verify(t, t->cas->anchors, &id), 0);
+        assert_true(tpm2_name_equal(&id.srk_name, &srk_name));
+        assert_int_equal(loaded_handles(t->c, TPM2_TRANSIENT_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, TPM2_LOADED_SESSION_FIRST), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_verified_ek, setup, teardown),
@@ -425,6 +467,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_padded_and_garbage_cert, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_srk, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_replaced_tpm, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tampered_answer, setup, teardown),
         };
 
         /* SEALVOL_LOG_LEVEL=debug shows which way each check went. */
@@ -432,6 +475,7 @@ int main(void) {
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
         test_require(test_have_executable("swtpm_setup") && test_have_executable("swtpm_localca"),
                      "swtpm_setup and swtpm_localca (Debian package swtpm-tools)");
+        test_require(!isempty(getenv("SEALVOL_FAULT_TCTI")), "SEALVOL_FAULT_TCTI (the fault-injecting TCTI)");
         /* The CA file is loaded as the daemon loads it, which wants it root's. */
         test_require(geteuid() == 0, "root (the manufacturer CA file must be root's, as for the daemon)");
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
