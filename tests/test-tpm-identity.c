@@ -152,6 +152,11 @@ static void assert_reason_contains(Test *t, const char *text) {
                 fail_msg("reason \"%s\" does not say \"%s\"", t->reason, text);
 }
 
+/* The first transient object and loaded session handles (TPM 2.0 Part 2, 7.2), shifted as unsigned:
+ * tss2's TPM2_TRANSIENT_FIRST shifts a uint8_t, promoted to int, into its sign bit. */
+#define HANDLE_TRANSIENT_FIRST ((TPM2_HANDLE) TPM2_HT_TRANSIENT << TPM2_HR_SHIFT)
+#define HANDLE_LOADED_SESSION_FIRST ((TPM2_HANDLE) TPM2_HT_HMAC_SESSION << TPM2_HR_SHIFT)
+
 /* How many objects and sessions are loaded: what a check must not leave behind. */
 static unsigned loaded_handles(Tpm2Context *c, TPM2_HANDLE first) {
         TPMS_CAPABILITY_DATA *cap = NULL;
@@ -205,8 +210,8 @@ static void test_verified_ek(void **state) {
         assert_true(tpm2_name_equal(&id.srk_name, &srk_name));
         persistent_ek_name(t->c, &ek_name);
         assert_true(tpm2_name_equal(&id.ek_name, &ek_name));
-        assert_int_equal(loaded_handles(t->c, TPM2_TRANSIENT_FIRST), 0);
-        assert_int_equal(loaded_handles(t->c, TPM2_LOADED_SESSION_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, HANDLE_TRANSIENT_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, HANDLE_LOADED_SESSION_FIRST), 0);
 
         /* The issuing CA alone is anchor enough. */
         assert_int_equal(verify(t, t->cas->issuer_only, &again), 0);
@@ -227,8 +232,8 @@ static void test_verified_ek(void **state) {
         assert_true(tpm2_name_equal(&again.ek_name, &ek_name));
         assert_true(tpm2_name_equal(&again.srk_name, &srk_name));
         assert_memory_equal(again.ek_cert_fingerprint, id.ek_cert_fingerprint, sizeof(fp));
-        assert_int_equal(loaded_handles(t->c, TPM2_TRANSIENT_FIRST), 0);
-        assert_int_equal(loaded_handles(t->c, TPM2_LOADED_SESSION_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, HANDLE_TRANSIENT_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, HANDLE_LOADED_SESSION_FIRST), 0);
 }
 
 static void test_no_ek_cert(void **state) {
@@ -327,7 +332,7 @@ static void test_cert_of_another_tpm(void **state) {
         id = (TpmIdentity) {};
         assert_int_equal(verify(t, t->cas->anchors, &id), -EBADE);
         assert_reason_contains(t, "does not hold the certified EK");
-        assert_int_equal(loaded_handles(t->c, TPM2_TRANSIENT_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, HANDLE_TRANSIENT_FIRST), 0);
 }
 
 static void test_padded_and_garbage_cert(void **state) {
@@ -381,7 +386,7 @@ static void test_no_srk(void **state) {
         assert_int_equal(tpm2_srk_get(t->c, /* create= */ false, &srk), -ENXIO);
         assert_int_equal(verify(t, t->cas->anchors, &id), -ENXIO);
         assert_reason_contains(t, "no storage root key");
-        assert_int_equal(loaded_handles(t->c, TPM2_TRANSIENT_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, HANDLE_TRANSIENT_FIRST), 0);
 }
 
 static void test_replaced_tpm(void **state) {
@@ -454,8 +459,8 @@ static void test_tampered_answer(void **state) {
         assert_int_equal(tpm2_context_new(tcti, &t->c), 0);
         assert_int_equal(verify(t, t->cas->anchors, &id), 0);
         assert_true(tpm2_name_equal(&id.srk_name, &srk_name));
-        assert_int_equal(loaded_handles(t->c, TPM2_TRANSIENT_FIRST), 0);
-        assert_int_equal(loaded_handles(t->c, TPM2_LOADED_SESSION_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, HANDLE_TRANSIENT_FIRST), 0);
+        assert_int_equal(loaded_handles(t->c, HANDLE_LOADED_SESSION_FIRST), 0);
 }
 
 int main(void) {
