@@ -44,7 +44,8 @@ static int ek_cert_parse(const uint8_t *data, size_t size, X509 **ret, size_t *r
          * indefinite length, which DER forbids. */
         if ((flags & 0x80) || flags != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE || class != V_ASN1_UNIVERSAL) {
                 ERR_clear_error();
-                return log_debug_errno(EBADMSG, "The EK certificate's NV data does not start with a whole DER SEQUENCE.");
+                return log_debug_errno(EBADMSG,
+                                       "The EK certificate's NV data does not start with a whole DER SEQUENCE.");
         }
         total = (size_t) (p - data) + (size_t) len;
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * test-tpm-identity.c: lib/tpm-identity.c against software TPMs manufactured with EK certificates of
- * a test CA: a TPM of the trusted manufacturer passes, with the SRK name read under its EK; a TPM
+ * a test CA: a TPM of the trusted manufacturer passes, with the SRK name read under its EK. A TPM
  * without a certificate, one certified by another CA, one showing another TPM's certificate, one
- * without SRK and one with garbage in its certificate index are each refused with their own error
- * and a reason, as is an answer changed on its way from the TPM. A replaced TPM has another EK and no
- * SRK.
+ * without SRK, one with an ECC certificate or garbage in the RSA certificate's index, and an answer
+ * changed on its way from the TPM are each refused with their own error and a reason. A replaced TPM
+ * has another EK and no SRK.
  */
 
 #include <setjmp.h>
@@ -335,6 +335,38 @@ static void test_cert_of_another_tpm(void **state) {
         assert_int_equal(loaded_handles(t->c, HANDLE_TRANSIENT_FIRST), 0);
 }
 
+/* The whole of NV index, read by the owner, in the test's own way (tpm2_ek_cert_read() reads one index). */
+static void nv_read_index(Tpm2Context *c, TPM2_HANDLE index, uint8_t **ret, size_t *ret_size) {
+        TPM2B_NV_PUBLIC *pub = NULL;
+        ESYS_TR nv;
+        uint8_t *buf;
+        uint16_t size;
+
+        assert_int_equal(Esys_TR_FromTPMPublic(c->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv),
+                         TSS2_RC_SUCCESS);
+        assert_int_equal(Esys_NV_ReadPublic(c->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL),
+                         TSS2_RC_SUCCESS);
+        size = pub->nvPublic.dataSize;
+        Esys_Free(pub);
+        buf = malloc(size);
+        assert_non_null(buf);
+        for (uint16_t offset = 0; offset < size;) {
+                TPM2B_MAX_NV_BUFFER *data = NULL;
+                uint16_t n = MIN((uint16_t) (size - offset), (uint16_t) 512);
+
+                assert_int_equal(Esys_NV_Read(c->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                              ESYS_TR_NONE, n, offset, &data),
+                                 TSS2_RC_SUCCESS);
+                assert_int_equal(data->size, n);
+                memcpy(buf + offset, data->buffer, n);
+                Esys_Free(data);
+                offset += n;
+        }
+        assert_int_equal(Esys_TR_Close(c->esys, &nv), TSS2_RC_SUCCESS);
+        *ret = buf;
+        *ret_size = size;
+}
+
 static void test_padded_and_garbage_cert(void **state) {
         Test *t = *state;
         _cleanup_free_ uint8_t *der = NULL, *padded = NULL;
@@ -366,6 +398,15 @@ static void test_padded_and_garbage_cert(void **state) {
         assert_int_equal(verify(t, t->cas->anchors, &id), 0);
         assert_memory_equal(id.ek_cert_fingerprint, before.ek_cert_fingerprint, sizeof(id.ek_cert_fingerprint));
         assert_true(tpm2_name_equal(&id.srk_name, &srk_name));
+
+        /* The TPM's ECC P-384 EK certificate (NV 0x01c00016) in the RSA one's place: it chains, but
+         * only the RSA 2048 EK is proven. */
+        _cleanup_free_ uint8_t *ecc = NULL;
+        size_t ecc_size = 0;
+        nv_read_index(t->c, UINT32_C(0x01c00016), &ecc, &ecc_size);
+        nv_replace_ek_cert(t->c, ecc, ecc_size, (uint16_t) ecc_size, /* authread= */ true);
+        assert_int_equal(verify(t, t->cas->anchors, &id), -EOPNOTSUPP);
+        assert_reason_contains(t, "not RSA 2048");
 
         /* A truncated certificate, and no certificate at all. */
         nv_replace_ek_cert(t->c, der, size - 1, (uint16_t) (size - 1), /* authread= */ true);
