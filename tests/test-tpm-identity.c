@@ -369,11 +369,11 @@ static void nv_read_index(Tpm2Context *c, TPM2_HANDLE index, uint8_t **ret, size
 
 static void test_padded_and_garbage_cert(void **state) {
         Test *t = *state;
-        _cleanup_free_ uint8_t *der = NULL, *padded = NULL;
+        _cleanup_free_ uint8_t *der = NULL, *padded = NULL, *ecc = NULL;
         static const uint8_t garbage[] = "not a certificate, just text a TPM could hold";
         TpmIdentity before = {}, id = {};
         TPM2B_NAME srk_name;
-        size_t size = 0, read_size = 0;
+        size_t size = 0, read_size = 0, ecc_size = 0;
         uint8_t *read_back = NULL;
         uint16_t index_size = 2048; /* more than one NV_Read of swtpm (1024) */
 
@@ -401,8 +401,6 @@ static void test_padded_and_garbage_cert(void **state) {
 
         /* The TPM's ECC P-384 EK certificate (NV 0x01c00016) in the RSA one's place: it chains, but
          * only the RSA 2048 EK is proven. */
-        _cleanup_free_ uint8_t *ecc = NULL;
-        size_t ecc_size = 0;
         nv_read_index(t->c, UINT32_C(0x01c00016), &ecc, &ecc_size);
         nv_replace_ek_cert(t->c, ecc, ecc_size, (uint16_t) ecc_size, /* authread= */ true);
         assert_int_equal(verify(t, t->cas->anchors, &id), -EOPNOTSUPP);
