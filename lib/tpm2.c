@@ -847,7 +847,7 @@ int tpm2_get_info(Tpm2Context *c, Tpm2Info *ret) {
 /* ---- the endorsement key: which TPM this is ------------------------------------------------- */
 
 /* The largest NV_Read this TPM answers (TPM_PT_NV_BUFFER_MAX), at most what a TPM2B_MAX_NV_BUFFER
- * holds. A TPM that does not say is read 512 bytes at a time, less than any TPM we know takes. */
+ * holds. A TPM that does not say is read 512 bytes at a time, a size we expect every TPM to take. */
 static uint16_t nv_read_chunk_size(Tpm2Context *c) {
         TPMS_CAPABILITY_DATA *cap = NULL;
         TPMI_YES_NO more;
@@ -950,7 +950,7 @@ finish:
         return r;
 }
 
-/* TCG EK Credential Profile 2.0, B.3.3 and B.3.4, template L-1: the RSA 2048 EK, usable only in a
+/* TCG EK Credential Profile 2.0, annex B, template L-1: the RSA 2048 EK, usable only in a
  * policy session with PolicySecret(TPM_RH_ENDORSEMENT) (this authPolicy), and as the key a
  * session's salt is encrypted to. With unique = 256 zero bytes the TPM derives it from its EPS,
  * so every CreatePrimary from this template gives the same key until the EPS changes. */
@@ -981,7 +981,7 @@ static const TPM2B_PUBLIC ek_rsa2048_template = {
         },
 };
 
-/* The name of a public area: nameAlg || H_nameAlg(TPMT_PUBLIC) (TPM 2.0 Part 1, 16). SHA-256 only,
+/* The name of a public area: nameAlg || H_nameAlg(TPMT_PUBLIC) (TPM 2.0 Part 1, "Names"). SHA-256 only,
  * the nameAlg of every template here. */
 static int public_name(const TPMT_PUBLIC *p, TPM2B_NAME *ret) {
         uint8_t buf[sizeof(TPMT_PUBLIC)];
@@ -1092,7 +1092,8 @@ int tpm2_ek_prove_srk(Tpm2Context *c, const uint8_t *modulus, size_t modulus_siz
                 goto finish;
         rc = Esys_ReadPublic(c->esys, srk, session, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name, NULL);
         /* ESAPI checks the response HMAC of every session, auth or encrypt-only alike
-         * (iesys_check_response() -> iesys_check_rp_hmacs()), failing with ESYS_RC_RSP_AUTH_FAILED. */
+         * (iesys_check_response() -> iesys_check_rp_hmacs()), failing with ESYS_RC_RSP_AUTH_FAILED;
+         * test-tpm-identity changes one bit of this answer to show it. */
         if (rc != TSS2_RC_SUCCESS) {
                 /* Not continued: the TPM flushed the session with a command it ran. */
                 flush_handle(c, &session);

@@ -25,7 +25,7 @@
 /* The TCG's well-known handle for the storage root key (TCG TPM v2.0 Provisioning Guidance). */
 #define TPM2_SRK_HANDLE UINT32_C(0x81000001)
 /* Where the RSA 2048 EK (template L-1) persists (TCG TPM v2.0 Provisioning Guidance) and where its
- * certificate is stored (TCG EK Credential Profile 2.0, 2.2.1.4). */
+ * certificate is stored (TCG EK Credential Profile 2.0, the low range of EK certificate indices). */
 #define TPM2_EK_HANDLE UINT32_C(0x81010001)
 #define TPM2_EK_CERT_NV_INDEX UINT32_C(0x01c00002)
 /* An EK certificate is 1-2 KiB; anything much larger in its index is not one. */
@@ -140,6 +140,7 @@ int tpm2_ek_cert_read(Tpm2Context *c, uint8_t **ret_der, size_t *ret_size);
  * ESAPI refuses an answer whose HMAC does not match. So *ret_srk_name is the name of a storage key
  * inside the TPM the EK certificate was issued for, not what something between us and the TPM says.
  * Errors: -EBADE the TPM's EK is another key (or the answer was not made with the EK), -ENXIO no SRK,
- * -ENOTUNIQ the key at TPM2_SRK_HANDLE is no storage key, -EINVAL a modulus of another size. */
+ * -ENOTUNIQ the key at TPM2_SRK_HANDLE is no storage key, -EOPNOTSUPP an SRK whose nameAlg is not
+ * SHA-256, -EINVAL a modulus of another size. */
 int tpm2_ek_prove_srk(Tpm2Context *c, const uint8_t *modulus, size_t modulus_size, TPM2B_NAME *ret_ek_name,
                       TPM2B_NAME *ret_srk_name);
