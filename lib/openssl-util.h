@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * openssl-util.h: cleanup helpers for OpenSSL 3 types, and turning OpenSSL's error queue into a
- * debug log line.
+ * openssl-util.h: cleanup helpers for OpenSSL 3 types, turning OpenSSL's error queue into a debug
+ * log line, and the certificate checks that more than one protector needs (DRA, TPM EK).
  *
  * OpenSSL reports failures on a per-thread error queue rather than through errno. Library code
  * drains that queue where it maps a failure to -errno, so a stale entry never gets attributed to a
@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <time.h>
 
 #include "macro.h"
 
@@ -45,3 +46,15 @@ static inline void openssl_freep(void *p) {
  *         return log_openssl_errors(-EBADMSG, "Failed to parse certificate");
  */
 int log_openssl_errors(int error, const char *what);
+
+/* A name as one line of RFC 2253 text ("CN=...,O=..."; control and non-ASCII characters escaped),
+ * malloc'd; NULL if it cannot be shown or on allocation failure. */
+char *x509_name_to_string(const X509_NAME *name);
+
+/* Whether cert chains to one of anchors at time now (X509_verify_cert(): signatures, basicConstraints
+ * and key usage of the issuers, validity of every certificate; no purpose, no revocation). Every
+ * certificate in anchors is a trust anchor, self-signed or not (partial chains), and the chain is
+ * built from anchors alone: an intermediate CA belongs with the anchors. Returns 0 when it chains;
+ * -EKEYREJECTED when not, with OpenSSL's reason and the certificate it stopped at in *ret_reason
+ * (malloc'd, may be NULL, written only then); -ENOMEM. */
+int x509_verify_to_anchors(X509 *cert, STACK_OF(X509) *anchors, time_t now, char **ret_reason);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
+#include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
@@ -406,23 +407,28 @@ static int srk_create(Tpm2Context *c, ESYS_TR *ret) {
 
 /* An SRK somebody else persisted (systemd, tpm2-tools) is fine if it is a storage key: restricted,
  * decrypting, non-signing, bound to this TPM. */
-static int srk_check(Tpm2Context *c, ESYS_TR srk) {
-        TPM2B_PUBLIC *pub = NULL;
+static bool srk_public_is_storage_key(const TPMT_PUBLIC *p) {
         TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM |
                            TPMA_OBJECT_FIXEDPARENT;
+
+        if ((p->objectAttributes & need) == need && !(p->objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) &&
+            (p->type == TPM2_ALG_ECC || p->type == TPM2_ALG_RSA))
+                return true;
+        log_debug("Object at 0x%08x is not a storage root key (type 0x%04x, attributes 0x%08x).",
+                  (unsigned) TPM2_SRK_HANDLE, p->type, p->objectAttributes);
+        return false;
+}
+
+static int srk_check(Tpm2Context *c, ESYS_TR srk) {
+        TPM2B_PUBLIC *pub = NULL;
         TSS2_RC rc;
         int r = 0;
 
         rc = Esys_ReadPublic(c->esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
         if (rc != TSS2_RC_SUCCESS)
                 return tpm2_rc_to_errno(rc, "Esys_ReadPublic (SRK)");
-        if ((pub->publicArea.objectAttributes & need) != need ||
-            (pub->publicArea.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) ||
-            (pub->publicArea.type != TPM2_ALG_ECC && pub->publicArea.type != TPM2_ALG_RSA)) {
-                log_debug("Object at 0x%08x is not a storage root key (type 0x%04x, attributes 0x%08x).",
-                          (unsigned) TPM2_SRK_HANDLE, pub->publicArea.type, pub->publicArea.objectAttributes);
+        if (!srk_public_is_storage_key(&pub->publicArea))
                 r = -ENOTUNIQ;
-        }
         Esys_Free(pub);
         return r;
 }
@@ -529,13 +535,15 @@ static int policy_pcr_digest(Tpm2Context *c, const Tpm2PcrValues *pcrs, TPM2B_DI
         return 0;
 }
 
-static int srk_name(Tpm2Context *c, ESYS_TR srk, TPM2B_NAME *ret) {
+/* The name ESAPI holds for an object: for a key, the hash of the public area it keeps (and encrypts
+ * salts to), not a name the TPM reported. */
+static int object_name(Tpm2Context *c, ESYS_TR object, TPM2B_NAME *ret) {
         TPM2B_NAME *name = NULL;
         TSS2_RC rc;
 
-        rc = Esys_TR_GetName(c->esys, srk, &name);
+        rc = Esys_TR_GetName(c->esys, object, &name);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_rc_to_errno(rc, "Esys_TR_GetName (SRK)");
+                return tpm2_rc_to_errno(rc, "Esys_TR_GetName");
         *ret = *name;
         Esys_Free(name);
         return 0;
@@ -581,7 +589,7 @@ int tpm2_seal(Tpm2Context *c, const Tpm2PcrValues *pcrs, bool noda, const void *
         r = tpm2_srk_get(c, /* create= */ !pinned_srk, &srk);
         if (r < 0)
                 return r;
-        r = srk_name(c, srk, &sealed.srk_name);
+        r = object_name(c, srk, &sealed.srk_name);
         /* The salt of the session below is encrypted to this key: one that is not the pinned SRK may
          * be an interposer's, who would then read the secret inside TPM2_Create. */
         if (r >= 0 && pinned_srk && !tpm2_name_equal(&sealed.srk_name, pinned_srk)) {
@@ -676,7 +684,7 @@ int tpm2_unseal(Tpm2Context *c, const Tpm2PcrValues *pcrs, const Tpm2Sealed *sea
         r = tpm2_srk_get(c, /* create= */ false, &srk);
         if (r < 0)
                 return r;
-        r = srk_name(c, srk, &name);
+        r = object_name(c, srk, &name);
         if (r < 0)
                 goto finish;
         /* Another TPM, or this one after its storage hierarchy was cleared: the SRK is a new key. */
@@ -834,4 +842,290 @@ int tpm2_get_info(Tpm2Context *c, Tpm2Info *ret) {
         Esys_Free(cap);
         *ret = info;
         return 0;
+}
+
+/* ---- the endorsement key: which TPM this is ------------------------------------------------- */
+
+/* The largest NV_Read this TPM answers (TPM_PT_NV_BUFFER_MAX), at most what a TPM2B_MAX_NV_BUFFER
+ * holds. A TPM that does not say is read 512 bytes at a time, a size we expect every TPM to take. */
+static uint16_t nv_read_chunk_size(Tpm2Context *c) {
+        TPMS_CAPABILITY_DATA *cap = NULL;
+        TPMI_YES_NO more;
+        uint32_t v = 512;
+        TSS2_RC rc;
+
+        rc = Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                                TPM2_PT_NV_BUFFER_MAX, 1, &more, &cap);
+        if (rc != TSS2_RC_SUCCESS)
+                (void) tpm2_rc_to_errno(rc, "Esys_GetCapability (PT_NV_BUFFER_MAX), reading 512 bytes at a time");
+        else {
+                if (cap->data.tpmProperties.count == 1 &&
+                    cap->data.tpmProperties.tpmProperty[0].property == TPM2_PT_NV_BUFFER_MAX &&
+                    cap->data.tpmProperties.tpmProperty[0].value > 0)
+                        v = cap->data.tpmProperties.tpmProperty[0].value;
+                Esys_Free(cap);
+        }
+        return (uint16_t) MIN(v, (uint32_t) sizeof(((TPM2B_MAX_NV_BUFFER *) NULL)->buffer));
+}
+
+int tpm2_ek_cert_read(Tpm2Context *c, uint8_t **ret_der, size_t *ret_size) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        TPM2B_NV_PUBLIC *pub = NULL;
+        ESYS_TR nv = ESYS_TR_NONE, auth;
+        TPMA_NV attributes;
+        uint16_t size, chunk, offset = 0;
+        TSS2_RC rc;
+        int r;
+
+        if (!c || !ret_der || !ret_size)
+                return -EINVAL;
+
+        rc = Esys_TR_FromTPMPublic(c->esys, TPM2_EK_CERT_NV_INDEX, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+        if (rc != TSS2_RC_SUCCESS) {
+                if (tpm2_rc_base(rc) == TPM2_RC_HANDLE)
+                        return log_debug_errno(ENOENT, "No EK certificate at NV index 0x%08x.",
+                                               (unsigned) TPM2_EK_CERT_NV_INDEX);
+                return tpm2_rc_to_errno(rc, "Esys_TR_FromTPMPublic (EK certificate)");
+        }
+        rc = Esys_NV_ReadPublic(c->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL);
+        if (rc != TSS2_RC_SUCCESS) {
+                r = tpm2_rc_to_errno(rc, "Esys_NV_ReadPublic (EK certificate)");
+                goto finish;
+        }
+        size = pub->nvPublic.dataSize;
+        attributes = pub->nvPublic.attributes;
+        Esys_Free(pub);
+        /* Defined but never written: there is no certificate to read. */
+        if (size == 0 || !(attributes & TPMA_NV_WRITTEN)) {
+                r = log_debug_errno(ENOENT, "NV index 0x%08x holds no data.", (unsigned) TPM2_EK_CERT_NV_INDEX);
+                goto finish;
+        }
+        if (size > TPM2_EK_CERT_MAX) {
+                r = log_debug_errno(EFBIG, "NV index 0x%08x holds %u bytes, more than an EK certificate.",
+                                    (unsigned) TPM2_EK_CERT_NV_INDEX, (unsigned) size);
+                goto finish;
+        }
+        buf = malloc(size);
+        if (!buf) {
+                r = -ENOMEM;
+                goto finish;
+        }
+
+        /* The EK Credential Profile gives the index an empty authValue; a TPM that does not let it
+         * authorise reads (no TPMA_NV_AUTHREAD) may let the owner do it, whose auth is empty too on a
+         * TPM nobody took ownership of. Asking the index first spares the owner's authorisation. */
+        auth = (attributes & TPMA_NV_AUTHREAD) || !(attributes & TPMA_NV_OWNERREAD) ? nv : ESYS_TR_RH_OWNER;
+        chunk = nv_read_chunk_size(c);
+        while (offset < size) {
+                TPM2B_MAX_NV_BUFFER *data = NULL;
+                uint16_t n = MIN(chunk, (uint16_t) (size - offset));
+
+                rc = Esys_NV_Read(c->esys, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, n, offset, &data);
+                if (rc != TSS2_RC_SUCCESS && auth == nv && (attributes & TPMA_NV_OWNERREAD) &&
+                    (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER) {
+                        (void) tpm2_rc_to_errno(rc, "Esys_NV_Read (EK certificate), trying the owner hierarchy");
+                        auth = ESYS_TR_RH_OWNER;
+                        continue;
+                }
+                if (rc != TSS2_RC_SUCCESS) {
+                        r = tpm2_rc_to_errno(rc, "Esys_NV_Read (EK certificate)");
+                        goto finish;
+                }
+                if (data->size != n) {
+                        Esys_Free(data);
+                        r = log_debug_errno(EIO, "NV_Read returned %u bytes instead of %u.", (unsigned) data->size,
+                                            (unsigned) n);
+                        goto finish;
+                }
+                memcpy(buf + offset, data->buffer, n);
+                Esys_Free(data);
+                offset += n;
+        }
+
+        *ret_der = TAKE_PTR(buf);
+        *ret_size = size;
+        r = 0;
+finish:
+        (void) Esys_TR_Close(c->esys, &nv);
+        return r;
+}
+
+/* TCG EK Credential Profile 2.0, annex B, template L-1: the RSA 2048 EK, usable only in a
+ * policy session with PolicySecret(TPM_RH_ENDORSEMENT) (this authPolicy), and as the key a
+ * session's salt is encrypted to. With unique = 256 zero bytes the TPM derives it from its EPS,
+ * so every CreatePrimary from this template gives the same key until the EPS changes. */
+static const TPM2B_PUBLIC ek_rsa2048_template = {
+        .publicArea = {
+                .type = TPM2_ALG_RSA,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
+                                    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+                .authPolicy = {
+                        .size = 32,
+                        .buffer = { 0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc,
+                                    0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52,
+                                    0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa },
+                },
+                .parameters.rsaDetail = {
+                        .symmetric = {
+                                .algorithm = TPM2_ALG_AES,
+                                .keyBits.aes = 128,
+                                .mode.aes = TPM2_ALG_CFB,
+                        },
+                        .scheme.scheme = TPM2_ALG_NULL,
+                        .keyBits = 2048,
+                        .exponent = 0,
+                },
+                .unique.rsa.size = TPM2_EK_RSA2048_MODULUS_SIZE,
+        },
+};
+
+/* The name of a public area: nameAlg || H_nameAlg(TPMT_PUBLIC) (TPM 2.0 Part 1, "Names"). SHA-256 only,
+ * the nameAlg of every template here. */
+static int public_name(const TPMT_PUBLIC *p, TPM2B_NAME *ret) {
+        uint8_t buf[sizeof(TPMT_PUBLIC)];
+        size_t n = 0;
+        unsigned md_size = 0;
+        TSS2_RC rc;
+
+        if (p->nameAlg != TPM2_ALG_SHA256)
+                return -EOPNOTSUPP;
+        rc = Tss2_MU_TPMT_PUBLIC_Marshal(p, buf, sizeof(buf), &n);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Tss2_MU_TPMT_PUBLIC_Marshal");
+        ret->name[0] = (uint8_t) (TPM2_ALG_SHA256 >> 8);
+        ret->name[1] = (uint8_t) TPM2_ALG_SHA256;
+        if (EVP_Digest(buf, n, ret->name + 2, &md_size, EVP_sha256(), NULL) != 1 ||
+            md_size != TPM2_SHA256_DIGEST_SIZE)
+                return log_openssl_errors(-EIO, "Failed to hash a public area");
+        ret->size = (UINT16) (2 + md_size);
+        return 0;
+}
+
+/* The EK with the name want (the certified key in template L-1): the persistent one when it is that
+ * key, else made again by CreatePrimary (*ret_transient set, flush it). -EBADE when the TPM's EK is
+ * another key. The comparison is with the name ESAPI computes from the public area it keeps, which is
+ * the one the session's salt is encrypted to: whatever answered the commands so far, the salt can
+ * only be decrypted with the certified key's private part. */
+static int ek_get(Tpm2Context *c, const TPM2B_NAME *want, ESYS_TR *ret, bool *ret_transient) {
+        TPM2B_SENSITIVE_CREATE sensitive = {};
+        TPM2B_DATA outside = {};
+        TPML_PCR_SELECTION creation_pcrs = {};
+        TPM2B_PUBLIC *pub = NULL;
+        TPM2B_CREATION_DATA *creation_data = NULL;
+        TPM2B_DIGEST *creation_hash = NULL;
+        TPMT_TK_CREATION *ticket = NULL;
+        ESYS_TR ek = ESYS_TR_NONE;
+        TPM2B_NAME name;
+        TSS2_RC rc;
+        int r;
+
+        rc = Esys_TR_FromTPMPublic(c->esys, TPM2_EK_HANDLE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &ek);
+        if (rc == TSS2_RC_SUCCESS) {
+                r = object_name(c, ek, &name);
+                if (r >= 0 && tpm2_name_equal(&name, want)) {
+                        *ret = ek;
+                        *ret_transient = false;
+                        return 0;
+                }
+                (void) Esys_TR_Close(c->esys, &ek);
+                if (r < 0)
+                        return r;
+                /* Another template (an ECC EK, a signing EK of template H) or a stale key: the EK
+                 * itself is still derivable. */
+                log_debug("The key at 0x%08x is not the certified EK, creating the EK from its template.",
+                          (unsigned) TPM2_EK_HANDLE);
+        } else if (tpm2_rc_base(rc) != TPM2_RC_HANDLE)
+                return tpm2_rc_to_errno(rc, "Esys_TR_FromTPMPublic (EK)");
+
+        rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                &sensitive, &ek_rsa2048_template, &outside, &creation_pcrs, &ek, &pub,
+                                &creation_data, &creation_hash, &ticket);
+        if (rc != TSS2_RC_SUCCESS)
+                return tpm2_rc_to_errno(rc, "Esys_CreatePrimary (EK)");
+        Esys_Free(pub);
+        Esys_Free(creation_data);
+        Esys_Free(creation_hash);
+        Esys_Free(ticket);
+
+        r = object_name(c, ek, &name);
+        if (r >= 0 && !tpm2_name_equal(&name, want))
+                r = log_debug_errno(EBADE, "The TPM's EK is not the key of the EK certificate.");
+        if (r < 0) {
+                flush_handle(c, &ek);
+                return r;
+        }
+        *ret = ek;
+        *ret_transient = true;
+        return 0;
+}
+
+int tpm2_ek_prove_srk(Tpm2Context *c, const uint8_t *modulus, size_t modulus_size, TPM2B_NAME *ret_ek_name,
+                      TPM2B_NAME *ret_srk_name) {
+        TPM2B_PUBLIC want = ek_rsa2048_template, *pub = NULL;
+        TPM2B_NAME ek_name, srk_name, *name = NULL;
+        ESYS_TR ek = ESYS_TR_NONE, srk = ESYS_TR_NONE, session = ESYS_TR_NONE;
+        bool transient = false;
+        TSS2_RC rc;
+        int r;
+
+        if (!c || !modulus || modulus_size != TPM2_EK_RSA2048_MODULUS_SIZE)
+                return -EINVAL;
+
+        memcpy(want.publicArea.unique.rsa.buffer, modulus, modulus_size);
+        r = public_name(&want.publicArea, &ek_name);
+        if (r < 0)
+                return r;
+        r = ek_get(c, &ek_name, &ek, &transient);
+        if (r < 0)
+                return r;
+
+        r = tpm2_srk_get(c, /* create= */ false, &srk);
+        if (r < 0)
+                goto finish;
+
+        /* ENCRYPT: the response's first parameter (the SRK's public area) comes back encrypted, and the
+         * response carries an HMAC, both keyed from the salt that only the EK's private part opens. */
+        r = start_salted_session(c, ek, TPM2_SE_HMAC, TPMA_SESSION_ENCRYPT, &session);
+        if (r < 0)
+                goto finish;
+        rc = Esys_ReadPublic(c->esys, srk, session, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name, NULL);
+        /* ESAPI checks the response HMAC of every session, auth or encrypt-only alike
+         * (iesys_check_response() -> iesys_check_rp_hmacs()), failing with ESYS_RC_RSP_AUTH_FAILED;
+         * test-tpm-identity changes one bit of this answer to show it. */
+        if (rc != TSS2_RC_SUCCESS) {
+                /* Not continued: the TPM flushed the session with a command it ran. */
+                flush_handle(c, &session);
+                r = tpm2_rc_to_errno(rc, "Esys_ReadPublic (SRK, in the session salted to the EK)");
+                if (rc == TSS2_ESYS_RC_RSP_AUTH_FAILED)
+                        r = log_debug_errno(EBADE, "The answer was not made with the EK's private key.");
+                goto finish;
+        }
+
+        /* Both travelled under the HMAC; ESAPI does not check that one is the hash of the other. */
+        r = public_name(&pub->publicArea, &srk_name);
+        if (r >= 0 && !tpm2_name_equal(&srk_name, name))
+                r = log_debug_errno(EBADMSG, "The TPM reported a name that is not its SRK's.");
+        /* fixedTPM and fixedParent: a key the TPM made and keeps, never one imported from outside. */
+        if (r >= 0 && !srk_public_is_storage_key(&pub->publicArea))
+                r = -ENOTUNIQ;
+        Esys_Free(pub);
+        Esys_Free(name);
+        if (r < 0)
+                goto finish;
+
+        if (ret_ek_name)
+                *ret_ek_name = ek_name;
+        if (ret_srk_name)
+                *ret_srk_name = srk_name;
+        r = 0;
+finish:
+        if (srk != ESYS_TR_NONE)
+                (void) Esys_TR_Close(c->esys, &srk);
+        if (transient)
+                flush_handle(c, &ek);
+        else
+                (void) Esys_TR_Close(c->esys, &ek);
+        return r;
 }

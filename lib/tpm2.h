@@ -24,6 +24,13 @@
 #define TPM2_PCR_MASK_ALL ((UINT32_C(1) << (TPM2_PCR_INDEX_MAX + 1)) - 1)
 /* The TCG's well-known handle for the storage root key (TCG TPM v2.0 Provisioning Guidance). */
 #define TPM2_SRK_HANDLE UINT32_C(0x81000001)
+/* Where the RSA 2048 EK (template L-1) persists (TCG TPM v2.0 Provisioning Guidance) and where its
+ * certificate is stored (TCG EK Credential Profile 2.0, the low range of EK certificate indices). */
+#define TPM2_EK_HANDLE UINT32_C(0x81010001)
+#define TPM2_EK_CERT_NV_INDEX UINT32_C(0x01c00002)
+/* An EK certificate is 1-2 KiB; anything much larger in its index is not one. */
+#define TPM2_EK_CERT_MAX ((size_t) 8192)
+#define TPM2_EK_RSA2048_MODULUS_SIZE 256u
 /* A PCR that changes between PolicyPCR and Unseal makes the TPM answer TPM_RC_PCR_CHANGED; try again,
  * a bounded number of times. */
 #define TPM2_UNSEAL_RETRY_MAX 5u
@@ -115,3 +122,25 @@ int tpm2_get_info(Tpm2Context *c, Tpm2Info *ret);
 /* The TPM's dictionary-attack state (TPM_PT_LOCKOUT_COUNTER / MAX_AUTH_FAIL / in lockout), in one
  * GetCapability where the TPM answers the whole range at once. */
 int tpm2_get_lockout_info(Tpm2Context *c, uint32_t *ret_counter, uint32_t *ret_max_tries, bool *ret_in_lockout);
+
+/* Reads the RSA 2048 EK certificate the manufacturer stored in NV index TPM2_EK_CERT_NV_INDEX, as
+ * the TPM holds it (DER, possibly followed by padding up to the index's size), malloc'd. The read is
+ * authorised by the index (empty authValue), or by the owner hierarchy (empty auth) when the index
+ * does not allow it. Nothing here is authenticated: whoever answers could send any certificate, so
+ * it proves nothing until tpm2_ek_prove_srk() shows the TPM holds its key. -ENOENT when there is no
+ * such index or it was never written, -EFBIG above TPM2_EK_CERT_MAX bytes. */
+int tpm2_ek_cert_read(Tpm2Context *c, uint8_t **ret_der, size_t *ret_size);
+
+/* Proves that this TPM holds the private key of the RSA 2048 EK whose modulus (big-endian,
+ * TPM2_EK_RSA2048_MODULUS_SIZE bytes, taken from the EK certificate) is given, and reads the name of
+ * the SRK at TPM2_SRK_HANDLE in that proof: the EK is the persistent key at TPM2_EK_HANDLE when it has
+ * this modulus in template L-1, else made again by CreatePrimary from that template (and flushed).
+ * Then ReadPublic of the SRK runs in an HMAC session salted to the EK with response encryption: its
+ * answer is HMAC'd and encrypted with a key only the holder of the EK's private key can derive, and
+ * ESAPI refuses an answer whose HMAC does not match. So *ret_srk_name is the name of a storage key
+ * inside the TPM the EK certificate was issued for, not what something between us and the TPM says.
+ * Errors: -EBADE the TPM's EK is another key (or the answer was not made with the EK), -ENXIO no SRK,
+ * -ENOTUNIQ the key at TPM2_SRK_HANDLE is no storage key, -EOPNOTSUPP an SRK whose nameAlg is not
+ * SHA-256, -EINVAL a modulus of another size. */
+int tpm2_ek_prove_srk(Tpm2Context *c, const uint8_t *modulus, size_t modulus_size, TPM2B_NAME *ret_ek_name,
+                      TPM2B_NAME *ret_srk_name);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* swtpm-fixture.c: start, stop, reboot and measure into a private swtpm (see swtpm-fixture.h). */
+/* swtpm-fixture.c: make, start, stop, reboot and measure into a private swtpm (see swtpm-fixture.h). */
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +16,10 @@
 
 #define SWTPM_START_TIMEOUT_MS 10000u
 #define SWTPM_STOP_TIMEOUT_MS 5000u
+/* About 1.3 s on an idle machine; the first run in a CA directory also makes the CA's keys. */
+#define SWTPM_SETUP_TIMEOUT_MS 60000u
+/* The banks a state swtpm makes by itself has active, so that a manufactured TPM behaves the same. */
+#define SWTPM_PCR_BANKS "sha1,sha256,sha384,sha512"
 
 SwtpmFixture *swtpm_fixture_free(SwtpmFixture *f) {
         if (!f)
@@ -31,7 +36,7 @@ SwtpmFixture *swtpm_fixture_free(SwtpmFixture *f) {
         return NULL;
 }
 
-int swtpm_fixture_new(const char *name, SwtpmFixture **ret) {
+static int fixture_alloc(const char *name, SwtpmFixture **ret) {
         _cleanup_(swtpm_fixture_freep) SwtpmFixture *f = NULL;
         int r;
 
@@ -55,11 +60,143 @@ int swtpm_fixture_new(const char *name, SwtpmFixture **ret) {
         if (mkdir(f->state_dir, 0700) < 0)
                 return -errno;
 
+        *ret = TAKE_PTR(f);
+        return 0;
+}
+
+static int write_text_file(const char *dir, const char *name, const char *format, ...) _printf_(3, 4);
+static int write_text_file(const char *dir, const char *name, const char *format, ...) {
+        _cleanup_free_ char *path = path_join(dir, name);
+        _cleanup_fclose_ FILE *file = NULL;
+        va_list ap;
+
+        if (!path)
+                return -ENOMEM;
+        file = fopen(path, "we");
+        if (!file)
+                return -errno;
+        va_start(ap, format);
+        (void) vfprintf(file, format, ap);
+        va_end(ap);
+        if (fflush(file) != 0 || ferror(file))
+                return -EIO;
+        return 0;
+}
+
+/* What a TPM's manufacturer does once: a fresh state (new seeds, so new EK and no SRK) with the RSA
+ * 2048 EK persisted at 0x81010001 and its certificate, issued by the CA in ca_dir, in NV 0x01c00002
+ * (swtpm_setup with swtpm_localca). The configuration files live in the fixture's directory, the CA
+ * in ca_dir, so fixtures that share ca_dir are TPMs of one manufacturer. */
+static int fixture_manufacture(SwtpmFixture *f, const char *ca_dir) {
+        _cleanup_free_ char *setup_conf = path_join(f->dir, "swtpm-setup.conf");
+        int r;
+
+        if (!setup_conf)
+                return -ENOMEM;
+        if ((r = write_text_file(f->dir, "swtpm-localca.conf",
+                                 "statedir = %1$s\n"
+                                 "signingkey = %1$s/signkey.pem\n"
+                                 "issuercert = %1$s/issuercert.pem\n"
+                                 "certserial = %1$s/certserial\n",
+                                 ca_dir)) < 0 ||
+            /* Only the EK certificate is made; the platform options are never read. */
+            (r = write_text_file(f->dir, "swtpm-localca.options", "--platform-manufacturer sealvol-test\n")) < 0 ||
+            (r = write_text_file(f->dir, "swtpm-setup.conf",
+                                 "create_certs_tool = swtpm_localca\n"
+                                 "create_certs_tool_config = %1$s/swtpm-localca.conf\n"
+                                 "create_certs_tool_options = %1$s/swtpm-localca.options\n"
+                                 "active_pcr_banks = " SWTPM_PCR_BANKS "\n",
+                                 f->dir)) < 0)
+                return r;
+
+        char *argv[] = {
+                (char *) "swtpm_setup", (char *) "--tpm2",
+                (char *) "--tpm-state", f->state_dir,
+                (char *) "--create-ek-cert",
+                (char *) "--config", setup_conf,
+                (char *) "--overwrite",
+                NULL,
+        };
+        r = test_run(argv, f->log_path, SWTPM_SETUP_TIMEOUT_MS);
+        if (r < 0)
+                return r;
+        /* What went wrong is in the log. */
+        return r == 0 ? 0 : -EIO;
+}
+
+int swtpm_fixture_new(const char *name, SwtpmFixture **ret) {
+        return swtpm_fixture_new_with_ek(name, /* ca_dir= */ NULL, ret);
+}
+
+int swtpm_fixture_new_with_ek(const char *name, const char *ca_dir, SwtpmFixture **ret) {
+        _cleanup_(swtpm_fixture_freep) SwtpmFixture *f = NULL;
+        int r;
+
+        if (ca_dir && ca_dir[0] != '/')
+                return -EINVAL;
+        r = fixture_alloc(name, &f);
+        if (r < 0)
+                return r;
+        /* Without a CA, swtpm makes the state itself on its first start. */
+        if (ca_dir) {
+                r = fixture_manufacture(f, ca_dir);
+                if (r < 0)
+                        return r;
+        }
         r = swtpm_fixture_start(f);
         if (r < 0)
                 return r;
 
         *ret = TAKE_PTR(f);
+        return 0;
+}
+
+int swtpm_fixture_new_tpm(SwtpmFixture *f, const char *ca_dir) {
+        int r;
+
+        if (ca_dir && ca_dir[0] != '/')
+                return -EINVAL;
+        r = swtpm_fixture_stop(f);
+        if (r < 0)
+                return r;
+        r = rm_rf(f->state_dir);
+        if (r < 0)
+                return r;
+        if (mkdir(f->state_dir, 0700) < 0)
+                return -errno;
+        if (ca_dir) {
+                r = fixture_manufacture(f, ca_dir);
+                if (r < 0)
+                        return r;
+        }
+        return swtpm_fixture_start(f);
+}
+
+int swtpm_fixture_ca_anchor_file(const char *ca_dir, char **ret_path) {
+        static const char *const certs[] = { "swtpm-localca-rootca-cert.pem", "issuercert.pem" };
+        _cleanup_free_ char *path = path_join(ca_dir, "anchors.pem");
+        _cleanup_fclose_ FILE *out = NULL;
+
+        if (!path)
+                return -ENOMEM;
+        out = fopen(path, "we");
+        if (!out)
+                return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(certs); i++) {
+                _cleanup_free_ char *p = path_join(ca_dir, certs[i]), *text = NULL;
+
+                if (!p)
+                        return -ENOMEM;
+                text = test_read_file(p);
+                if (!text || isempty(text))
+                        return -ENOENT;
+                if (fputs(text, out) < 0)
+                        return -EIO;
+        }
+        if (fflush(out) != 0 || ferror(out))
+                return -EIO;
+
+        *ret_path = TAKE_PTR(path);
         return 0;
 }
 

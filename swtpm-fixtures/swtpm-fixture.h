@@ -7,6 +7,11 @@
  * process is stopped by PID and reaped when the fixture is freed; it also dies with the test
  * process. A "reboot" stops the TPM in order and starts it again on the same state: PCRs reset,
  * persistent objects and NV survive, exactly as across a server reboot.
+ *
+ * A fixture can also be a TPM as its manufacturer ships it: with an RSA 2048 EK at 0x81010001 and
+ * its certificate in NV 0x01c00002, issued by a CA kept in a directory of the test's choosing
+ * (swtpm_setup and swtpm_localca make the CA on first use). Fixtures given the same CA directory are
+ * TPMs of one manufacturer. The anchor file of that CA holds its root and its issuing CA.
  */
 #pragma once
 
@@ -27,6 +32,15 @@ typedef struct SwtpmFixture {
 
 /* Creates a directory named after name and starts a TPM with a fresh state in it. */
 int swtpm_fixture_new(const char *name, SwtpmFixture **ret);
+/* As swtpm_fixture_new(), the state manufactured with an EK certificate issued by the CA in ca_dir
+ * (an absolute path to an existing directory; NULL: no EK certificate, as swtpm_fixture_new()). */
+int swtpm_fixture_new_with_ek(const char *name, const char *ca_dir, SwtpmFixture **ret);
+/* "The main board was replaced": stops the TPM, wipes its state and starts a freshly manufactured one
+ * in its place (new seeds: another EK, no SRK), with an EK certificate from ca_dir when non-NULL. */
+int swtpm_fixture_new_tpm(SwtpmFixture *f, const char *ca_dir);
+/* Writes ca_dir/anchors.pem, the CA's root and issuing certificates, and returns its path. The CA
+ * exists once a TPM was made with it. -ENOENT before. */
+int swtpm_fixture_ca_anchor_file(const char *ca_dir, char **ret_path);
 SwtpmFixture *swtpm_fixture_free(SwtpmFixture *f);
 DEFINE_TRIVIAL_CLEANUP_FUNC(SwtpmFixture *, swtpm_fixture_free);
 

@@ -169,6 +169,26 @@ int test_process_stop(pid_t pid, unsigned timeout_ms) {
         return 128 + SIGKILL;
 }
 
+int test_run(char *const argv[], const char *log_path, unsigned timeout_ms) {
+        pid_t pid;
+        int status, r;
+
+        r = test_spawn(argv, log_path, /* pass_fd= */ -1, &pid);
+        if (r < 0)
+                return r;
+        for (unsigned waited = 0; waited < timeout_ms; waited += 10) {
+                pid_t p = waitpid(pid, &status, WNOHANG);
+
+                if (p == pid)
+                        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                if (p < 0)
+                        return -errno;
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        }
+        (void) test_process_stop(pid, /* timeout_ms= */ 1000);
+        return -ETIMEDOUT;
+}
+
 char *test_read_file(const char *path) {
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         char *buf = NULL;

@@ -40,6 +40,9 @@ char *path_join(const char *a, const char *b);
  * becomes fd 3 in the child. The child gets SIGKILL if the test process dies, so an aborted test
  * (sanitizer report, crash) does not leave it behind. */
 int test_spawn(char *const argv[], const char *log_path, int pass_fd, pid_t *ret_pid);
+/* Runs argv as test_spawn() does and waits for it to end: its exit status (128 + signal when killed),
+ * or -ETIMEDOUT when it ran longer than timeout_ms (then it is stopped). */
+int test_run(char *const argv[], const char *log_path, unsigned timeout_ms);
 /* SIGTERM, then SIGKILL after timeout_ms; always reaps. Returns the exit status or -errno. */
 int test_process_stop(pid_t pid, unsigned timeout_ms);
 bool test_process_running(pid_t pid);

@@ -27,6 +27,9 @@
  *                   (TSS2_TCTI_RC_IO_ERROR)
  *   kill=PID        sends SIGKILL to PID (the swtpm: a power cut) right after the command reached it,
  *                   or (when=after) after it answered, with the answer lost
+ *   flip=N          the TPM runs the command and one bit of byte N of its answer (0: the first byte of
+ *                   the header) is inverted on the way back, as an interposer changing the answer
+ *                   would; always "after", and nothing happens to an answer N bytes long or shorter
  *   log=PATH        appends one line per command to PATH: "<n> 0x<cc> <pass|fault>"
  *
  * With no fault option every command passes. Nothing here is linked into sealvol.
@@ -58,6 +61,7 @@ typedef enum FaultAction {
         FAULT_CLOSE,
         FAULT_HANG,
         FAULT_KILL,
+        FAULT_FLIP,
 } FaultAction;
 
 typedef struct FaultTcti {
@@ -72,6 +76,7 @@ typedef struct FaultTcti {
         uint32_t rc;
         unsigned hang_ms;
         pid_t kill_pid;
+        size_t flip_offset;
         char log_path[1024];
         /* state */
         unsigned commands, candidates;
@@ -174,11 +179,17 @@ static const char *parse_conf(const char *conf, FaultTcti *t) {
                 } else if (strcmp(o, "kill") == 0 && parse_uint(value, INT32_MAX, &v) && v > 1) {
                         t->action = FAULT_KILL;
                         t->kill_pid = (pid_t) v;
+                } else if (strcmp(o, "flip") == 0 && parse_uint(value, FAULT_RESPONSE_MAX, &v)) {
+                        t->action = FAULT_FLIP;
+                        t->flip_offset = (size_t) v;
                 } else if (strcmp(o, "log") == 0 && value && *value == '/' && strlen(value) < sizeof(t->log_path))
                         strcpy(t->log_path, value);
                 else
                         return NULL;
         }
+        /* There is no answer to change before the TPM gave one. */
+        if (t->action == FAULT_FLIP)
+                t->after = true;
         return child + 1;
 }
 
@@ -246,6 +257,10 @@ static TSS2_RC inject(FaultTcti *t) {
                 /* The answer, if the TPM got as far, dies with it. */
                 (void) kill(t->kill_pid, SIGKILL);
                 return t->after ? TSS2_TCTI_RC_IO_ERROR : TSS2_RC_SUCCESS;
+        case FAULT_FLIP:
+                if (t->have_response && t->response_size > t->flip_offset)
+                        t->response[t->flip_offset] ^= 0x01;
+                return TSS2_RC_SUCCESS;
         case FAULT_PASS:
         default:
                 return TSS2_RC_SUCCESS;
@@ -418,7 +433,7 @@ static const TSS2_TCTI_INFO fault_info = {
         .version = 2,
         .name = "sealvolfault",
         .description = "sealvol test TCTI: wraps a TCTI and fails chosen commands",
-        .config_help = "cc=NAME|0xCODE,nth=N,times=N,when=before|after,rc=0xRC|io|close|hang=MS|kill=PID,"
+        .config_help = "cc=NAME|0xCODE,nth=N,times=N,when=before|after,rc=0xRC|io|close|hang=MS|kill=PID|flip=N,"
                        "log=PATH;CHILD-TCTI",
         .init = fault_init,
 };
