@@ -60,6 +60,7 @@ static int exit_code_for(const sd_bus_error *error, int r) {
         case ESTALE:
         case ENOLCK:
         case ENOPKG:
+        case EKEYREVOKED:
                 return EXIT_TPM;
         case EBADMSG:
         case EPROTONOSUPPORT:

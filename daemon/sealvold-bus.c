@@ -541,9 +541,16 @@ static int read_passed_dra_key(int fd, EVP_PKEY **ret, sd_bus_error *error) {
         return 0;
 }
 
+/* A replacement TPM whose EK certificate does not hold ([TPM] EKCertificateCA=): nothing was sealed. */
+static int untrusted_tpm_error(sd_bus_error *error, const char *why) {
+        return sd_bus_error_setf(error, BUS_ERROR_UNTRUSTED_TPM,
+                                 "The TPM in place is not one its maker certified: %s. Nothing was sealed to it.",
+                                 why ?: "its EK certificate could not be checked");
+}
+
 static int method_replace_tpm_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_free_ char *record = NULL;
+        _cleanup_free_ char *record = NULL, *why = NULL;
         EVP_PKEY *key = NULL;
         uint64_t flags;
         int fd, r;
@@ -560,9 +567,11 @@ static int method_replace_tpm_dra(sd_bus_message *message, void *userdata, sd_bu
         r = read_passed_dra_key(fd, &key, error);
         if (r < 0)
                 return r;
-        r = manager_replace_tpm_dra(m, key, &record);
+        r = manager_replace_tpm_dra(m, key, &record, &why);
         EVP_PKEY_free(key);
         audit_record(message, "replace-tpm", NULL, r, "dra-key");
+        if (r == -EKEYREVOKED)
+                return untrusted_tpm_error(error, why);
         if (r == -EKEYREJECTED)
                 return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
                                          "The DRA key does not open this server's VMK export, or the export holds "
@@ -662,7 +671,7 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
 
 static int method_replace_tpm_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_free_ char *record = NULL;
+        _cleanup_free_ char *record = NULL, *why = NULL;
         const char *password;
         unsigned block = 0;
         uint64_t flags;
@@ -680,8 +689,10 @@ static int method_replace_tpm_server_password(sd_bus_message *message, void *use
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        r = manager_replace_tpm_server_password(m, password, &block, &record);
+        r = manager_replace_tpm_server_password(m, password, &block, &record, &why);
         audit_record(message, "replace-tpm", NULL, r, "server-recovery-password");
+        if (r == -EKEYREVOKED)
+                return untrusted_tpm_error(error, why);
         if (r < 0)
                 return server_password_error(m, error, r, block, "Failed to replace the TPM");
         (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",

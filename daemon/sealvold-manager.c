@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dra.h"
+#include "encoding.h"
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
@@ -24,6 +25,7 @@
 #include "recovery.h"
 #include "sealvold.h"
 #include "secmem.h"
+#include "tpm-identity.h"
 #include "tpm2.h"
 #include "volume-probe.h"
 
@@ -352,6 +354,56 @@ int manager_new(const char *config_path, Manager **ret) {
 
 /* ---- the VMK ---------------------------------------------------------------------------------- */
 
+/* What identifies a TPM the VMK is sealed to: the SRK it is pinned to, who made the TPM and which
+ * firmware it runs, and its EK certificate when that was checked (ek: NULL otherwise). */
+static json_object *tpm_identity_json(const TPM2B_NAME *srk, const Tpm2Info *info, const TpmIdentity *ek) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        _cleanup_free_ char *firmware = NULL, *fp = NULL;
+
+        if (!o || asprintf(&firmware, "%u.%u.%u.%u", info->firmware[0] >> 16, info->firmware[0] & 0xffff,
+                           info->firmware[1] >> 16, info->firmware[1] & 0xffff) < 0)
+                return NULL;
+        if (json_add_hex(o, "srk_name", srk->name, srk->size) < 0 ||
+            json_add_string(o, "manufacturer", info->manufacturer) < 0 ||
+            json_add_string(o, "vendor", info->vendor) < 0 || json_add_string(o, "firmware", firmware) < 0)
+                return NULL;
+        if (ek && ek->have_ek_cert &&
+            (json_add_hex(o, "ek_certificate_sha256", ek->ek_cert_fingerprint, sizeof(ek->ek_cert_fingerprint)) < 0 ||
+             json_add_string(o, "ek_certificate_subject", ek->ek_cert_subject) < 0 ||
+             json_add_string(o, "ek_certificate_issuer", ek->ek_cert_issuer) < 0 ||
+             json_add_hex(o, "ek_name", ek->ek_name.name, ek->ek_name.size) < 0))
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+/* <state>/tpm-identity.json: the TPM the VMK is sealed to now, written when it is first sealed and at
+ * each replacement, so that the next replacement can say which TPM it replaced. A record for people
+ * (the sealed state's srk_name is what counts): failures are logged, never fatal. */
+static void tpm_identity_write(Manager *m, json_object *identity) {
+        _cleanup_free_ char *path = NULL, *text = json_format(identity);
+        int r;
+
+        if (!text || asprintf(&path, "%s/tpm-identity.json", m->state_dir) < 0) {
+                log_oom();
+                return;
+        }
+        r = write_file_atomic(path, text, strlen(text), 0600);
+        if (r < 0)
+                log_warning_errno(r, "Failed to write %s, ignoring: %m", path);
+}
+
+/* The TPM this server's VMK was first sealed to. */
+static void tpm_identity_note_first(Manager *m, Tpm2Context *c, const VmkBlob *blob) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        Tpm2Info info = {};
+
+        if (tpm2_get_info(c, &info) < 0)
+                return;
+        o = tpm_identity_json(&blob->sealed.srk_name, &info, NULL);
+        if (o)
+                tpm_identity_write(m, o);
+}
+
 static int tpm_open(Manager *m, Tpm2Context **ret) {
         return tpm2_context_new(tpm2_tcti_select(m->config.tcti), ret);
 }
@@ -374,6 +426,7 @@ static int vmk_load(Manager *m, bool create) {
                 if (r < 0)
                         return log_error_errno(r, "Failed to seal the new VMK to the TPM: %m");
                 log_info("Created the server's VMK %s.", guid_format(&blob.vmk_id, (char[GUID_STRING_MAX]) {}));
+                tpm_identity_note_first(m, c, &blob);
         } else {
                 uint32_t changed = 0;
 
@@ -1337,18 +1390,18 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
 /* ---- replacing the TPM ------------------------------------------------------------------------ */
 
 /* The record of a replacement, appended to <state>/tpm-replacements.json: which SRK the VMK was
- * pinned to before and after, which TPM it is now, when, and with what the operator proved it. */
-static int tpm_replacement_record(Manager *m, const TPM2B_NAME *old_srk, const TPM2B_NAME *new_srk,
-                                  const Tpm2Info *info, const char *credential, char **ret) {
-        _cleanup_(json_object_putp) json_object *doc = NULL, *e = json_object_new_object();
-        json_object *list = NULL;
-        _cleanup_free_ char *path = NULL, *text = NULL, *existing = NULL, *firmware = NULL;
+ * pinned to before and after, which TPM it was (as tpm-identity.json knew it) and is now, when, and
+ * with what the operator proved it. The new identity becomes tpm-identity.json. */
+static int tpm_replacement_record(Manager *m, const TPM2B_NAME *old_srk, json_object *new_tpm,
+                                  const char *credential, char **ret) {
+        _cleanup_(json_object_putp) json_object *doc = NULL, *e = json_object_new_object(), *old_tpm = NULL;
+        json_object *list = NULL, *srk = NULL;
+        _cleanup_free_ char *path = NULL, *identity_path = NULL, *text = NULL, *existing = NULL, *old = NULL;
         size_t n;
         int r;
 
         if (!e || asprintf(&path, "%s/tpm-replacements.json", m->state_dir) < 0 ||
-            asprintf(&firmware, "%u.%u.%u.%u", info->firmware[0] >> 16, info->firmware[0] & 0xffff,
-                     info->firmware[1] >> 16, info->firmware[1] & 0xffff) < 0)
+            asprintf(&identity_path, "%s/tpm-identity.json", m->state_dir) < 0)
                 return -ENOMEM;
         /* Earlier replacements stay; a file that does not parse is started again (it is a record for
          * people, the sealed state is what counts). */
@@ -1362,14 +1415,32 @@ static int tpm_replacement_record(Manager *m, const TPM2B_NAME *old_srk, const T
                 if (!doc || json_add_owned(doc, "replacements", list = json_object_new_array()) < 0)
                         return -ENOMEM;
         }
+        /* The old TPM as it was noted, if that note is about the SRK the VMK was pinned to. */
+        if (old_srk && read_file_full(identity_path, 64 * 1024, &old, &n) >= 0 &&
+            json_parse_object(old, n, 2, &old_tpm) >= 0 &&
+            json_object_object_get_ex(old_tpm, "srk_name", &srk) && json_object_is_type(srk, json_type_string)) {
+                _cleanup_free_ char *hex = hex_encode(old_srk->name, old_srk->size);
+
+                if (!hex)
+                        return -ENOMEM;
+                if (!streq(json_object_get_string(srk), hex)) {
+                        json_object_put(old_tpm);
+                        old_tpm = NULL;
+                }
+        } else if (old_tpm) {
+                json_object_put(old_tpm);
+                old_tpm = NULL;
+        }
         if ((r = json_add_time(e, "time", (uint64_t) time(NULL))) < 0 ||
             (r = json_add_string(e, "credential", credential)) < 0 ||
             (r = json_add_string(e, "vmk_id", guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}))) < 0 ||
-            (r = json_add_hex(e, "old_srk_name", old_srk ? old_srk->name : NULL, old_srk ? old_srk->size : 0)) < 0 ||
-            (r = json_add_hex(e, "new_srk_name", new_srk->name, new_srk->size)) < 0 ||
-            (r = json_add_string(e, "manufacturer", info->manufacturer)) < 0 ||
-            (r = json_add_string(e, "vendor", info->vendor)) < 0 || (r = json_add_string(e, "firmware", firmware)) < 0)
+            (r = json_add_hex(e, "old_srk_name", old_srk ? old_srk->name : NULL, old_srk ? old_srk->size : 0)) < 0)
                 return r;
+        json_object_object_get_ex(new_tpm, "srk_name", &srk);
+        if (json_add_owned(e, "new_srk_name", json_object_get(srk)) < 0 ||
+            (old_tpm && json_add_owned(e, "old_tpm", TAKE_PTR(old_tpm)) < 0) ||
+            json_add_owned(e, "new_tpm", json_object_get(new_tpm)) < 0)
+                return -ENOMEM;
         if (json_object_array_add(list, json_object_get(e)) < 0)
                 return -ENOMEM;
         text = json_format(doc);
@@ -1378,25 +1449,69 @@ static int tpm_replacement_record(Manager *m, const TPM2B_NAME *old_srk, const T
         r = write_file_atomic(path, text, strlen(text), 0600);
         if (r < 0)
                 return r;
+        tpm_identity_write(m, new_tpm);
         *ret = json_format(e);
         return *ret ? 0 : -ENOMEM;
 }
 
+/* With [TPM] EKCertificateCA=: the TPM in place must be one its maker certified, and name the SRK the
+ * VMK is about to be pinned to under that proof (docs/sealed-vmk.md, "Replacing the TPM"). The SRK is
+ * made first: a new TPM has none. -EKEYREVOKED, why in *ret_reason, when the TPM is not trusted. */
+static int tpm_verify_new(Manager *m, Tpm2Context *c, TpmIdentity *ret, char **ret_reason) {
+        _cleanup_(x509_stack_freep) STACK_OF(X509) *anchors = NULL;
+        _cleanup_free_ char *why = NULL;
+        ESYS_TR srk = ESYS_TR_NONE;
+        int r;
+
+        r = dra_trust_anchors_load_file(m->config.tpm_ek_ca, &anchors, &why);
+        if (r < 0) {
+                log_error_errno(r, "[TPM] EKCertificateCA=%s cannot be used: %s", m->config.tpm_ek_ca,
+                                why ?: strerror(-r));
+                if (asprintf(ret_reason, "the TPM makers' CAs (%s) cannot be used: %s", m->config.tpm_ek_ca,
+                             why ?: strerror(-r)) < 0)
+                        *ret_reason = NULL;
+                return -EKEYREVOKED;
+        }
+        r = tpm2_srk_get(c, /* create= */ true, &srk);
+        if (r < 0)
+                return log_error_errno(r, "Failed to make the new TPM's storage root key: %m");
+        why = mfree(why);
+        r = tpm_identity_verify(c, anchors, time(NULL), ret, &why);
+        if (IN_SET(r, -ENOENT, -EBADMSG, -EKEYREJECTED, -EOPNOTSUPP, -EBADE, -ENXIO, -ENOTUNIQ, -ENOKEY)) {
+                log_error("Refusing the new TPM: %s.", strempty(why));
+                *ret_reason = TAKE_PTR(why);
+                return -EKEYREVOKED;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to check the new TPM's EK certificate: %m");
+        log_info("The new TPM's EK certificate (issuer %s) chains to the makers' CAs, and the TPM holds its key.",
+                 ret->ek_cert_issuer);
+        return 0;
+}
+
 /* Seals the VMK the daemon now holds to the TPM in place, pinning its SRK anew. */
-static int replace_tpm(Manager *m, const char *credential, char **ret_record) {
+static int replace_tpm(Manager *m, const char *credential, char **ret_record, char **ret_reason) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        _cleanup_(json_object_putp) json_object *identity = NULL;
+        TpmIdentity ek = {};
         VmkBlob old, blob;
         Tpm2Info info = {};
-        bool have_old;
+        bool have_old, checked = !!m->config.tpm_ek_ca;
         int r;
 
         have_old = vmk_blob_read(m->vmk_path, &old) >= 0;
         r = tpm_open(m, &c);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the TPM (%s): %m", tpm2_tcti_select(m->config.tcti));
+        if (checked) {
+                r = tpm_verify_new(m, c, &ek, ret_reason);
+                if (r < 0)
+                        return r;
+        }
         r = vmk_seal(c,
                      &(VmkSealParams) { .vmk = m->vmk, .vmk_id = &m->vmk_id, .bank = m->config.pcr_bank,
-                                        .pcr_mask = m->config.pcr_mask, .repin_srk = true },
+                                        .pcr_mask = m->config.pcr_mask, .repin_srk = true,
+                                        .expect_srk = checked ? &ek.srk_name : NULL },
                      m->vmk_path, &blob);
         if (r < 0)
                 return log_error_errno(r, "Failed to seal the VMK to the new TPM: %m");
@@ -1408,18 +1523,20 @@ static int replace_tpm(Manager *m, const char *credential, char **ret_record) {
         manager_sealed_refresh(m, &blob);
         manager_tpm_refresh(m, c);
         info = m->tpm.info;
-        r = tpm_replacement_record(m, have_old ? &old.sealed.srk_name : NULL, &blob.sealed.srk_name, &info,
-                                   credential, ret_record);
+        identity = tpm_identity_json(&blob.sealed.srk_name, &info, checked ? &ek : NULL);
+        r = identity ? tpm_replacement_record(m, have_old ? &old.sealed.srk_name : NULL, identity, credential,
+                                              ret_record)
+                     : -ENOMEM;
         if (r < 0)
                 log_warning_errno(r, "Failed to keep the record of the TPM replacement, ignoring: %m");
-        log_notice("The VMK is sealed to a new TPM (%s %s), its storage key pinned anew; proven with %s.",
-                   info.manufacturer, info.vendor, credential);
+        log_notice("The VMK is sealed to a new TPM (%s %s%s), its storage key pinned anew; proven with %s.",
+                   info.manufacturer, info.vendor, checked ? ", its EK certificate checked" : "", credential);
         manager_rotate_used_passwords(m);
         manager_escrow_retry(m);
         return 0;
 }
 
-int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record) {
+int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record, char **ret_reason) {
         _cleanup_free_ char *json = NULL;
         _cleanup_secure_ uint8_t *vmk = NULL;
         unsigned opened = 0, failed = 0;
@@ -1442,7 +1559,7 @@ int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record) {
                 return r;
         /* Noted before the seal: a crash right after it must not leave the used secret unrotated. */
         manager_note_server_secret_used(m, "The DRA key (the VMK export)");
-        r = replace_tpm(m, "dra-key", ret_record);
+        r = replace_tpm(m, "dra-key", ret_record, ret_reason);
         if (r < 0)
                 return r;
         (void) manager_unlock_all(m, &opened, &failed);
@@ -1451,7 +1568,7 @@ int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record) {
 }
 
 int manager_replace_tpm_server_password(Manager *m, const char *password, unsigned *ret_bad_block,
-                                        char **ret_record) {
+                                        char **ret_record, char **ret_reason) {
         unsigned opened = 0, failed = 0;
         int r;
 
@@ -1461,7 +1578,7 @@ int manager_replace_tpm_server_password(Manager *m, const char *password, unsign
         if (r < 0)
                 return r;
         manager_note_server_secret_used(m, "The server recovery password");
-        r = replace_tpm(m, "server-recovery-password", ret_record);
+        r = replace_tpm(m, "server-recovery-password", ret_record, ret_reason);
         if (r < 0)
                 return r;
         (void) manager_unlock_all(m, &opened, &failed);

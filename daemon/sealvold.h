@@ -224,11 +224,13 @@ int manager_accept_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, const char 
 const uint8_t *manager_vmk_for(Manager *m, const Guid *id);
 /* The operator's replacement of the TPM (or of the main board, or a cleared storage hierarchy): the
  * VMK from the server's export opened with the DRA private key, checked against the sealed state, is
- * sealed to the TPM there now with its SRK pinned anew. Records the old and new TPM identity. */
-int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record);
+ * sealed to the TPM there now with its SRK pinned anew. Records the old and new TPM identity. With
+ * [TPM] EKCertificateCA=, a TPM whose EK certificate does not hold is refused first: -EKEYREVOKED,
+ * why in *ret_reason (malloc'd, may be NULL). */
+int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record, char **ret_reason);
 /* The same, proven with the server recovery password (errors as manager_open_server_password()). */
 int manager_replace_tpm_server_password(Manager *m, const char *password, unsigned *ret_bad_block,
-                                        char **ret_record);
+                                        char **ret_record, char **ret_reason);
 /* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if
  * the daemon lacks it (TPM or board replaced), then opens every other volume with it. */
 int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);

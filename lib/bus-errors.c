@@ -12,6 +12,8 @@
 const sd_bus_error_map sealvol_bus_errors[] = {
         SD_BUS_ERROR_MAP(BUS_ERROR_NO_TPM, ENODEV),
         SD_BUS_ERROR_MAP(BUS_ERROR_OTHER_TPM, ENXIO),
+        /* The TPM's key (its EK) is not vouched for by a configured maker's CA. */
+        SD_BUS_ERROR_MAP(BUS_ERROR_UNTRUSTED_TPM, EKEYREVOKED),
         SD_BUS_ERROR_MAP(BUS_ERROR_PCR_MISMATCH, ESTALE),
         SD_BUS_ERROR_MAP(BUS_ERROR_TPM_LOCKOUT, ENOLCK),
         SD_BUS_ERROR_MAP(BUS_ERROR_DAMAGED, EBADMSG),

@@ -14,6 +14,7 @@
 
 #define BUS_ERROR_NO_TPM "org.sealvol1.Error.NoTPM"
 #define BUS_ERROR_OTHER_TPM "org.sealvol1.Error.OtherTPM"
+#define BUS_ERROR_UNTRUSTED_TPM "org.sealvol1.Error.UntrustedTPM"
 #define BUS_ERROR_PCR_MISMATCH "org.sealvol1.Error.PCRMismatch"
 #define BUS_ERROR_TPM_LOCKOUT "org.sealvol1.Error.TPMLockout"
 #define BUS_ERROR_DAMAGED "org.sealvol1.Error.Damaged"

@@ -45,6 +45,7 @@ typedef struct Fixture {
         char *images[N_VOLUMES];
         char *paths[N_VOLUMES];
         char *server_password;
+        char *ca[2]; /* TPM makers' CAs: the configured one and another (setup_ek_ca) */
 } Fixture;
 
 static int setup_with(void **state, const char *extra_config) {
@@ -67,6 +68,30 @@ static int setup_trust_anchor(void **state) {
         if (!anchor || asprintf(&config, "[DRA]\nTrustAnchor=%s\n", anchor) < 0)
                 return -1;
         return setup_with(state, config);
+}
+
+/* The TPM maker's CA in [TPM] EKCertificateCA=, and another maker's CA beside it. A CA comes to exist
+ * with the first TPM it certifies. */
+static int setup_ek_ca(void **state) {
+        _cleanup_free_ char *ca[2] = {}, *anchors = NULL, *config = NULL;
+        int r;
+
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_(swtpm_fixture_freep) SwtpmFixture *t = NULL;
+
+                if (test_tmpdir_new(i == 0 ? "test-daemon-ca" : "test-daemon-ca-other", &ca[i]) < 0 ||
+                    swtpm_fixture_new_with_ek("test-daemon-mkca", ca[i], &t) < 0)
+                        return -1;
+        }
+        if (swtpm_fixture_ca_anchor_file(ca[0], &anchors) < 0 ||
+            asprintf(&config, "[TPM]\nEKCertificateCA=%s\n", anchors) < 0)
+                return -1;
+        r = setup_with(state, config);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < 2; i++)
+                ((Fixture *) *state)->ca[i] = TAKE_PTR(ca[i]);
+        return 0;
 }
 
 /* One certificate pinned by its fingerprint, self-signed as DRA certificates often are. */
@@ -95,6 +120,11 @@ static int teardown(void **state) {
         }
         daemon_fixture_free(f->d);
         free(f->server_password);
+        for (size_t i = 0; i < 2; i++)
+                if (f->ca[i]) {
+                        (void) rm_rf(f->ca[i]);
+                        free(f->ca[i]);
+                }
         free(f);
         return r < 0 || (pid > 0 && kill(pid, 0) == 0) ? -1 : 0;
 }
@@ -1029,6 +1059,76 @@ static void test_tpm_replacement_with_server_password(void **state) {
         assert_non_null(strstr(log, "OPERATION=replace-tpm"));
 }
 
+/* A main board replaced by one whose TPM was manufactured with an EK certificate from ca (NULL: none). */
+static void new_main_board_by(Fixture *f, const char *ca) {
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(swtpm_fixture_new_tpm(f->d->tpm, ca), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        reconnect(f);
+}
+
+/* With [TPM] EKCertificateCA=, `tpm replace` seals the VMK only to a TPM its maker certified, which
+ * proves it holds the certified EK: a TPM without an EK certificate, and one of another maker, are
+ * refused with the reason and nothing is sealed to them; the certified one is accepted, its EK
+ * certificate recorded, and the next boot needs nobody. */
+static void test_tpm_replacement_ek_checked(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *spw = NULL, *key_id = NULL, *out = NULL, *input = NULL, *sealed = NULL, *now = NULL,
+                            *identity = NULL, *path = NULL, *records = NULL;
+        size_t sealed_size, size;
+
+        provision_all(f);
+        spw = read_server_password(f, &key_id);
+        assert_true(asprintf(&input, "%s\n", spw) > 0);
+        path = path_join(f->d->state_dir, "vmk.sealed");
+        /* The first seal noted the TPM it was made on (no EK check there: nothing to compare with). */
+        identity = path_join(f->d->state_dir, "tpm-identity.json");
+        assert_int_equal(read_file_full(identity, 64 * 1024, &now, &size), 0);
+        assert_non_null(strstr(now, "\"srk_name\""));
+        assert_null(strstr(now, "ek_certificate"));
+        now = mfree(now);
+
+        /* No EK certificate: refused, nothing sealed. */
+        new_main_board_by(f, NULL);
+        assert_int_equal(read_file_full(path, 1024 * 1024, &sealed, &sealed_size), 0);
+        assert_int_equal(CTL(f, 0, input, &out, "tpm", "replace"), 6);
+        assert_non_null(strstr(out, "not one its maker certified"));
+        assert_non_null(strstr(out, "no EK certificate"));
+        out = mfree(out);
+        assert_int_equal(read_file_full(path, 1024 * 1024, &now, &size), 0);
+        assert_true(size == sealed_size && memcmp(now, sealed, size) == 0);
+        now = mfree(now);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "recovery-required");
+
+        /* Another maker's TPM: its certificate chains to no configured CA. */
+        new_main_board_by(f, f->ca[1]);
+        assert_int_equal(CTL(f, 0, input, &out, "tpm", "replace"), 6);
+        assert_non_null(strstr(out, "not one its maker certified"));
+        assert_non_null(strstr(out, "chain"));
+        out = mfree(out);
+        assert_int_equal(read_file_full(path, 1024 * 1024, &now, &size), 0);
+        assert_true(size == sealed_size && memcmp(now, sealed, size) == 0);
+        now = mfree(now);
+
+        /* The certified one: sealed, its EK certificate in the record and in tpm-identity.json. */
+        new_main_board_by(f, f->ca[0]);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "recovery-required");
+        assert_int_equal(CTL(f, 0, input, &out, "--json", "tpm", "replace"), 0);
+        assert_non_null(strstr(out, "\"ek_certificate_sha256\": \""));
+        assert_non_null(strstr(out, "\"old_tpm\""));
+        out = mfree(out);
+        assert_int_equal(read_file_full(identity, 64 * 1024, &now, &size), 0);
+        assert_non_null(strstr(now, "ek_certificate_issuer"));
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+        assert_int_equal(daemon_fixture_reboot(f->d), 0);
+        reconnect(f);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+}
+
 /* A reboot after which PCR 7 holds what measuring event gives (a firmware update). */
 static void changed_boot_by(Fixture *f, const char *event) {
         assert_int_equal(daemon_fixture_stop(f->d), 0);
@@ -1666,6 +1766,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_status_costs_no_tpm_command, setup_counted, teardown_counted),
                 cmocka_unit_test_setup_teardown(test_dra_and_tpm_replacement, setup_trust_anchor, teardown),
                 cmocka_unit_test_setup_teardown(test_tpm_replacement_with_server_password, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tpm_replacement_ek_checked, setup_ek_ca, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_takeover_refused, setup_trust_anchor, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_chain_to_anchor, setup_trust_anchor, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_pinned, setup_pinned, teardown),
