@@ -82,9 +82,14 @@ static int exit_code_for(const sd_bus_error *error, int r) {
         }
 }
 
+/* sealvol's own errors say what failed, why and what to do: printed as they are. The bus's generic
+ * ones (access denied, a daemon gone) get what this command was doing in front. */
 static int fail(const sd_bus_error *error, int r, const char *what) {
-        if (error && sd_bus_error_is_set(error))
-                fprintf(stderr, "%s: %s\n", what, error->message);
+        if (error && sd_bus_error_is_set(error) && !isempty(error->message) &&
+            strncmp(error->name, SEALVOL_ERROR_PREFIX, strlen(SEALVOL_ERROR_PREFIX)) == 0)
+                fprintf(stderr, "%s\n", error->message);
+        else if (error && sd_bus_error_is_set(error))
+                fprintf(stderr, "%s: %s\n", what, isempty(error->message) ? error->name : error->message);
         else
                 fprintf(stderr, "%s: %s\n", what, strerror(r < 0 ? -r : r));
         return exit_code_for(error, r);

@@ -321,7 +321,7 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
                                          "%s was not provisioned: its recovery password could not be escrowed to a "
                                          "required target (%s).", device, strempty(why));
         if (r < 0)
-                return volume_error(error, r, NULL, device);
+                return bus_error_set(error, r, "Cannot provision %s", device);
         return sd_bus_reply_method_return(message, "os", v->object_path,
                                           guid_format(&v->key_ids[PROTECTOR_RECOVERY], id));
 }
@@ -341,7 +341,10 @@ static int method_provision_in_place(sd_bus_message *message, void *userdata, sd
 
         /* Answered by the job once the device is a sealvol volume (or with why not). */
         r = manager_provision_in_place(m, device, message, &what);
-        audit_record(message, "provision-in-place", NULL, r, device);
+        /* A job that started writes the audit record when it knows the outcome (job_started(),
+         * job_finished()): a refusal of the job is no success. */
+        if (r < 0)
+                audit_record(message, "provision-in-place", NULL, r, device);
         if (IN_SET(r, -EMEDIUMTYPE, -ENODATA))
                 return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED_CONTENT, "Cannot encrypt in place: %s.",
                                          strempty(what));
@@ -353,7 +356,7 @@ static int method_provision_in_place(sd_bus_message *message, void *userdata, sd
                 return sd_bus_error_setf(error, BUS_ERROR_DEVICE_NOT_EMPTY, "Cannot encrypt in place: %s.",
                                          strempty(what));
         if (r < 0)
-                return volume_error(error, r, NULL, device);
+                return bus_error_set(error, r, "Cannot encrypt %s in place", device);
         return 1;
 }
 

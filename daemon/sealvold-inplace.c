@@ -242,6 +242,8 @@ static void job_started(InPlaceJob *j) {
         emit_encryption_changed(v);
         log_info("Encrypting %s (%s) in place.", v->uuid, j->device);
         if (j->request) {
+                /* The request's audit record: it is a volume now, and its caller gets the answer. */
+                audit_record(j->request, "provision-in-place", v, 0, j->device);
                 (void) sd_bus_reply_method_return(j->request, "os", v->object_path,
                                                   guid_format(&j->recovery_key_id, id));
                 j->request = sd_bus_message_unref(j->request);
@@ -270,8 +272,11 @@ static void job_finished(InPlaceJob *j) {
                          j->done, j->total);
         } else {
                 outcome = "failed";
-                if (j->result == -ENOMSG)
-                        /* It never became a volume: the file system is whole, the note is stale. */
+                /* It never became a volume (the resumption says so, or the start was refused with
+                 * nothing changed: no header written, none on the device): nothing to resume, and a
+                 * note left would refuse every retry as "already being encrypted". */
+                if (j->result == -ENOMSG ||
+                    (!v && access(j->header_path, F_OK) < 0 && volume_inplace_in_progress(j->device) <= 0))
                         (void) unlink(j->note_path);
                 log_error_errno(j->result, "In-place encryption of %s failed%s%s: %m", j->device, j->what ? ": " : "",
                                 strempty(j->what));
@@ -279,11 +284,16 @@ static void job_finished(InPlaceJob *j) {
         if (j->request) {
                 /* Refused or failed before it became a volume. */
                 sd_bus_error error = SD_BUS_ERROR_NULL;
+                const char *name = bus_error_name_from_errno(j->result);
 
+                audit_record(j->request, "provision-in-place", NULL, j->result, j->device);
                 if (j->result == -ECOMM)
                         (void) sd_bus_error_setf(&error, BUS_ERROR_ESCROW_FAILED,
                                                  "%s was not encrypted: its recovery password could not be escrowed "
                                                  "to a required target.", j->device);
+                else if (j->what && name)
+                        /* The library's words say why; the generic explanation would repeat them. */
+                        (void) sd_bus_error_setf(&error, name, "Cannot encrypt %s in place: %s.", j->device, j->what);
                 else
                         (void) bus_error_set(&error, j->result, "Cannot encrypt %s in place%s%s", j->device,
                                              j->what ? ": " : "", strempty(j->what));

@@ -12,6 +12,8 @@
 
 #include "macro.h"
 
+/* Every sealvol error name starts so. */
+#define SEALVOL_ERROR_PREFIX "org.sealvol1.Error."
 #define BUS_ERROR_NO_TPM "org.sealvol1.Error.NoTPM"
 #define BUS_ERROR_OTHER_TPM "org.sealvol1.Error.OtherTPM"
 #define BUS_ERROR_UNTRUSTED_TPM "org.sealvol1.Error.UntrustedTPM"
@@ -47,7 +49,12 @@ extern const sd_bus_error_map sealvol_bus_errors[];
  * mapping applies). */
 const char *bus_error_name_from_errno(int error);
 
-/* Sets error from a negative errno with a message; returns the negative errno, for
+/* One sentence for the person who reads the error: what is wrong and what to do about it. NULL for
+ * an errno without a sealvol error name. */
+const char *bus_error_explain(int error);
+
+/* Sets error from a negative errno with a message (followed by bus_error_explain()'s sentence, or
+ * strerror()); returns the negative errno, for
  *         return bus_error_set(error, r, "Failed to unlock %s", uuid);
  */
 int bus_error_set(sd_bus_error *error, int r, const char *format, ...) _printf_(3, 4);

@@ -196,6 +196,33 @@ static void test_refusals(void **state) {
         assert_true(asprintf(&cmd, "losetup -d '%s'", line) > 0);
         assert_int_equal(system(cmd), 0);
 
+        /* Too full to make room for the header: the job refuses with resize2fs's words, changes
+         * nothing, leaves nothing that would refuse a retry, and its audit record says so. */
+        {
+                _cleanup_free_ char *full = image_new(d, "full.img", 100, 100, 86), *log = NULL, *needle = NULL;
+
+                expect_refused(d, full, 1, "Cannot encrypt");
+                expect_refused(d, full, 1, "Cannot encrypt");
+                assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", full), 1);
+                assert_null(strstr(out, "already being encrypted"));
+                out = mfree(out);
+                log = test_read_file(d->log_path);
+                assert_non_null(log);
+                assert_true(asprintf(&needle, "DETAIL=%s\n", full) > 0);
+                unsigned records = 0;
+                for (const char *p = log; (p = strstr(p, "OPERATION=provision-in-place ")); p++) {
+                        const char *end = strchr(p, '\n');
+
+                        assert_non_null(end);
+                        if (!strstr(p, needle) || strstr(p, needle) > end)
+                                continue;
+                        records++;
+                        if (!memmem(p, (size_t) (end - p), "RESULT=failure ERRNO=28", strlen("RESULT=failure ERRNO=28")))
+                                fail_msg("the audit record of a refused job: %.*s", (int) (end - p), p);
+                }
+                assert_int_equal(records, 3);
+        }
+
         /* Encrypted once; a second request finds LUKS. */
         assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", done), 0);
         expect_refused(d, done, 1, "is already LUKS");

@@ -985,6 +985,60 @@ static char *read_server_password(Fixture *f, char **ret_key_id) {
         return copy;
 }
 
+/* What sealvolctl prints when the daemon refuses: the daemon's reason and what to do, never a bus
+ * method's name nor the same failure said twice. */
+static void assert_says_why(const char *out, const char *why) {
+        static const char *const methods[] = { "ProvisionVolume", "UnlockWithRecoveryPassword",
+                                               "UnlockWithServerRecoveryPassword", "Unlock ", "ReplaceTPM" };
+
+        if (!strstr(out, why))
+                fail_msg("\"%s\" does not say \"%s\"", out, why);
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                if (strstr(out, methods[i]))
+                        fail_msg("\"%s\" names the bus method %s", out, methods[i]);
+        assert_null(strstr(out, ": Failed"));
+        assert_null(strstr(out, ": Cannot"));
+}
+
+static void test_cli_says_why(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *out = NULL, *input = NULL, *pw = NULL, *uuid = NULL;
+
+        provision_all(f);
+        uuid = get_string(f, f->paths[0], "UUID");
+
+        /* A device that holds LUKS2 already: what is wrong, and the two ways on. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "provision", f->images[0]), 1);
+        assert_says_why(out, "holds data");
+        assert_says_why(out, "wipefs -a");
+        assert_says_why(out, "--in-place");
+        out = mfree(out);
+        /* One that is not there. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "provision", "/nonexistent/disk.img"), 4);
+        assert_says_why(out, "/nonexistent/disk.img");
+        out = mfree(out);
+        /* A typo in a recovery password names its block; the wrong password says which Key IDs it takes. */
+        pw = read_password(f, 1);
+        input = strdup(pw);
+        input[2 * 7 + 3] = input[2 * 7 + 3] == '0' ? '1' : '0';
+        assert_int_equal(CTL(f, 0, input, &out, "recover", uuid), 5);
+        assert_says_why(out, "Block 3");
+        out = mfree(out);
+        assert_int_equal(CTL(f, 0, pw, &out, "recover", uuid), 5);
+        assert_says_why(out, "Key ID");
+        out = mfree(out);
+        /* An unknown volume. */
+        assert_int_equal(CTL(f, 0, NULL, &out, "unlock", "0f5c4b22-7d36-4cf1-9a3e-1b2c3d4e5f60"), 4);
+        assert_says_why(out, "No sealvol volume");
+        out = mfree(out);
+        /* A disk's password given for the server's. */
+        _cleanup_free_ char *sin = NULL;
+        assert_true(asprintf(&sin, "%s\n", pw) > 0);
+        assert_int_equal(CTL(f, 0, sin, &out, "tpm", "replace"), 5);
+        assert_says_why(out, "not the server recovery password");
+        out = mfree(out);
+}
+
 /* A new main board (its TPM manufactured afresh: new seeds, no storage key) with the disks kept. */
 static void new_main_board(Fixture *f) {
         assert_int_equal(daemon_fixture_stop(f->d), 0);
@@ -1756,6 +1810,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_reseal_floor, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unprivileged_caller, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_malformed_calls, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cli_says_why, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
