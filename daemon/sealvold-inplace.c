@@ -96,7 +96,9 @@ static void job_post(InPlaceJob *j, unsigned event) {
         pthread_mutex_lock(&j->lock);
         j->events |= event;
         pthread_mutex_unlock(&j->lock);
-        (void) write(j->efd, &one, sizeof(one));
+        /* An eventfd write fails only when its counter would overflow: never at one per event. */
+        if (write(j->efd, &one, sizeof(one)) != (ssize_t) sizeof(one))
+                log_debug_errno(errno, "Failed to wake the event loop for the in-place job: %m");
 }
 
 static int job_progress(uint64_t done, uint64_t total, void *userdata) {
@@ -326,7 +328,9 @@ static int on_job_event(sd_event_source *s, int fd, uint32_t revents, void *user
 
         (void) s;
         (void) revents;
-        (void) read(fd, &n, sizeof(n));
+        /* Nothing to read is fine: the events themselves are in j->events. */
+        if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+                log_debug_errno(errno, "Failed to read the in-place job's wake-up: %m");
         pthread_mutex_lock(&j->lock);
         events = j->events;
         j->events = 0;
