@@ -285,7 +285,7 @@ static int verb_status(sd_bus *bus, bool summary) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         const char *uuid, *device, *state, *path;
-        char *key = NULL, *reason = NULL;
+        char *key = NULL, *reason = NULL, *operation = NULL;
         uint32_t count = 0, recovery = 0;
         bool first = true;
         int r;
@@ -359,6 +359,7 @@ static int verb_status(sd_bus *bus, bool summary) {
         while (r >= 0 && (r = sd_bus_message_read(reply, "(ssso)", &uuid, &device, &state, &path)) > 0) {
                 const char *k = volume_prop(bus, path, "RecoveryKeyId", &key);
                 const char *why = volume_prop(bus, path, "StateReason", &reason);
+                const char *op = volume_prop(bus, path, "Operation", &operation);
 
                 if (arg_json) {
                         printf("%s{\"uuid\":", first ? "" : ",");
@@ -371,6 +372,8 @@ static int verb_status(sd_bus *bus, bool summary) {
                         json_string(why);
                         printf(",\"recovery_key_id\":");
                         json_string(k);
+                        printf(",\"operation\":");
+                        json_string(op);
                         printf(",\"object\":");
                         json_string(path);
                         (void) print_escrow(bus, path);
@@ -381,6 +384,8 @@ static int verb_status(sd_bus *bus, bool summary) {
                         printf("%-36s  %-18s  %-10.8s  %s\n", uuid, state, k, device);
                         if (!isempty(why) && streq(state, "recovery-required"))
                                 printf("    %s; recovery Key ID %s\n", why, k);
+                        if (!isempty(op))
+                                printf("    busy: %s under way\n", op);
                         if (summary)
                                 (void) print_escrow(bus, path);
                 }
@@ -390,6 +395,7 @@ static int verb_status(sd_bus *bus, bool summary) {
                 printf("]\n");
         free(key);
         free(reason);
+        free(operation);
         sd_bus_message_unref(reply);
         return r < 0 ? fail(NULL, r, "Failed to read the volume list") : recovery > 0 ? EXIT_RECOVERY_REQUIRED : EXIT_OK;
 }

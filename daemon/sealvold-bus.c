@@ -77,6 +77,8 @@ static int property_get_volume_string(sd_bus *bus, const char *path, const char 
                 s = guid_is_null(&v->vmk_id) ? "" : guid_format(&v->vmk_id, id);
         else if (streq(property, "RecoveryKeyId"))
                 s = v->has[PROTECTOR_RECOVERY] ? guid_format(&v->key_ids[PROTECTOR_RECOVERY], id) : "";
+        else if (streq(property, "Operation"))
+                s = v->operation ? v->operation->name : "";
         return sd_bus_message_append(reply, "s", s);
 }
 
@@ -796,29 +798,44 @@ static int method_volume_lock(sd_bus_message *message, void *userdata, sd_bus_er
         return sd_bus_reply_method_return(message, NULL);
 }
 
-static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        ManagedVolume *v = userdata;
-        const char *password;
+/* A conflicting call on a volume an operation is working on: refused at once, naming the operation. */
+static int volume_check_idle(ManagedVolume *v, sd_bus_error *error) {
+        if (v->operation)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "Volume %s is busy: %s is under way; try again when it is done.",
+                                         v->uuid, v->operation->name);
+        return 0;
+}
+
+/* The recovery unlock's snapshot: the volume as loaded, a secure copy of the password, where to map
+ * it; and what the worker found. */
+typedef struct RecoverData {
+        Volume *vol;
+        char *password;
+        char *mapped_name; /* NULL: no device-mapper, verify only */
+        unsigned bad_block;
+} RecoverData;
+
+static void recover_data_free(void *p) {
+        RecoverData *d = p;
+
+        if (!d)
+                return;
+        volume_free(d->vol);
+        secure_free(d->password);
+        free(d->mapped_name);
+        free(d);
+}
+
+/* On the worker: the one KDF of the recovery keyslot (a typo is found before it, with its block). */
+static int recover_work(void *p) {
+        RecoverData *d = p;
+
+        return volume_open_recovery(d->vol, d->password, d->mapped_name, 0, &d->bad_block);
+}
+
+static int recover_error(ManagedVolume *v, int r, unsigned block, sd_bus_error *error) {
         char id[GUID_STRING_MAX];
-        unsigned block = 0;
-        uint64_t flags;
-        Guid new_id = {};
-        int r;
 
-        r = sd_bus_message_read(message, "st", &password, &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
-        if (r < 0)
-                return r;
-        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
-        r = polkit_check(v->manager, message, "org.sealvol1.recover", error);
-        if (r <= 0)
-                return r < 0 ? r : 1;
-
-        r = manager_unlock_recovery(v->manager, v, password, &block, &new_id);
-        audit_record(message, "unlock-recovery-password", v, r, NULL);
         if (IN_SET(r, -EINVAL, -EDOM, -ERANGE))
                 return recovery_typo_error(error, r, block);
         if (r == -EPERM && v->manager->have_server_recovery)
@@ -833,10 +850,79 @@ static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata
         if (r == -EKEYREJECTED)
                 return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
                                          "The server recovery password opened a VMK that is not this server's: refused.");
-        if (r < 0 && r != -ENOPKG)
-                return volume_error(error, r, v, "Failed to recover");
-        return sd_bus_reply_method_return(message, "ss", volume_state_to_string(v->state),
+        return volume_error(error, r, v, "Failed to recover");
+}
+
+/* On the loop: the result applied (the server recovery password tried, the used password replaced),
+ * audited, answered. */
+static void recover_done(Operation *o, int r) {
+        RecoverData *d = o->data;
+        ManagedVolume *v = o->volume;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char id[GUID_STRING_MAX];
+        Guid new_id = {};
+
+        if (!IN_SET(r, -EINVAL, -EDOM, -ERANGE))
+                r = manager_recover_finish(v->manager, v, d->vol, d->password, r, &new_id);
+        audit_record(o->request, "unlock-recovery-password", v, r, NULL);
+        if (r < 0 && r != -ENOPKG) {
+                (void) recover_error(v, r, d->bad_block, &error);
+                (void) sd_bus_reply_method_error(o->request, &error);
+                sd_bus_error_free(&error);
+                return;
+        }
+        (void) sd_bus_reply_method_return(o->request, "ss", volume_state_to_string(v->state),
                                           guid_is_null(&new_id) ? "" : guid_format(&new_id, id));
+}
+
+static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        Manager *m = v->manager;
+        RecoverData *d = NULL;
+        const char *password;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "st", &password, &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
+        r = volume_check_idle(v, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(m, message, "org.sealvol1.recover", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        /* Asked again once polkit answered: another call may have started meanwhile. */
+        r = volume_check_idle(v, error);
+        if (r < 0)
+                return r;
+
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        d->password = secure_memdup(password, strlen(password) + 1);
+        d->mapped_name = m->device_mapper ? strdup(v->mapped_name) : NULL;
+        if (!d->password || (m->device_mapper && !d->mapped_name)) {
+                recover_data_free(d);
+                return -ENOMEM;
+        }
+        r = manager_refresh_volume(v, &d->vol);
+        if (r < 0) {
+                recover_data_free(d);
+                audit_record(message, "unlock-recovery-password", v, r, NULL);
+                return recover_error(v, r, 0, error);
+        }
+        r = operation_start(m, v, message, "recover", recover_work, recover_done, d, recover_data_free);
+        if (r < 0) {
+                audit_record(message, "unlock-recovery-password", v, r, NULL);
+                return volume_error(error, r, v, "Failed to recover");
+        }
+        return 1;
 }
 
 static int method_volume_get_recovery_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -1214,6 +1300,7 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_PROPERTY("Protectors", "a(ss)", property_get_protectors, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DRAFingerprint", "s", property_get_dra_fingerprint, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Escrow", "a(ssbtss)", property_get_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Operation", "s", property_get_volume_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Encryption", "s", property_get_encryption, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("EncryptionProgress", "(tttt)", property_get_encryption, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Unlock", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", state), method_volume_unlock,

@@ -61,6 +61,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         polkit_queries_free(m);
         manager_stop_jobs(m);
+        manager_stop_operations(m);
         sd_event_source_unref(m->escrow_timer);
         sd_event_source_unref(m->boot_timer);
         sd_device_monitor_unref(m->device_monitor);
@@ -104,7 +105,7 @@ int manager_refresh_volume(ManagedVolume *v, Volume **ret) {
         _cleanup_(volume_freep) Volume *vol = NULL;
         int r;
 
-        if (v->job)
+        if (v->job || v->operation)
                 return -EBUSY;
 
         r = volume_load(v->device, &vol);
@@ -823,10 +824,6 @@ static void volume_opened(Manager *m, ManagedVolume *v, Volume *vol) {
         }
 }
 
-static int open_recovery(Volume *vol, const void *key, const char *name, uint32_t flags) {
-        return volume_open_recovery(vol, key, name, flags, NULL);
-}
-
 int manager_unlock(Manager *m, ManagedVolume *v) {
         _cleanup_(volume_freep) Volume *vol = NULL;
         char key_id[GUID_STRING_MAX], pcrs[128], reason[256];
@@ -942,16 +939,8 @@ static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, char **ret
         return 0;
 }
 
-int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, unsigned *ret_bad_block,
-                            Guid *ret_new_key_id) {
-        _cleanup_(volume_freep) Volume *vol = NULL;
-        int r;
-
-        r = manager_refresh_volume(v, &vol);
-        if (r < 0)
-                return r;
-        /* A typo is reported before any KDF runs, with its block. */
-        r = volume_open_recovery(vol, password, NULL, 0, ret_bad_block);
+int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, const char *password, int r,
+                           Guid *ret_new_key_id) {
         if (r == -EPERM && m->have_server_recovery) {
                 unsigned opened = 0, failed = 0;
 
@@ -962,9 +951,11 @@ int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, 
         }
         if (r < 0)
                 return r == -ENOENT ? -ENOKEY : r;
-        r = open_with(v, vol, open_recovery, password);
-        if (r < 0)
-                return r;
+        if (m->device_mapper)
+                volume_set_state(v, VOLUME_UNLOCKED, NULL);
+        else
+                volume_set_state(v, VOLUME_VERIFIED,
+                                 "device-mapper is not available here: every key was verified, nothing mapped");
 
         /* A disk's password opens that disk and nothing else: no server-scoped secret is wrapped under
          * it (docs/threat-model.md). Used once, shown to a person, it must be replaced (DESIGN.md,

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
@@ -45,6 +46,7 @@ const char *volume_state_to_string(VolumeState s);
 
 typedef struct Manager Manager;
 typedef struct InPlaceJob InPlaceJob;
+typedef struct Operation Operation;
 
 typedef struct ManagedVolume {
         Manager *manager;
@@ -72,6 +74,9 @@ typedef struct ManagedVolume {
         /* In-place encryption: the running job, and what to show ("encrypting", "paused",
          * "failed: ..."; NULL when there is none). */
         InPlaceJob *job;
+        /* The operation running on it (sealvold-operation.c), or NULL: while it runs the volume is
+         * busy for every other change. */
+        Operation *operation;
         char *encryption;
         uint64_t encryption_done, encryption_total;
 } ManagedVolume;
@@ -159,6 +164,8 @@ struct Manager {
         uint64_t vmk_escrow_due_usec;
         InPlaceJob **jobs;
         size_t n_jobs;
+        Operation **operations;
+        size_t n_operations;
         /* The boot (sealvold-boot.c): hot-plugged disks, the bounded wait for registered ones. */
         sd_device_monitor *device_monitor;
         sd_event_source *boot_timer;
@@ -166,6 +173,33 @@ struct Manager {
         RefusedDevice refused[REFUSED_DEVICES_MAX];
         size_t n_refused;
 };
+
+/* sealvold-operation.c: slow work off the event loop. work runs on a worker thread and sees only
+ * data (never the Manager); done runs on the loop afterwards, with the volume idle again, and answers
+ * request. */
+typedef int (*OperationWorkFn)(void *data);
+typedef void (*OperationDoneFn)(Operation *o, int result);
+
+struct Operation {
+        Manager *manager;
+        ManagedVolume *volume;   /* busy while it runs; NULL: none */
+        sd_bus_message *request; /* the caller's, answered by done */
+        const char *name;        /* what the Operation property and a Busy error say: "recover" */
+        OperationWorkFn work;
+        OperationDoneFn done;
+        void *data;
+        void (*free_data)(void *data);
+        int result;
+        int efd;
+        sd_event_source *source;
+        pthread_t thread;
+};
+
+/* Starts work on data (owned from here, freed with free_data, also on failure) for v (NULL: none). */
+int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const char *name, OperationWorkFn work,
+                    OperationDoneFn done, void *data, void (*free_data)(void *data));
+/* At exit: waits for every worker; nothing is applied or answered. */
+void manager_stop_operations(Manager *m);
 
 int manager_new(const char *config_path, Manager **ret);
 Manager *manager_free(Manager *m);
@@ -190,8 +224,14 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
 int manager_unlock(Manager *m, ManagedVolume *v);
 int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed);
 int manager_lock(Manager *m, ManagedVolume *v);
-int manager_unlock_recovery(Manager *m, ManagedVolume *v, const char *password, unsigned *ret_bad_block,
-                            Guid *ret_new_key_id);
+/* The recovery unlock, whose KDF runs as an operation: the worker calls volume_open_recovery() on the
+ * volume manager_refresh_volume() loaded (with v's mapped name when device-mapper is there, else
+ * NULL: verify only); then, on the loop, this applies its result r: a password that is not the disk's
+ * may be the server recovery password; an opened volume gets its state, and its used password is
+ * replaced (now if the daemon holds the VMK, else noted). Errors as before: -ENOKEY no recovery
+ * keyslot, -EPERM neither password, -EKEYREJECTED. */
+int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, const char *password, int r,
+                           Guid *ret_new_key_id);
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
 /* -ECOMM: a required escrow failed (*ret_error says which and why); the old password stays. */
 int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error);

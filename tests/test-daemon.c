@@ -94,6 +94,11 @@ static int setup_ek_ca(void **state) {
         return 0;
 }
 
+/* Recovery keyslots at the production KDF cost (the fixture's 1000 iterations make every KDF instant). */
+static int setup_production_kdf(void **state) {
+        return setup_with(state, "[Recovery]\nKDFIterations=1048576\n");
+}
+
 /* One certificate pinned by its fingerprint, self-signed as DRA certificates often are. */
 static int setup_pinned(void **state) {
         _cleanup_free_ char *fp = dra_fixture_fingerprint("rsa2048"), *config = NULL;
@@ -1039,6 +1044,75 @@ static void test_cli_says_why(void **state) {
         out = mfree(out);
 }
 
+static int on_unlock_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        int *result = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+
+        (void) ret_error;
+        *result = e ? -1 : 1;
+        if (e)
+                print_message("UnlockWithRecoveryPassword failed: %s: %s\n", e->name, e->message);
+        return 0;
+}
+
+/* The recovery unlock's KDF (production cost) runs as an operation, off the event loop: while it
+ * runs, the bus answers (properties, status), the volume says what it is busy with, and a conflicting
+ * call is refused at once. Ordering, not timing: the Operation property is read as "recover", which a
+ * daemon blocked in the KDF could only answer after it ended, when it is "" again. */
+static void test_answers_during_recovery(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *caller = NULL;
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+        _cleanup_free_ char *pw = NULL, *out = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int result = 0;
+        bool seen = false;
+
+        provision_all(f);
+        pw = read_password(f, 0);
+        assert_true(sd_bus_open_system(&caller) >= 0);
+        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", f->paths[0], "org.sealvol1.Volume",
+                                             "UnlockWithRecoveryPassword", on_unlock_reply, &result, "st", pw,
+                                             UINT64_C(0)) >= 0);
+        assert_true(sd_bus_flush(caller) >= 0);
+
+        /* Until the daemon has it, the volume is idle; then busy until the KDF is done. */
+        for (unsigned i = 0; i < 100000 && !seen; i++) {
+                _cleanup_free_ char *op = get_string(f, f->paths[0], "Operation");
+
+                seen = streq(op, "recover");
+                if (!seen) {
+                        assert_true(sd_bus_process(caller, NULL) >= 0);
+                        if (result != 0)
+                                fail_msg("the recovery unlock was answered before the bus answered a property "
+                                         "read during it");
+                }
+        }
+        assert_true(seen);
+        /* A change to the same volume is refused at once; another volume, the Manager and status answer. */
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume",
+                                       "UnlockWithRecoveryPassword", &error, NULL, "st", pw, UINT64_C(0)) < 0);
+        assert_string_equal(error.name, BUS_ERROR_BUSY);
+        assert_non_null(strstr(error.message, "recover is under way"));
+        sd_bus_error_free(&error);
+        assert_state(f, 1, "locked");
+        assert_int_equal(CTL(f, 0, NULL, &out, "status"), 0);
+        _cleanup_free_ char *op = get_string(f, f->paths[0], "Operation");
+        if (streq(op, "recover"))
+                assert_non_null(strstr(out, "busy: recover under way"));
+
+        /* The answer comes when the work is done, and the volume is idle again. */
+        while (result == 0) {
+                assert_true(sd_bus_process(caller, NULL) >= 0);
+                if (result == 0)
+                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
+        }
+        assert_int_equal(result, 1);
+        _cleanup_free_ char *idle = get_string(f, f->paths[0], "Operation");
+        assert_string_equal(idle, "");
+        assert_state(f, 0, "verified");
+}
+
 /* A new main board (its TPM manufactured afresh: new seeds, no storage key) with the disks kept. */
 static void new_main_board(Fixture *f) {
         assert_int_equal(daemon_fixture_stop(f->d), 0);
@@ -1811,6 +1885,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unprivileged_caller, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_malformed_calls, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cli_says_why, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_answers_during_recovery, setup_production_kdf, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
