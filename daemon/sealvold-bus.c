@@ -53,6 +53,30 @@ static char *dra_fingerprint_in_force(Manager *m) {
 
 /* ---- properties -------------------------------------------------------------------------------- */
 
+/* The operations running (sealvold-operation.c): a volume's as "<name> <uuid>", the server's by name. */
+static int property_get_operations(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < m->n_operations; i++) {
+                const Operation *o = m->operations[i];
+                char buf[64 + VOLUME_UUID_STRING_MAX];
+
+                snprintf(buf, sizeof(buf), "%s%s%s", o->name, o->volume ? " " : "", o->volume ? o->volume->uuid : "");
+                r = sd_bus_message_append_basic(reply, 's', buf);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static int property_get_volume_string(sd_bus *bus, const char *path, const char *interface, const char *property,
                                       sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
@@ -632,6 +656,30 @@ static int method_rotate_vmk(sd_bus_message *message, void *userdata, sd_bus_err
                                           guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
 }
 
+/* The server recovery password's record as an operation sees it: what it unwraps, never the daemon's. */
+typedef struct ServerWrap {
+        bool have;
+        uint8_t wrapped_vmk[SERVER_RECOVERY_WRAPPED_VMK_SIZE];
+        Guid key_id, vmk_id;
+        uint8_t *vmk; /* secure memory: what the password opened */
+} ServerWrap;
+
+static void server_wrap_snapshot(Manager *m, ServerWrap *ret) {
+        *ret = (ServerWrap) { .have = m->have_server_recovery };
+        if (!m->have_server_recovery)
+                return;
+        memcpy(ret->wrapped_vmk, m->server_recovery.wrapped_vmk, sizeof(ret->wrapped_vmk));
+        ret->key_id = m->server_recovery.key_id;
+        ret->vmk_id = m->server_recovery.vmk_id;
+}
+
+/* On a worker: the server recovery password's KDF. */
+static int server_wrap_open(ServerWrap *w, const char *password, unsigned *ret_bad_block) {
+        if (!w->have)
+                return -ENOKEY;
+        return server_recovery_unwrap(w->wrapped_vmk, &w->key_id, &w->vmk_id, password, &w->vmk, ret_bad_block);
+}
+
 /* What a server recovery password that did not open the VMK gets for an answer. */
 static int server_password_error(Manager *m, sd_bus_error *error, int r, unsigned block, const char *what) {
         if (IN_SET(r, -EINVAL, -EDOM, -ERANGE))
@@ -648,10 +696,50 @@ static int server_password_error(Manager *m, sd_bus_error *error, int r, unsigne
         return volume_error(error, r, NULL, what);
 }
 
+typedef struct ServerUnlockData {
+        ServerWrap server;
+        char *password;
+        unsigned bad_block;
+} ServerUnlockData;
+
+static void server_unlock_data_free(void *p) {
+        ServerUnlockData *d = p;
+
+        if (!d)
+                return;
+        secure_free(d->password);
+        secure_free(d->server.vmk);
+        free(d);
+}
+
+static int server_unlock_work(void *p) {
+        ServerUnlockData *d = p;
+
+        return server_wrap_open(&d->server, d->password, &d->bad_block);
+}
+
+static void server_unlock_done(Operation *o, int r) {
+        ServerUnlockData *d = o->data;
+        Manager *m = o->manager;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        unsigned opened = 0, failed = 0;
+
+        if (r >= 0)
+                r = manager_unlock_server_vmk(m, TAKE_PTR(d->server.vmk), &d->server.vmk_id, &opened, &failed);
+        audit_record(o->request, "unlock-server-recovery-password", NULL, r, NULL);
+        if (r < 0) {
+                (void) server_password_error(m, &error, r, d->bad_block, "Failed to recover the server");
+                (void) sd_bus_reply_method_error(o->request, &error);
+                sd_bus_error_free(&error);
+                return;
+        }
+        (void) sd_bus_reply_method_return(o->request, "uu", opened, failed);
+}
+
 static int method_unlock_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        ServerUnlockData *d;
         const char *password;
-        unsigned block = 0, opened = 0, failed = 0;
         uint64_t flags;
         int r;
 
@@ -667,11 +755,24 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        r = manager_unlock_server_password(m, password, &block, &opened, &failed);
-        audit_record(message, "unlock-server-recovery-password", NULL, r, NULL);
-        if (r < 0)
-                return server_password_error(m, error, r, block, "Failed to recover the server");
-        return sd_bus_reply_method_return(message, "uu", opened, failed);
+        /* Its KDF (twice a recovery keyslot's) runs as an operation; every volume is opened, and the VMK
+         * rotated, on the loop once it is done. */
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        d->password = secure_memdup(password, strlen(password) + 1);
+        if (!d->password) {
+                server_unlock_data_free(d);
+                return -ENOMEM;
+        }
+        server_wrap_snapshot(m, &d->server);
+        r = operation_start(m, NULL, message, "recover-server", server_unlock_work, server_unlock_done, d,
+                            server_unlock_data_free);
+        if (r < 0) {
+                audit_record(message, "unlock-server-recovery-password", NULL, r, NULL);
+                return volume_error(error, r, NULL, "Failed to recover the server");
+        }
+        return 1;
 }
 
 static int method_replace_tpm_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -807,11 +908,13 @@ static int volume_check_idle(ManagedVolume *v, sd_bus_error *error) {
 }
 
 /* The recovery unlock's snapshot: the volume as loaded, a secure copy of the password, where to map
- * it; and what the worker found. */
+ * it, the server recovery password's record; and what the worker found. */
 typedef struct RecoverData {
         Volume *vol;
         char *password;
         char *mapped_name; /* NULL: no device-mapper, verify only */
+        ServerWrap server;
+        int server_result; /* the server recovery password tried: its result; else 1 */
         unsigned bad_block;
 } RecoverData;
 
@@ -822,15 +925,23 @@ static void recover_data_free(void *p) {
                 return;
         volume_free(d->vol);
         secure_free(d->password);
+        secure_free(d->server.vmk);
         free(d->mapped_name);
         free(d);
 }
 
-/* On the worker: the one KDF of the recovery keyslot (a typo is found before it, with its block). */
+/* On the worker: the recovery keyslot's KDF (a typo is found before it, with its block); a password
+ * the disk refuses may be the server recovery password, which opens every disk (the operator may hold
+ * either, and the prompt names both Key IDs). */
 static int recover_work(void *p) {
         RecoverData *d = p;
+        int r;
 
-        return volume_open_recovery(d->vol, d->password, d->mapped_name, 0, &d->bad_block);
+        r = volume_open_recovery(d->vol, d->password, d->mapped_name, 0, &d->bad_block);
+        d->server_result = 1;
+        if (r == -EPERM && d->server.have)
+                d->server_result = server_wrap_open(&d->server, d->password, NULL);
+        return r;
 }
 
 static int recover_error(ManagedVolume *v, int r, unsigned block, sd_bus_error *error) {
@@ -862,8 +973,17 @@ static void recover_done(Operation *o, int r) {
         char id[GUID_STRING_MAX];
         Guid new_id = {};
 
-        if (!IN_SET(r, -EINVAL, -EDOM, -ERANGE))
-                r = manager_recover_finish(v->manager, v, d->vol, d->password, r, &new_id);
+        if (d->server_result <= 0) {
+                unsigned opened = 0, failed = 0;
+
+                r = d->server_result;
+                if (r >= 0)
+                        r = manager_unlock_server_vmk(v->manager, TAKE_PTR(d->server.vmk), &d->server.vmk_id, &opened,
+                                                      &failed);
+                if (r < 0 && r != -EPERM)
+                        log_error_errno(r, "Failed to recover with the server recovery password: %m");
+        } else if (!IN_SET(r, -EINVAL, -EDOM, -ERANGE))
+                r = manager_recover_finish(v->manager, v, d->vol, r, &new_id);
         audit_record(o->request, "unlock-recovery-password", v, r, NULL);
         if (r < 0 && r != -ENOPKG) {
                 (void) recover_error(v, r, d->bad_block, &error);
@@ -907,6 +1027,7 @@ static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata
                 return -ENOMEM;
         d->password = secure_memdup(password, strlen(password) + 1);
         d->mapped_name = m->device_mapper ? strdup(v->mapped_name) : NULL;
+        server_wrap_snapshot(m, &d->server);
         if (!d->password || (m->device_mapper && !d->mapped_name)) {
                 recover_data_free(d);
                 return -ENOMEM;
@@ -1238,6 +1359,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("VMKId", "s", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("ServerRecoveryKeyId", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("VMKRotation", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Operations", "as", property_get_operations, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ServerRecoveryEscrow", "a(ssbtss)", property_get_server_escrow, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DeviceMapper", "b", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_CONST),

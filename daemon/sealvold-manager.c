@@ -939,16 +939,7 @@ static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, char **ret
         return 0;
 }
 
-int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, const char *password, int r,
-                           Guid *ret_new_key_id) {
-        if (r == -EPERM && m->have_server_recovery) {
-                unsigned opened = 0, failed = 0;
-
-                /* Not this disk's password: the server's opens every disk (the operator may hold either,
-                 * and the prompt names both Key IDs). */
-                r = manager_unlock_server_password(m, password, NULL, &opened, &failed);
-                return r == -EPERM || r >= 0 ? r : log_error_errno(r, "Failed to recover with the server recovery password: %m");
-        }
+int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r, Guid *ret_new_key_id) {
         if (r < 0)
                 return r == -ENOENT ? -ENOKEY : r;
         if (m->device_mapper)

@@ -39,6 +39,9 @@ static void operation_detach(Manager *m, Operation *o) {
                         m->operations[i] = m->operations[--m->n_operations];
                         break;
                 }
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "Operations", NULL);
         if (o->volume && o->volume->operation == o) {
                 o->volume->operation = NULL;
                 if (m->bus)
@@ -121,6 +124,9 @@ int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const
                 return log_error_errno(r, "Failed to start the %s operation: %m", name);
         }
         m->operations[m->n_operations++] = o;
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "Operations", NULL);
         if (v) {
                 v->operation = o;
                 if (m->bus)

@@ -104,8 +104,20 @@ void manager_note_server_secret_used(Manager *m, const char *what) {
         log_notice("%s was used: the VMK will be rotated.", what);
 }
 
+int manager_take_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id) {
+        _cleanup_secure_ uint8_t *key = vmk;
+
+        if (m->vmk) {
+                /* The daemon holds the VMK already: the password is right, and was used all the same. */
+                if (!guid_equal(&m->vmk_id, vmk_id) || !memeq_secure(m->vmk, key, VMK_SIZE))
+                        return -EKEYREJECTED;
+                return 0;
+        }
+        return manager_accept_vmk(m, TAKE_PTR(key), vmk_id, "the server recovery password");
+}
+
 int manager_open_server_password(Manager *m, const char *password, unsigned *ret_bad_block) {
-        _cleanup_secure_ uint8_t *vmk = NULL;
+        uint8_t *vmk = NULL;
         int r;
 
         if (!m->have_server_recovery)
@@ -114,20 +126,14 @@ int manager_open_server_password(Manager *m, const char *password, unsigned *ret
                                    &m->server_recovery.vmk_id, password, &vmk, ret_bad_block);
         if (r < 0)
                 return r;
-        if (m->vmk) {
-                /* The daemon holds the VMK already: the password is right, and was used all the same. */
-                if (!guid_equal(&m->vmk_id, &m->server_recovery.vmk_id) || !memeq_secure(m->vmk, vmk, VMK_SIZE))
-                        return -EKEYREJECTED;
-                return 0;
-        }
-        return manager_accept_vmk(m, TAKE_PTR(vmk), &m->server_recovery.vmk_id, "the server recovery password");
+        return manager_take_server_vmk(m, vmk, &m->server_recovery.vmk_id);
 }
 
-int manager_unlock_server_password(Manager *m, const char *password, unsigned *ret_bad_block, unsigned *ret_opened,
-                                   unsigned *ret_failed) {
+int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, unsigned *ret_opened,
+                              unsigned *ret_failed) {
         int r;
 
-        r = manager_open_server_password(m, password, ret_bad_block);
+        r = manager_take_server_vmk(m, vmk, vmk_id);
         if (r < 0)
                 return r;
         manager_note_server_secret_used(m, "The server recovery password");

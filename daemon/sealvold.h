@@ -224,14 +224,13 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
 int manager_unlock(Manager *m, ManagedVolume *v);
 int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed);
 int manager_lock(Manager *m, ManagedVolume *v);
-/* The recovery unlock, whose KDF runs as an operation: the worker calls volume_open_recovery() on the
+/* The recovery unlock, whose KDFs run as an operation: the worker calls volume_open_recovery() on the
  * volume manager_refresh_volume() loaded (with v's mapped name when device-mapper is there, else
- * NULL: verify only); then, on the loop, this applies its result r: a password that is not the disk's
- * may be the server recovery password; an opened volume gets its state, and its used password is
- * replaced (now if the daemon holds the VMK, else noted). Errors as before: -ENOKEY no recovery
- * keyslot, -EPERM neither password, -EKEYREJECTED. */
-int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, const char *password, int r,
-                           Guid *ret_new_key_id);
+ * NULL: verify only), and tries a password the disk refuses as the server recovery password (whose
+ * VMK manager_unlock_server_vmk() then takes). This applies the disk's result r on the loop: an
+ * opened volume gets its state, and its used password is replaced (now if the daemon holds the VMK,
+ * else noted). -ENOKEY no recovery keyslot, else r. */
+int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r, Guid *ret_new_key_id);
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
 /* -ECOMM: a required escrow failed (*ret_error says which and why); the old password stays. */
 int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error);
@@ -288,8 +287,12 @@ int manager_read_server_recovery_password(Manager *m, char **ret_password, Guid 
  * server_recovery_unwrap() (a typo: -EINVAL/-EDOM/-ERANGE with the block; -EPERM the wrong password),
  * -ENOKEY when the server has none. Nothing is noted as used: the caller does that once it acted. */
 int manager_open_server_password(Manager *m, const char *password, unsigned *ret_bad_block);
-int manager_unlock_server_password(Manager *m, const char *password, unsigned *ret_bad_block, unsigned *ret_opened,
-                                   unsigned *ret_failed);
+/* The second half of that, for a VMK an operation unwrapped from a snapshot of the server recovery
+ * password's record (vmk_id: the record's): consumes vmk. A rotation since makes it -EKEYREJECTED. */
+int manager_take_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id);
+/* The server recovery: manager_take_server_vmk(), its use noted, every volume opened, the VMK rotated. */
+int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, unsigned *ret_opened,
+                              unsigned *ret_failed);
 void manager_note_server_secret_used(Manager *m, const char *what);
 /* The VMK's rotation (docs/sealed-vmk.md): a new VMK and server recovery password (escrowed first: a
  * required target that fails refuses the rotation, -ECOMM with *ret_error), both VMKs sealed in one

@@ -1111,6 +1111,41 @@ static void test_answers_during_recovery(void **state) {
         _cleanup_free_ char *idle = get_string(f, f->paths[0], "Operation");
         assert_string_equal(idle, "");
         assert_state(f, 0, "verified");
+
+        /* The server recovery password's KDF (twice a keyslot's) likewise: the Manager lists it. */
+        _cleanup_free_ char *spw = read_server_password(f, NULL);
+        result = 0;
+        slot = sd_bus_slot_unref(slot);
+        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                             "UnlockWithServerRecoveryPassword", on_unlock_reply, &result, "st", spw,
+                                             UINT64_C(0)) >= 0);
+        assert_true(sd_bus_flush(caller) >= 0);
+        seen = false;
+        for (unsigned i = 0; i < 100000 && !seen; i++) {
+                char **ops = NULL;
+
+                assert_true(sd_bus_get_property_strv(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                                     "Operations", &error, &ops) >= 0);
+                seen = ops && ops[0] && streq(ops[0], "recover-server");
+                for (char **p = ops; p && *p; p++)
+                        free(*p);
+                free(ops);
+                if (!seen) {
+                        assert_true(sd_bus_process(caller, NULL) >= 0);
+                        if (result != 0)
+                                fail_msg("the server recovery was answered before the bus answered a property read "
+                                         "during it");
+                }
+        }
+        assert_true(seen);
+        while (result == 0) {
+                assert_true(sd_bus_process(caller, NULL) >= 0);
+                if (result == 0)
+                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
+        }
+        assert_int_equal(result, 1);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
 }
 
 /* A new main board (its TPM manufactured afresh: new seeds, no storage key) with the disks kept. */
