@@ -38,6 +38,25 @@ static int check_flags(uint64_t flags, sd_bus_error *error) {
         return 0;
 }
 
+/* The password and flags of a method that takes a recovery password: too long to be one is refused
+ * before polkit is asked. */
+static int read_password_and_flags(sd_bus_message *message, const char **ret_password, sd_bus_error *error) {
+        const char *password;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "st", &password, &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
+        *ret_password = password;
+        return 0;
+}
+
 /* The fingerprint of a DRA certificate, as sealvol shows it; NULL when there is none to show. */
 static char *cert_fingerprint_string(X509 *cert) {
         uint8_t fp[DRA_FINGERPRINT_SIZE];
@@ -740,17 +759,11 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
         Manager *m = userdata;
         ServerUnlockData *d;
         const char *password;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "st", &password, &flags);
+        r = read_password_and_flags(message, &password, error);
         if (r < 0)
                 return r;
-        r = check_flags(flags, error);
-        if (r < 0)
-                return r;
-        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
         r = polkit_check(m, message, "org.sealvol1.recover", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
@@ -780,17 +793,11 @@ static int method_replace_tpm_server_password(sd_bus_message *message, void *use
         _cleanup_free_ char *record = NULL, *why = NULL;
         const char *password;
         unsigned block = 0;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "st", &password, &flags);
+        r = read_password_and_flags(message, &password, error);
         if (r < 0)
                 return r;
-        r = check_flags(flags, error);
-        if (r < 0)
-                return r;
-        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
         r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
@@ -1000,17 +1007,11 @@ static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata
         Manager *m = v->manager;
         RecoverData *d = NULL;
         const char *password;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "st", &password, &flags);
+        r = read_password_and_flags(message, &password, error);
         if (r < 0)
                 return r;
-        r = check_flags(flags, error);
-        if (r < 0)
-                return r;
-        if (strlen(password) > 4 * RECOVERY_PASSWORD_LEN)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not a recovery password.");
         r = volume_check_idle(v, error);
         if (r < 0)
                 return r;

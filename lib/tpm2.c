@@ -374,7 +374,10 @@ static const TPM2B_PUBLIC srk_template = {
         },
 };
 
-static int srk_create(Tpm2Context *c, ESYS_TR *ret) {
+/* A primary key of hierarchy (empty authorisation) from template, transient; nothing of the creation
+ * data is kept. */
+static int primary_create(Tpm2Context *c, ESYS_TR hierarchy, const TPM2B_PUBLIC *template, const char *what,
+                          ESYS_TR *ret) {
         TPM2B_SENSITIVE_CREATE sensitive = {};
         TPM2B_DATA outside = {};
         TPML_PCR_SELECTION creation_pcrs = {};
@@ -382,18 +385,28 @@ static int srk_create(Tpm2Context *c, ESYS_TR *ret) {
         TPM2B_CREATION_DATA *creation_data = NULL;
         TPM2B_DIGEST *creation_hash = NULL;
         TPMT_TK_CREATION *ticket = NULL;
-        ESYS_TR transient = ESYS_TR_NONE, persistent = ESYS_TR_NONE;
         TSS2_RC rc;
 
-        rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                                &sensitive, &srk_template, &outside, &creation_pcrs, &transient, &pub,
-                                &creation_data, &creation_hash, &ticket);
+        rc = Esys_CreatePrimary(c->esys, hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                                template, &outside, &creation_pcrs, ret, &pub, &creation_data, &creation_hash,
+                                &ticket);
         if (rc != TSS2_RC_SUCCESS)
-                return tpm2_rc_to_errno(rc, "Esys_CreatePrimary (SRK)");
+                return tpm2_rc_to_errno(rc, what);
         Esys_Free(pub);
         Esys_Free(creation_data);
         Esys_Free(creation_hash);
         Esys_Free(ticket);
+        return 0;
+}
+
+static int srk_create(Tpm2Context *c, ESYS_TR *ret) {
+        ESYS_TR transient = ESYS_TR_NONE, persistent = ESYS_TR_NONE;
+        TSS2_RC rc;
+        int r;
+
+        r = primary_create(c, ESYS_TR_RH_OWNER, &srk_template, "Esys_CreatePrimary (SRK)", &transient);
+        if (r < 0)
+                return r;
 
         rc = Esys_EvictControl(c->esys, ESYS_TR_RH_OWNER, transient, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                ESYS_TR_NONE, TPM2_SRK_HANDLE, &persistent);
@@ -1009,13 +1022,6 @@ static int public_name(const TPMT_PUBLIC *p, TPM2B_NAME *ret) {
  * the one the session's salt is encrypted to: whatever answered the commands so far, the salt can
  * only be decrypted with the certified key's private part. */
 static int ek_get(Tpm2Context *c, const TPM2B_NAME *want, ESYS_TR *ret, bool *ret_transient) {
-        TPM2B_SENSITIVE_CREATE sensitive = {};
-        TPM2B_DATA outside = {};
-        TPML_PCR_SELECTION creation_pcrs = {};
-        TPM2B_PUBLIC *pub = NULL;
-        TPM2B_CREATION_DATA *creation_data = NULL;
-        TPM2B_DIGEST *creation_hash = NULL;
-        TPMT_TK_CREATION *ticket = NULL;
         ESYS_TR ek = ESYS_TR_NONE;
         TPM2B_NAME name;
         TSS2_RC rc;
@@ -1039,15 +1045,9 @@ static int ek_get(Tpm2Context *c, const TPM2B_NAME *want, ESYS_TR *ret, bool *re
         } else if (tpm2_rc_base(rc) != TPM2_RC_HANDLE)
                 return tpm2_rc_to_errno(rc, "Esys_TR_FromTPMPublic (EK)");
 
-        rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                                &sensitive, &ek_rsa2048_template, &outside, &creation_pcrs, &ek, &pub,
-                                &creation_data, &creation_hash, &ticket);
-        if (rc != TSS2_RC_SUCCESS)
-                return tpm2_rc_to_errno(rc, "Esys_CreatePrimary (EK)");
-        Esys_Free(pub);
-        Esys_Free(creation_data);
-        Esys_Free(creation_hash);
-        Esys_Free(ticket);
+        r = primary_create(c, ESYS_TR_RH_ENDORSEMENT, &ek_rsa2048_template, "Esys_CreatePrimary (EK)", &ek);
+        if (r < 0)
+                return r;
 
         r = object_name(c, ek, &name);
         if (r >= 0 && !tpm2_name_equal(&name, want))
