@@ -359,7 +359,7 @@ int manager_new(const char *config_path, Manager **ret) {
  * firmware it runs, and its EK certificate when that was checked (ek: NULL otherwise). */
 static json_object *tpm_identity_json(const TPM2B_NAME *srk, const Tpm2Info *info, const TpmIdentity *ek) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        _cleanup_free_ char *firmware = NULL, *fp = NULL;
+        _cleanup_free_ char *firmware = NULL;
 
         if (!o || asprintf(&firmware, "%u.%u.%u.%u", info->firmware[0] >> 16, info->firmware[0] & 0xffff,
                            info->firmware[1] >> 16, info->firmware[1] & 0xffff) < 0)
