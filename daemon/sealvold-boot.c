@@ -396,6 +396,24 @@ static unsigned count_state(Manager *m, VolumeState s) {
         return n;
 }
 
+static int on_boot_escrow(sd_event_source *s, void *userdata) {
+        (void) s;
+        manager_escrow_retry(userdata);
+        return 0;
+}
+
+void manager_escrow_after_boot(Manager *m) {
+        int r;
+
+        if (!m->boot_ready || !m->name_acquired || m->boot_escrow_started)
+                return;
+        m->boot_escrow_started = true;
+        /* From the event loop, after what is pending now (the name's reply, READY=1's callers). */
+        r = sd_event_add_defer(m->event, NULL, on_boot_escrow, m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to schedule the escrow retry, ignoring: %m");
+}
+
 static void boot_ready(Manager *m) {
         unsigned open = count_state(m, VOLUME_UNLOCKED) + count_state(m, VOLUME_VERIFIED);
         unsigned recovery = count_state(m, VOLUME_RECOVERY_REQUIRED);
@@ -409,6 +427,7 @@ static void boot_ready(Manager *m) {
                  recovery > 0 ? "; the others need recovery" : "", missing > 0 ? "; some disks are missing" : "");
         (void) sd_notifyf(false, "READY=1\nSTATUS=%zu volumes, %u open, %u need recovery, %u missing", m->n_volumes,
                           open, recovery, missing);
+        manager_escrow_after_boot(m);
 }
 
 static int on_boot_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -519,7 +538,6 @@ int manager_boot(Manager *m, bool unlock) {
          * or version 1 tokens were upgraded) happens now. */
         (void) manager_finish_rotation(m);
         manager_rotate_if_due(m);
-        manager_escrow_retry(m);
         /* Unfinished in-place encryptions go on (they need the VMK the unlock unsealed). */
         manager_resume_in_place(m);
         manager_pass_end(m);

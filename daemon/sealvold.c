@@ -28,11 +28,14 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         const sd_bus_error *e = sd_bus_message_get_error(reply);
+        Manager *m = userdata;
 
-        (void) userdata;
         (void) ret_error;
-        if (!e)
+        if (!e) {
+                m->name_acquired = true;
+                manager_escrow_after_boot(m);
                 return 0;
+        }
         /* Another sealvold owns it, or the bus policy (policy/org.sealvol1.conf) is not installed. */
         log_error("Failed to acquire the bus name %s: %s", SEALVOL_BUS_NAME, e->message ?: e->name);
         return sd_event_exit(sd_bus_get_event(sd_bus_message_get_bus(reply)), -EADDRINUSE);

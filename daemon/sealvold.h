@@ -170,6 +170,8 @@ struct Manager {
         sd_device_monitor *device_monitor;
         sd_event_source *boot_timer;
         bool boot_ready;
+        bool name_acquired;        /* org.sealvol1 is ours */
+        bool boot_escrow_started;  /* the first escrow retry of this start is under way or done */
         RefusedDevice refused[REFUSED_DEVICES_MAX];
         size_t n_refused;
 };
@@ -204,6 +206,10 @@ void manager_stop_operations(Manager *m);
 int manager_new(const char *config_path, Manager **ret);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+/* Escrow still owed from before this start (a target that was down) is retried once the boot is
+ * READY and the bus name is ours, never before: an escrow server that hangs holds neither the boot
+ * (local-fs.target waits for READY=1) nor the name. */
+void manager_escrow_after_boot(Manager *m);
 int manager_start(Manager *m);
 
 ManagedVolume *manager_find_volume(Manager *m, const char *uuid);

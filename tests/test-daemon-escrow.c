@@ -717,6 +717,42 @@ static void test_hook_fails_then_retried(void **state) {
         check_record(record, size, image, key_id, password);
 }
 
+/* Escrow owed from before a restart is retried only once the daemon is READY (and owns its name): a
+ * hook that hangs holds neither the boot nor the bus name. Ordering, from the daemon's own log: the
+ * boot's "Unlocked" line comes before the retry's failure. */
+static void test_hanging_hook_holds_no_boot(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *log = NULL;
+        const char *unlocked, *retried = NULL;
+        size_t offset;
+
+        flag(f, "down", true);
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        assert_int_equal(token_escrow(image, "hook").state, ESCROW_FAILED);
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        log = test_read_file(f->d->log_path);
+        offset = log ? strlen(log) : 0;
+        log = mfree(log);
+        flag(f, "down", false);
+        flag(f, "hang", true);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        for (unsigned i = 0; i < 200 && !retried; i++) {
+                log = mfree(log);
+                log = test_read_file(f->d->log_path);
+                assert_non_null(log);
+                assert_true(strlen(log) >= offset);
+                retried = strstr(log + offset, "will be retried in");
+                if (!retried)
+                        usleep(100 * 1000);
+        }
+        assert_non_null(retried);
+        unlocked = strstr(log + offset, "Unlocked ");
+        assert_non_null(unlocked);
+        if (unlocked > retried)
+                fail_msg("the escrow retry ran before the boot was READY:\n%s", log + offset);
+        flag(f, "hang", false);
+}
+
 /* A hook that answers with binary garbage, failing or not: reported in printable words, the bus and
  * status stay readable. */
 static void test_hook_garbage(void **state) {
@@ -916,6 +952,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_dra_set_encrypts_spool, setup_dra_later, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_configured_encrypts_spool, setup_dra_later, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_fails_then_retried, setup_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_hanging_hook_holds_no_boot, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),
