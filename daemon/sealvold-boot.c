@@ -422,6 +422,11 @@ static void boot_ready(Manager *m) {
         if (m->boot_ready)
                 return;
         m->boot_ready = true;
+        /* What the status properties show of the TPM, asked once now that the volumes are open (or
+         * given up on): two commands, before READY=1, and none when the boot's unseal asked already,
+         * which a disk that udev announces late makes happen during the wait. So every start costs
+         * the TPM the same, whenever the disks appear. */
+        manager_tpm_start(m);
         m->boot_timer = sd_event_source_disable_unref(m->boot_timer);
         log_info("Unlocked %u of %zu volumes%s%s.", open, m->n_volumes,
                  recovery > 0 ? "; the others need recovery" : "", missing > 0 ? "; some disks are missing" : "");
@@ -541,9 +546,6 @@ int manager_boot(Manager *m, bool unlock) {
         /* Unfinished in-place encryptions go on (they need the VMK the unlock unsealed). */
         manager_resume_in_place(m);
         manager_pass_end(m);
-        /* What the status properties show of the TPM, asked once now that the volumes are open: two
-         * commands, before READY=1 so that every start costs the TPM the same. */
-        manager_tpm_start(m);
 
         if (count_state(m, VOLUME_UNAVAILABLE) == 0 || m->config.boot_device_timeout_sec == 0 || !m->device_monitor) {
                 boot_ready(m);
