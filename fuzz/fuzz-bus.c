@@ -180,13 +180,20 @@ static void make_real_volume(char uuid[static VOLUME_UUID_STRING_MAX], char **re
 
 static void pump(const Peer *p, bool *done) {
         /* Each round moves what is queued on both ends; a call needs a handful, one that asks
-         * polkit a few more. */
+         * polkit a few more. A call that started an operation (sealvold-operation.c) is answered from
+         * the daemon's event loop once its worker is done: the loop runs too, and is waited on while
+         * an operation runs. */
         for (unsigned i = 0; i < 1000 && !*done; i++) {
                 int a = sd_bus_process(p->server, NULL), b = sd_bus_process(p->client, NULL);
+                int e = sd_event_run(fx.manager->event, 0);
 
-                fuzz_must(a >= 0 && b >= 0, "sd_bus_process");
-                if (a == 0 && b == 0 && !*done)
-                        (void) sd_bus_wait(p->client, 1000);
+                fuzz_must(a >= 0 && b >= 0 && e >= 0, "sd_bus_process");
+                if (a == 0 && b == 0 && e == 0 && !*done) {
+                        if (fx.manager->n_operations > 0)
+                                (void) sd_event_run(fx.manager->event, 1000 * 1000);
+                        else
+                                (void) sd_bus_wait(p->client, 1000);
+                }
         }
 }
 
