@@ -944,10 +944,14 @@ static int recover_work(void *p) {
         RecoverData *d = p;
         int r;
 
-        r = volume_open_recovery(d->vol, d->password, d->mapped_name, 0, &d->bad_block);
+        /* Checked first, unmapped: whether it is this disk's password decides, before the mapping's
+         * own errors (a volume mapped already) could hide that. */
+        r = volume_open_recovery(d->vol, d->password, NULL, 0, &d->bad_block);
         d->server_result = 1;
         if (r == -EPERM && d->server.have)
                 d->server_result = server_wrap_open(&d->server, d->password, NULL);
+        if (r >= 0 && d->mapped_name)
+                r = volume_open_recovery(d->vol, d->password, d->mapped_name, 0, NULL);
         return r;
 }
 
