@@ -1376,43 +1376,15 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
  * with what the operator proved it. The new identity becomes tpm-identity.json. */
 static int tpm_replacement_record(Manager *m, const TPM2B_NAME *old_srk, json_object *new_tpm,
                                   const char *credential, char **ret) {
-        _cleanup_(json_object_putp) json_object *doc = NULL, *e = json_object_new_object(), *old_tpm = NULL;
-        json_object *list = NULL, *srk = NULL;
+        _cleanup_(json_object_putp) json_object *e = json_object_new_object();
+        json_object *srk = NULL;
         _cleanup_free_ char *path = NULL, *identity_path = NULL, *text = NULL, *existing = NULL, *old = NULL;
-        size_t n;
+        size_t n_existing = 0, n_old = 0;
         int r;
 
         if (!e || asprintf(&path, "%s/tpm-replacements.json", m->state_dir) < 0 ||
             asprintf(&identity_path, "%s/tpm-identity.json", m->state_dir) < 0)
                 return -ENOMEM;
-        /* Earlier replacements stay; a file that does not parse is started again (it is a record for
-         * people, the sealed state is what counts). */
-        if (read_file_full(path, 1024 * 1024, &existing, &n) >= 0 && json_parse_object(existing, n, 4, &doc) >= 0 &&
-            (!json_object_object_get_ex(doc, "replacements", &list) || !json_object_is_type(list, json_type_array))) {
-                json_object_put(doc);
-                doc = NULL;
-        }
-        if (!doc) {
-                doc = json_object_new_object();
-                if (!doc || json_add_owned(doc, "replacements", list = json_object_new_array()) < 0)
-                        return -ENOMEM;
-        }
-        /* The old TPM as it was noted, if that note is about the SRK the VMK was pinned to. */
-        if (old_srk && read_file_full(identity_path, 64 * 1024, &old, &n) >= 0 &&
-            json_parse_object(old, n, 2, &old_tpm) >= 0 &&
-            json_object_object_get_ex(old_tpm, "srk_name", &srk) && json_object_is_type(srk, json_type_string)) {
-                _cleanup_free_ char *hex = hex_encode(old_srk->name, old_srk->size);
-
-                if (!hex)
-                        return -ENOMEM;
-                if (!streq(json_object_get_string(srk), hex)) {
-                        json_object_put(old_tpm);
-                        old_tpm = NULL;
-                }
-        } else if (old_tpm) {
-                json_object_put(old_tpm);
-                old_tpm = NULL;
-        }
         if ((r = json_add_time(e, "time", (uint64_t) time(NULL))) < 0 ||
             (r = json_add_string(e, "credential", credential)) < 0 ||
             (r = json_add_string(e, "vmk_id", guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}))) < 0 ||
@@ -1420,14 +1392,26 @@ static int tpm_replacement_record(Manager *m, const TPM2B_NAME *old_srk, json_ob
                 return r;
         json_object_object_get_ex(new_tpm, "srk_name", &srk);
         if (json_add_owned(e, "new_srk_name", json_object_get(srk)) < 0 ||
-            (old_tpm && json_add_owned(e, "old_tpm", TAKE_PTR(old_tpm)) < 0) ||
             json_add_owned(e, "new_tpm", json_object_get(new_tpm)) < 0)
                 return -ENOMEM;
-        if (json_object_array_add(list, json_object_get(e)) < 0)
+        /* Both files are records for people (the sealed state is what counts): what cannot be read
+         * is not needed, and a record that does not parse is kept aside, never overwritten. */
+        r = read_file_full(path, 4 * 1024 * 1024, &existing, &n_existing);
+        if (r < 0 && r != -ENOENT && !(existing = strdup(""))) /* there but unreadable: kept aside too */
                 return -ENOMEM;
-        text = json_format(doc);
-        if (!text)
-                return -ENOMEM;
+        (void) read_file_full(identity_path, 64 * 1024, &old, &n_old);
+        r = tpm_replacements_append(existing, n_existing, old, n_old, old_srk, e, &text);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                _cleanup_free_ char *aside = NULL;
+
+                if (asprintf(&aside, "%s.unreadable", path) < 0)
+                        return -ENOMEM;
+                if (rename(path, aside) < 0)
+                        return log_error_errno(-errno, "Failed to keep the unreadable %s aside: %m", path);
+                log_warning("%s could not be read; kept as %s, a new record started.", path, aside);
+        }
         r = write_file_atomic(path, text, strlen(text), 0600);
         if (r < 0)
                 return r;

@@ -10,6 +10,8 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 
+#include "encoding.h"
+#include "json-util.h"
 #include "log.h"
 #include "openssl-util.h"
 #include "tpm-identity.h"
@@ -155,4 +157,36 @@ int tpm_identity_verify(Tpm2Context *c, STACK_OF(X509) *anchors, time_t now, Tpm
 
         *ret = id;
         return 0;
+}
+
+int tpm_replacements_append(const char *existing, size_t existing_size, const char *identity,
+                            size_t identity_size, const TPM2B_NAME *old_srk, json_object *entry, char **ret) {
+        _cleanup_(json_object_putp) json_object *doc = NULL, *old_tpm = NULL;
+        json_object *list = NULL, *srk = NULL;
+        bool restarted = false;
+
+        if (existing && json_parse_object(existing, existing_size, 8, &doc) >= 0 &&
+            (!json_object_object_get_ex(doc, "replacements", &list) || !json_object_is_type(list, json_type_array)))
+                json_object_put(TAKE_PTR(doc));
+        if (!doc) {
+                restarted = existing != NULL;
+                doc = json_object_new_object();
+                if (!doc || json_add_owned(doc, "replacements", list = json_object_new_array()) < 0)
+                        return -ENOMEM;
+        }
+        if (old_srk && identity && json_parse_object(identity, identity_size, 4, &old_tpm) >= 0 &&
+            json_object_object_get_ex(old_tpm, "srk_name", &srk) && json_object_is_type(srk, json_type_string)) {
+                _cleanup_free_ char *hex = hex_encode(old_srk->name, old_srk->size);
+
+                if (!hex)
+                        return -ENOMEM;
+                if (streq(json_object_get_string(srk), hex) && json_add_owned(entry, "old_tpm", TAKE_PTR(old_tpm)) < 0)
+                        return -ENOMEM;
+        }
+        if (json_object_array_add(list, json_object_get(entry)) < 0) {
+                json_object_put(entry);
+                return -ENOMEM;
+        }
+        *ret = json_format(doc);
+        return !*ret ? -ENOMEM : restarted;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <json.h>
 #include <openssl/x509.h>
 
 #include "tpm2.h"
@@ -46,3 +47,12 @@ typedef struct TpmIdentity {
  *   -ENOKEY        anchors is empty: every TPM would be refused.
  * Other errors are the TPM's (tpm2_rc_to_errno()), or -ENOMEM. */
 int tpm_identity_verify(Tpm2Context *c, STACK_OF(X509) *anchors, time_t now, TpmIdentity *ret, char **ret_reason);
+
+/* The record of TPM replacements (<state>/tpm-replacements.json: {"replacements": [entry, ...]}) with
+ * entry appended, as text in *ret. existing (NULL: none) is the record as read; identity (NULL: none)
+ * is <state>/tpm-identity.json as read, the note of the TPM the VMK was sealed to. Both are whatever a
+ * crash, a restored backup or an editor left. When identity is a note about old_srk (its "srk_name" is
+ * old_srk's name in hex), it is added to entry as "old_tpm". Returns 0, or 1 when existing was there
+ * but is no such record and the text starts the record again (keep existing aside); -ENOMEM. */
+int tpm_replacements_append(const char *existing, size_t existing_size, const char *identity,
+                            size_t identity_size, const TPM2B_NAME *old_srk, json_object *entry, char **ret);

@@ -1193,6 +1193,8 @@ static void test_tpm_replacement_with_server_password(void **state) {
                 assert_state(f, i, "recovery-required");
         path = path_join(f->d->state_dir, "tpm-replacements.json");
         assert_int_equal(access(path, F_OK), -1);
+        /* A record a crash cut short is kept aside, not overwritten. */
+        assert_int_equal(write_file_atomic(path, "{\"replacements\": [{\"time\"", 25, 0600), 0);
 
         /* The prompt names the Key ID it wants; the record says what proved it. */
         assert_int_equal(CTL(f, 0, input, &out, "--json", "tpm", "replace"), 0);
@@ -1204,6 +1206,14 @@ static void test_tpm_replacement_with_server_password(void **state) {
                 assert_state(f, i, "verified");
         assert_int_equal(read_file_full(path, 1024 * 1024, &records, &size), 0);
         assert_non_null(strstr(records, "server-recovery-password"));
+        assert_non_null(strstr(records, "\"old_tpm\"")); /* from tpm-identity.json of the first seal */
+        {
+                _cleanup_free_ char *aside = NULL, *kept = NULL;
+
+                aside = path_join(f->d->state_dir, "tpm-replacements.json.unreadable");
+                assert_int_equal(read_file_full(aside, 1024, &kept, &size), 0);
+                assert_string_equal(kept, "{\"replacements\": [{\"time\"");
+        }
         /* Used once: replaced, with the VMK. */
         assert_true(sd_bus_get_property_string(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
                                                "ServerRecoveryKeyId", &error, &new_id) >= 0);
