@@ -301,8 +301,10 @@ static void kill_all(KillPointProcess *p) {
         for (size_t i = 0; i < p->n_tracees; i++)
                 (void) kill(p->tracees[i], SIGKILL);
         /* Reaped (or, for the program's children, handed back to their parent) only once the tracer
-         * has seen them die. */
-        for (size_t i = 0; i < p->n_tracees; i++) {
+         * has seen them die. The newest first: a thread group's leader is reported dead only after
+         * its other threads (a worker the tracer saw cloned) were reaped, so waiting for the leader
+         * first would wait for ever. */
+        for (size_t i = p->n_tracees; i-- > 0;) {
                 int status;
 
                 while (waitpid(p->tracees[i], &status, __WALL) == p->tracees[i] && !WIFEXITED(status) &&
