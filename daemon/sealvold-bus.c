@@ -262,7 +262,7 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
 
                 for (EscrowTarget t = ESCROW_TARGET_SPOOL; t <= ESCROW_TARGET_HOOK; t++)
                         if (m->config.escrow_targets & (1u << t))
-                                encrypted = encrypted && escrow_target_encrypted(m, t, have_dra);
+                                encrypted = encrypted && escrow_target_encrypted(&m->config, t, have_dra);
                 return sd_bus_message_append(reply, "b", encrypted);
         }
         if (streq(property, "RefusedDevices")) {
@@ -343,6 +343,32 @@ static int read_device_and_flags(sd_bus_message *message, const char **ret_devic
         return 0;
 }
 
+/* A manager-wide operation (the VMK, the sealed state or the server's secrets change) runs alone: a
+ * call that would unseal, seal or change them meanwhile is refused at once, naming it. */
+static int manager_check_idle(Manager *m, sd_bus_error *error) {
+        const Operation *o = manager_exclusive_operation(m);
+
+        if (o)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "The server is busy: %s is under way; try again when "
+                                         "it is done.", o->name);
+        return 0;
+}
+
+/* polkit_check() of a call that must not run beside a manager-wide operation: refused as Busy before
+ * the query and again once polkit answered (another call may have started one meanwhile). */
+static int polkit_check_alone(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error) {
+        int r;
+
+        r = manager_check_idle(m, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(m, message, action, error);
+        if (r <= 0)
+                return r;
+        r = manager_check_idle(m, error);
+        return r < 0 ? r : 1;
+}
+
 static int method_provision(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         ManagedVolume *v = NULL;
@@ -355,7 +381,7 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
         if (r < 0)
                 return r;
 
-        r = polkit_check(m, message, "org.sealvol1.provision", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.provision", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -380,7 +406,7 @@ static int method_provision_in_place(sd_bus_message *message, void *userdata, sd
         r = read_device_and_flags(message, &device, error);
         if (r < 0)
                 return r;
-        r = polkit_check(m, message, "org.sealvol1.provision", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.provision", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -417,7 +443,7 @@ static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_err
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check(m, message, "org.sealvol1.unlock", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.unlock", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -452,7 +478,7 @@ static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not sealing the VMK to PCR %s: %s.",
                                          isempty(pcrs) ? "(configured)" : pcrs, floor);
-        r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -524,7 +550,7 @@ static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error 
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check(m, message, "org.sealvol1.manage-dra", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-dra", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = read_passed_file(fd, DRA_CERT_FILE_MAX, &data, &size, false);
@@ -560,7 +586,7 @@ static int method_export_vmk(sd_bus_message *message, void *userdata, sd_bus_err
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check(m, message, "org.sealvol1.export-vmk", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.export-vmk", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = manager_export_vmk(m, &json);
@@ -596,43 +622,6 @@ static int untrusted_tpm_error(sd_bus_error *error, const char *why) {
                                  why ?: "its EK certificate could not be checked");
 }
 
-static int method_replace_tpm_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        _cleanup_free_ char *record = NULL, *why = NULL;
-        EVP_PKEY *key = NULL;
-        uint64_t flags;
-        int fd, r;
-
-        r = sd_bus_message_read(message, "ht", &fd, &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
-        if (r < 0)
-                return r;
-        r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
-        if (r <= 0)
-                return r < 0 ? r : 1;
-        r = read_passed_dra_key(fd, &key, error);
-        if (r < 0)
-                return r;
-        r = manager_replace_tpm_dra(m, key, &record, &why);
-        EVP_PKEY_free(key);
-        audit_record(message, "replace-tpm", NULL, r, "dra-key");
-        if (r == -EKEYREVOKED)
-                return untrusted_tpm_error(error, why);
-        if (r == -EKEYREJECTED)
-                return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY,
-                                         "The DRA key does not open this server's VMK export, or the export holds "
-                                         "another VMK than the sealed state names.");
-        if (r == -ENOKEY)
-                return sd_bus_error_setf(error, BUS_ERROR_NO_PROTECTOR, "This server has no VMK export to open.");
-        if (r < 0)
-                return volume_error(error, r, NULL, "Failed to replace the TPM");
-        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",
-                                              NULL);
-        return sd_bus_reply_method_return(message, "s", strempty(record));
-}
-
 /* The answer to a recovery password that did not parse: which block, and what is wrong with it. */
 static int recovery_typo_error(sd_bus_error *error, int r, unsigned block) {
         const char *name = r == -EDOM ? BUS_ERROR_RECOVERY_PASSWORD_TYPO :
@@ -656,7 +645,7 @@ static int method_rotate_vmk(sd_bus_message *message, void *userdata, sd_bus_err
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = manager_rotate_vmk(m, &why);
@@ -764,7 +753,7 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
         r = read_password_and_flags(message, &password, error);
         if (r < 0)
                 return r;
-        r = polkit_check(m, message, "org.sealvol1.recover", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.recover", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -788,29 +777,185 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
         return 1;
 }
 
+/* ---- replacing the TPM ------------------------------------------------------------------------ */
+
+/* A TPM replacement: proven on the loop (the DRA key) or by an operation (the server recovery
+ * password's KDF), then sealed by another (the TPM's work). */
+typedef struct ReplaceData {
+        const char *credential; /* "dra-key", "server-recovery-password": the record's */
+        ServerWrap server;
+        char *password; /* secure memory, dropped once it opened the VMK */
+        unsigned bad_block;
+        TpmReplacement *tpm;
+} ReplaceData;
+
+static void replace_data_free(void *p) {
+        ReplaceData *d = p;
+
+        if (!d)
+                return;
+        secure_free(d->password);
+        secure_free(d->server.vmk);
+        tpm_replacement_free(d->tpm);
+        free(d);
+}
+
+static void replace_answer(Manager *m, sd_bus_message *request, ReplaceData *d, int r, const char *record) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        audit_record(request, "replace-tpm", NULL, r, d->credential);
+        if (r >= 0) {
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "ChangedPCRs", NULL);
+                (void) sd_bus_reply_method_return(request, "s", strempty(record));
+                return;
+        }
+        if (r == -EKEYREVOKED)
+                (void) untrusted_tpm_error(&error, d->tpm ? d->tpm->reason : NULL);
+        else if (streq(d->credential, "server-recovery-password"))
+                (void) server_password_error(m, &error, r, d->bad_block, "Failed to replace the TPM");
+        else if (r == -EKEYREJECTED)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_WRONG_KEY,
+                                         "The DRA key does not open this server's VMK export, or the export holds "
+                                         "another VMK than the sealed state names.");
+        else if (r == -ENOKEY)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_NO_PROTECTOR, "This server has no VMK export to open.");
+        else
+                (void) volume_error(&error, r, NULL, "Failed to replace the TPM");
+        (void) sd_bus_reply_method_error(request, &error);
+        sd_bus_error_free(&error);
+}
+
+static int replace_seal_work(void *p) {
+        ReplaceData *d = p;
+
+        return tpm_replacement_seal(d->tpm);
+}
+
+static void replace_sealed_done(Operation *o, int r) {
+        ReplaceData *d = o->data;
+        Manager *m = o->manager;
+        _cleanup_free_ char *record = NULL;
+        unsigned opened = 0, failed = 0;
+
+        if (r >= 0)
+                r = manager_tpm_replaced(m, d->tpm, d->credential, &record);
+        if (r >= 0) {
+                (void) manager_unlock_all(m, &opened, &failed);
+                manager_rotate_if_due(m);
+        }
+        replace_answer(m, o->request, d, r, record);
+}
+
+/* The VMK is the daemon's and the secret's use noted: seal it, as an operation (consumes d). */
+static int replace_seal_start(Manager *m, sd_bus_message *request, ReplaceData *d) {
+        int r;
+
+        d->password = secure_free(d->password);
+        r = manager_tpm_replacement_new(m, &d->tpm);
+        if (r < 0) {
+                replace_data_free(d);
+                return r;
+        }
+        return operation_start(m, NULL, request, "replace-tpm", replace_seal_work, replace_sealed_done, d,
+                               replace_data_free);
+}
+
+static int replace_unwrap_work(void *p) {
+        ReplaceData *d = p;
+
+        return server_wrap_open(&d->server, d->password, &d->bad_block);
+}
+
+static void replace_unwrapped_done(Operation *o, int r) {
+        ReplaceData *d = TAKE_PTR(o->data);
+        Manager *m = o->manager;
+
+        /* Proven in this call, like the DRA key: a daemon that holds the VMK already (the old TPM still
+         * answered at boot) still needs the server-scoped secret to re-pin. */
+        if (r >= 0)
+                r = manager_take_server_vmk(m, TAKE_PTR(d->server.vmk), &d->server.vmk_id);
+        if (r >= 0) {
+                manager_note_server_secret_used(m, "The server recovery password");
+                r = replace_seal_start(m, o->request, d);
+                if (r >= 0)
+                        return;
+                d = NULL;
+                replace_answer(m, o->request, &(ReplaceData) { .credential = "server-recovery-password" }, r, NULL);
+                return;
+        }
+        replace_answer(m, o->request, d, r, NULL);
+        replace_data_free(d);
+}
+
+static int method_replace_tpm_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+        ReplaceData *d;
+        uint64_t flags;
+        int fd, r;
+
+        r = sd_bus_message_read(message, "ht", &fd, &flags);
+        if (r < 0)
+                return r;
+        r = check_flags(flags, error);
+        if (r < 0)
+                return r;
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = read_passed_dra_key(fd, &key, error);
+        if (r < 0)
+                return r;
+
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        d->credential = "dra-key";
+        /* The export's CMS opens in milliseconds, on the loop; the TPM's work is the operation. */
+        r = manager_replace_tpm_prove_dra(m, key);
+        if (r >= 0) {
+                r = replace_seal_start(m, message, TAKE_PTR(d));
+                if (r >= 0)
+                        return 1;
+                d = NULL;
+        }
+        replace_answer(m, message, d ?: &(ReplaceData) { .credential = "dra-key" }, r, NULL);
+        replace_data_free(d);
+        return 1;
+}
+
 static int method_replace_tpm_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_free_ char *record = NULL, *why = NULL;
+        ReplaceData *d;
         const char *password;
-        unsigned block = 0;
         int r;
 
         r = read_password_and_flags(message, &password, error);
         if (r < 0)
                 return r;
-        r = polkit_check(m, message, "org.sealvol1.manage-tpm", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        r = manager_replace_tpm_server_password(m, password, &block, &record, &why);
-        audit_record(message, "replace-tpm", NULL, r, "server-recovery-password");
-        if (r == -EKEYREVOKED)
-                return untrusted_tpm_error(error, why);
-        if (r < 0)
-                return server_password_error(m, error, r, block, "Failed to replace the TPM");
-        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",
-                                              NULL);
-        return sd_bus_reply_method_return(message, "s", strempty(record));
+        /* Its KDF (twice a recovery keyslot's) is the first operation, the TPM's work the second. */
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        d->credential = "server-recovery-password";
+        d->password = secure_memdup(password, strlen(password) + 1);
+        if (!d->password) {
+                replace_data_free(d);
+                return -ENOMEM;
+        }
+        server_wrap_snapshot(m, &d->server);
+        r = operation_start(m, NULL, message, "replace-tpm", replace_unwrap_work, replace_unwrapped_done, d,
+                            replace_data_free);
+        if (r < 0) {
+                audit_record(message, "replace-tpm", NULL, r, "server-recovery-password");
+                return volume_error(error, r, NULL, "Failed to replace the TPM");
+        }
+        return 1;
 }
 
 static int method_get_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -856,7 +1001,7 @@ static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_
         /* The file is checked after polkit: what the caller's file holds may change between the two
          * passes of the handler, and a check that fails only on the second pass would strand the
          * polkit query. */
-        r = polkit_check(v->manager, message, "org.sealvol1.recover", error);
+        r = polkit_check_alone(v->manager, message, "org.sealvol1.recover", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = read_passed_dra_key(fd, &key, error);
@@ -884,7 +1029,7 @@ static int method_volume_unlock(sd_bus_message *message, void *userdata, sd_bus_
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check(v->manager, message, "org.sealvol1.unlock", error);
+        r = polkit_check_alone(v->manager, message, "org.sealvol1.unlock", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = manager_unlock(v->manager, v);
@@ -1078,26 +1223,64 @@ static int method_volume_get_recovery_password(sd_bus_message *message, void *us
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        ManagedVolume *v = userdata;
+/* The new keyslot's KDF (production cost) and the new password's escrow (a hook, a DC) run as an
+ * operation: the volume is busy meanwhile, the bus answers. */
+static int rotate_recovery_work(void *p) {
+        return recovery_rotation_work(p);
+}
+
+static void rotate_recovery_free(void *p) {
+        recovery_rotation_free(p);
+}
+
+static void rotate_recovery_done(Operation *o, int r) {
+        RecoveryRotation *d = o->data;
+        ManagedVolume *v = o->volume;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ char *why = NULL;
         char id[GUID_STRING_MAX];
-        Guid new_id;
-        int r;
+        Guid new_id = {};
 
-        r = polkit_check(v->manager, message, "org.sealvol1.rotate", error);
-        if (r <= 0)
-                return r < 0 ? r : 1;
-        r = manager_rotate_recovery(v->manager, v, &new_id, &why);
-        audit_record(message, "rotate-recovery-password", v, r, NULL);
+        r = manager_rotate_recovery_finish(o->manager, v, d, r, &new_id, &why);
+        audit_record(o->request, "rotate-recovery-password", v, r, NULL);
+        if (r >= 0) {
+                (void) sd_bus_reply_method_return(o->request, "s", guid_format(&new_id, id));
+                return;
+        }
         if (r == -ECOMM)
-                return sd_bus_error_setf(error, BUS_ERROR_ESCROW_FAILED,
+                (void) sd_bus_error_setf(&error, BUS_ERROR_ESCROW_FAILED,
                                          "The recovery password of %s was not replaced: the new one could not be "
                                          "escrowed to a required target (%s). The old one stays.",
                                          v->uuid, strempty(why));
+        else
+                (void) volume_error(&error, r, v, "Failed to rotate the recovery password of");
+        (void) sd_bus_reply_method_error(o->request, &error);
+        sd_bus_error_free(&error);
+}
+
+static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        RecoveryRotation *d = NULL;
+        int r;
+
+        r = volume_check_idle(v, error);
         if (r < 0)
+                return r;
+        r = polkit_check(v->manager, message, "org.sealvol1.rotate", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        r = volume_check_idle(v, error);
+        if (r < 0)
+                return r;
+        r = manager_rotate_recovery_begin(v->manager, v, &d);
+        if (r >= 0)
+                r = operation_start(v->manager, v, message, "rotate-recovery", rotate_recovery_work,
+                                    rotate_recovery_done, d, rotate_recovery_free);
+        if (r < 0) {
+                audit_record(message, "rotate-recovery-password", v, r, NULL);
                 return volume_error(error, r, v, "Failed to rotate the recovery password of");
-        return sd_bus_reply_method_return(message, "s", guid_format(&new_id, id));
+        }
+        return 1;
 }
 
 static int property_get_encryption(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -1206,7 +1389,7 @@ static int property_get_escrow_encryption(sd_bus *bus, const char *path, const c
         have_dra = load >= 0;
         r = sd_bus_message_open_container(reply, 'a', "(sbs)");
         for (EscrowTarget t = 0; r >= 0 && t < _ESCROW_TARGET_MAX; t++) {
-                bool encrypted = escrow_target_encrypted(m, t, have_dra);
+                bool encrypted = escrow_target_encrypted(&m->config, t, have_dra);
                 const char *how;
 
                 if (!(m->config.escrow_targets & (1u << t)))

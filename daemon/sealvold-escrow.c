@@ -62,12 +62,41 @@ static char *spool_directory(Manager *m) {
         return asprintf(&s, "%s/escrow", m->state_dir) < 0 ? NULL : s;
 }
 
-bool escrow_target_encrypted(const Manager *m, EscrowTarget t, bool have_dra) {
+int manager_escrow_env(Manager *m, EscrowEnv *ret) {
+        int r;
+
+        *ret = (EscrowEnv) {
+                .config = &m->config,
+                .hostname = m->hostname,
+                .machine_id = m->machine_id,
+                .spool_dir = spool_directory(m),
+        };
+        if (!ret->spool_dir)
+                return -ENOMEM;
+        /* Spool and hook records are encrypted to the DRA when there is one; plain only without, which
+         * status shows. A DRA certificate that is set but does not load sends them nowhere: they
+         * fail, and are retried, rather than go out in plaintext. */
+        r = manager_load_dra_cert(m, &ret->cert);
+        if (r < 0 && r != -ENOENT) {
+                log_warning_errno(r, "Failed to load the DRA certificate, records for the spool and the hook are not "
+                                  "sent: %m");
+                ret->dra_error = r;
+        }
+        return 0;
+}
+
+void escrow_env_done(EscrowEnv *e) {
+        free(e->spool_dir);
+        X509_free(e->cert);
+        *e = (EscrowEnv) {};
+}
+
+bool escrow_target_encrypted(const Config *c, EscrowTarget t, bool have_dra) {
         switch (t) {
         case ESCROW_TARGET_SPOOL:
                 return have_dra;
         case ESCROW_TARGET_HOOK:
-                return have_dra && !m->config.escrow_hook_plaintext;
+                return have_dra && !c->escrow_hook_plaintext;
         default:
                 return false; /* Active Directory: its access control, as for Windows */
         }
@@ -99,7 +128,7 @@ static const char *ad_error_class(int r) {
 }
 
 /* One password to Active Directory: the Key ID and the volume's UUID as BitLocker's GUIDs. */
-static int escrow_ad(Manager *m, const EscrowPassword *e, char **ret_dn, bool *ret_verified, char **error) {
+static int escrow_ad(const Config *c, const EscrowPassword *e, char **ret_dn, bool *ret_verified, char **error) {
         _cleanup_erase_and_free_ char *why = NULL;
         AdVerify verify = AD_VERIFY_NONE;
         AdRecoveryRecord rec = {
@@ -112,7 +141,7 @@ static int escrow_ad(Manager *m, const EscrowPassword *e, char **ret_dn, bool *r
         r = guid_parse(e->volume_uuid, &rec.volume_guid);
         if (r < 0)
                 return r;
-        r = ad_escrow(&m->config.ad, &rec, ret_dn, &verify, &why);
+        r = ad_escrow(&c->ad, &rec, ret_dn, &verify, &why);
         if (r < 0) {
                 set_error(error, "%s: %s", ad_error_class(r), why ?: strerror(-r));
                 return r;
@@ -122,11 +151,14 @@ static int escrow_ad(Manager *m, const EscrowPassword *e, char **ret_dn, bool *r
 }
 
 /* Sends one record to target t; records the outcome in rec, the reason of a failure in *error.
- * spool_name: the record's file in the spool; cert: the DRA certificate to encrypt a password record to
- * (escrow_target_encrypted() says for which targets), or NULL; dra_error: why a DRA certificate that is
- * set could not be loaded (then a password goes to neither the spool nor the hook), or 0. */
-static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, const char *spool_name, X509 *cert,
-                       int dra_error, const char *json, size_t size, EscrowRecord *rec, char **error) {
+ * spool_name: the record's file in the spool. With env's DRA certificate a password record is
+ * encrypted to it for the targets escrow_target_encrypted() names; a DRA certificate that is set but
+ * did not load (env->dra_error) sends a password to neither the spool nor the hook. */
+static int escrow_send(const EscrowEnv *env, EscrowTarget t, const EscrowPassword *e, const char *spool_name,
+                       const char *json, size_t size, EscrowRecord *rec, char **error) {
+        const Config *c = env->config;
+        X509 *cert = env->cert;
+        int dra_error = env->dra_error;
         _cleanup_erase_and_free_ char *location = NULL, *why = NULL;
         bool verified = false;
         int r;
@@ -136,23 +168,18 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                           strerror(-dra_error));
                 r = dra_error;
         } else switch (t) {
-        case ESCROW_TARGET_SPOOL: {
-                _cleanup_free_ char *dir = spool_directory(m);
-
-                if (!dir)
-                        return -ENOMEM;
-                r = escrow_spool_store(dir, spool_name, cert, json, size, &location, &verified);
+        case ESCROW_TARGET_SPOOL:
+                r = escrow_spool_store(env->spool_dir, spool_name, cert, json, size, &location, &verified);
                 if (r < 0)
-                        set_error(error, "cannot write to the spool %s: %s", dir, strerror(-r));
+                        set_error(error, "cannot write to the spool %s: %s", env->spool_dir, strerror(-r));
                 break;
-        }
         case ESCROW_TARGET_HOOK: {
                 _cleanup_free_ char *envelope = NULL;
 
                 /* With a DRA the hook gets the password as CMS to it, as the spool does, and what it
                  * needs to index the record in clear; plaintext only if the configuration says so,
                  * and then status says so too. Never plaintext because the encryption failed. */
-                if (e && escrow_target_encrypted(m, t, cert != NULL)) {
+                if (e && escrow_target_encrypted(c, t, cert != NULL)) {
                         r = escrow_password_to_envelope(e, cert, &envelope);
                         if (r < 0) {
                                 set_error(error, "cannot encrypt the record to the DRA certificate: %s",
@@ -162,24 +189,24 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                         json = envelope;
                         size = strlen(envelope);
                 }
-                r = escrow_hook_run(m->config.escrow_hook, "store", json, size, m->config.escrow_hook_timeout_sec,
+                r = escrow_hook_run(c->escrow_hook, "store", json, size, c->escrow_hook_timeout_sec,
                                     &location, &why);
                 if (r < 0) {
-                        set_error(error, "hook %s: %s", m->config.escrow_hook, why ?: strerror(-r));
+                        set_error(error, "hook %s: %s", c->escrow_hook, why ?: strerror(-r));
                         break;
                 }
                 /* Its first line names where the record went; a hook printing nothing, or nothing
                  * printable, is named itself. */
                 if (isempty(location) || !utf8_is_printable(location)) {
                         free(location);
-                        location = strdup(m->config.escrow_hook);
+                        location = strdup(c->escrow_hook);
                         if (!location)
                                 return -ENOMEM;
                 }
                 /* A hook that can read records back says so by accepting "verify" (of the very
                  * envelope it stored: CMS is different each time it is made). */
-                verified = escrow_hook_run(m->config.escrow_hook, "verify", json, size,
-                                           m->config.escrow_hook_timeout_sec, NULL, NULL) >= 0;
+                verified = escrow_hook_run(c->escrow_hook, "verify", json, size,
+                                           c->escrow_hook_timeout_sec, NULL, NULL) >= 0;
                 break;
         }
         case ESCROW_TARGET_AD:
@@ -188,7 +215,7 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                         r = -EOPNOTSUPP;
                         break;
                 }
-                r = escrow_ad(m, e, &location, &verified, error);
+                r = escrow_ad(c, e, &location, &verified, error);
                 break;
         default:
                 set_error(error, "the %s target is not available in this build", escrow_target_to_string(t));
@@ -202,7 +229,7 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                 log_warning("The escrow target %s answered with the recovery password of %s; the answer is not kept.",
                             escrow_target_to_string(t), e->volume_uuid);
                 location = erase_and_free(location);
-                location = strdup(t == ESCROW_TARGET_HOOK ? m->config.escrow_hook : escrow_target_to_string(t));
+                location = strdup(t == ESCROW_TARGET_HOOK ? c->escrow_hook : escrow_target_to_string(t));
                 if (!location)
                         return -ENOMEM;
         }
@@ -211,7 +238,7 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
                             "message is not kept.", escrow_target_to_string(t), e->volume_uuid);
                 *error = erase_and_free(*error);
                 set_error(error, "%s: its error message showed the recovery password and was discarded",
-                          t == ESCROW_TARGET_HOOK ? m->config.escrow_hook : escrow_target_to_string(t));
+                          t == ESCROW_TARGET_HOOK ? c->escrow_hook : escrow_target_to_string(t));
         }
 
         *rec = (EscrowRecord) {
@@ -226,11 +253,11 @@ static int escrow_send(Manager *m, EscrowTarget t, const EscrowPassword *e, cons
         return r;
 }
 
-static void escrow_password_init(Manager *m, Volume *vol, const Protector *p, const char *password,
+static void escrow_password_init(const EscrowEnv *env, Volume *vol, const Protector *p, const char *password,
                                  EscrowPassword *ret) {
         *ret = (EscrowPassword) {
-                .hostname = m->hostname,
-                .machine_id = m->machine_id,
+                .hostname = env->hostname,
+                .machine_id = env->machine_id,
                 .volume_uuid = vol->token.volume_uuid,
                 .device = vol->device,
                 .key_id = p->key_id,
@@ -240,32 +267,23 @@ static void escrow_password_init(Manager *m, Volume *vol, const Protector *p, co
         };
 }
 
-/* Sends password to the targets in mask, records each outcome in p, and the reasons of failures in
- * errors. Returns -ECOMM if a required target failed. */
 /* Sends the record of e to the targets in mask, records each outcome in records (at most one per
  * target), and the reasons of failures in errors; what names the password's owner in the log ("of
- * <uuid>", "of the server"). Returns -ECOMM if a required target failed. */
-static int escrow_password_send(Manager *m, const EscrowPassword *e, const char *what, uint32_t mask,
+ * <uuid>", "of the server"). Returns -ECOMM if a required target failed. Reads nothing but env: an
+ * operation's worker or the in-place thread may call it. */
+static int escrow_password_send(const EscrowEnv *env, const EscrowPassword *e, const char *what, uint32_t mask,
                                 EscrowRecord records[static ESCROW_RECORDS_MAX], size_t *n_records,
                                 char *errors[static _ESCROW_TARGET_MAX]) {
-        _cleanup_(X509_freep) X509 *cert = NULL;
         _cleanup_secure_ char *json = NULL;
         _cleanup_free_ char *spool_name = NULL;
         char key_id[GUID_STRING_MAX];
         size_t size;
-        int r, dra_error, ret = 0;
+        int r, ret = 0;
 
         r = escrow_password_to_json(e, &json, &size);
         if (r < 0)
                 return log_error_errno(r, "Failed to build the escrow record %s: %m", what);
-        /* Spool and hook records are encrypted to the DRA when there is one; plain only without, which
-         * status shows. A DRA certificate that is set but does not load sends them nowhere: they
-         * fail, and are retried, rather than go out in plaintext. */
-        dra_error = manager_load_dra_cert(m, &cert);
-        if (dra_error < 0 && dra_error != -ENOENT)
-                log_warning_errno(dra_error, "Failed to load the DRA certificate, records for the spool and the "
-                                  "hook are not sent: %m");
-        r = escrow_spool_name(e->volume_uuid, &e->key_id, cert != NULL, &spool_name);
+        r = escrow_spool_name(e->volume_uuid, &e->key_id, env->cert != NULL, &spool_name);
         if (r < 0)
                 return r;
 
@@ -275,12 +293,11 @@ static int escrow_password_send(Manager *m, const EscrowPassword *e, const char 
 
                 if (!(mask & (1u << t)))
                         continue;
-                r = escrow_send(m, t, e, spool_name, cert, dra_error == -ENOENT ? 0 : dra_error, json, size, &rec,
-                                &errors[t]);
+                r = escrow_send(env, t, e, spool_name, json, size, &rec, &errors[t]);
                 if (escrow_records_set(records, n_records, &rec) < 0)
                         log_warning("No room to record the escrow %s to %s.", what, rec.target);
                 if (r < 0) {
-                        bool required = m->config.escrow_required & (1u << t);
+                        bool required = env->config->escrow_required & (1u << t);
 
                         log_error("Escrow of the recovery password %s %s to %s failed%s: %s", key_id, what, rec.target,
                                   required ? " (required)" : ", will retry", strempty(errors[t]));
@@ -293,28 +310,28 @@ static int escrow_password_send(Manager *m, const EscrowPassword *e, const char 
         return ret;
 }
 
-static int escrow_protector(Manager *m, Volume *vol, Protector *p, const char *password, uint32_t mask,
+static int escrow_protector(const EscrowEnv *env, Volume *vol, Protector *p, const char *password, uint32_t mask,
                             char *errors[static _ESCROW_TARGET_MAX]) {
         _cleanup_free_ char *what = NULL;
         EscrowPassword e;
 
-        escrow_password_init(m, vol, p, password, &e);
+        escrow_password_init(env, vol, p, password, &e);
         if (asprintf(&what, "of %s", vol->token.volume_uuid) < 0)
                 return -ENOMEM;
-        return escrow_password_send(m, &e, what, mask, p->escrow, &p->n_escrow, errors);
+        return escrow_password_send(env, &e, what, mask, p->escrow, &p->n_escrow, errors);
 }
 
 /* Escrowed as Windows escrows a volume's numerical password, with the VMK's identity where a volume's
  * would be (AD: msFVE-VolumeGuid is the VMK id): the volume it opens is the VMK. */
-static void server_escrow_password(Manager *m, const ServerRecovery *s, const char *password,
+static void server_escrow_password(const EscrowEnv *env, const ServerRecovery *s, const char *password,
                                    char vmk_volume[static GUID_STRING_MAX], EscrowPassword *ret) {
         guid_format(&s->vmk_id, vmk_volume);
         for (char *c = vmk_volume; *c; c++)
                 if (*c >= 'A' && *c <= 'F')
                         *c = (char) (*c - 'A' + 'a');
         *ret = (EscrowPassword) {
-                .hostname = m->hostname,
-                .machine_id = m->machine_id,
+                .hostname = env->hostname,
+                .machine_id = env->machine_id,
                 .volume_uuid = vmk_volume,
                 .device = "",
                 .key_id = s->key_id,
@@ -325,15 +342,19 @@ static void server_escrow_password(Manager *m, const ServerRecovery *s, const ch
 }
 
 int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *password, char **ret_error) {
+        _cleanup_(escrow_env_done) EscrowEnv env = {};
         char *errors[_ESCROW_TARGET_MAX] = {};
         char vmk_volume[GUID_STRING_MAX];
         EscrowPassword e;
         int r;
 
-        server_escrow_password(m, s, password, vmk_volume, &e);
-        r = escrow_password_send(m, &e, "of the server", m->config.escrow_targets, s->escrow, &s->n_escrow, errors);
+        r = manager_escrow_env(m, &env);
+        if (r < 0)
+                return r;
+        server_escrow_password(&env, s, password, vmk_volume, &e);
+        r = escrow_password_send(&env, &e, "of the server", m->config.escrow_targets, s->escrow, &s->n_escrow, errors);
         if (r == -ECOMM && ret_error)
-                *ret_error = escrow_required_failure(m, errors);
+                *ret_error = escrow_required_failure(&m->config, errors);
         escrow_errors_done(m->server_escrow_error);
         memcpy(m->server_escrow_error, errors, sizeof(errors));
         m->server_escrow_attempts = 0;
@@ -341,11 +362,11 @@ int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *pa
         return r;
 }
 
-char *escrow_required_failure(Manager *m, char *const errors[static _ESCROW_TARGET_MAX]) {
+char *escrow_required_failure(const Config *c, char *const errors[static _ESCROW_TARGET_MAX]) {
         char *s;
 
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++)
-                if (errors[t] && (m->config.escrow_required & (1u << t)))
+                if (errors[t] && (c->escrow_required & (1u << t)))
                         return asprintf(&s, "%s: %s", escrow_target_to_string(t), errors[t]) < 0 ? NULL : s;
         return NULL;
 }
@@ -353,7 +374,7 @@ char *escrow_required_failure(Manager *m, char *const errors[static _ESCROW_TARG
 int escrow_callback(Volume *vol, Protector *p, const char *password, void *userdata) {
         EscrowContext *c = userdata;
 
-        return escrow_protector(c->manager, vol, p, password, c->manager->config.escrow_targets, c->errors);
+        return escrow_protector(c->env, vol, p, password, c->env->config->escrow_targets, c->errors);
 }
 
 /* The targets of mask that records do not show done. */
@@ -384,6 +405,7 @@ static uint32_t escrow_outstanding(Manager *m, const ManagedVolume *v) {
 /* Sends v's current password (vol, as just loaded) to the targets in mask, and records in its token
  * how it went. */
 static int escrow_volume_to(Manager *m, ManagedVolume *v, Volume *vol, uint32_t mask, uint32_t *ret_failed) {
+        _cleanup_(escrow_env_done) EscrowEnv env = {};
         _cleanup_secure_ char *password = NULL;
         uint32_t failed = 0;
         Protector *p;
@@ -398,8 +420,11 @@ static int escrow_volume_to(Manager *m, ManagedVolume *v, Volume *vol, uint32_t 
         if (r < 0)
                 return log_error_errno(r, "Failed to read the recovery password of %s for escrow: %m", v->uuid);
 
+        r = manager_escrow_env(m, &env);
+        if (r < 0)
+                return r;
         p = &vol->token.protectors[PROTECTOR_RECOVERY];
-        (void) escrow_protector(m, vol, p, password, mask, v->escrow_error);
+        (void) escrow_protector(&env, vol, p, password, mask, v->escrow_error);
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
                 const EscrowRecord *rec = protector_get_escrow(p, escrow_target_to_string(t));
 
@@ -444,6 +469,7 @@ static bool spool_record_plain(const ManagedVolume *v) {
 }
 
 static int escrow_server_to(Manager *m, uint32_t mask) {
+        _cleanup_(escrow_env_done) EscrowEnv env = {};
         _cleanup_secure_ char *password = NULL;
         int r;
 
@@ -452,10 +478,13 @@ static int escrow_server_to(Manager *m, uint32_t mask) {
         r = server_recovery_read_password(&m->server_recovery, m->vmk, &password);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the server recovery password back for escrow: %m");
+        r = manager_escrow_env(m, &env);
+        if (r < 0)
+                return r;
         EscrowPassword e;
         char vmk_volume[GUID_STRING_MAX];
-        server_escrow_password(m, &m->server_recovery, password, vmk_volume, &e);
-        (void) escrow_password_send(m, &e, "of the server", mask, m->server_recovery.escrow,
+        server_escrow_password(&env, &m->server_recovery, password, vmk_volume, &e);
+        (void) escrow_password_send(&env, &e, "of the server", mask, m->server_recovery.escrow,
                                     &m->server_recovery.n_escrow, m->server_escrow_error);
         r = server_recovery_write(&m->server_recovery, m->server_recovery_path);
         if (r < 0)
@@ -475,7 +504,7 @@ void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed) {
          * hook that gets records encrypted (a hook that files them by Key ID replaces its copy); at a
          * start, to the spool where its record is still plain (a change killed before this). */
         for (EscrowTarget t = ESCROW_TARGET_SPOOL; t <= ESCROW_TARGET_HOOK; t++)
-                if ((m->config.escrow_targets & (1u << t)) && escrow_target_encrypted(m, t, true) &&
+                if ((m->config.escrow_targets & (1u << t)) && escrow_target_encrypted(&m->config, t, true) &&
                     (changed || t == ESCROW_TARGET_SPOOL))
                         mask |= 1u << t;
         for (size_t i = 0; mask != 0 && m->vmk && i < m->n_volumes; i++) {
@@ -716,6 +745,7 @@ static uint32_t vmk_escrow_outstanding(Manager *m) {
 }
 
 int manager_escrow_vmk(Manager *m, bool all) {
+        _cleanup_(escrow_env_done) EscrowEnv env = {};
         _cleanup_free_ char *export = NULL, *record = NULL, *spool_name = NULL;
         char id[GUID_STRING_MAX];
         uint32_t mask;
@@ -740,15 +770,20 @@ int manager_escrow_vmk(Manager *m, bool all) {
                 return log_error_errno(r, "Failed to build the escrow record of the VMK export: %m");
         if (asprintf(&spool_name, "vmk-%s.json", guid_format(&vmk_id, id)) < 0)
                 return -ENOMEM;
+        r = manager_escrow_env(m, &env);
+        if (r < 0)
+                return r;
+        /* Already wrapped to the DRA: the spool and the hook get it as it is. */
+        X509_free(env.cert);
+        env.cert = NULL;
+        env.dra_error = 0;
 
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
                 EscrowRecord rec;
 
                 if (!(mask & (1u << t)))
                         continue;
-                /* Already wrapped to the DRA: the spool gets it as it is. */
-                r = escrow_send(m, t, NULL, spool_name, NULL, /* dra_error= */ 0, record, strlen(record), &rec,
-                                &m->vmk_escrow_error[t]);
+                r = escrow_send(&env, t, NULL, spool_name, record, strlen(record), &rec, &m->vmk_escrow_error[t]);
                 vmk_escrow_set(m, &rec);
                 if (r < 0) {
                         log_error("Escrow of the VMK export %s to %s failed, will retry: %s", id, rec.target,

@@ -57,6 +57,7 @@ struct InPlaceJob {
         Guid server_key_id;
         uint8_t server_wrap[VOLUME_SERVER_WRAP_SIZE];
         X509 *dra_cert;
+        EscrowEnv escrow_env;      /* the thread escrows from it, never from the Manager */
         EscrowContext escrow;
 
         pthread_t thread;
@@ -138,10 +139,10 @@ static void *job_thread(void *userdata) {
                         .vmk_id = j->vmk_id,
                         .server_key_id = j->has_server_wrap ? &j->server_key_id : NULL,
                         .server_wrap = j->has_server_wrap ? j->server_wrap : NULL,
-                        .hostname = j->manager->hostname,
+                        .hostname = j->escrow_env.hostname,
                         .dra_cert = j->dra_cert,
-                        .dra_extra_ekus = (const char *const *) j->manager->config.dra_extra_ekus,
-                        .recovery_iterations = j->manager->config.recovery_kdf_iterations,
+                        .dra_extra_ekus = (const char *const *) j->escrow_env.config->dra_extra_ekus,
+                        .recovery_iterations = j->escrow_env.config->recovery_kdf_iterations,
                         .escrow = escrow_callback,
                         .userdata = &j->escrow,
                 };
@@ -192,6 +193,7 @@ static InPlaceJob *job_free(InPlaceJob *j) {
         secure_free(j->password);
         X509_free(j->dra_cert);
         escrow_errors_done(j->escrow.errors);
+        escrow_env_done(&j->escrow_env);
         free(j->what);
         pthread_mutex_destroy(&j->lock);
         free(j);
@@ -385,12 +387,15 @@ static int job_launch(Manager *m, const char *device, bool start, sd_bus_message
         j->efd = -EBADF;
         j->manager = m;
         j->start = start;
-        j->escrow.manager = m;
+        j->escrow.env = &j->escrow_env;
         j->device = strdup(device);
         j->vmk = secure_memdup(m->vmk, VMK_SIZE);
         j->vmk_id = m->vmk_id;
         if (!j->device || !j->vmk)
                 return -ENOMEM;
+        r = manager_escrow_env(m, &j->escrow_env);
+        if (r < 0)
+                return r;
         if (manager_ensure_server_recovery(m) >= 0) {
                 j->has_server_wrap = true;
                 j->server_key_id = m->server_recovery.key_id;

@@ -357,7 +357,7 @@ int manager_new(const char *config_path, Manager **ret) {
 
 /* What identifies a TPM the VMK is sealed to: the SRK it is pinned to, who made the TPM and which
  * firmware it runs, and its EK certificate when that was checked (ek: NULL otherwise). */
-static json_object *tpm_identity_json(const TPM2B_NAME *srk, const Tpm2Info *info, const TpmIdentity *ek) {
+json_object *tpm_identity_json(const TPM2B_NAME *srk, const Tpm2Info *info, const TpmIdentity *ek) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         _cleanup_free_ char *firmware = NULL;
 
@@ -380,7 +380,7 @@ static json_object *tpm_identity_json(const TPM2B_NAME *srk, const Tpm2Info *inf
 /* <state>/tpm-identity.json: the TPM the VMK is sealed to now, written when it is first sealed and at
  * each replacement, so that the next replacement can say which TPM it replaced. A record for people
  * (the sealed state's srk_name is what counts): failures are logged, never fatal. */
-static void tpm_identity_write(Manager *m, json_object *identity) {
+void tpm_identity_write(Manager *m, json_object *identity) {
         _cleanup_free_ char *path = NULL, *text = json_format(identity);
         int r;
 
@@ -702,7 +702,8 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
         _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
         _cleanup_(volume_freep) Volume *vol = NULL;
         _cleanup_secure_ char *password = NULL;
-        EscrowContext escrow = { .manager = m };
+        _cleanup_(escrow_env_done) EscrowEnv env = {};
+        EscrowContext escrow = { .env = &env };
         X509 *cert = NULL;
         int r;
 
@@ -719,6 +720,11 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
         r = manager_load_dra_cert(m, &cert);
         if (r < 0 && r != -ENOENT)
                 return log_error_errno(r, "Failed to load the DRA certificate: %m");
+        r = manager_escrow_env(m, &env);
+        if (r < 0) {
+                X509_free(cert);
+                return r;
+        }
         /* Every disk carries the server recovery password's copy of the VMK (a reinstalled server has
          * only its disks). */
         (void) manager_ensure_server_recovery(m);
@@ -741,7 +747,7 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
                 /* A required escrow failed: the volume was not provisioned. The reasons were logged;
                  * the caller gets them with the error. */
                 if (ret_error)
-                        *ret_error = escrow_required_failure(m, escrow.errors);
+                        *ret_error = escrow_required_failure(&m->config, escrow.errors);
                 escrow_errors_done(escrow.errors);
                 return r;
         }
@@ -911,32 +917,83 @@ int manager_lock(Manager *m, ManagedVolume *v) {
         return 0;
 }
 
-/* A new recovery password for vol, escrowed as configured before the old one goes. */
-static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, char **ret_error) {
-        _cleanup_secure_ char *password = NULL;
-        EscrowContext escrow = { .manager = m };
+RecoveryRotation *recovery_rotation_free(RecoveryRotation *d) {
+        if (!d)
+                return NULL;
+        if (!d->vol_borrowed)
+                volume_free(d->vol);
+        secure_free(d->vmk);
+        secure_free(d->password);
+        escrow_errors_done(d->escrow.errors);
+        escrow_env_done(&d->env);
+        free(d);
+        return NULL;
+}
+
+/* Takes vol (loaded just now), or borrows it. */
+static int rotation_new(Manager *m, Volume *vol, bool borrow, RecoveryRotation **ret) {
+        _cleanup_(recovery_rotation_freep) RecoveryRotation *d = calloc(1, sizeof(*d));
         int r;
 
-        r = volume_rotate_recovery(vol, m->vmk, &m->vmk_id, m->config.recovery_kdf_iterations, escrow_callback,
-                                   &escrow, &password);
+        if (!d) {
+                if (!borrow)
+                        volume_free(vol);
+                return -ENOMEM;
+        }
+        d->vol = vol;
+        d->vol_borrowed = borrow;
+        d->vmk = secure_memdup(m->vmk, VMK_SIZE);
+        if (!d->vmk)
+                return -ENOMEM;
+        d->vmk_id = m->vmk_id;
+        d->iterations = m->config.recovery_kdf_iterations;
+        r = manager_escrow_env(m, &d->env);
+        if (r < 0)
+                return r;
+        d->escrow.env = &d->env;
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+int recovery_rotation_work(RecoveryRotation *d) {
+        return volume_rotate_recovery(d->vol, d->vmk, &d->vmk_id, d->iterations, escrow_callback, &d->escrow,
+                                      &d->password);
+}
+
+int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotation *d, int r,
+                                   Guid *ret_new_key_id, char **ret_error) {
         if (r < 0) {
                 if (r == -ECOMM && ret_error)
-                        *ret_error = escrow_required_failure(m, escrow.errors);
-                escrow_errors_done(escrow.errors);
+                        *ret_error = escrow_required_failure(&m->config, d->escrow.errors);
                 if (r == -ECOMM)
                         return log_error_errno(r, "The recovery password of %s was not replaced: a required escrow failed.",
                                                v->uuid);
                 return log_error_errno(r, "Failed to rotate the recovery password of %s: %m", v->uuid);
         }
         escrow_errors_done(v->escrow_error);
-        memcpy(v->escrow_error, escrow.errors, sizeof(v->escrow_error));
+        memcpy(v->escrow_error, d->escrow.errors, sizeof(v->escrow_error));
+        memset(d->escrow.errors, 0, sizeof(d->escrow.errors));
         v->escrow_attempts = 0;
         v->escrow_due_usec = 0;
         /* Whatever password was used before, it is gone now. */
         used_password_note(m, v, false);
         (void) manager_refresh_volume(v, NULL);
         manager_escrow_retry(m);
+        if (ret_new_key_id)
+                *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
         return 0;
+}
+
+/* A new recovery password for vol (the caller's), escrowed as configured before the old one goes; on
+ * the loop, for the passwords replaced after a recovery or once the VMK came back. */
+static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, Guid *ret_new_key_id, char **ret_error) {
+        _cleanup_(recovery_rotation_freep) RecoveryRotation *d = NULL;
+        int r;
+
+        r = rotation_new(m, vol, /* borrow= */ true, &d);
+        if (r < 0)
+                return r;
+        return manager_rotate_recovery_finish(m, v, d, recovery_rotation_work(d), ret_new_key_id, ret_error);
 }
 
 int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r, Guid *ret_new_key_id) {
@@ -962,11 +1019,7 @@ int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r, Gui
         /* The TPM opens the VMK: the password is replaced now, and the new one stays readable. The
          * volume is open either way; a rotation that fails (a required escrow target unreachable)
          * leaves the used password in place, escrowed, and says so. */
-        r = rotate_recovery(m, v, vol, NULL);
-        if (r < 0)
-                return 0;
-        if (ret_new_key_id)
-                *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
+        (void) rotate_recovery(m, v, vol, ret_new_key_id, NULL);
         return 0;
 }
 
@@ -987,7 +1040,7 @@ int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_pass
         return r == -ENOENT ? -ENOKEY : r;
 }
 
-int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error) {
+int manager_rotate_recovery_begin(Manager *m, ManagedVolume *v, RecoveryRotation **ret) {
         _cleanup_(volume_freep) Volume *vol = NULL;
         int r;
 
@@ -997,11 +1050,17 @@ int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, 
         r = manager_ensure_vmk(m, /* create= */ false);
         if (r < 0)
                 return r;
-        r = rotate_recovery(m, v, vol, ret_error);
+        return rotation_new(m, TAKE_PTR(vol), /* borrow= */ false, ret);
+}
+
+int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error) {
+        _cleanup_(recovery_rotation_freep) RecoveryRotation *d = NULL;
+        int r;
+
+        r = manager_rotate_recovery_begin(m, v, &d);
         if (r < 0)
                 return r;
-        *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
-        return 0;
+        return manager_rotate_recovery_finish(m, v, d, recovery_rotation_work(d), ret_new_key_id, ret_error);
 }
 
 /* ---- decommissioning ---------------------------------------------------------------------------- */
@@ -1366,188 +1425,5 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
                         manager_rotate_if_due(m);
                 }
         }
-        return 0;
-}
-
-/* ---- replacing the TPM ------------------------------------------------------------------------ */
-
-/* The record of a replacement, appended to <state>/tpm-replacements.json: which SRK the VMK was
- * pinned to before and after, which TPM it was (as tpm-identity.json knew it) and is now, when, and
- * with what the operator proved it. The new identity becomes tpm-identity.json. */
-static int tpm_replacement_record(Manager *m, const TPM2B_NAME *old_srk, json_object *new_tpm,
-                                  const char *credential, char **ret) {
-        _cleanup_(json_object_putp) json_object *e = json_object_new_object();
-        json_object *srk = NULL;
-        _cleanup_free_ char *path = NULL, *identity_path = NULL, *text = NULL, *existing = NULL, *old = NULL;
-        size_t n_existing = 0, n_old = 0;
-        int r;
-
-        if (!e || asprintf(&path, "%s/tpm-replacements.json", m->state_dir) < 0 ||
-            asprintf(&identity_path, "%s/tpm-identity.json", m->state_dir) < 0)
-                return -ENOMEM;
-        if ((r = json_add_time(e, "time", (uint64_t) time(NULL))) < 0 ||
-            (r = json_add_string(e, "credential", credential)) < 0 ||
-            (r = json_add_string(e, "vmk_id", guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}))) < 0 ||
-            (r = json_add_hex(e, "old_srk_name", old_srk ? old_srk->name : NULL, old_srk ? old_srk->size : 0)) < 0)
-                return r;
-        json_object_object_get_ex(new_tpm, "srk_name", &srk);
-        if (json_add_owned(e, "new_srk_name", json_object_get(srk)) < 0 ||
-            json_add_owned(e, "new_tpm", json_object_get(new_tpm)) < 0)
-                return -ENOMEM;
-        /* Both files are records for people (the sealed state is what counts): what cannot be read
-         * is not needed, and a record that does not parse is kept aside, never overwritten. */
-        r = read_file_full(path, 4 * 1024 * 1024, &existing, &n_existing);
-        if (r < 0 && r != -ENOENT && !(existing = strdup(""))) /* there but unreadable: kept aside too */
-                return -ENOMEM;
-        (void) read_file_full(identity_path, 64 * 1024, &old, &n_old);
-        r = tpm_replacements_append(existing, n_existing, old, n_old, old_srk, e, &text);
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                _cleanup_free_ char *aside = NULL;
-
-                if (asprintf(&aside, "%s.unreadable", path) < 0)
-                        return -ENOMEM;
-                if (rename(path, aside) < 0)
-                        return log_error_errno(-errno, "Failed to keep the unreadable %s aside: %m", path);
-                log_warning("%s could not be read; kept as %s, a new record started.", path, aside);
-        }
-        r = write_file_atomic(path, text, strlen(text), 0600);
-        if (r < 0)
-                return r;
-        tpm_identity_write(m, new_tpm);
-        *ret = json_format(e);
-        return *ret ? 0 : -ENOMEM;
-}
-
-/* With [TPM] EKCertificateCA=: the TPM in place must be one its maker certified, and name the SRK the
- * VMK is about to be pinned to under that proof (docs/sealed-vmk.md, "Replacing the TPM"). The SRK is
- * made first: a new TPM has none. -EKEYREVOKED, why in *ret_reason, when the TPM is not trusted. */
-static int tpm_verify_new(Manager *m, Tpm2Context *c, TpmIdentity *ret, char **ret_reason) {
-        _cleanup_(x509_stack_freep) STACK_OF(X509) *anchors = NULL;
-        _cleanup_free_ char *why = NULL;
-        ESYS_TR srk = ESYS_TR_NONE;
-        int r;
-
-        r = dra_trust_anchors_load_file(m->config.tpm_ek_ca, &anchors, &why);
-        if (r < 0) {
-                log_error_errno(r, "[TPM] EKCertificateCA=%s cannot be used: %s", m->config.tpm_ek_ca,
-                                why ?: strerror(-r));
-                if (asprintf(ret_reason, "the TPM makers' CAs (%s) cannot be used: %s", m->config.tpm_ek_ca,
-                             why ?: strerror(-r)) < 0)
-                        *ret_reason = NULL;
-                return -EKEYREVOKED;
-        }
-        r = tpm2_srk_get(c, /* create= */ true, &srk);
-        if (r < 0)
-                return log_error_errno(r, "Failed to make the new TPM's storage root key: %m");
-        why = mfree(why);
-        r = tpm_identity_verify(c, anchors, time(NULL), ret, &why);
-        if (IN_SET(r, -ENOENT, -EBADMSG, -EKEYREJECTED, -EOPNOTSUPP, -EBADE, -ENXIO, -ENOTUNIQ, -ENOKEY)) {
-                log_error("Refusing the new TPM: %s.", strempty(why));
-                *ret_reason = TAKE_PTR(why);
-                return -EKEYREVOKED;
-        }
-        if (r < 0)
-                return log_error_errno(r, "Failed to check the new TPM's EK certificate: %m");
-        log_info("The new TPM's EK certificate (issuer %s) chains to the makers' CAs, and the TPM holds its key.",
-                 ret->ek_cert_issuer);
-        return 0;
-}
-
-/* Seals the VMK the daemon now holds to the TPM in place, pinning its SRK anew. */
-static int replace_tpm(Manager *m, const char *credential, char **ret_record, char **ret_reason) {
-        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-        _cleanup_(json_object_putp) json_object *identity = NULL;
-        TpmIdentity ek = {};
-        VmkBlob old, blob;
-        Tpm2Info info = {};
-        bool have_old, checked = !!m->config.tpm_ek_ca;
-        int r;
-
-        have_old = vmk_blob_read(m->vmk_path, &old) >= 0;
-        r = tpm_open(m, &c);
-        if (r < 0)
-                return log_error_errno(r, "Failed to open the TPM (%s): %m", tpm2_tcti_select(m->config.tcti));
-        if (checked) {
-                r = tpm_verify_new(m, c, &ek, ret_reason);
-                if (r < 0)
-                        return r;
-        }
-        r = vmk_seal(c,
-                     &(VmkSealParams) { .vmk = m->vmk, .vmk_id = &m->vmk_id, .bank = m->config.pcr_bank,
-                                        .pcr_mask = m->config.pcr_mask, .repin_srk = true,
-                                        .expect_srk = checked ? &ek.srk_name : NULL },
-                     m->vmk_path, &blob);
-        if (r < 0)
-                return log_error_errno(r, "Failed to seal the VMK to the new TPM: %m");
-        m->blob = blob;
-        m->have_blob = true;
-        m->last_pcr_mismatch = 0;
-        /* Another TPM: its identity is asked again, on this connection. */
-        m->tpm.present = false;
-        manager_sealed_refresh(m, &blob);
-        manager_tpm_refresh(m, c);
-        info = m->tpm.info;
-        identity = tpm_identity_json(&blob.sealed.srk_name, &info, checked ? &ek : NULL);
-        r = identity ? tpm_replacement_record(m, have_old ? &old.sealed.srk_name : NULL, identity, credential,
-                                              ret_record)
-                     : -ENOMEM;
-        if (r < 0)
-                log_warning_errno(r, "Failed to keep the record of the TPM replacement, ignoring: %m");
-        log_notice("The VMK is sealed to a new TPM (%s %s%s), its storage key pinned anew; proven with %s.",
-                   info.manufacturer, info.vendor, checked ? ", its EK certificate checked" : "", credential);
-        manager_rotate_used_passwords(m);
-        manager_escrow_retry(m);
-        return 0;
-}
-
-int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record, char **ret_reason) {
-        _cleanup_free_ char *json = NULL;
-        _cleanup_secure_ uint8_t *vmk = NULL;
-        unsigned opened = 0, failed = 0;
-        size_t n;
-        Guid id;
-        int r;
-
-        r = read_file_full(m->vmk_export_path, VMK_BLOB_SIZE_MAX, &json, &n);
-        if (r == -ENOENT)
-                return log_error_errno(ENOKEY, "There is no VMK export to open with the DRA key (%s).",
-                                       m->vmk_export_path);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read %s: %m", m->vmk_export_path);
-        r = vmk_import_dra(json, n, key, &vmk, &id);
-        if (r < 0)
-                return log_error_errno(r, "Failed to open the VMK export with the DRA key: %m");
-        /* The credential is proven in this call, even when the daemon holds the VMK already. */
-        r = manager_accept_vmk(m, TAKE_PTR(vmk), &id, "the DRA key");
-        if (r < 0)
-                return r;
-        /* Noted before the seal: a crash right after it must not leave the used secret unrotated. */
-        manager_note_server_secret_used(m, "The DRA key (the VMK export)");
-        r = replace_tpm(m, "dra-key", ret_record, ret_reason);
-        if (r < 0)
-                return r;
-        (void) manager_unlock_all(m, &opened, &failed);
-        manager_rotate_if_due(m);
-        return 0;
-}
-
-int manager_replace_tpm_server_password(Manager *m, const char *password, unsigned *ret_bad_block,
-                                        char **ret_record, char **ret_reason) {
-        unsigned opened = 0, failed = 0;
-        int r;
-
-        /* Proven in this call, like the DRA key: a daemon that holds the VMK already (the old TPM still
-         * answered at boot) still needs the server-scoped secret to re-pin. */
-        r = manager_open_server_password(m, password, ret_bad_block);
-        if (r < 0)
-                return r;
-        manager_note_server_secret_used(m, "The server recovery password");
-        r = replace_tpm(m, "server-recovery-password", ret_record, ret_reason);
-        if (r < 0)
-                return r;
-        (void) manager_unlock_all(m, &opened, &failed);
-        manager_rotate_if_due(m);
         return 0;
 }

@@ -136,6 +136,13 @@ int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const
         return 0;
 }
 
+const Operation *manager_exclusive_operation(Manager *m) {
+        for (size_t i = 0; i < m->n_operations; i++)
+                if (!m->operations[i]->volume)
+                        return m->operations[i];
+        return NULL;
+}
+
 void manager_stop_operations(Manager *m) {
         /* At exit: every worker finishes its work (a KDF, bounded), nothing is applied or answered (the
          * bus is going away, the caller learns that). */

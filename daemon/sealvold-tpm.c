@@ -19,6 +19,37 @@
 #include "sealvold.h"
 #include "tpm2.h"
 
+void tpm_status_read(Tpm2Context *c, TpmStatus *s) {
+        int r;
+
+        /* Who made it and what it runs: the first time it answers (one GetCapability). */
+        if (!s->present && tpm2_get_info(c, &s->info) >= 0)
+                s->present = true;
+        /* The dictionary-attack state: every time (one GetCapability). */
+        r = tpm2_get_lockout_info(c, &s->lockout_counter, &s->lockout_max, &s->in_lockout);
+        if (r < 0)
+                log_debug_errno(r, "Failed to read the TPM's dictionary-attack state, ignoring: %m");
+}
+
+void manager_tpm_apply(Manager *m, const TpmStatus *s) {
+        bool identity = s->present != m->tpm.present;
+        bool lockout = s->lockout_counter != m->tpm.lockout_counter || s->lockout_max != m->tpm.lockout_max ||
+                       s->in_lockout != m->tpm.in_lockout;
+
+        m->tpm = *s;
+        if (m->bus && identity)
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "TPMPresent", "TPMManufacturer", "TPMFirmware",
+                                                      "TPMLockout", NULL);
+        else if (m->bus && lockout)
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "TPMLockout", NULL);
+        if (lockout && s->in_lockout)
+                log_warning("The TPM is in dictionary-attack lockout (%u of %u failed authorisations); "
+                            "the VMK is sealed noDA and still unseals.",
+                            s->lockout_counter, s->lockout_max);
+}
+
 void manager_tpm_refresh(Manager *m, Tpm2Context *c) {
         _cleanup_(tpm2_context_freep) Tpm2Context *own = NULL;
         TpmStatus s = m->tpm;
@@ -31,31 +62,9 @@ void manager_tpm_refresh(Manager *m, Tpm2Context *c) {
                                         tpm2_tcti_select(m->config.tcti));
                 c = own;
         }
-        /* Who made it and what it runs: the first time it answers (one GetCapability). */
-        if (c && !s.present && tpm2_get_info(c, &s.info) >= 0)
-                s.present = true;
-        /* The dictionary-attack state: every time (one GetCapability). */
-        if (c) {
-                r = tpm2_get_lockout_info(c, &s.lockout_counter, &s.lockout_max, &s.in_lockout);
-                if (r < 0)
-                        log_debug_errno(r, "Failed to read the TPM's dictionary-attack state, ignoring: %m");
-        }
-
-        bool identity = s.present != m->tpm.present;
-        bool lockout = s.lockout_counter != m->tpm.lockout_counter || s.lockout_max != m->tpm.lockout_max ||
-                       s.in_lockout != m->tpm.in_lockout;
-        m->tpm = s;
-        if (m->bus && identity)
-                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
-                                                      "TPMPresent", "TPMManufacturer", "TPMFirmware",
-                                                      "TPMLockout", NULL);
-        else if (m->bus && lockout)
-                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
-                                                      "TPMLockout", NULL);
-        if (lockout && s.in_lockout)
-                log_warning("The TPM is in dictionary-attack lockout (%u of %u failed authorisations); "
-                            "the VMK is sealed noDA and still unseals.",
-                            s.lockout_counter, s.lockout_max);
+        if (c)
+                tpm_status_read(c, &s);
+        manager_tpm_apply(m, &s);
 }
 
 void manager_sealed_refresh(Manager *m, const VmkBlob *b) {

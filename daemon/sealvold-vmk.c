@@ -351,6 +351,9 @@ void manager_rotate_if_due(Manager *m) {
 
         if (!m->rotation_due || !m->vmk)
                 return;
+        /* A manager-wide operation seals or changes the VMK meanwhile: its end rotates. */
+        if (manager_exclusive_operation(m))
+                return;
         r = manager_rotate_vmk(m, &why);
         if (r < 0)
                 log_error_errno(r, "The VMK was due for rotation (%s), and the rotation failed%s%s; it is tried again "

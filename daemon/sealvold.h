@@ -16,6 +16,7 @@
 #include "dra.h"
 #include "escrow.h"
 #include "server-recovery.h"
+#include "tpm-identity.h"
 #include "guid.h"
 #include "vmk.h"
 #include "volume.h"
@@ -99,6 +100,21 @@ typedef struct TpmStatus {
         uint32_t lockout_counter, lockout_max;
         bool in_lockout;
 } TpmStatus;
+
+/* What sending a record needs, taken from the Manager on the loop (manager_escrow_env()): an
+ * operation's worker or the in-place thread escrows from it and never reads the Manager. config,
+ * hostname and machine_id point into the Manager, which does not change them after manager_new(). */
+typedef struct EscrowEnv {
+        const Config *config;
+        const char *hostname, *machine_id;
+        char *spool_dir;
+        X509 *cert;    /* the DRA certificate in force, or NULL */
+        int dra_error; /* why one that is set did not load (nothing then goes to the spool or the hook) */
+} EscrowEnv;
+typedef struct EscrowContext {
+        const EscrowEnv *env;
+        char *errors[_ESCROW_TARGET_MAX];
+} EscrowContext;
 
 struct Manager {
         Config config;
@@ -197,6 +213,9 @@ struct Operation {
         pthread_t thread;
 };
 
+/* The manager-wide operation under way (the VMK, the sealed state or the server's secrets change:
+ * it runs alone), or NULL. */
+const Operation *manager_exclusive_operation(Manager *m);
 /* Starts work on data (owned from here, freed with free_data, also on failure) for v (NULL: none). */
 int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const char *name, OperationWorkFn work,
                     OperationDoneFn done, void *data, void (*free_data)(void *data));
@@ -240,6 +259,25 @@ int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r, Gui
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
 /* -ECOMM: a required escrow failed (*ret_error says which and why); the old password stays. */
 int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error);
+/* The same as an operation: the snapshot (the volume as loaded, a copy of the VMK, the escrow
+ * environment) on the loop, the new keyslot's KDF and the escrow on a worker, the result applied on
+ * the loop (errors as manager_rotate_recovery()). */
+typedef struct RecoveryRotation {
+        Volume *vol;
+        bool vol_borrowed;
+        uint8_t *vmk; /* secure memory */
+        Guid vmk_id;
+        uint32_t iterations;
+        EscrowEnv env;
+        EscrowContext escrow;
+        char *password; /* the new one, secure memory */
+} RecoveryRotation;
+RecoveryRotation *recovery_rotation_free(RecoveryRotation *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(RecoveryRotation *, recovery_rotation_free);
+int manager_rotate_recovery_begin(Manager *m, ManagedVolume *v, RecoveryRotation **ret);
+int recovery_rotation_work(RecoveryRotation *d);
+int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotation *d, int r,
+                                   Guid *ret_new_key_id, char **ret_error);
 /* Crypto-erases v's device (volume_crypto_erase()), retires its escrow records, forgets it (registry,
  * bus object) and keeps a record of what was done in <state>/erased/<uuid>.json, also returned. v is
  * freed. -EBUSY while it is being encrypted in place. */
@@ -267,15 +305,43 @@ int manager_export_vmk(Manager *m, char **ret_json);
 int manager_accept_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, const char *what);
 /* The VMK the daemon holds under id: the current one, or the previous one of a rotation under way. */
 const uint8_t *manager_vmk_for(Manager *m, const Guid *id);
-/* The operator's replacement of the TPM (or of the main board, or a cleared storage hierarchy): the
- * VMK from the server's export opened with the DRA private key, checked against the sealed state, is
- * sealed to the TPM there now with its SRK pinned anew. Records the old and new TPM identity. With
- * [TPM] EKCertificateCA=, a TPM whose EK certificate does not hold is refused first: -EKEYREVOKED,
- * why in *ret_reason (malloc'd, may be NULL). */
-int manager_replace_tpm_dra(Manager *m, EVP_PKEY *key, char **ret_record, char **ret_reason);
-/* The same, proven with the server recovery password (errors as manager_open_server_password()). */
-int manager_replace_tpm_server_password(Manager *m, const char *password, unsigned *ret_bad_block,
-                                        char **ret_record, char **ret_reason);
+/* sealvold-tpm-replace.c: the operator's replacement of the TPM (or of the main board, or a cleared
+ * storage hierarchy). The bus handler proves a server-scoped secret (the DRA key opening the VMK
+ * export: manager_replace_tpm_prove_dra(); the server recovery password: manager_take_server_vmk())
+ * and notes its use; then the VMK the daemon holds is sealed, as an operation, to the TPM there now,
+ * its SRK pinned anew. With [TPM] EKCertificateCA=, a TPM whose EK certificate does not hold is
+ * refused first: -EKEYREVOKED, why in reason, nothing sealed. */
+typedef struct TpmReplacement {
+        /* the snapshot it seals from */
+        char *tcti, *ek_ca, *vmk_path;
+        uint8_t *vmk; /* secure memory */
+        Guid vmk_id;
+        TPMI_ALG_HASH bank;
+        uint32_t pcr_mask;
+        /* what it found and did */
+        bool have_old;
+        VmkBlob old, blob;
+        TpmIdentity ek; /* with ek_ca: the TPM's certified EK, and the SRK it vouched for */
+        TpmStatus tpm;  /* the new TPM's identity and dictionary-attack state */
+        char *reason;   /* why the TPM was refused */
+} TpmReplacement;
+
+TpmReplacement *tpm_replacement_free(TpmReplacement *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TpmReplacement *, tpm_replacement_free);
+/* The snapshot of the VMK the daemon holds (-ENOKEY: none) and of the configuration. */
+int manager_tpm_replacement_new(Manager *m, TpmReplacement **ret);
+/* On a worker: checks the TPM (with ek_ca) and seals. */
+int tpm_replacement_seal(TpmReplacement *t);
+/* On the loop: the sealed state in force, the record written (JSON in *ret_record), the used recovery
+ * passwords rotated. The VMK's rotation is the caller's. */
+int manager_tpm_replaced(Manager *m, TpmReplacement *t, const char *credential, char **ret_record);
+/* The VMK from the server's export opened with the DRA private key, checked against the sealed state
+ * and made the daemon's, its use noted. -ENOKEY: no export; -EKEYREJECTED: the key does not open it,
+ * or it holds another VMK. */
+int manager_replace_tpm_prove_dra(Manager *m, EVP_PKEY *key);
+/* What identifies a TPM the VMK is sealed to (tpm-identity.json); ek: NULL when not checked. */
+json_object *tpm_identity_json(const TPM2B_NAME *srk, const Tpm2Info *info, const TpmIdentity *ek);
+void tpm_identity_write(Manager *m, json_object *identity);
 /* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if
  * the daemon lacks it (TPM or board replaced), then opens every other volume with it. */
 int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
@@ -339,18 +405,20 @@ void manager_tpm_start(Manager *m);
 /* Asks the TPM through c (NULL: a connection of its own) for its identity, the first time it
  * answers, and for its dictionary-attack state; emits what changed. */
 void manager_tpm_refresh(Manager *m, Tpm2Context *c);
+/* The two halves of that: asks the TPM through c into s (its identity only when s has none), on any
+ * thread; makes s what the bus shows, on the loop. */
+void tpm_status_read(Tpm2Context *c, TpmStatus *s);
+void manager_tpm_apply(Manager *m, const TpmStatus *s);
 /* The sealed selection from b (a blob just sealed or unsealed) or, with NULL, from vmk.sealed; emits
  * SealedPCRs when it changed, and warns of a blob sealed below the PCR floor. */
 void manager_sealed_refresh(Manager *m, const VmkBlob *b);
 
 /* sealvold-escrow.c */
-typedef struct EscrowContext {
-        Manager *manager;
-        char *errors[_ESCROW_TARGET_MAX];
-} EscrowContext;
+int manager_escrow_env(Manager *m, EscrowEnv *ret);
+void escrow_env_done(EscrowEnv *e);
 void escrow_errors_done(char *errors[static _ESCROW_TARGET_MAX]);
 /* "target: why" of the first required target that failed, malloc'd; NULL if none did. */
-char *escrow_required_failure(Manager *m, char *const errors[static _ESCROW_TARGET_MAX]);
+char *escrow_required_failure(const Config *c, char *const errors[static _ESCROW_TARGET_MAX]);
 /* A VolumeEscrowFn: userdata is an EscrowContext. -ECOMM when a required target failed. */
 int escrow_callback(Volume *vol, Protector *p, const char *password, void *userdata);
 /* Escrows v's current recovery password again: to every configured target (all), or to those it has
@@ -361,7 +429,7 @@ int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_
 int manager_escrow_vmk(Manager *m, bool all);
 /* Whether records of target t go out encrypted to the DRA certificate (have_dra: there is one): the
  * spool's with one, the hook's unless [Escrow] HookPlaintext=yes, never AD's (its access control). */
-bool escrow_target_encrypted(const Manager *m, EscrowTarget t, bool have_dra);
+bool escrow_target_encrypted(const Config *c, EscrowTarget t, bool have_dra);
 /* With cert in force: the current passwords go again to the targets that now encrypt them (after a
  * change of the DRA, changed; at a start, only where the spool's record is still plain), and every plain
  * record in the spool is encrypted to cert and removed (escrow_spool_encrypt_plain()). */

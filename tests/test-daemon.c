@@ -1146,6 +1146,88 @@ static void test_answers_during_recovery(void **state) {
         assert_int_equal(result, 1);
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
+
+        /* The TPM replacement with the (rotated) server recovery password: its KDF and the TPM's work are
+         * operations; it runs alone, so a reseal meanwhile is refused at once, naming it. */
+        free(spw);
+        spw = read_server_password(f, NULL);
+        result = 0;
+        slot = sd_bus_slot_unref(slot);
+        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                             "ReplaceTPMWithServerRecoveryPassword", on_unlock_reply, &result, "st",
+                                             spw, UINT64_C(0)) >= 0);
+        assert_true(sd_bus_flush(caller) >= 0);
+        seen = false;
+        for (unsigned i = 0; i < 100000 && !seen; i++) {
+                char **ops = NULL;
+
+                assert_true(sd_bus_get_property_strv(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                                     "Operations", &error, &ops) >= 0);
+                seen = ops && ops[0] && streq(ops[0], "replace-tpm");
+                for (char **p = ops; p && *p; p++)
+                        free(*p);
+                free(ops);
+                if (!seen) {
+                        assert_true(sd_bus_process(caller, NULL) >= 0);
+                        if (result != 0)
+                                fail_msg("the TPM replacement was answered before the bus answered a property read "
+                                         "during it");
+                }
+        }
+        assert_true(seen);
+        /* (A reseal that succeeds came after the replacement ended: the seal took less than two calls.) */
+        if (sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK", &error,
+                               NULL, "sst", "", "", UINT64_C(0)) < 0) {
+                assert_string_equal(error.name, BUS_ERROR_BUSY);
+                assert_non_null(strstr(error.message, "replace-tpm is under way"));
+                sd_bus_error_free(&error);
+        }
+        while (result == 0) {
+                assert_true(sd_bus_process(caller, NULL) >= 0);
+                if (result == 0)
+                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
+        }
+        assert_int_equal(result, 1);
+        for (size_t i = 0; i < N_VOLUMES; i++)
+                assert_state(f, i, "verified");
+
+        /* A recovery password's rotation: the new keyslot's KDF and the escrow are an operation on the
+         * volume, which is busy meanwhile; the new password opens it, the old one no more. */
+        _cleanup_free_ char *before = read_password(f, 1);
+        result = 0;
+        slot = sd_bus_slot_unref(slot);
+        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", f->paths[1], "org.sealvol1.Volume",
+                                             "RotateRecoveryPassword", on_unlock_reply, &result, NULL) >= 0);
+        assert_true(sd_bus_flush(caller) >= 0);
+        seen = false;
+        for (unsigned i = 0; i < 100000 && !seen; i++) {
+                _cleanup_free_ char *op1 = get_string(f, f->paths[1], "Operation");
+
+                seen = streq(op1, "rotate-recovery");
+                if (!seen) {
+                        assert_true(sd_bus_process(caller, NULL) >= 0);
+                        if (result != 0)
+                                fail_msg("the rotation was answered before the bus answered a property read during it");
+                }
+        }
+        assert_true(seen);
+        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[1], "org.sealvol1.Volume",
+                                       "RotateRecoveryPassword", &error, NULL, NULL) < 0);
+        assert_string_equal(error.name, BUS_ERROR_BUSY);
+        assert_non_null(strstr(error.message, "rotate-recovery is under way"));
+        sd_bus_error_free(&error);
+        while (result == 0) {
+                assert_true(sd_bus_process(caller, NULL) >= 0);
+                if (result == 0)
+                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
+        }
+        assert_int_equal(result, 1);
+        _cleanup_free_ char *after = read_password(f, 1);
+        assert_string_not_equal(before, after);
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        assert_int_equal(volume_load(f->images[1], &vol), 0);
+        assert_true(volume_open_recovery(vol, after, NULL, 0, NULL) >= 0);
+        assert_true(volume_open_recovery(vol, before, NULL, 0, NULL) < 0);
 }
 
 /* A new main board (its TPM manufactured afresh: new seeds, no storage key) with the disks kept. */
