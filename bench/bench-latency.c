@@ -11,7 +11,9 @@
  * production KDF cost, provisions two volumes, and reads Volume.State over and over: idle, then
  * while UnlockWithRecoveryPassword runs (its KDF on a worker, the rotation it brings on the loop),
  * then while UnlockWithServerRecoveryPassword runs (its KDF on a worker; opening every volume and
- * the VMK rotation on the loop). For each it prints the reads' p50, p99 and maximum, and the ratios
+ * the VMK rotation on the loop), while RotateRecoveryPassword runs (its KDF and escrow on a worker),
+ * and while ReplaceTPMWithServerRecoveryPassword runs (its KDF and the TPM's work on workers; the
+ * rotation it brings on the loop), with the TPM in place. For each it prints the reads' p50, p99 and maximum, and the ratios
  * to the idle ones. Nothing here is a test: no figure is asserted.
  */
 
@@ -85,15 +87,18 @@ static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) 
         return 0;
 }
 
-/* Reads State of path on bus while member runs on object (called through caller), until it answers. */
+/* Reads State of path on bus while member runs on object (called through caller, with password and
+ * no flags, or with no arguments when password is NULL), until it answers. */
 static int during(sd_bus *bus, sd_bus *caller, const char *path, const char *object, const char *interface,
                   const char *member, const char *password, Series *s, double *ret_call_ms) {
         sd_bus_slot *slot = NULL;
         double t0 = now_ms();
         int done = 0, r;
 
-        r = sd_bus_call_method_async(caller, &slot, "org.sealvol1", object, interface, member, on_reply, &done, "st",
-                                     password, UINT64_C(0));
+        r = password ? sd_bus_call_method_async(caller, &slot, "org.sealvol1", object, interface, member, on_reply,
+                                                &done, "st", password, UINT64_C(0))
+                     : sd_bus_call_method_async(caller, &slot, "org.sealvol1", object, interface, member, on_reply,
+                                                &done, NULL);
         if (r >= 0)
                 r = sd_bus_flush(caller);
         while (r >= 0 && done == 0) {
@@ -138,12 +143,12 @@ int main(int argc, char *argv[]) {
                 { "rounds", required_argument, NULL, 'r' },
                 {},
         };
-        static Series idle, recover, server;
+        static Series idle, recover, server, rotate, replace;
         _cleanup_(daemon_fixture_freep) DaemonFixture *d = NULL;
         sd_bus *bus = NULL, *caller = NULL;
         char *images[2] = {}, *paths[2] = {};
         unsigned samples = 1000, rounds = 3;
-        double recover_ms = 0, server_ms = 0, p50_idle, p99_idle;
+        double recover_ms = 0, server_ms = 0, rotate_ms = 0, replace_ms = 0, p50_idle, p99_idle;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
@@ -208,6 +213,16 @@ int main(int argc, char *argv[]) {
                                    "UnlockWithServerRecoveryPassword", spw, &server, &ms) < 0)
                         return 1;
                 server_ms += ms / rounds;
+                if (during(bus, caller, paths[1], paths[0], "org.sealvol1.Volume", "RotateRecoveryPassword", NULL,
+                           &rotate, &ms) < 0)
+                        return 1;
+                rotate_ms += ms / rounds;
+                free(spw);
+                spw = read_password(bus, "/org/sealvol1", "org.sealvol1.Manager", "GetServerRecoveryPassword");
+                if (!spw || during(bus, caller, paths[1], "/org/sealvol1", "org.sealvol1.Manager",
+                                   "ReplaceTPMWithServerRecoveryPassword", spw, &replace, &ms) < 0)
+                        return 1;
+                replace_ms += ms / rounds;
         }
 
         p50_idle = percentile(&idle, 0.50);
@@ -217,6 +232,8 @@ int main(int argc, char *argv[]) {
         report("idle", &idle, p50_idle, p99_idle, 0);
         report("during UnlockWithRecoveryPassword", &recover, p50_idle, p99_idle, recover_ms);
         report("during UnlockWithServerRecoveryPwd", &server, p50_idle, p99_idle, server_ms);
+        report("during RotateRecoveryPassword", &rotate, p50_idle, p99_idle, rotate_ms);
+        report("during ReplaceTPMWithServerPwd", &replace, p50_idle, p99_idle, replace_ms);
 
         sd_bus_flush_close_unref(caller);
         sd_bus_flush_close_unref(bus);
