@@ -344,28 +344,31 @@ static int read_device_and_flags(sd_bus_message *message, const char **ret_devic
 }
 
 /* A manager-wide operation (the VMK, the sealed state or the server's secrets change) runs alone: a
- * call that would unseal, seal or change them meanwhile is refused at once, naming it. */
-static int manager_check_idle(Manager *m, sd_bus_error *error) {
+ * call that would unseal, seal or change them meanwhile is refused at once, naming it. A manager-wide
+ * change (all) also waits for every volume's operation: a rotation escrowing to the DRA certificate it
+ * started with, say, must not meet a change of that certificate or of the VMK. */
+static int manager_check_idle(Manager *m, bool all, sd_bus_error *error) {
         const Operation *o = manager_exclusive_operation(m);
 
+        if (!o && all && m->n_operations > 0)
+                o = m->operations[0];
         if (o)
                 return sd_bus_error_setf(error, BUS_ERROR_BUSY, "The server is busy: %s is under way; try again when "
                                          "it is done.", o->name);
         return 0;
 }
 
-/* polkit_check() of a call that must not run beside a manager-wide operation: refused as Busy before
- * the query and again once polkit answered (another call may have started one meanwhile). */
-static int polkit_check_alone(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error) {
+/* polkit_check() of a call that must not run beside a manager-wide operation (all: beside any). Asked
+ * once polkit answered, never before: a call refused on its way back from polkit would strand the
+ * stored query. */
+static int polkit_check_alone(Manager *m, sd_bus_message *message, const char *action, bool all,
+                              sd_bus_error *error) {
         int r;
 
-        r = manager_check_idle(m, error);
-        if (r < 0)
-                return r;
         r = polkit_check(m, message, action, error);
         if (r <= 0)
                 return r;
-        r = manager_check_idle(m, error);
+        r = manager_check_idle(m, all, error);
         return r < 0 ? r : 1;
 }
 
@@ -381,7 +384,7 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
         if (r < 0)
                 return r;
 
-        r = polkit_check_alone(m, message, "org.sealvol1.provision", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.provision", false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -406,7 +409,7 @@ static int method_provision_in_place(sd_bus_message *message, void *userdata, sd
         r = read_device_and_flags(message, &device, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.provision", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.provision", false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -443,7 +446,7 @@ static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_err
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.unlock", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.unlock", false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -478,7 +481,7 @@ static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not sealing the VMK to PCR %s: %s.",
                                          isempty(pcrs) ? "(configured)" : pcrs, floor);
-        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -550,7 +553,7 @@ static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error 
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.manage-dra", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-dra", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = read_passed_file(fd, DRA_CERT_FILE_MAX, &data, &size, false);
@@ -586,7 +589,7 @@ static int method_export_vmk(sd_bus_message *message, void *userdata, sd_bus_err
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.export-vmk", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.export-vmk", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = manager_export_vmk(m, &json);
@@ -645,7 +648,7 @@ static int method_rotate_vmk(sd_bus_message *message, void *userdata, sd_bus_err
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = manager_rotate_vmk(m, &why);
@@ -753,7 +756,7 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
         r = read_password_and_flags(message, &password, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.recover", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.recover", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -901,7 +904,7 @@ static int method_replace_tpm_dra(sd_bus_message *message, void *userdata, sd_bu
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = read_passed_dra_key(fd, &key, error);
@@ -934,7 +937,7 @@ static int method_replace_tpm_server_password(sd_bus_message *message, void *use
         r = read_password_and_flags(message, &password, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", error);
+        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -1001,7 +1004,7 @@ static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_
         /* The file is checked after polkit: what the caller's file holds may change between the two
          * passes of the handler, and a check that fails only on the second pass would strand the
          * polkit query. */
-        r = polkit_check_alone(v->manager, message, "org.sealvol1.recover", error);
+        r = polkit_check_alone(v->manager, message, "org.sealvol1.recover", false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = read_passed_dra_key(fd, &key, error);
@@ -1029,7 +1032,7 @@ static int method_volume_unlock(sd_bus_message *message, void *userdata, sd_bus_
         r = check_flags(flags, error);
         if (r < 0)
                 return r;
-        r = polkit_check_alone(v->manager, message, "org.sealvol1.unlock", error);
+        r = polkit_check_alone(v->manager, message, "org.sealvol1.unlock", false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = manager_unlock(v->manager, v);
@@ -1161,13 +1164,10 @@ static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata
         r = read_password_and_flags(message, &password, error);
         if (r < 0)
                 return r;
-        r = volume_check_idle(v, error);
-        if (r < 0)
-                return r;
-        r = polkit_check(m, message, "org.sealvol1.recover", error);
+        /* Asked once polkit answered (as polkit_check_alone()): the volume, and the server. */
+        r = polkit_check_alone(m, message, "org.sealvol1.recover", /* all= */ false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        /* Asked again once polkit answered: another call may have started meanwhile. */
         r = volume_check_idle(v, error);
         if (r < 0)
                 return r;
@@ -1263,10 +1263,7 @@ static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata
         RecoveryRotation *d = NULL;
         int r;
 
-        r = volume_check_idle(v, error);
-        if (r < 0)
-                return r;
-        r = polkit_check(v->manager, message, "org.sealvol1.rotate", error);
+        r = polkit_check_alone(v->manager, message, "org.sealvol1.rotate", /* all= */ false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = volume_check_idle(v, error);

@@ -487,7 +487,7 @@ int manager_pause_encryption(Manager *m, ManagedVolume *v) {
 int manager_resume_encryption(Manager *m, ManagedVolume *v) {
         int r;
 
-        if (v->job)
+        if (v->job || v->operation)
                 return -EBUSY;
         if (!v->encryption)
                 return -ENOENT;
@@ -527,8 +527,8 @@ void manager_resume_in_place(Manager *m) {
                 for (size_t i = 0; i < m->n_volumes; i++)
                         if (streq(m->volumes[i]->device, device))
                                 v = m->volumes[i];
-                if (v && v->job)
-                        continue;
+                if (v && (v->job || v->operation))
+                        continue; /* an operation's volume: resumed at the next pass */
                 {
                         _cleanup_free_ char *marker = paused_marker(path);
 

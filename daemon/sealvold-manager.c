@@ -979,8 +979,9 @@ int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotatio
         used_password_note(m, v, false);
         (void) manager_refresh_volume(v, NULL);
         manager_escrow_retry(m);
+        /* From the header the rotation wrote, whether or not the refresh could read it again. */
         if (ret_new_key_id)
-                *ret_new_key_id = v->key_ids[PROTECTOR_RECOVERY];
+                *ret_new_key_id = d->vol->token.protectors[PROTECTOR_RECOVERY].key_id;
         return 0;
 }
 

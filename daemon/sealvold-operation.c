@@ -75,6 +75,13 @@ static int on_operation_done(sd_event_source *s, int fd, uint32_t revents, void 
          * loads it like any other change. */
         operation_detach(m, o);
         o->done(o, o->result);
+        /* What waited for a manager-wide operation, whatever its outcome: a rotation that fell due, one
+         * that still has volumes to re-bind (each a no-op when nothing waits, or another such
+         * operation was started by done). */
+        if (!o->volume) {
+                manager_rotate_if_due(m);
+                (void) manager_finish_rotation(m);
+        }
         operation_free(o);
         return 0;
 }

@@ -29,6 +29,7 @@ TpmReplacement *tpm_replacement_free(TpmReplacement *t) {
         free(t->ek_ca);
         free(t->vmk_path);
         secure_free(t->vmk);
+        secure_free(t->previous_vmk);
         free(t->reason);
         free(t);
         return NULL;
@@ -48,6 +49,13 @@ int manager_tpm_replacement_new(Manager *m, TpmReplacement **ret) {
         if (!t->tcti || !t->vmk_path || !t->vmk || (m->config.tpm_ek_ca && !(t->ek_ca = strdup(m->config.tpm_ek_ca))))
                 return -ENOMEM;
         t->vmk_id = m->vmk_id;
+        /* A rotation under way keeps both VMKs sealed until every volume is re-bound. */
+        if (m->previous_vmk) {
+                t->previous_vmk = secure_memdup(m->previous_vmk, VMK_SIZE);
+                if (!t->previous_vmk)
+                        return -ENOMEM;
+                t->previous_vmk_id = m->previous_vmk_id;
+        }
         t->bank = m->config.pcr_bank;
         t->pcr_mask = m->config.pcr_mask;
         *ret = TAKE_PTR(t);
@@ -106,8 +114,10 @@ int tpm_replacement_seal(TpmReplacement *t) {
                         return r;
         }
         r = vmk_seal(c,
-                     &(VmkSealParams) { .vmk = t->vmk, .vmk_id = &t->vmk_id, .bank = t->bank, .pcr_mask = t->pcr_mask,
-                                        .repin_srk = true, .expect_srk = t->ek_ca ? &t->ek.srk_name : NULL },
+                     &(VmkSealParams) { .vmk = t->vmk, .vmk_id = &t->vmk_id, .previous = t->previous_vmk,
+                                        .previous_id = t->previous_vmk ? &t->previous_vmk_id : NULL,
+                                        .bank = t->bank, .pcr_mask = t->pcr_mask, .repin_srk = true,
+                                        .expect_srk = t->ek_ca ? &t->ek.srk_name : NULL },
                      t->vmk_path, &t->blob);
         if (r < 0)
                 return log_error_errno(r, "Failed to seal the VMK to the new TPM: %m");
@@ -151,7 +161,8 @@ static int replacement_record(Manager *m, const TPM2B_NAME *old_srk, json_object
         if (r > 0) {
                 _cleanup_free_ char *aside = NULL;
 
-                if (asprintf(&aside, "%s.unreadable", path) < 0)
+                /* Named by the time: an earlier one kept aside stays too. */
+                if (asprintf(&aside, "%s.unreadable.%llu", path, (unsigned long long) time(NULL)) < 0)
                         return -ENOMEM;
                 if (rename(path, aside) < 0)
                         return log_error_errno(-errno, "Failed to keep the unreadable %s aside: %m", path);

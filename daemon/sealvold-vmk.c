@@ -194,6 +194,9 @@ int manager_finish_rotation(Manager *m) {
 
         if (!m->vmk || !m->previous_vmk)
                 return 0;
+        /* A manager-wide operation seals meanwhile (a TPM replacement): its end finishes this. */
+        if (manager_exclusive_operation(m))
+                return -EBUSY;
         for (size_t i = 0; i < m->n_volumes; i++) {
                 ManagedVolume *v = m->volumes[i];
                 _cleanup_(volume_freep) Volume *vol = NULL;

@@ -316,6 +316,8 @@ typedef struct TpmReplacement {
         char *tcti, *ek_ca, *vmk_path;
         uint8_t *vmk; /* secure memory */
         Guid vmk_id;
+        uint8_t *previous_vmk; /* a rotation's, while volumes still need it (secure memory), or NULL */
+        Guid previous_vmk_id;
         TPMI_ALG_HASH bank;
         uint32_t pcr_mask;
         /* what it found and did */
