@@ -707,26 +707,42 @@ static int server_password_error(Manager *m, sd_bus_error *error, int r, unsigne
         return volume_error(error, r, NULL, what);
 }
 
+/* What an operation needs to open the VMK with the server recovery password: the record's snapshot,
+ * a secure copy of the password; and what it found. */
 typedef struct ServerUnlockData {
         ServerWrap server;
-        char *password;
+        char *password; /* secure memory */
         unsigned bad_block;
 } ServerUnlockData;
+
+static int server_unlock_data_init(Manager *m, ServerUnlockData *d, const char *password) {
+        d->password = secure_memdup(password, strlen(password) + 1);
+        if (!d->password)
+                return -ENOMEM;
+        server_wrap_snapshot(m, &d->server);
+        return 0;
+}
+
+static void server_unlock_data_clear(ServerUnlockData *d) {
+        d->password = secure_free(d->password);
+        d->server.vmk = secure_free(d->server.vmk);
+}
 
 static void server_unlock_data_free(void *p) {
         ServerUnlockData *d = p;
 
         if (!d)
                 return;
-        secure_free(d->password);
-        secure_free(d->server.vmk);
+        server_unlock_data_clear(d);
         free(d);
 }
 
-static int server_unlock_work(void *p) {
-        ServerUnlockData *d = p;
-
+static int server_unlock_open(ServerUnlockData *d) {
         return server_wrap_open(&d->server, d->password, &d->bad_block);
+}
+
+static int server_unlock_work(void *p) {
+        return server_unlock_open(p);
 }
 
 static void server_unlock_done(Operation *o, int r) {
@@ -765,12 +781,11 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
         d = calloc(1, sizeof(*d));
         if (!d)
                 return -ENOMEM;
-        d->password = secure_memdup(password, strlen(password) + 1);
-        if (!d->password) {
+        r = server_unlock_data_init(m, d, password);
+        if (r < 0) {
                 server_unlock_data_free(d);
-                return -ENOMEM;
+                return r;
         }
-        server_wrap_snapshot(m, &d->server);
         r = operation_start(m, NULL, message, "recover-server", server_unlock_work, server_unlock_done, d,
                             server_unlock_data_free);
         if (r < 0) {
@@ -786,9 +801,7 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
  * password's KDF), then sealed by another (the TPM's work). */
 typedef struct ReplaceData {
         const char *credential; /* "dra-key", "server-recovery-password": the record's */
-        ServerWrap server;
-        char *password; /* secure memory, dropped once it opened the VMK */
-        unsigned bad_block;
+        ServerUnlockData unlock; /* with the server recovery password; dropped once it opened the VMK */
         TpmReplacement *tpm;
 } ReplaceData;
 
@@ -797,8 +810,7 @@ static void replace_data_free(void *p) {
 
         if (!d)
                 return;
-        secure_free(d->password);
-        secure_free(d->server.vmk);
+        server_unlock_data_clear(&d->unlock);
         tpm_replacement_free(d->tpm);
         free(d);
 }
@@ -816,7 +828,7 @@ static void replace_answer(Manager *m, sd_bus_message *request, ReplaceData *d, 
         if (r == -EKEYREVOKED)
                 (void) untrusted_tpm_error(&error, d->tpm ? d->tpm->reason : NULL);
         else if (streq(d->credential, "server-recovery-password"))
-                (void) server_password_error(m, &error, r, d->bad_block, "Failed to replace the TPM");
+                (void) server_password_error(m, &error, r, d->unlock.bad_block, "Failed to replace the TPM");
         else if (r == -EKEYREJECTED)
                 (void) sd_bus_error_setf(&error, BUS_ERROR_WRONG_KEY,
                                          "The DRA key does not open this server's VMK export, or the export holds "
@@ -854,7 +866,7 @@ static void replace_sealed_done(Operation *o, int r) {
 static int replace_seal_start(Manager *m, sd_bus_message *request, ReplaceData *d) {
         int r;
 
-        d->password = secure_free(d->password);
+        server_unlock_data_clear(&d->unlock);
         r = manager_tpm_replacement_new(m, &d->tpm);
         if (r < 0) {
                 replace_data_free(d);
@@ -867,7 +879,7 @@ static int replace_seal_start(Manager *m, sd_bus_message *request, ReplaceData *
 static int replace_unwrap_work(void *p) {
         ReplaceData *d = p;
 
-        return server_wrap_open(&d->server, d->password, &d->bad_block);
+        return server_unlock_open(&d->unlock);
 }
 
 static void replace_unwrapped_done(Operation *o, int r) {
@@ -877,7 +889,7 @@ static void replace_unwrapped_done(Operation *o, int r) {
         /* Proven in this call, like the DRA key: a daemon that holds the VMK already (the old TPM still
          * answered at boot) still needs the server-scoped secret to re-pin. */
         if (r >= 0)
-                r = manager_take_server_vmk(m, TAKE_PTR(d->server.vmk), &d->server.vmk_id);
+                r = manager_take_server_vmk(m, TAKE_PTR(d->unlock.server.vmk), &d->unlock.server.vmk_id);
         if (r >= 0) {
                 manager_note_server_secret_used(m, "The server recovery password");
                 r = replace_seal_start(m, o->request, d);
@@ -946,12 +958,11 @@ static int method_replace_tpm_server_password(sd_bus_message *message, void *use
         if (!d)
                 return -ENOMEM;
         d->credential = "server-recovery-password";
-        d->password = secure_memdup(password, strlen(password) + 1);
-        if (!d->password) {
+        r = server_unlock_data_init(m, &d->unlock, password);
+        if (r < 0) {
                 replace_data_free(d);
-                return -ENOMEM;
+                return r;
         }
-        server_wrap_snapshot(m, &d->server);
         r = operation_start(m, NULL, message, "replace-tpm", replace_unwrap_work, replace_unwrapped_done, d,
                             replace_data_free);
         if (r < 0) {

@@ -62,26 +62,29 @@ static char *spool_directory(Manager *m) {
         return asprintf(&s, "%s/escrow", m->state_dir) < 0 ? NULL : s;
 }
 
-int manager_escrow_env(Manager *m, EscrowEnv *ret) {
-        int r;
-
+/* The environment without a DRA certificate: for records that are wrapped to it already. */
+static int escrow_env_base(Manager *m, EscrowEnv *ret) {
         *ret = (EscrowEnv) {
                 .config = &m->config,
                 .hostname = m->hostname,
                 .machine_id = m->machine_id,
                 .spool_dir = spool_directory(m),
         };
-        if (!ret->spool_dir)
-                return -ENOMEM;
+        return ret->spool_dir ? 0 : -ENOMEM;
+}
+
+int manager_escrow_env(Manager *m, EscrowEnv *ret) {
+        int r;
+
+        r = escrow_env_base(m, ret);
+        if (r < 0)
+                return r;
         /* Spool and hook records are encrypted to the DRA when there is one; plain only without, which
          * status shows. A DRA certificate that is set but does not load sends them nowhere: they
-         * fail, and are retried, rather than go out in plaintext. */
+         * fail (escrow_send() says why), and are retried, rather than go out in plaintext. */
         r = manager_load_dra_cert(m, &ret->cert);
-        if (r < 0 && r != -ENOENT) {
-                log_warning_errno(r, "Failed to load the DRA certificate, records for the spool and the hook are not "
-                                  "sent: %m");
+        if (r < 0 && r != -ENOENT)
                 ret->dra_error = r;
-        }
         return 0;
 }
 
@@ -770,13 +773,10 @@ int manager_escrow_vmk(Manager *m, bool all) {
                 return log_error_errno(r, "Failed to build the escrow record of the VMK export: %m");
         if (asprintf(&spool_name, "vmk-%s.json", guid_format(&vmk_id, id)) < 0)
                 return -ENOMEM;
-        r = manager_escrow_env(m, &env);
+        /* Already wrapped to the DRA: the spool and the hook get it as it is. */
+        r = escrow_env_base(m, &env);
         if (r < 0)
                 return r;
-        /* Already wrapped to the DRA: the spool and the hook get it as it is. */
-        X509_free(env.cert);
-        env.cert = NULL;
-        env.dra_error = 0;
 
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
                 EscrowRecord rec;

@@ -56,8 +56,8 @@ struct InPlaceJob {
         bool has_server_wrap;      /* the server recovery password's copy of the VMK, for the token */
         Guid server_key_id;
         uint8_t server_wrap[VOLUME_SERVER_WRAP_SIZE];
-        X509 *dra_cert;
-        EscrowEnv escrow_env;      /* the thread escrows from it, never from the Manager */
+        EscrowEnv escrow_env;      /* the thread escrows from it (and its DRA certificate protects the
+                                    * volume), never from the Manager */
         EscrowContext escrow;
 
         pthread_t thread;
@@ -140,7 +140,7 @@ static void *job_thread(void *userdata) {
                         .server_key_id = j->has_server_wrap ? &j->server_key_id : NULL,
                         .server_wrap = j->has_server_wrap ? j->server_wrap : NULL,
                         .hostname = j->escrow_env.hostname,
-                        .dra_cert = j->dra_cert,
+                        .dra_cert = j->escrow_env.cert,
                         .dra_extra_ekus = (const char *const *) j->escrow_env.config->dra_extra_ekus,
                         .recovery_iterations = j->escrow_env.config->recovery_kdf_iterations,
                         .escrow = escrow_callback,
@@ -191,7 +191,6 @@ static InPlaceJob *job_free(InPlaceJob *j) {
         free(j->note_path);
         secure_free(j->vmk);
         secure_free(j->password);
-        X509_free(j->dra_cert);
         escrow_errors_done(j->escrow.errors);
         escrow_env_done(&j->escrow_env);
         free(j->what);
@@ -405,9 +404,8 @@ static int job_launch(Manager *m, const char *device, bool start, sd_bus_message
         if (r < 0)
                 return r;
         if (start) {
-                r = manager_load_dra_cert(m, &j->dra_cert);
-                if (r < 0 && r != -ENOENT)
-                        return r;
+                if (j->escrow_env.dra_error < 0)
+                        return j->escrow_env.dra_error;
                 /* The note first: whatever happens next, a restart knows to look at this device. */
                 r = write_file_atomic(j->note_path, device, strlen(device), 0600);
                 if (r < 0)

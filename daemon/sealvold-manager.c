@@ -704,7 +704,6 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
         _cleanup_secure_ char *password = NULL;
         _cleanup_(escrow_env_done) EscrowEnv env = {};
         EscrowContext escrow = { .env = &env };
-        X509 *cert = NULL;
         int r;
 
         r = manager_ensure_vmk(m, /* create= */ true);
@@ -717,14 +716,12 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
                 provision_finish(m);
                 return 0;
         }
-        r = manager_load_dra_cert(m, &cert);
-        if (r < 0 && r != -ENOENT)
-                return log_error_errno(r, "Failed to load the DRA certificate: %m");
+        /* The DRA certificate in force protects the volume and its escrow records alike. */
         r = manager_escrow_env(m, &env);
-        if (r < 0) {
-                X509_free(cert);
+        if (r < 0)
                 return r;
-        }
+        if (env.dra_error < 0)
+                return log_error_errno(env.dra_error, "Failed to load the DRA certificate: %m");
         /* Every disk carries the server recovery password's copy of the VMK (a reinstalled server has
          * only its disks). */
         (void) manager_ensure_server_recovery(m);
@@ -735,14 +732,13 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
                 .server_key_id = m->have_server_recovery ? &m->server_recovery.key_id : NULL,
                 .server_wrap = m->have_server_recovery ? m->server_recovery.wrapped_vmk : NULL,
                 .hostname = m->hostname,
-                .dra_cert = cert,
+                .dra_cert = env.cert,
                 .dra_extra_ekus = (const char *const *) m->config.dra_extra_ekus,
                 .recovery_iterations = m->config.recovery_kdf_iterations,
                 .escrow = escrow_callback,
                 .userdata = &escrow,
         };
         r = volume_provision(device, &p, &password, &vol);
-        X509_free(cert);
         if (r == -ECOMM) {
                 /* A required escrow failed: the volume was not provisioned. The reasons were logged;
                  * the caller gets them with the error. */

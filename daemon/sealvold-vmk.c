@@ -116,19 +116,6 @@ int manager_take_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id) {
         return manager_accept_vmk(m, TAKE_PTR(key), vmk_id, "the server recovery password");
 }
 
-int manager_open_server_password(Manager *m, const char *password, unsigned *ret_bad_block) {
-        uint8_t *vmk = NULL;
-        int r;
-
-        if (!m->have_server_recovery)
-                return -ENOKEY;
-        r = server_recovery_unwrap(m->server_recovery.wrapped_vmk, &m->server_recovery.key_id,
-                                   &m->server_recovery.vmk_id, password, &vmk, ret_bad_block);
-        if (r < 0)
-                return r;
-        return manager_take_server_vmk(m, vmk, &m->server_recovery.vmk_id);
-}
-
 int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, unsigned *ret_opened,
                               unsigned *ret_failed) {
         int r;

@@ -353,16 +353,10 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
 int manager_load_server_recovery(Manager *m);
 int manager_ensure_server_recovery(Manager *m);
 int manager_read_server_recovery_password(Manager *m, char **ret_password, Guid *ret_key_id);
-/* Opens the VMK with the server recovery password (checked against the sealed state), then every
- * volume with it. -ENOKEY no server recovery password here, -EPERM a wrong one, -EINVAL/-EDOM/-ERANGE
- * malformed (*ret_bad_block). */
-/* Opens the VMK with the server recovery password and makes the daemon hold it (checked against the
- * sealed state by manager_accept_vmk(), or against the VMK it holds already: -EKEYREJECTED). Errors of
- * server_recovery_unwrap() (a typo: -EINVAL/-EDOM/-ERANGE with the block; -EPERM the wrong password),
- * -ENOKEY when the server has none. Nothing is noted as used: the caller does that once it acted. */
-int manager_open_server_password(Manager *m, const char *password, unsigned *ret_bad_block);
-/* The second half of that, for a VMK an operation unwrapped from a snapshot of the server recovery
- * password's record (vmk_id: the record's): consumes vmk. A rotation since makes it -EKEYREJECTED. */
+/* Makes the daemon hold a VMK an operation unwrapped from a snapshot of the server recovery password's
+ * record (vmk_id: the record's), checked against the sealed state by manager_accept_vmk(), or against
+ * the VMK it holds already: -EKEYREJECTED (also after a rotation since). Consumes vmk. Nothing is noted
+ * as used: the caller does that once it acted. */
 int manager_take_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id);
 /* The server recovery: manager_take_server_vmk(), its use noted, every volume opened, the VMK rotated. */
 int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, unsigned *ret_opened,

@@ -1056,180 +1056,146 @@ static int on_unlock_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_
         return 0;
 }
 
-/* The recovery unlock's KDF (production cost) runs as an operation, off the event loop: while it
- * runs, the bus answers (properties, status), the volume says what it is busy with, and a conflicting
- * call is refused at once. Ordering, not timing: the Operation property is read as "recover", which a
- * daemon blocked in the KDF could only answer after it ended, when it is "" again. */
+/* Whether the operation name is under way: on the volume at path, or (path NULL) in the Manager's
+ * list. */
+static bool operation_seen(Fixture *f, const char *path, const char *name) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char **ops = NULL;
+        bool seen;
+
+        if (path) {
+                _cleanup_free_ char *op = get_string(f, path, "Operation");
+
+                return streq(op, name);
+        }
+        assert_true(sd_bus_get_property_strv(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                             "Operations", &error, &ops) >= 0);
+        seen = ops && ops[0] && streq(ops[0], name);
+        for (char **o = ops; o && *o; o++)
+                free(*o);
+        free(ops);
+        return seen;
+}
+
+/* Calls member (its arguments: password and no flags, or none when password is NULL) on object
+ * through caller, and reads properties until the operation name shows (on path, or the Manager's
+ * list): the bus answered while it ran. A reply before that fails the test. */
+static void call_until_under_way(Fixture *f, sd_bus *caller, sd_bus_slot **slot, const char *object,
+                                 const char *interface, const char *member, const char *password, int *result,
+                                 const char *path, const char *name) {
+        bool seen = false;
+
+        *result = 0;
+        *slot = sd_bus_slot_unref(*slot);
+        if (password)
+                assert_true(sd_bus_call_method_async(caller, slot, "org.sealvol1", object, interface, member,
+                                                     on_unlock_reply, result, "st", password, UINT64_C(0)) >= 0);
+        else
+                assert_true(sd_bus_call_method_async(caller, slot, "org.sealvol1", object, interface, member,
+                                                     on_unlock_reply, result, NULL) >= 0);
+        assert_true(sd_bus_flush(caller) >= 0);
+        /* Until the daemon has it, nothing is under way; then the operation until its work is done. */
+        for (unsigned i = 0; i < 100000 && !seen; i++) {
+                seen = operation_seen(f, path, name);
+                if (!seen) {
+                        assert_true(sd_bus_process(caller, NULL) >= 0);
+                        if (*result != 0)
+                                fail_msg("%s was answered before the bus answered a property read during it", member);
+                }
+        }
+        assert_true(seen);
+}
+
+/* The reply of the call started by call_until_under_way(): 1 success, -1 an error. */
+static int wait_reply(sd_bus *caller, const int *result) {
+        while (*result == 0) {
+                assert_true(sd_bus_process(caller, NULL) >= 0);
+                if (*result == 0)
+                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
+        }
+        return *result;
+}
+
+/* A call refused as Busy naming the operation under way; other outcomes only when allowed (the
+ * operation may have ended just before). */
+static void assert_busy(sd_bus_error *error, int r, const char *what, bool may_pass) {
+        if (r >= 0 && may_pass)
+                return;
+        assert_true(r < 0);
+        assert_string_equal(error->name, BUS_ERROR_BUSY);
+        assert_non_null(strstr(error->message, what));
+        sd_bus_error_free(error);
+}
+
+/* The slow calls (production KDF cost) run as operations, off the event loop: while they run, the bus
+ * answers (properties, status), the volume or the Manager says what is under way, and a conflicting
+ * call is refused at once. Ordering, not timing: the operation is read as under way, which a daemon
+ * blocked in the work could only answer after it ended, when it is gone again. */
 static void test_answers_during_recovery(void **state) {
         Fixture *f = *state;
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *caller = NULL;
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
-        _cleanup_free_ char *pw = NULL, *out = NULL;
+        _cleanup_free_ char *pw = NULL, *out = NULL, *spw = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        int result = 0;
-        bool seen = false;
+        int result = 0, r;
 
         provision_all(f);
         pw = read_password(f, 0);
         assert_true(sd_bus_open_system(&caller) >= 0);
-        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", f->paths[0], "org.sealvol1.Volume",
-                                             "UnlockWithRecoveryPassword", on_unlock_reply, &result, "st", pw,
-                                             UINT64_C(0)) >= 0);
-        assert_true(sd_bus_flush(caller) >= 0);
 
-        /* Until the daemon has it, the volume is idle; then busy until the KDF is done. */
-        for (unsigned i = 0; i < 100000 && !seen; i++) {
-                _cleanup_free_ char *op = get_string(f, f->paths[0], "Operation");
-
-                seen = streq(op, "recover");
-                if (!seen) {
-                        assert_true(sd_bus_process(caller, NULL) >= 0);
-                        if (result != 0)
-                                fail_msg("the recovery unlock was answered before the bus answered a property "
-                                         "read during it");
-                }
-        }
-        assert_true(seen);
+        /* A recovery unlock: the volume is busy until the KDF is done. */
+        call_until_under_way(f, caller, &slot, f->paths[0], "org.sealvol1.Volume", "UnlockWithRecoveryPassword", pw,
+                             &result, f->paths[0], "recover");
         /* A change to the same volume is refused at once; another volume, the Manager and status answer. */
-        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume",
-                                       "UnlockWithRecoveryPassword", &error, NULL, "st", pw, UINT64_C(0)) < 0);
-        assert_string_equal(error.name, BUS_ERROR_BUSY);
-        assert_non_null(strstr(error.message, "recover is under way"));
-        sd_bus_error_free(&error);
+        r = sd_bus_call_method(f->bus, "org.sealvol1", f->paths[0], "org.sealvol1.Volume", "UnlockWithRecoveryPassword",
+                               &error, NULL, "st", pw, UINT64_C(0));
+        assert_busy(&error, r, "recover is under way", false);
         assert_state(f, 1, "locked");
         assert_int_equal(CTL(f, 0, NULL, &out, "status"), 0);
         _cleanup_free_ char *op = get_string(f, f->paths[0], "Operation");
         if (streq(op, "recover"))
                 assert_non_null(strstr(out, "busy: recover under way"));
-
         /* The answer comes when the work is done, and the volume is idle again. */
-        while (result == 0) {
-                assert_true(sd_bus_process(caller, NULL) >= 0);
-                if (result == 0)
-                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
-        }
-        assert_int_equal(result, 1);
+        assert_int_equal(wait_reply(caller, &result), 1);
         _cleanup_free_ char *idle = get_string(f, f->paths[0], "Operation");
         assert_string_equal(idle, "");
         assert_state(f, 0, "verified");
 
         /* The server recovery password's KDF (twice a keyslot's) likewise: the Manager lists it. */
-        _cleanup_free_ char *spw = read_server_password(f, NULL);
-        result = 0;
-        slot = sd_bus_slot_unref(slot);
-        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
-                                             "UnlockWithServerRecoveryPassword", on_unlock_reply, &result, "st", spw,
-                                             UINT64_C(0)) >= 0);
-        assert_true(sd_bus_flush(caller) >= 0);
-        seen = false;
-        for (unsigned i = 0; i < 100000 && !seen; i++) {
-                char **ops = NULL;
-
-                assert_true(sd_bus_get_property_strv(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
-                                                     "Operations", &error, &ops) >= 0);
-                seen = ops && ops[0] && streq(ops[0], "recover-server");
-                for (char **p = ops; p && *p; p++)
-                        free(*p);
-                free(ops);
-                if (!seen) {
-                        assert_true(sd_bus_process(caller, NULL) >= 0);
-                        if (result != 0)
-                                fail_msg("the server recovery was answered before the bus answered a property read "
-                                         "during it");
-                }
-        }
-        assert_true(seen);
-        while (result == 0) {
-                assert_true(sd_bus_process(caller, NULL) >= 0);
-                if (result == 0)
-                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
-        }
-        assert_int_equal(result, 1);
+        spw = read_server_password(f, NULL);
+        call_until_under_way(f, caller, &slot, "/org/sealvol1", "org.sealvol1.Manager",
+                             "UnlockWithServerRecoveryPassword", spw, &result, NULL, "recover-server");
+        assert_int_equal(wait_reply(caller, &result), 1);
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
 
         /* The TPM replacement with the (rotated) server recovery password: its KDF and the TPM's work are
-         * operations; it runs alone, so a reseal meanwhile is refused at once, naming it. */
+         * operations; it runs alone, so a reseal meanwhile is refused at once, naming it (a reseal that
+         * succeeds came after the replacement ended: the seal took less than two calls). */
         free(spw);
         spw = read_server_password(f, NULL);
-        result = 0;
-        slot = sd_bus_slot_unref(slot);
-        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
-                                             "ReplaceTPMWithServerRecoveryPassword", on_unlock_reply, &result, "st",
-                                             spw, UINT64_C(0)) >= 0);
-        assert_true(sd_bus_flush(caller) >= 0);
-        seen = false;
-        for (unsigned i = 0; i < 100000 && !seen; i++) {
-                char **ops = NULL;
-
-                assert_true(sd_bus_get_property_strv(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
-                                                     "Operations", &error, &ops) >= 0);
-                seen = ops && ops[0] && streq(ops[0], "replace-tpm");
-                for (char **p = ops; p && *p; p++)
-                        free(*p);
-                free(ops);
-                if (!seen) {
-                        assert_true(sd_bus_process(caller, NULL) >= 0);
-                        if (result != 0)
-                                fail_msg("the TPM replacement was answered before the bus answered a property read "
-                                         "during it");
-                }
-        }
-        assert_true(seen);
-        /* (A reseal that succeeds came after the replacement ended: the seal took less than two calls.) */
-        if (sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK", &error,
-                               NULL, "sst", "", "", UINT64_C(0)) < 0) {
-                assert_string_equal(error.name, BUS_ERROR_BUSY);
-                assert_non_null(strstr(error.message, "replace-tpm is under way"));
-                sd_bus_error_free(&error);
-        }
-        while (result == 0) {
-                assert_true(sd_bus_process(caller, NULL) >= 0);
-                if (result == 0)
-                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
-        }
-        assert_int_equal(result, 1);
+        call_until_under_way(f, caller, &slot, "/org/sealvol1", "org.sealvol1.Manager",
+                             "ReplaceTPMWithServerRecoveryPassword", spw, &result, NULL, "replace-tpm");
+        r = sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ResealVMK", &error,
+                               NULL, "sst", "", "", UINT64_C(0));
+        assert_busy(&error, r, "replace-tpm is under way", true);
+        assert_int_equal(wait_reply(caller, &result), 1);
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");
 
         /* A recovery password's rotation: the new keyslot's KDF and the escrow are an operation on the
          * volume, which is busy meanwhile; the new password opens it, the old one no more. */
         _cleanup_free_ char *before = read_password(f, 1);
-        result = 0;
-        slot = sd_bus_slot_unref(slot);
-        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", f->paths[1], "org.sealvol1.Volume",
-                                             "RotateRecoveryPassword", on_unlock_reply, &result, NULL) >= 0);
-        assert_true(sd_bus_flush(caller) >= 0);
-        seen = false;
-        for (unsigned i = 0; i < 100000 && !seen; i++) {
-                _cleanup_free_ char *op1 = get_string(f, f->paths[1], "Operation");
-
-                seen = streq(op1, "rotate-recovery");
-                if (!seen) {
-                        assert_true(sd_bus_process(caller, NULL) >= 0);
-                        if (result != 0)
-                                fail_msg("the rotation was answered before the bus answered a property read during it");
-                }
-        }
-        assert_true(seen);
-        assert_true(sd_bus_call_method(f->bus, "org.sealvol1", f->paths[1], "org.sealvol1.Volume",
-                                       "RotateRecoveryPassword", &error, NULL, NULL) < 0);
-        assert_string_equal(error.name, BUS_ERROR_BUSY);
-        assert_non_null(strstr(error.message, "rotate-recovery is under way"));
-        sd_bus_error_free(&error);
+        call_until_under_way(f, caller, &slot, f->paths[1], "org.sealvol1.Volume", "RotateRecoveryPassword", NULL,
+                             &result, f->paths[1], "rotate-recovery");
+        r = sd_bus_call_method(f->bus, "org.sealvol1", f->paths[1], "org.sealvol1.Volume", "RotateRecoveryPassword",
+                               &error, NULL, NULL);
+        assert_busy(&error, r, "rotate-recovery is under way", false);
         /* A change of the VMK waits for it too (the rotation escrows what it started with). */
-        if (sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "RotateVMK", &error,
-                               NULL, "t", UINT64_C(0)) < 0) {
-                assert_string_equal(error.name, BUS_ERROR_BUSY);
-                assert_non_null(strstr(error.message, "rotate-recovery is under way"));
-                sd_bus_error_free(&error);
-        }
-        while (result == 0) {
-                assert_true(sd_bus_process(caller, NULL) >= 0);
-                if (result == 0)
-                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
-        }
-        assert_int_equal(result, 1);
+        r = sd_bus_call_method(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "RotateVMK", &error,
+                               NULL, "t", UINT64_C(0));
+        assert_busy(&error, r, "rotate-recovery is under way", true);
+        assert_int_equal(wait_reply(caller, &result), 1);
         _cleanup_free_ char *after = read_password(f, 1);
         assert_string_not_equal(before, after);
         _cleanup_(volume_freep) Volume *vol = NULL;
