@@ -10,6 +10,8 @@
  */
 
 #include <dirent.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -69,6 +71,7 @@ static int escrow_env_base(Manager *m, EscrowEnv *ret) {
                 .hostname = m->hostname,
                 .machine_id = m->machine_id,
                 .spool_dir = spool_directory(m),
+                .helper = { .socket_path = m->escrow_socket_path, .helper_path = m->escrow_helper_path },
         };
         return ret->spool_dir ? 0 : -ENOMEM;
 }
@@ -105,144 +108,56 @@ bool escrow_target_encrypted(const Config *c, EscrowTarget t, bool have_dra) {
         }
 }
 
-static const char *ad_error_class(int r) {
-        switch (-r) {
-        case EHOSTUNREACH:
-                return "directory unreachable";
-        case ETIMEDOUT:
-                return "directory timed out";
-        case ENOKEY:
-                return "authentication failed";
-        case EACCES:
-                return "insufficient access";
-        case ESRCH:
-                return "computer object not found";
-        case EPROTONOSUPPORT:
-                return "schema has no msFVE classes";
-        case EREMOTEIO:
-                return "record rejected";
-        case EEXIST:
-                return "a different record holds this Key ID";
-        case EINVAL:
-                return "bad configuration or record";
-        default:
-                return "failed";
-        }
-}
+/* Where the helper is: its unit's socket (SEALVOL_ESCROW_SOCKET names another, "" none, for tests),
+ * and the program installed beside sealvold, found through /proc/self/exe so that the build tree and
+ * an installation both have it by construction. */
+int manager_find_escrow_helper(Manager *m) {
+        _cleanup_free_ char *exe = NULL;
+        const char *socket_path = getenv("SEALVOL_ESCROW_SOCKET");
+        char *slash;
+        ssize_t k;
 
-/* One password to Active Directory: the Key ID and the volume's UUID as BitLocker's GUIDs. */
-static int escrow_ad(const Config *c, const EscrowPassword *e, char **ret_dn, bool *ret_verified, char **error) {
-        _cleanup_erase_and_free_ char *why = NULL;
-        AdVerify verify = AD_VERIFY_NONE;
-        AdRecoveryRecord rec = {
-                .recovery_guid = e->key_id,
-                .password = e->password,
-                .created_usec = e->created * UINT64_C(1000000),
-        };
-        int r;
-
-        r = guid_parse(e->volume_uuid, &rec.volume_guid);
-        if (r < 0)
-                return r;
-        r = ad_escrow(&c->ad, &rec, ret_dn, &verify, &why);
-        if (r < 0) {
-                set_error(error, "%s: %s", ad_error_class(r), why ?: strerror(-r));
-                return r;
-        }
-        *ret_verified = verify != AD_VERIFY_NONE;
+        exe = malloc(PATH_MAX);
+        if (!exe)
+                return log_oom();
+        k = readlink("/proc/self/exe", exe, PATH_MAX - 1);
+        if (k < 0)
+                return log_error_errno(errno, "Failed to find where sealvold runs from: %m");
+        exe[k] = '\0';
+        slash = strrchr(exe, '/');
+        if (!slash)
+                return log_error_errno(EINVAL, "sealvold runs from a relative path: %s", exe);
+        *slash = '\0';
+        if (asprintf(&m->escrow_helper_path, "%s/" ESCROW_HELPER_NAME, exe) < 0)
+                return log_oom();
+        if (!socket_path)
+                socket_path = ESCROW_HELPER_SOCKET_DEFAULT;
+        if (!isempty(socket_path) && !(m->escrow_socket_path = strdup(socket_path)))
+                return log_oom();
         return 0;
 }
 
-/* Sends one record to target t; records the outcome in rec, the reason of a failure in *error.
- * spool_name: the record's file in the spool. With env's DRA certificate a password record is
- * encrypted to it for the targets escrow_target_encrypted() names; a DRA certificate that is set but
- * did not load (env->dra_error) sends a password to neither the spool nor the hook. */
-static int escrow_send(const EscrowEnv *env, EscrowTarget t, const EscrowPassword *e, const char *spool_name,
-                       const char *json, size_t size, EscrowRecord *rec, char **error) {
+/* The outcome of sending to t, as the token keeps it; location and *error as the target answered,
+ * checked once more here: what the token, the bus and the journal get never shows the password. */
+static int escrow_outcome(const EscrowEnv *env, EscrowTarget t, const EscrowPassword *e, int r, const char *location,
+                          bool verified, EscrowRecord *rec, char **error) {
         const Config *c = env->config;
-        X509 *cert = env->cert;
-        int dra_error = env->dra_error;
-        _cleanup_erase_and_free_ char *location = NULL, *why = NULL;
-        bool verified = false;
-        int r;
+        const char *name = t == ESCROW_TARGET_HOOK ? c->escrow_hook : escrow_target_to_string(t);
 
-        if (e && dra_error < 0 && IN_SET(t, ESCROW_TARGET_SPOOL, ESCROW_TARGET_HOOK)) {
-                set_error(error, "the DRA certificate cannot be loaded (%s); the record is not sent in plaintext",
-                          strerror(-dra_error));
-                r = dra_error;
-        } else switch (t) {
-        case ESCROW_TARGET_SPOOL:
-                r = escrow_spool_store(env->spool_dir, spool_name, cert, json, size, &location, &verified);
-                if (r < 0)
-                        set_error(error, "cannot write to the spool %s: %s", env->spool_dir, strerror(-r));
-                break;
-        case ESCROW_TARGET_HOOK: {
-                _cleanup_free_ char *envelope = NULL;
-
-                /* With a DRA the hook gets the password as CMS to it, as the spool does, and what it
-                 * needs to index the record in clear; plaintext only if the configuration says so,
-                 * and then status says so too. Never plaintext because the encryption failed. */
-                if (e && escrow_target_encrypted(c, t, cert != NULL)) {
-                        r = escrow_password_to_envelope(e, cert, &envelope);
-                        if (r < 0) {
-                                set_error(error, "cannot encrypt the record to the DRA certificate: %s",
-                                          strerror(-r));
-                                break;
-                        }
-                        json = envelope;
-                        size = strlen(envelope);
-                }
-                r = escrow_hook_run(c->escrow_hook, "store", json, size, c->escrow_hook_timeout_sec,
-                                    &location, &why);
-                if (r < 0) {
-                        set_error(error, "hook %s: %s", c->escrow_hook, why ?: strerror(-r));
-                        break;
-                }
-                /* Its first line names where the record went; a hook printing nothing, or nothing
-                 * printable, is named itself. */
-                if (isempty(location) || !utf8_is_printable(location)) {
-                        free(location);
-                        location = strdup(c->escrow_hook);
-                        if (!location)
-                                return -ENOMEM;
-                }
-                /* A hook that can read records back says so by accepting "verify" (of the very
-                 * envelope it stored: CMS is different each time it is made). */
-                verified = escrow_hook_run(c->escrow_hook, "verify", json, size,
-                                           c->escrow_hook_timeout_sec, NULL, NULL) >= 0;
-                break;
-        }
-        case ESCROW_TARGET_AD:
-                if (!e) {
-                        set_error(error, "Active Directory takes recovery passwords only");
-                        r = -EOPNOTSUPP;
-                        break;
-                }
-                r = escrow_ad(c, e, &location, &verified, error);
-                break;
-        default:
-                set_error(error, "the %s target is not available in this build", escrow_target_to_string(t));
-                r = -EOPNOTSUPP;
-                break;
-        }
-
-        /* What came back is kept in the token, shown on the bus and logged: never when it shows the
-         * password (a hook that echoes its input, a server quoting the value it refused). */
         if (e && escrow_text_reveals_password(location, e->password)) {
                 log_warning("The escrow target %s answered with the recovery password of %s; the answer is not kept.",
                             escrow_target_to_string(t), e->volume_uuid);
-                location = erase_and_free(location);
-                location = strdup(t == ESCROW_TARGET_HOOK ? c->escrow_hook : escrow_target_to_string(t));
-                if (!location)
-                        return -ENOMEM;
+                location = NULL;
         }
         if (e && escrow_text_reveals_password(*error, e->password)) {
                 log_warning("The escrow target %s failed with a message showing the recovery password of %s; the "
                             "message is not kept.", escrow_target_to_string(t), e->volume_uuid);
                 *error = erase_and_free(*error);
-                set_error(error, "%s: its error message showed the recovery password and was discarded",
-                          t == ESCROW_TARGET_HOOK ? c->escrow_hook : escrow_target_to_string(t));
+                set_error(error, "%s: its error message showed the recovery password and was discarded", name);
         }
+        /* A hook printing nothing, or nothing printable, is named itself. */
+        if (isempty(location) || !utf8_is_printable(location))
+                location = t == ESCROW_TARGET_SPOOL ? "" : name;
 
         *rec = (EscrowRecord) {
                 .state = r < 0 ? ESCROW_FAILED : ESCROW_DONE,
@@ -253,7 +168,106 @@ static int escrow_send(const EscrowEnv *env, EscrowTarget t, const EscrowPasswor
         snprintf(rec->location, sizeof(rec->location), "%s", strempty(location));
         if (r >= 0)
                 *error = mfree(*error);
+        else if (!*error)
+                set_error(error, "%s", strerror(-r));
         return r;
+}
+
+/* Sends one record to the targets of mask: the spool here, the hook and Active Directory in one batch
+ * of the escrow helper. Each target's outcome goes to recs[t] and result[t], the reason of a failure
+ * to errors[t]. e is the password the record holds (NULL: a record without one, the VMK export);
+ * spool_name its file in the spool. With env's DRA certificate a password record is encrypted to it
+ * for the targets escrow_target_encrypted() names; a DRA certificate that is set but did not load
+ * (env->dra_error) sends a password to neither the spool nor the hook. Reads nothing but env. */
+static void escrow_send(const EscrowEnv *env, uint32_t mask, const EscrowPassword *e, const char *spool_name,
+                        const char *json, size_t size, EscrowRecord recs[static _ESCROW_TARGET_MAX],
+                        int result[static _ESCROW_TARGET_MAX], char *errors[static _ESCROW_TARGET_MAX]) {
+        const Config *c = env->config;
+        _cleanup_free_ char *envelope = NULL, *batch_error = NULL;
+        EscrowJobResult answers[_ESCROW_TARGET_MAX] = {};
+        EscrowJob jobs[_ESCROW_TARGET_MAX];
+        EscrowTarget job_target[_ESCROW_TARGET_MAX];
+        size_t n = 0;
+        int r;
+
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
+                _cleanup_free_ char *location = NULL;
+                bool verified = false;
+
+                if (!(mask & (1u << t)))
+                        continue;
+                if (e && env->dra_error < 0 && IN_SET(t, ESCROW_TARGET_SPOOL, ESCROW_TARGET_HOOK)) {
+                        set_error(&errors[t], "the DRA certificate cannot be loaded (%s); the record is not sent in "
+                                  "plaintext", strerror(-env->dra_error));
+                        result[t] = escrow_outcome(env, t, e, env->dra_error, NULL, false, &recs[t], &errors[t]);
+                        continue;
+                }
+                switch (t) {
+                case ESCROW_TARGET_SPOOL:
+                        r = escrow_spool_store(env->spool_dir, spool_name, env->cert, json, size, &location, &verified);
+                        if (r < 0)
+                                set_error(&errors[t], "cannot write to the spool %s: %s", env->spool_dir, strerror(-r));
+                        result[t] = escrow_outcome(env, t, e, r, location, verified, &recs[t], &errors[t]);
+                        continue;
+                case ESCROW_TARGET_HOOK:
+                        jobs[n] = (EscrowJob) { .target = t, .verb = "store", .verify = true, .data = json, .size = size,
+                                                .password = e ? e->password : NULL };
+                        /* With a DRA the hook gets the password as CMS to it, as the spool does, and what
+                         * it needs to index the record in clear; plaintext only if the configuration says
+                         * so, and then status says so too. Never plaintext because the encryption failed. */
+                        if (e && escrow_target_encrypted(c, t, env->cert != NULL)) {
+                                r = escrow_password_to_envelope(e, env->cert, &envelope);
+                                if (r < 0) {
+                                        set_error(&errors[t], "cannot encrypt the record to the DRA certificate: %s",
+                                                  strerror(-r));
+                                        result[t] = escrow_outcome(env, t, e, r, NULL, false, &recs[t], &errors[t]);
+                                        continue;
+                                }
+                                jobs[n].data = envelope;
+                                jobs[n].size = strlen(envelope);
+                        }
+                        break;
+                case ESCROW_TARGET_AD: {
+                        Guid volume_guid;
+
+                        if (!e || guid_parse(e->volume_uuid, &volume_guid) < 0) {
+                                set_error(&errors[t], "Active Directory takes recovery passwords only");
+                                result[t] = escrow_outcome(env, t, e, -EOPNOTSUPP, NULL, false, &recs[t], &errors[t]);
+                                continue;
+                        }
+                        jobs[n] = (EscrowJob) { .target = t, .volume_guid = volume_guid, .recovery_guid = e->key_id,
+                                                .created_usec = e->created * UINT64_C(1000000),
+                                                .password = e->password };
+                        break;
+                }
+                default:
+                        set_error(&errors[t], "the %s target is not available in this build", escrow_target_to_string(t));
+                        result[t] = escrow_outcome(env, t, e, -EOPNOTSUPP, NULL, false, &recs[t], &errors[t]);
+                        continue;
+                }
+                job_target[n++] = t;
+        }
+        if (n == 0)
+                return;
+
+        EscrowHelperConfig hc = {
+                .hook = c->escrow_hook,
+                .hook_timeout_sec = c->escrow_hook_timeout_sec,
+                .ad = (mask & (1u << ESCROW_TARGET_AD)) ? &c->ad : NULL,
+        };
+        r = escrow_helper_run(&env->helper, &hc, jobs, n, answers, &batch_error);
+        for (size_t i = 0; i < n; i++) {
+                EscrowTarget t = job_target[i];
+
+                if (r < 0)
+                        set_error(&errors[t], "%s", batch_error ?: strerror(-r));
+                else if (answers[i].error < 0)
+                        set_error(&errors[t], "%s", answers[i].message ?: strerror(-answers[i].error));
+                result[t] = escrow_outcome(env, t, e, r < 0 ? r : answers[i].error, r < 0 ? NULL : answers[i].location,
+                                           r >= 0 && answers[i].verified, &recs[t], &errors[t]);
+        }
+        if (r >= 0)
+                escrow_job_results_done(answers, n);
 }
 
 static void escrow_password_init(const EscrowEnv *env, Volume *vol, const Protector *p, const char *password,
@@ -279,6 +293,8 @@ static int escrow_password_send(const EscrowEnv *env, const EscrowPassword *e, c
                                 char *errors[static _ESCROW_TARGET_MAX]) {
         _cleanup_secure_ char *json = NULL;
         _cleanup_free_ char *spool_name = NULL;
+        EscrowRecord recs[_ESCROW_TARGET_MAX];
+        int result[_ESCROW_TARGET_MAX];
         char key_id[GUID_STRING_MAX];
         size_t size;
         int r, ret = 0;
@@ -291,24 +307,24 @@ static int escrow_password_send(const EscrowEnv *env, const EscrowPassword *e, c
                 return r;
 
         guid_format(&e->key_id, key_id);
+        escrow_send(env, mask, e, spool_name, json, size, recs, result, errors);
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
-                EscrowRecord rec;
+                const EscrowRecord *rec = &recs[t];
 
                 if (!(mask & (1u << t)))
                         continue;
-                r = escrow_send(env, t, e, spool_name, json, size, &rec, &errors[t]);
-                if (escrow_records_set(records, n_records, &rec) < 0)
-                        log_warning("No room to record the escrow %s to %s.", what, rec.target);
-                if (r < 0) {
+                if (escrow_records_set(records, n_records, rec) < 0)
+                        log_warning("No room to record the escrow %s to %s.", what, rec->target);
+                if (result[t] < 0) {
                         bool required = env->config->escrow_required & (1u << t);
 
-                        log_error("Escrow of the recovery password %s %s to %s failed%s: %s", key_id, what, rec.target,
+                        log_error("Escrow of the recovery password %s %s to %s failed%s: %s", key_id, what, rec->target,
                                   required ? " (required)" : ", will retry", strempty(errors[t]));
                         if (required && ret == 0)
                                 ret = -ECOMM;
                 } else
-                        log_info("Recovery password %s %s escrowed to %s (%s)%s.", key_id, what, rec.target,
-                                 rec.location, rec.verified ? ", verified" : "");
+                        log_info("Recovery password %s %s escrowed to %s (%s)%s.", key_id, what, rec->target,
+                                 rec->location, rec->verified ? ", verified" : "");
         }
         return ret;
 }
@@ -614,8 +630,20 @@ int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_s
                         json = json_format(o);
                         if (!json)
                                 return -ENOMEM;
-                        r = escrow_hook_run(m->config.escrow_hook, "retire", json, strlen(json),
-                                            m->config.escrow_hook_timeout_sec, NULL, &why);
+                        EscrowJob job = { .target = ESCROW_TARGET_HOOK, .verb = "retire", .data = json,
+                                          .size = strlen(json) };
+                        EscrowJobResult answer = {};
+                        EscrowHelper helper = { .socket_path = m->escrow_socket_path,
+                                                .helper_path = m->escrow_helper_path };
+                        EscrowHelperConfig hc = { .hook = m->config.escrow_hook,
+                                                  .hook_timeout_sec = m->config.escrow_hook_timeout_sec };
+
+                        r = escrow_helper_run(&helper, &hc, &job, 1, &answer, &why);
+                        if (r >= 0 && answer.error < 0) {
+                                why = TAKE_PTR(answer.message);
+                                r = answer.error;
+                        }
+                        escrow_job_results_done(&answer, 1);
                         r = r < 0 ? asprintf(&line, "hook: told, it answered %s", why ?: strerror(-r)) :
                                     asprintf(&line, "hook: retired");
                 } else
@@ -750,6 +778,8 @@ static uint32_t vmk_escrow_outstanding(Manager *m) {
 int manager_escrow_vmk(Manager *m, bool all) {
         _cleanup_(escrow_env_done) EscrowEnv env = {};
         _cleanup_free_ char *export = NULL, *record = NULL, *spool_name = NULL;
+        EscrowRecord recs[_ESCROW_TARGET_MAX];
+        int result[_ESCROW_TARGET_MAX];
         char id[GUID_STRING_MAX];
         uint32_t mask;
         Guid vmk_id;
@@ -778,19 +808,17 @@ int manager_escrow_vmk(Manager *m, bool all) {
         if (r < 0)
                 return r;
 
+        escrow_send(&env, mask, NULL, spool_name, record, strlen(record), recs, result, m->vmk_escrow_error);
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
-                EscrowRecord rec;
-
                 if (!(mask & (1u << t)))
                         continue;
-                r = escrow_send(&env, t, NULL, spool_name, record, strlen(record), &rec, &m->vmk_escrow_error[t]);
-                vmk_escrow_set(m, &rec);
-                if (r < 0) {
-                        log_error("Escrow of the VMK export %s to %s failed, will retry: %s", id, rec.target,
+                vmk_escrow_set(m, &recs[t]);
+                if (result[t] < 0) {
+                        log_error("Escrow of the VMK export %s to %s failed, will retry: %s", id, recs[t].target,
                                   strempty(m->vmk_escrow_error[t]));
                         ret = -ECOMM;
                 } else
-                        log_info("VMK export %s escrowed to %s (%s).", id, rec.target, rec.location);
+                        log_info("VMK export %s escrowed to %s (%s).", id, recs[t].target, recs[t].location);
         }
         r = vmk_escrow_save(m);
         if (r < 0)

@@ -78,6 +78,8 @@ Manager *manager_free(Manager *m) {
         free(m->config_path);
         free(m->state_dir);
         free(m->vmk_path);
+        free(m->escrow_socket_path);
+        free(m->escrow_helper_path);
         free(m->volumes_dir);
         free(m->dra_cert_path);
         free(m->vmk_export_path);
@@ -324,6 +326,10 @@ int manager_new(const char *config_path, Manager **ret) {
                 return log_oom();
         if (mkdir(m->state_dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Failed to create %s: %m", m->state_dir);
+
+        r = manager_find_escrow_helper(m);
+        if (r < 0)
+                return r;
 
         /* Who this server is, in every escrow record. */
         (void) gethostname(m->hostname, sizeof(m->hostname) - 1);

@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "dra.h"
 #include "escrow.h"
+#include "escrow-helper.h"
 #include "server-recovery.h"
 #include "tpm-identity.h"
 #include "guid.h"
@@ -110,6 +111,7 @@ typedef struct EscrowEnv {
         char *spool_dir;
         X509 *cert;    /* the DRA certificate in force, or NULL */
         int dra_error; /* why one that is set did not load (nothing then goes to the spool or the hook) */
+        EscrowHelper helper; /* where the hook and AD jobs run (its strings are the Manager's) */
 } EscrowEnv;
 typedef struct EscrowContext {
         const EscrowEnv *env;
@@ -124,6 +126,10 @@ struct Manager {
         char *volumes_dir;
         char *dra_cert_path;   /* <state>/dra.pem: the certificate set over the bus */
         char *vmk_export_path; /* <state>/vmk-export.json */
+        /* The escrow helper (lib/escrow-helper.h): its unit's socket, used when it exists, and the
+         * program beside sealvold run otherwise. */
+        char *escrow_socket_path;
+        char *escrow_helper_path;
         sd_event *event;
         sd_bus *bus;
         ManagedVolume **volumes;
@@ -411,6 +417,8 @@ void manager_sealed_refresh(Manager *m, const VmkBlob *b);
 
 /* sealvold-escrow.c */
 int manager_escrow_env(Manager *m, EscrowEnv *ret);
+/* Where the escrow helper is (Manager.escrow_socket_path, .escrow_helper_path), at start. */
+int manager_find_escrow_helper(Manager *m);
 void escrow_env_done(EscrowEnv *e);
 void escrow_errors_done(char *errors[static _ESCROW_TARGET_MAX]);
 /* "target: why" of the first required target that failed, malloc'd; NULL if none did. */

@@ -391,3 +391,26 @@ int config_load(const char *path, Config *c, char **ret_error) {
                 return r;
         return config_parse(text, size, path, c, ret_error);
 }
+
+/* The [ActiveDirectory] section's defaults; here rather than in escrow-ad.c, which only the escrow
+ * helper links (lib/escrow-helper.h). */
+void ad_config_init(AdConfig *c) {
+        *c = (AdConfig) {
+                .sasl_nocanon = true,
+                .timeout_sec = AD_TIMEOUT_SEC_DEFAULT,
+        };
+}
+
+void ad_config_done(AdConfig *c) {
+        if (!c)
+                return;
+        free(c->uri);
+        free(c->computer_dn);
+        free(c->sam_account_name);
+        free(c->keytab);
+        free(c->principal);
+        free(c->bind_dn);
+        free(c->password_file);
+        free(c->ca_file);
+        ad_config_init(c);
+}

@@ -111,27 +111,6 @@ static void ad_session_done(AdSession *s) {
         *s = (AdSession) {};
 }
 
-void ad_config_init(AdConfig *c) {
-        *c = (AdConfig) {
-                .sasl_nocanon = true,
-                .timeout_sec = AD_TIMEOUT_SEC_DEFAULT,
-        };
-}
-
-void ad_config_done(AdConfig *c) {
-        if (!c)
-                return;
-        free(c->uri);
-        free(c->computer_dn);
-        free(c->sam_account_name);
-        free(c->keytab);
-        free(c->principal);
-        free(c->bind_dn);
-        free(c->password_file);
-        free(c->ca_file);
-        ad_config_init(c);
-}
-
 const char *ad_verify_to_string(AdVerify v) {
         switch (v) {
         case AD_VERIFY_NONE:

@@ -230,3 +230,48 @@ int spawn_run(char *const argv[], const void *data, size_t size, unsigned timeou
         }
         return 0;
 }
+
+int spawn_on_fd(char *const argv[], int fd, const char *const *pass_env, pid_t *ret_pid) {
+        char *envp[16] = { (char *) "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                           (char *) "LANG=C.UTF-8" };
+        _cleanup_free_ char *buf[ELEMENTSOF(envp)] = {};
+        size_t n = 2;
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t none, all;
+        pid_t pid;
+        int r;
+
+        if (!argv[0] || argv[0][0] != '/' || fd < 0)
+                return -EINVAL;
+        for (size_t i = 0; pass_env && pass_env[i] && n < ELEMENTSOF(envp) - 1; i++) {
+                const char *v = getenv(pass_env[i]);
+
+                if (!v)
+                        continue;
+                if (asprintf(&buf[n], "%s=%s", pass_env[i], v) < 0)
+                        return -ENOMEM;
+                envp[n] = buf[n];
+                n++;
+        }
+        envp[n] = NULL;
+
+        sigemptyset(&none);
+        sigfillset(&all);
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, fd, STDIN_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, fd, STDOUT_FILENO);
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+        posix_spawnattr_init(&attr);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        posix_spawnattr_setpgroup(&attr, 0);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &all);
+        r = -posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        if (r < 0)
+                return log_debug_errno(r, "Cannot run %s: %m", argv[0]);
+        *ret_pid = pid;
+        return 0;
+}

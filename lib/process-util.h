@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define SPAWN_OUTPUT_MAX ((size_t) 4096)
 
@@ -18,3 +19,9 @@
  * input is absorbed. */
 int spawn_run(char *const argv[], const void *data, size_t size, unsigned timeout_sec, char **ret_output,
               char **ret_error);
+
+/* Starts argv (argv[0] an absolute path) with fd as its stdin and stdout, stderr shared with the
+ * caller (its log lines go where the caller's go), in its own process group, with no other
+ * descriptor, PATH and LANG in its environment and those of pass_env (NULL-terminated names) that
+ * the caller has. The caller reaps it (and kills its group, -pid). */
+int spawn_on_fd(char *const argv[], int fd, const char *const *pass_env, pid_t *ret_pid);
