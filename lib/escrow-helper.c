@@ -804,6 +804,13 @@ int escrow_helper_run(const EscrowHelper *h, const EscrowHelperConfig *c, const 
                 /* Whatever it left in its process group goes with it. */
                 (void) kill(-pid, SIGKILL);
         }
+        /* posix_spawn() reports a failed exec where it can; where it cannot (under valgrind, or a C
+         * library without CLONE_VFORK) the child exits 127 before it reads anything. */
+        if (pid > 0 && size == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+                set_message(ret_error, "cannot run the escrow helper %s: it could not be executed (exit status 127)",
+                            h->helper_path);
+                return -ENOEXEC;
+        }
         if (r == -ETIMEDOUT) {
                 set_message(ret_error, "the escrow helper did not finish in %u s%s", bound, pid > 0 ? ", killed" : "");
                 return r;

@@ -234,7 +234,7 @@ int spawn_run(char *const argv[], const void *data, size_t size, unsigned timeou
 int spawn_on_fd(char *const argv[], int fd, const char *const *pass_env, pid_t *ret_pid) {
         char *envp[16] = { (char *) "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                            (char *) "LANG=C.UTF-8" };
-        _cleanup_free_ char *buf[ELEMENTSOF(envp)] = {};
+        char *buf[ELEMENTSOF(envp)] = {};
         size_t n = 2;
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
@@ -249,8 +249,11 @@ int spawn_on_fd(char *const argv[], int fd, const char *const *pass_env, pid_t *
 
                 if (!v)
                         continue;
-                if (asprintf(&buf[n], "%s=%s", pass_env[i], v) < 0)
-                        return -ENOMEM;
+                if (asprintf(&buf[n], "%s=%s", pass_env[i], v) < 0) {
+                        buf[n] = NULL;
+                        r = -ENOMEM;
+                        goto finish;
+                }
                 envp[n] = buf[n];
                 n++;
         }
@@ -271,7 +274,12 @@ int spawn_on_fd(char *const argv[], int fd, const char *const *pass_env, pid_t *
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
         if (r < 0)
-                return log_debug_errno(r, "Cannot run %s: %m", argv[0]);
-        *ret_pid = pid;
-        return 0;
+                log_debug_errno(r, "Cannot run %s: %m", argv[0]);
+        else
+                *ret_pid = pid;
+finish:
+        /* The environment's copies: an array of allocations, not one, so no cleanup attribute. */
+        for (size_t i = 0; i < ELEMENTSOF(buf); i++)
+                free(buf[i]);
+        return r < 0 ? r : 0;
 }

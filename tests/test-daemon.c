@@ -74,24 +74,25 @@ static int setup_trust_anchor(void **state) {
 /* The TPM maker's CA in [TPM] EKCertificateCA=, and another maker's CA beside it. A CA comes to exist
  * with the first TPM it certifies. */
 static int setup_ek_ca(void **state) {
-        _cleanup_free_ char *ca[2] = {}, *anchors = NULL, *config = NULL;
+        _cleanup_free_ char *ca0 = NULL, *ca1 = NULL, *anchors = NULL, *config = NULL;
+        char **ca[2] = { &ca0, &ca1 };
         int r;
 
         for (size_t i = 0; i < 2; i++) {
                 _cleanup_(swtpm_fixture_freep) SwtpmFixture *t = NULL;
 
-                if (test_tmpdir_new(i == 0 ? "test-daemon-ca" : "test-daemon-ca-other", &ca[i]) < 0 ||
-                    swtpm_fixture_new_with_ek("test-daemon-mkca", ca[i], &t) < 0)
+                if (test_tmpdir_new(i == 0 ? "test-daemon-ca" : "test-daemon-ca-other", ca[i]) < 0 ||
+                    swtpm_fixture_new_with_ek("test-daemon-mkca", *ca[i], &t) < 0)
                         return -1;
         }
-        if (swtpm_fixture_ca_anchor_file(ca[0], &anchors) < 0 ||
+        if (swtpm_fixture_ca_anchor_file(ca0, &anchors) < 0 ||
             asprintf(&config, "[TPM]\nEKCertificateCA=%s\n", anchors) < 0)
                 return -1;
         r = setup_with(state, config);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < 2; i++)
-                ((Fixture *) *state)->ca[i] = TAKE_PTR(ca[i]);
+                ((Fixture *) *state)->ca[i] = TAKE_PTR(*ca[i]);
         return 0;
 }
 
