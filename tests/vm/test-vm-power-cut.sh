@@ -17,13 +17,14 @@ vm_setup vm-power-cut "$1" "$2"
 server=$VM/server
 export VM_DISKS=3
 # The escrow hook stops the provisioning where the test wants it: while the payload has left the
-# flag in the state directory, `store` waits there (for the power cut) and says so.
+# flag in the hook's directory (sealvol-escrow@.service's, on the guest's tmpfs: gone at the next
+# boot), `store` waits there (for the power cut) and says so.
 cat > "$VM/escrow-hook" <<'HOOK'
 #!/bin/sh
 cat > /dev/null
 [ "$1" = store ] || exit 1
-if [ -e /var/lib/sealvol/vmtest-cut-in-hook ]; then
-  : > /var/lib/sealvol/vmtest-in-hook
+if [ -e /var/lib/sealvol-escrow/vmtest-cut-in-hook ]; then
+  : > /var/lib/sealvol-escrow/vmtest-in-hook
   sleep 600
 fi
 echo vmtest-hook
