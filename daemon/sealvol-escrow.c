@@ -22,6 +22,7 @@
 #include "escrow-ad.h"
 #include "escrow-helper.h"
 #include "escrow.h"
+#include "fileio.h"
 #include "log.h"
 #include "secmem.h"
 
@@ -118,21 +119,6 @@ static void run_ad(const EscrowBatch *b, const EscrowJob *j, EscrowJobResult *re
         }
         ret->location = location_text(j, dn);
         ret->verified = verify != AD_VERIFY_NONE;
-}
-
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
 }
 
 /* Only root (sealvold) hands batches over: the socket is 0600, and this says so again. */

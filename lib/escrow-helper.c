@@ -20,6 +20,7 @@
 
 #include "encoding.h"
 #include "escrow-helper.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "process-util.h"
@@ -187,21 +188,6 @@ static int batch_header(const EscrowHelperConfig *c, const EscrowJob *jobs, size
         *ret = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         *ret_blobs = offset;
         return *ret ? 0 : -ENOMEM;
-}
-
-static int write_all(int fd, const void *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p = (const char *) p + k;
-                n -= (size_t) k;
-        }
-        return 0;
 }
 
 int escrow_batch_build(const EscrowHelperConfig *c, const EscrowJob *jobs, size_t n, int *ret_fd) {

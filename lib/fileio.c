@@ -15,7 +15,7 @@
 #include "fileio.h"
 #include "macro.h"
 
-static int write_all(int fd, const void *data, size_t size) {
+int write_all(int fd, const void *data, size_t size) {
         const char *p = data;
 
         while (size > 0) {

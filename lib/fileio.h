@@ -18,6 +18,9 @@ static inline void closedirp(DIR **d) {
                 (void) closedir(*d);
 }
 
+/* Writes all of data to fd, through short writes and EINTR: 0 or -errno. */
+int write_all(int fd, const void *data, size_t size);
+
 /* Writes data to a temporary file next to path (mode, fsync), renames it over path, and fsyncs the
  * directory so the rename itself is durable. */
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);

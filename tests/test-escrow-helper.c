@@ -41,16 +41,6 @@ static const char *helper_path(void) {
         return getenv("SEALVOL_ESCROW_HELPER");
 }
 
-static char *write_hook(const char *dir, const char *name, const char *body) {
-        char *path = path_join(dir, name);
-        _cleanup_free_ char *text = NULL;
-
-        assert_non_null(path);
-        assert_true(asprintf(&text, "#!/bin/sh\n%s\n", body) > 0);
-        assert_int_equal(write_file_atomic(path, text, strlen(text), 0700), 0);
-        return path;
-}
-
 static void *read_fd(int fd, size_t *ret_size) {
         struct stat st;
         void *buf;
@@ -296,10 +286,10 @@ static void test_helper_hooks(void **state) {
         /* It stores, is asked to verify what it stored, and names where it went. */
         assert_true(asprintf(&body, "cat >>'%s'\necho \" $1\" >>'%s'\n[ \"$1\" = store ] && echo 'vault:kv/abc'\n"
                              "exit 0", log, log) > 0);
-        ok = write_hook(dir, "ok.sh", body);
-        echo = write_hook(dir, "echo.sh", "cat; echo 'refused' >&2; cat >&2 </dev/null; exit 0");
-        bad = write_hook(dir, "bad.sh", "cat >/dev/null; echo 'the vault is sealed' >&2; exit 4");
-        hang = write_hook(dir, "hang.sh", "sleep 600");
+        ok = test_write_script(dir, "ok.sh", body);
+        echo = test_write_script(dir, "echo.sh", "cat; echo 'refused' >&2; cat >&2 </dev/null; exit 0");
+        bad = test_write_script(dir, "bad.sh", "cat >/dev/null; echo 'the vault is sealed' >&2; exit 4");
+        hang = test_write_script(dir, "hang.sh", "sleep 600");
 
         EscrowJob job = { .target = ESCROW_TARGET_HOOK, .verb = "store", .verify = true, .data = record,
                           .size = sizeof(record) - 1, .password = PASSWORD };
@@ -419,7 +409,7 @@ static void test_helper_socket(void **state) {
         int listener, status;
         pid_t pid;
 
-        hook = write_hook(dir, "retire.sh", "cat >/dev/null; echo \"retired by $1\"");
+        hook = test_write_script(dir, "retire.sh", "cat >/dev/null; echo \"retired by $1\"");
         EscrowJob job = { .target = ESCROW_TARGET_HOOK, .verb = "retire", .data = record, .size = sizeof(record) - 1 };
         EscrowHelperConfig c = { .hook = hook, .hook_timeout_sec = 5 };
 

@@ -713,16 +713,6 @@ static void test_entry_files(void **state) {
         assert_int_equal(escrow_entry_open_file("/nonexistent/x.cms", NULL, &got), -ENOENT);
 }
 
-/* Writes an executable shell script into dir. */
-static char *write_hook(const char *dir, const char *name, const char *body) {
-        char *path = path_join(dir, name);
-        _cleanup_free_ char *text = NULL;
-
-        assert_non_null(path);
-        assert_true(asprintf(&text, "#!/bin/sh\n%s\n", body) > 0);
-        assert_int_equal(write_file_atomic(path, text, strlen(text), 0700), 0);
-        return path;
-}
 
 static void test_hook(void **state) {
         const char *dir = *state;
@@ -743,7 +733,7 @@ static void test_hook(void **state) {
                              "env | grep -c . >>'%s'\n"
                              "echo 'vault:secret/escrow/abc'\necho second line", out_path, out_path, out_path,
                              out_path) > 0);
-        ok = write_hook(dir, "ok.sh", body);
+        ok = test_write_script(dir, "ok.sh", body);
         assert_int_equal(escrow_hook_run(ok, "store", json, size, 5, &output, &error), 0);
         assert_string_equal(output, "vault:secret/escrow/abc");
         got = test_read_file(out_path);
@@ -757,7 +747,7 @@ static void test_hook(void **state) {
 
         /* A failing hook: its status and last line of stderr. */
         {
-                _cleanup_free_ char *bad = write_hook(dir, "bad.sh", "cat >/dev/null\necho first >&2\necho 'vault sealed' >&2\nexit 3");
+                _cleanup_free_ char *bad = test_write_script(dir, "bad.sh", "cat >/dev/null\necho first >&2\necho 'vault sealed' >&2\nexit 3");
                 assert_int_equal(escrow_hook_run(bad, "store", json, size, 5, &output, &error), -EREMOTEIO);
                 assert_string_equal(error, "exit status 3: vault sealed");
                 free(error);
@@ -766,7 +756,7 @@ static void test_hook(void **state) {
 
         /* A hook that exits without reading its input: no SIGPIPE for us, just its status. */
         {
-                _cleanup_free_ char *deaf = write_hook(dir, "deaf.sh", "exit 0");
+                _cleanup_free_ char *deaf = test_write_script(dir, "deaf.sh", "exit 0");
                 _cleanup_free_ char *big = malloc(ESCROW_RECORD_MAX);
 
                 memset(big, 'x', ESCROW_RECORD_MAX);
@@ -782,7 +772,7 @@ static void test_hook(void **state) {
 
                 free(body);
                 assert_true(asprintf(&body, "sleep 600 & echo $! >'%s'\nsleep 600", pidfile) > 0);
-                hang = write_hook(dir, "hang.sh", body);
+                hang = test_write_script(dir, "hang.sh", body);
                 clock_gettime(CLOCK_MONOTONIC, &a);
                 assert_int_equal(escrow_hook_run(hang, "store", json, size, 1, NULL, &error), -ETIMEDOUT);
                 clock_gettime(CLOCK_MONOTONIC, &b);
@@ -801,7 +791,7 @@ static void test_hook(void **state) {
 
         /* Killed by a signal. */
         {
-                _cleanup_free_ char *sig = write_hook(dir, "sig.sh", "kill -TERM $$");
+                _cleanup_free_ char *sig = test_write_script(dir, "sig.sh", "kill -TERM $$");
                 assert_int_equal(escrow_hook_run(sig, "store", json, size, 5, NULL, &error), -EREMOTEIO);
                 assert_non_null(strstr(error, "killed by signal"));
         }

@@ -189,6 +189,22 @@ int test_run(char *const argv[], const char *log_path, unsigned timeout_ms) {
         return -ETIMEDOUT;
 }
 
+char *test_write_script(const char *dir, const char *name, const char *body) {
+        char *path = path_join(dir, name), *tmp = NULL;
+        FILE *f;
+
+        assert_non_null(path);
+        assert_true(asprintf(&tmp, "%s.tmp", path) > 0);
+        f = fopen(tmp, "we");
+        assert_non_null(f);
+        assert_true(fprintf(f, "#!/bin/sh\n%s\n", body) > 0);
+        assert_int_equal(fchmod(fileno(f), 0700), 0);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(rename(tmp, path), 0);
+        free(tmp);
+        return path;
+}
+
 char *test_read_file(const char *path) {
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         char *buf = NULL;

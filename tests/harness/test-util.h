@@ -47,5 +47,9 @@ int test_run(char *const argv[], const char *log_path, unsigned timeout_ms);
 int test_process_stop(pid_t pid, unsigned timeout_ms);
 bool test_process_running(pid_t pid);
 
+/* Writes "#!/bin/sh\n<body>\n" as dir/name, mode 0700, by a rename (never a file being written when
+ * it runs); the path, to free. Fails the test on error. */
+char *test_write_script(const char *dir, const char *name, const char *body);
+
 /* Reads a whole (small) file; NULL on error. For log excerpts in failure messages. */
 char *test_read_file(const char *path);
