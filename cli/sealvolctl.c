@@ -338,6 +338,22 @@ static int verb_status(sd_bus *bus, bool summary) {
                         if (!isempty(rotation))
                                 printf("VMK rotation: %s\n", rotation);
                 }
+                {
+                        /* What runs off the loop now: the server's changes, escrow, volumes' work. */
+                        char **ops = NULL;
+
+                        if (sd_bus_get_property_strv(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "Operations", &error,
+                                                     &ops) >= 0 && ops && ops[0]) {
+                                printf("Under way:");
+                                for (char **o = ops; *o; o++)
+                                        printf("%s %s", o == ops ? "" : ",", *o);
+                                printf("\n");
+                        }
+                        sd_bus_error_free(&error);
+                        for (char **o = ops; o && *o; o++)
+                                free(*o);
+                        free(ops);
+                }
                 /* The VMK export exists only with a DRA certificate. */
                 if (!isempty(dra))
                         (void) print_escrow_property(bus, MANAGER_PATH, MANAGER_IFACE, "VMKEscrow", "VMK export escrow:");
@@ -567,6 +583,26 @@ static int verb_provision(sd_bus *bus, const char *device) {
         return EXIT_OK;
 }
 
+/* What a volume's method does, in the words of a failure message ("Failed to unlock <uuid>: ..."):
+ * an operator reads what failed, not the bus method's name. */
+static const char *volume_call_words(const char *member) {
+        static const char *const words[][2] = {
+                { "Unlock", "unlock" },
+                { "Lock", "lock" },
+                { "UnlockWithDRAKey", "unlock with the DRA key" },
+                { "GetRecoveryPassword", "read the recovery password of" },
+                { "RotateRecoveryPassword", "rotate the recovery password of" },
+                { "EscrowRecoveryPassword", "escrow the recovery password of" },
+                { "PauseEncryption", "pause the encryption of" },
+                { "ResumeEncryption", "resume the encryption of" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(words); i++)
+                if (streq(words[i][0], member))
+                        return words[i][1];
+        return "change";
+}
+
 static int call_volume(sd_bus *bus, const char *what, const char *member, sd_bus_message **reply, const char *types,
                        ...) {
         _cleanup_free_ char *path = NULL, *uuid = NULL;
@@ -592,7 +628,7 @@ static int call_volume(sd_bus *bus, const char *what, const char *member, sd_bus
         if (r < 0) {
                 char what_failed[128];
 
-                snprintf(what_failed, sizeof(what_failed), "%s %s", member, uuid);
+                snprintf(what_failed, sizeof(what_failed), "Failed to %s %s", volume_call_words(member), uuid);
                 r = fail(&error, r, what_failed);
                 sd_bus_error_free(&error);
                 return r;

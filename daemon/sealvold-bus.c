@@ -350,8 +350,9 @@ static int read_device_and_flags(sd_bus_message *message, const char **ret_devic
 static int manager_check_idle(Manager *m, bool all, sd_bus_error *error) {
         const Operation *o = manager_exclusive_operation(m);
 
-        if (!o && all && m->n_operations > 0)
-                o = m->operations[0];
+        for (size_t i = 0; !o && all && i < m->n_operations; i++)
+                if (!m->operations[i]->background)
+                        o = m->operations[i];
         if (o)
                 return sd_bus_error_setf(error, BUS_ERROR_BUSY, "The server is busy: %s is under way; try again when "
                                          "it is done.", o->name);
@@ -1467,10 +1468,31 @@ static int escrow_error(sd_bus_error *error, int r, ManagedVolume *v, uint32_t f
                                  v->uuid, buf);
 }
 
-static int method_volume_escrow(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+static void volume_escrow_reply(Manager *m, sd_bus_message *request, ManagedVolume *v, const EscrowPassResult *res) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        (void) m;
+        if (!v)
+                r = sd_bus_error_setf(&error, BUS_ERROR_NO_SUCH_VOLUME, "The volume was removed during its escrow.");
+        else if (res->volume_result < 0)
+                r = escrow_error(&error, res->volume_result, v, res->volume_failed);
+        else {
+                r = sd_bus_message_new_method_return(request, &reply);
+                if (r >= 0)
+                        r = append_escrow(reply, v);
+                if (r >= 0)
+                        r = sd_bus_send(NULL, reply, NULL);
+                if (r >= 0)
+                        return;
+                (void) sd_bus_error_set_errno(&error, r);
+        }
+        (void) sd_bus_reply_method_error(request, &error);
+}
+
+static int method_volume_escrow(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
-        uint32_t failed = 0;
         uint64_t flags;
         int r;
 
@@ -1483,22 +1505,23 @@ static int method_volume_escrow(sd_bus_message *message, void *userdata, sd_bus_
         r = polkit_check(v->manager, message, "org.sealvol1.escrow", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        r = manager_escrow_volume(v->manager, v, /* all= */ true, &failed);
-        audit_record(message, "escrow-recovery-password", v, r, NULL);
-        (void) sd_bus_emit_properties_changed(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "Escrow", NULL);
-        if (r < 0)
-                return escrow_error(error, r, v, failed);
-        r = sd_bus_message_new_method_return(message, &reply);
-        if (r >= 0)
-                r = append_escrow(reply, v);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        /* The pass writes the audit record and answers when it is done. */
+        r = manager_escrow_start(v->manager, message, v, /* all= */ true, volume_escrow_reply);
+        if (r < 0) {
+                audit_record(message, "escrow-recovery-password", v, r, NULL);
+                return escrow_error(error, r, v, 0);
+        }
+        return 1;
+}
+
+static void escrow_all_reply(Manager *m, sd_bus_message *request, ManagedVolume *v, const EscrowPassResult *res) {
+        (void) v;
+        (void) sd_bus_reply_method_return(request, "uu", res->done, res->failed);
+        (void) m;
 }
 
 static int method_escrow_all(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        uint32_t done = 0, failed = 0;
         uint64_t flags;
         int r;
 
@@ -1511,29 +1534,15 @@ static int method_escrow_all(sd_bus_message *message, void *userdata, sd_bus_err
         r = polkit_check(m, message, "org.sealvol1.escrow", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        for (size_t i = 0; i < m->n_volumes; i++) {
-                ManagedVolume *v = m->volumes[i];
-
-                if (!v->has[PROTECTOR_RECOVERY])
-                        continue;
-                r = manager_escrow_volume(m, v, /* all= */ true, NULL);
-                audit_record(message, "escrow-recovery-password", v, r, NULL);
-                (void) sd_bus_emit_properties_changed(m->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "Escrow", NULL);
-                if (r < 0)
-                        failed++;
-                else
-                        done++;
-        }
-        /* And the server's own secrets: its recovery password, and the VMK export if there is one. */
-        r = manager_escrow_server(m, /* all= */ true);
-        audit_record(message, "escrow-server-recovery-password", NULL, r, NULL);
+        /* Every volume's password, and the server's own secrets: its recovery password, and the VMK
+         * export if there is one. The pass writes an audit record for each and answers when done. */
+        r = manager_escrow_start(m, message, NULL, /* all= */ true, escrow_all_reply);
+        if (r == -EBUSY)
+                return sd_bus_error_set(error, BUS_ERROR_BUSY,
+                                        "Too many escrow calls wait for the pass under way; try again when it is done.");
         if (r < 0)
-                failed++;
-        if (manager_escrow_vmk(m, /* all= */ true) < 0)
-                failed++;
-        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "VMKEscrow", NULL);
-        manager_escrow_retry(m);
-        return sd_bus_reply_method_return(message, "uu", done, failed);
+                return sd_bus_error_set_errnof(error, r, "Failed to start the escrow: %m");
+        return 1;
 }
 
 /* ---- vtables and objects ------------------------------------------------------------------------ */

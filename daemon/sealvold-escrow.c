@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "escrow-ad.h"
+#include "bus-errors.h"
 #include "encoding.h"
 #include "escrow.h"
 #include "fileio.h"
@@ -284,21 +285,22 @@ static void escrow_password_init(const EscrowEnv *env, Volume *vol, const Protec
         };
 }
 
-/* Sends the record of e to the targets in mask, records each outcome in records (at most one per
- * target), and the reasons of failures in errors; what names the password's owner in the log ("of
- * <uuid>", "of the server"). Returns -ECOMM if a required target failed. Reads nothing but env: an
- * operation's worker or the in-place thread may call it. */
-static int escrow_password_send(const EscrowEnv *env, const EscrowPassword *e, const char *what, uint32_t mask,
-                                EscrowRecord records[static ESCROW_RECORDS_MAX], size_t *n_records,
-                                char *errors[static _ESCROW_TARGET_MAX]) {
+/* Sends the record of e to the targets in mask: each outcome in recs[t] and result[t], the reason of a
+ * failure in errors[t]; what names the password's owner in the log ("of <uuid>", "of the server").
+ * Returns -ECOMM if a required target failed, other errors when nothing could be sent (recs untouched
+ * then, every result[t] that error). Reads nothing but env: an operation's worker or the in-place
+ * thread may call it. */
+static int escrow_password_send_to(const EscrowEnv *env, const EscrowPassword *e, const char *what, uint32_t mask,
+                                   EscrowRecord recs[static _ESCROW_TARGET_MAX], int result[static _ESCROW_TARGET_MAX],
+                                   char *errors[static _ESCROW_TARGET_MAX]) {
         _cleanup_secure_ char *json = NULL;
         _cleanup_free_ char *spool_name = NULL;
-        EscrowRecord recs[_ESCROW_TARGET_MAX];
-        int result[_ESCROW_TARGET_MAX];
         char key_id[GUID_STRING_MAX];
         size_t size;
         int r, ret = 0;
 
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++)
+                result[t] = -ENOMEM;
         r = escrow_password_to_json(e, &json, &size);
         if (r < 0)
                 return log_error_errno(r, "Failed to build the escrow record %s: %m", what);
@@ -313,8 +315,6 @@ static int escrow_password_send(const EscrowEnv *env, const EscrowPassword *e, c
 
                 if (!(mask & (1u << t)))
                         continue;
-                if (escrow_records_set(records, n_records, rec) < 0)
-                        log_warning("No room to record the escrow %s to %s.", what, rec->target);
                 if (result[t] < 0) {
                         bool required = env->config->escrow_required & (1u << t);
 
@@ -327,6 +327,22 @@ static int escrow_password_send(const EscrowEnv *env, const EscrowPassword *e, c
                                  rec->location, rec->verified ? ", verified" : "");
         }
         return ret;
+}
+
+/* The same, each outcome kept in records (at most one per target). */
+static int escrow_password_send(const EscrowEnv *env, const EscrowPassword *e, const char *what, uint32_t mask,
+                                EscrowRecord records[static ESCROW_RECORDS_MAX], size_t *n_records,
+                                char *errors[static _ESCROW_TARGET_MAX]) {
+        EscrowRecord recs[_ESCROW_TARGET_MAX];
+        int result[_ESCROW_TARGET_MAX], r;
+
+        r = escrow_password_send_to(env, e, what, mask, recs, result, errors);
+        if (r < 0 && r != -ECOMM)
+                return r;
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++)
+                if ((mask & (1u << t)) && escrow_records_set(records, n_records, &recs[t]) < 0)
+                        log_warning("No room to record the escrow %s to %s.", what, recs[t].target);
+        return r;
 }
 
 static int escrow_protector(const EscrowEnv *env, Volume *vol, Protector *p, const char *password, uint32_t mask,
@@ -421,56 +437,6 @@ static uint32_t escrow_outstanding(Manager *m, const ManagedVolume *v) {
         return records_outstanding(m->config.escrow_targets, v->escrow, v->n_escrow);
 }
 
-/* Sends v's current password (vol, as just loaded) to the targets in mask, and records in its token
- * how it went. */
-static int escrow_volume_to(Manager *m, ManagedVolume *v, Volume *vol, uint32_t mask, uint32_t *ret_failed) {
-        _cleanup_(escrow_env_done) EscrowEnv env = {};
-        _cleanup_secure_ char *password = NULL;
-        uint32_t failed = 0;
-        Protector *p;
-        int r;
-
-        if (mask == 0)
-                return 0;
-        r = manager_ensure_vmk(m, /* create= */ false);
-        if (r < 0)
-                return r;
-        r = volume_read_recovery_password(vol, m->vmk, &m->vmk_id, &password);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read the recovery password of %s for escrow: %m", v->uuid);
-
-        r = manager_escrow_env(m, &env);
-        if (r < 0)
-                return r;
-        p = &vol->token.protectors[PROTECTOR_RECOVERY];
-        (void) escrow_protector(&env, vol, p, password, mask, v->escrow_error);
-        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
-                const EscrowRecord *rec = protector_get_escrow(p, escrow_target_to_string(t));
-
-                if (!(mask & (1u << t)) || !rec)
-                        continue;
-                if (rec->state != ESCROW_DONE)
-                        failed |= 1u << t;
-                r = volume_set_escrow(vol, &p->key_id, rec);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to record the escrow of %s in its token: %m", v->uuid);
-        }
-        (void) manager_refresh_volume(v, NULL);
-        if (ret_failed)
-                *ret_failed = failed;
-        return failed ? -ECOMM : 0;
-}
-
-int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_failed) {
-        _cleanup_(volume_freep) Volume *vol = NULL;
-        int r;
-
-        r = manager_refresh_volume(v, &vol);
-        if (r < 0)
-                return r;
-        return escrow_volume_to(m, v, vol, all ? m->config.escrow_targets : escrow_outstanding(m, v), ret_failed);
-}
-
 /* ---- a DRA certificate set where records went out without it ------------------------------------ */
 
 /* Whether v's current password is in the spool as a plain record (written before any DRA). */
@@ -487,32 +453,6 @@ static bool spool_record_plain(const ManagedVolume *v) {
         return false;
 }
 
-static int escrow_server_to(Manager *m, uint32_t mask) {
-        _cleanup_(escrow_env_done) EscrowEnv env = {};
-        _cleanup_secure_ char *password = NULL;
-        int r;
-
-        if (!m->vmk || !m->have_server_recovery || !guid_equal(&m->server_recovery.vmk_id, &m->vmk_id) || mask == 0)
-                return 0;
-        r = server_recovery_read_password(&m->server_recovery, m->vmk, &password);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read the server recovery password back for escrow: %m");
-        r = manager_escrow_env(m, &env);
-        if (r < 0)
-                return r;
-        EscrowPassword e;
-        char vmk_volume[GUID_STRING_MAX];
-        server_escrow_password(&env, &m->server_recovery, password, vmk_volume, &e);
-        (void) escrow_password_send(&env, &e, "of the server", mask, m->server_recovery.escrow,
-                                    &m->server_recovery.n_escrow, m->server_escrow_error);
-        r = server_recovery_write(&m->server_recovery, m->server_recovery_path);
-        if (r < 0)
-                log_warning_errno(r, "Failed to record the escrow of the server recovery password: %m");
-        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
-                                              "ServerRecoveryEscrow", NULL);
-        return records_outstanding(mask, m->server_recovery.escrow, m->server_recovery.n_escrow) ? -ECOMM : 0;
-}
-
 void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed) {
         _cleanup_free_ char *dir = spool_directory(m);
         unsigned encrypted = 0, skipped = 0;
@@ -526,19 +466,25 @@ void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed) {
                 if ((m->config.escrow_targets & (1u << t)) && escrow_target_encrypted(&m->config, t, true) &&
                     (changed || t == ESCROW_TARGET_SPOOL))
                         mask |= 1u << t;
-        for (size_t i = 0; mask != 0 && m->vmk && i < m->n_volumes; i++) {
+        /* By the next escrow pass, off the loop; a failure is recorded in the token and retried, as any
+         * escrow's. A pass under way sent to the certificate of before: it leaves these forced. */
+        if (mask != 0)
+                m->escrow_dra_generation++;
+        for (size_t i = 0; mask != 0 && i < m->n_volumes; i++) {
                 ManagedVolume *v = m->volumes[i];
-                _cleanup_(volume_freep) Volume *vol = NULL;
 
-                if (!v->has[PROTECTOR_RECOVERY] || (!changed && !spool_record_plain(v)) ||
-                    manager_refresh_volume(v, &vol) < 0)
-                        continue;
-                /* A failure is recorded in the token and retried, as any escrow's. */
-                (void) escrow_volume_to(m, v, vol, mask, NULL);
+                if (v->has[PROTECTOR_RECOVERY] && (changed || spool_record_plain(v))) {
+                        v->escrow_force |= mask;
+                        v->escrow_attempts = 0;
+                        v->escrow_due_usec = 0;
+                }
         }
         /* And the server recovery password, whose plain spool record the loop below encrypts. */
-        if (changed)
-                (void) escrow_server_to(m, mask);
+        if (changed && m->have_server_recovery) {
+                m->server_escrow_force |= mask;
+                m->server_escrow_attempts = 0;
+                m->server_escrow_due_usec = 0;
+        }
 
         /* Every plain record still in the spool, current or older, whatever the targets are now. */
         if (!dir) {
@@ -775,146 +721,482 @@ static uint32_t vmk_escrow_outstanding(Manager *m) {
         return records_outstanding(mask, m->vmk_escrow, m->n_vmk_escrow);
 }
 
-int manager_escrow_vmk(Manager *m, bool all) {
-        _cleanup_(escrow_env_done) EscrowEnv env = {};
-        _cleanup_free_ char *export = NULL, *record = NULL, *spool_name = NULL;
+
+/* ---- the escrow pass ------------------------------------------------------------------------------- */
+
+/* One escrow pass is one background operation (sealvold-operation.c): on the loop, what is due is read
+ * (each password with the VMK, the VMK export as it is) into a snapshot; on a worker it goes to the
+ * spool and, in a batch per password, to the escrow helper; back on the loop each outcome is applied
+ * if what was sent is still current (the same Key ID on the same volume, the same export), and what
+ * failed is retried with backoff. The bus answers throughout, and nothing else waits for it. */
+
+typedef enum EscrowItemKind {
+        ESCROW_ITEM_VOLUME,
+        ESCROW_ITEM_SERVER,
+        ESCROW_ITEM_VMK,
+} EscrowItemKind;
+
+typedef struct EscrowItem {
+        EscrowItemKind kind;
+        uint32_t mask;
+        char uuid[VOLUME_UUID_STRING_MAX]; /* a volume's; the VMK id (lower case) for the server's */
+        char *device;
+        Guid key_id;                      /* the password's Key ID; for the VMK export, the VMK id */
+        Guid vmk_id;
+        uint64_t created;
+        char *password;                   /* secure */
+        char *record, *spool_name;        /* the VMK export's record */
+        /* the outcome */
+        int r;
         EscrowRecord recs[_ESCROW_TARGET_MAX];
         int result[_ESCROW_TARGET_MAX];
-        char id[GUID_STRING_MAX];
-        uint32_t mask;
-        Guid vmk_id;
-        int r, ret = 0;
+        char *errors[_ESCROW_TARGET_MAX];
+} EscrowItem;
 
-        mask = all ? m->config.escrow_targets & VMK_ESCROW_TARGETS : vmk_escrow_outstanding(m);
-        if (mask == 0)
-                return 0;
+typedef struct EscrowPass {
+        EscrowEnv env;
+        EscrowItem *items;
+        size_t n_items;
+        EscrowPassReply reply; /* how the caller is answered, when there is one */
+        char only[VOLUME_UUID_STRING_MAX];
+        unsigned dra_generation, export_generation; /* the Manager's, when the snapshot was taken */
+} EscrowPass;
+
+static void escrow_pass_free(void *data) {
+        EscrowPass *p = data;
+
+        if (!p)
+                return;
+        for (size_t i = 0; i < p->n_items; i++) {
+                EscrowItem *it = &p->items[i];
+
+                free(it->device);
+                secure_free(it->password);
+                free(it->record);
+                free(it->spool_name);
+                escrow_errors_done(it->errors);
+        }
+        free(p->items);
+        escrow_env_done(&p->env);
+        free(p);
+}
+
+static EscrowItem *pass_add(EscrowPass *p, EscrowItemKind kind, uint32_t mask) {
+        EscrowItem *items = reallocarray(p->items, p->n_items + 1, sizeof(EscrowItem));
+
+        if (!items)
+                return NULL;
+        p->items = items;
+        items[p->n_items] = (EscrowItem) { .kind = kind, .mask = mask };
+        return &items[p->n_items++];
+}
+
+static int escrow_pass_work(void *data) {
+        EscrowPass *p = data;
+
+        for (size_t i = 0; i < p->n_items; i++) {
+                EscrowItem *it = &p->items[i];
+                _cleanup_free_ char *what = NULL;
+                char id[GUID_STRING_MAX];
+
+                if (it->kind == ESCROW_ITEM_VMK) {
+                        /* Already wrapped to the DRA: the spool and the hook get it as it is. */
+                        EscrowEnv plain = p->env;
+
+                        plain.cert = NULL;
+                        plain.dra_error = 0;
+                        escrow_send(&plain, it->mask, NULL, it->spool_name, it->record, strlen(it->record), it->recs,
+                                    it->result, it->errors);
+                        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
+                                if (!(it->mask & (1u << t)))
+                                        continue;
+                                if (it->result[t] < 0) {
+                                        log_error("Escrow of the VMK export %s to %s failed, will retry: %s",
+                                                  guid_format(&it->key_id, id), escrow_target_to_string(t),
+                                                  strempty(it->errors[t]));
+                                        it->r = -ECOMM;
+                                } else
+                                        log_info("VMK export %s escrowed to %s (%s).", guid_format(&it->key_id, id),
+                                                 escrow_target_to_string(t), it->recs[t].location);
+                        }
+                        continue;
+                }
+                EscrowPassword e = {
+                        .hostname = p->env.hostname,
+                        .machine_id = p->env.machine_id,
+                        .volume_uuid = it->uuid,
+                        .device = it->kind == ESCROW_ITEM_VOLUME ? it->device : "",
+                        .key_id = it->key_id,
+                        .vmk_id = it->vmk_id,
+                        .created = it->created,
+                        .password = it->password,
+                };
+                if (it->kind == ESCROW_ITEM_VOLUME ? asprintf(&what, "of %s", it->uuid) < 0 :
+                                                     !(what = strdup("of the server"))) {
+                        it->r = -ENOMEM;
+                        continue;
+                }
+                it->r = escrow_password_send_to(&p->env, &e, what, it->mask, it->recs, it->result, it->errors);
+                /* Any failure is retried, not only a required target's. */
+                for (EscrowTarget t = 0; it->r >= 0 && t < _ESCROW_TARGET_MAX; t++)
+                        if ((it->mask & (1u << t)) && it->result[t] < 0)
+                                it->r = -ECOMM;
+        }
+        return 0;
+}
+
+static void backoff(Manager *m, bool failed, unsigned *attempts, uint64_t *due, const char *what) {
+        uint64_t delay;
+
+        if (!failed) {
+                *attempts = 0;
+                *due = 0;
+                return;
+        }
+        delay = (uint64_t) m->config.escrow_retry_sec << MIN(*attempts, 20u);
+        delay = MIN(delay, (uint64_t) m->config.escrow_retry_max_sec) * UINT64_C(1000000);
+        (*attempts)++;
+        *due = now_usec(CLOCK_MONOTONIC) + delay;
+        log_notice("Escrow %s will be retried in %" PRIu64 " s (attempt %u failed).", what, delay / UINT64_C(1000000),
+                   *attempts);
+}
+
+/* The failed targets of an item, as a mask; every target of it when nothing could be sent. */
+static uint32_t item_failed(const EscrowItem *it) {
+        uint32_t failed = 0;
+
+        if (it->r < 0 && it->r != -ECOMM)
+                return it->mask;
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++)
+                if ((it->mask & (1u << t)) && it->result[t] < 0)
+                        failed |= 1u << t;
+        return failed;
+}
+
+static void take_errors(char *to[static _ESCROW_TARGET_MAX], EscrowItem *it) {
+        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++)
+                if (it->mask & (1u << t)) {
+                        free(to[t]);
+                        to[t] = TAKE_PTR(it->errors[t]);
+                        if (!to[t] && it->r < 0 && it->r != -ECOMM)
+                                set_error(&to[t], "%s", strerror(-it->r));
+                }
+}
+
+/* Applies a volume's outcome, if its password is still the one that was sent. */
+static int pass_apply_volume(Manager *m, EscrowItem *it, bool current, uint32_t *ret_failed) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        ManagedVolume *v = manager_find_volume(m, it->uuid);
+        uint32_t failed = item_failed(it);
+        const Protector *p;
+        int r;
+
+        *ret_failed = failed;
+        if (!v)
+                return -ENODEV; /* erased meanwhile */
+        r = manager_refresh_volume(v, &vol);
+        /* Writing its token takes the VMK that MACs it (a check, not a KDF). */
+        if (r >= 0)
+                r = m->vmk ? volume_authenticate(vol, m->vmk, &m->vmk_id) : -ENOKEY;
+        if (r >= 0) {
+                p = &vol->token.protectors[PROTECTOR_RECOVERY];
+                if (!v->has[PROTECTOR_RECOVERY] || !guid_equal(&p->key_id, &it->key_id))
+                        return -ESTALE; /* a new password, which its own change escrowed */
+                for (EscrowTarget t = 0; (it->r >= 0 || it->r == -ECOMM) && t < _ESCROW_TARGET_MAX; t++) {
+                        if (!(it->mask & (1u << t)))
+                                continue;
+                        r = volume_set_escrow(vol, &it->key_id, &it->recs[t]);
+                        if (r < 0)
+                                log_warning_errno(r, "Failed to record the escrow of %s in its token: %m", v->uuid);
+                }
+                (void) manager_refresh_volume(v, NULL);
+        } else
+                /* Busy (its own change will escrow) or gone: retried like a failure. */
+                failed = it->mask;
+        take_errors(v->escrow_error, it);
+        if (current)
+                v->escrow_force &= failed;
+        backoff(m, failed != 0, &v->escrow_attempts, &v->escrow_due_usec, v->uuid);
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "Escrow", NULL);
+        *ret_failed = failed;
+        return failed ? -ECOMM : 0;
+}
+
+static int pass_apply_server(Manager *m, EscrowItem *it, bool current) {
+        uint32_t failed = item_failed(it);
+        int r;
+
+        if (!m->have_server_recovery || !guid_equal(&m->server_recovery.key_id, &it->key_id))
+                return -ESTALE; /* rotated meanwhile: the new one was escrowed by the rotation */
+        for (EscrowTarget t = 0; (it->r >= 0 || it->r == -ECOMM) && t < _ESCROW_TARGET_MAX; t++)
+                if ((it->mask & (1u << t)) &&
+                    escrow_records_set(m->server_recovery.escrow, &m->server_recovery.n_escrow, &it->recs[t]) < 0)
+                        log_warning("No room to record the escrow of the server recovery password.");
+        r = server_recovery_write(&m->server_recovery, m->server_recovery_path);
+        if (r < 0)
+                log_warning_errno(r, "Failed to record the escrow of the server recovery password: %m");
+        take_errors(m->server_escrow_error, it);
+        if (current)
+                m->server_escrow_force &= failed;
+        backoff(m, failed != 0, &m->server_escrow_attempts, &m->server_escrow_due_usec, "of the server recovery password");
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "ServerRecoveryEscrow", NULL);
+        return failed ? -ECOMM : 0;
+}
+
+static int pass_apply_vmk(Manager *m, EscrowItem *it, bool current) {
+        uint32_t failed = item_failed(it);
+        Guid id;
+        int r;
+
+        if (manager_read_vmk_export(m, NULL, &id, NULL) < 0 || !guid_equal(&id, &it->key_id))
+                return -ESTALE; /* a new export, sent by the next pass */
+        if (!guid_equal(&id, &m->vmk_escrow_id)) {
+                /* A new VMK or a new export: what was recorded is of the old one. */
+                m->vmk_escrow_id = id;
+                m->n_vmk_escrow = 0;
+        }
+        for (EscrowTarget t = 0; (it->r >= 0 || it->r == -ECOMM) && t < _ESCROW_TARGET_MAX; t++)
+                if (it->mask & (1u << t))
+                        vmk_escrow_set(m, &it->recs[t]);
+        r = vmk_escrow_save(m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to write %s: %m", m->vmk_escrow_path);
+        take_errors(m->vmk_escrow_error, it);
+        if (current && !failed)
+                m->vmk_escrow_force = 0;
+        backoff(m, failed != 0, &m->vmk_escrow_attempts, &m->vmk_escrow_due_usec, "of the VMK export");
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "VMKEscrow", NULL);
+        return failed ? -ECOMM : 0;
+}
+
+typedef struct EscrowQueued {
+        sd_bus_message *request;
+        char only[VOLUME_UUID_STRING_MAX];
+        bool all;
+        EscrowPassReply reply;
+} EscrowQueued;
+
+void manager_escrow_queue_free(Manager *m) {
+        for (size_t i = 0; i < m->n_escrow_queue; i++)
+                sd_bus_message_unref(m->escrow_queue[i].request);
+        m->escrow_queue = mfree(m->escrow_queue);
+        m->n_escrow_queue = 0;
+}
+
+/* Calls that may wait for the pass under way; one more is Busy (only administrators may call). */
+#define ESCROW_QUEUE_MAX 64u
+
+static int escrow_enqueue(Manager *m, sd_bus_message *request, ManagedVolume *only, bool all, EscrowPassReply reply) {
+        EscrowQueued *q;
+
+        if (m->n_escrow_queue >= ESCROW_QUEUE_MAX)
+                return -EBUSY;
+        q = reallocarray(m->escrow_queue, m->n_escrow_queue + 1, sizeof(EscrowQueued));
+        if (!q)
+                return -ENOMEM;
+        m->escrow_queue = q;
+        q[m->n_escrow_queue] = (EscrowQueued) { .request = sd_bus_message_ref(request), .all = all, .reply = reply };
+        if (only)
+                snprintf(q[m->n_escrow_queue].only, sizeof(q->only), "%s", only->uuid);
+        m->n_escrow_queue++;
+        return 0;
+}
+
+/* The first call that waited, started now; the retries when none did. */
+static void escrow_next(Manager *m) {
+        while (m->n_escrow_queue > 0 && !m->escrow_running) {
+                EscrowQueued q = m->escrow_queue[0];
+                ManagedVolume *only = q.only[0] ? manager_find_volume(m, q.only) : NULL;
+                int r;
+
+                memmove(m->escrow_queue, m->escrow_queue + 1, (m->n_escrow_queue - 1) * sizeof(EscrowQueued));
+                m->n_escrow_queue--;
+                if (q.only[0] && !only)
+                        (void) sd_bus_reply_method_errorf(q.request, BUS_ERROR_NO_SUCH_VOLUME,
+                                                          "The volume %s was removed before its escrow.", q.only);
+                else {
+                        r = manager_escrow_start(m, q.request, only, q.all, q.reply);
+                        if (r < 0)
+                                (void) sd_bus_reply_method_errnof(q.request, r, "Failed to start the escrow: %m");
+                }
+                sd_bus_message_unref(q.request);
+        }
+        if (!m->escrow_running)
+                manager_escrow_retry(m);
+}
+
+static void escrow_pass_done(Operation *o, int result) {
+        Manager *m = o->manager;
+        EscrowPass *p = o->data;
+        EscrowPassResult res = {};
+        bool current = p->dra_generation == m->escrow_dra_generation;
+
+        (void) result;
+        m->escrow_running = false;
+        for (size_t i = 0; i < p->n_items; i++) {
+                EscrowItem *it = &p->items[i];
+                uint32_t failed = 0;
+                int r;
+
+                switch (it->kind) {
+                case ESCROW_ITEM_VOLUME:
+                        r = pass_apply_volume(m, it, current, &failed);
+                        if (o->request && r != -ESTALE && r != -ENODEV)
+                                audit_record(o->request, "escrow-recovery-password", manager_find_volume(m, it->uuid),
+                                             r, NULL);
+                        if (streq(it->uuid, p->only)) {
+                                res.volume_result = r;
+                                res.volume_failed = failed;
+                        }
+                        break;
+                case ESCROW_ITEM_SERVER:
+                        r = pass_apply_server(m, it, current);
+                        if (o->request && r != -ESTALE)
+                                audit_record(o->request, "escrow-server-recovery-password", NULL, r, NULL);
+                        break;
+                default:
+                        r = pass_apply_vmk(m, it, p->export_generation == m->vmk_export_generation);
+                        break;
+                }
+                if (r == -ESTALE || r == -ENODEV)
+                        continue;
+                /* Volumes are counted, and the server's two secrets when they fail (docs/bus-api.md). */
+                if (r < 0)
+                        res.failed++;
+                else if (it->kind == ESCROW_ITEM_VOLUME)
+                        res.done++;
+        }
+        if (!current) {
+                _cleanup_(X509_freep) X509 *cert = NULL;
+
+                /* The DRA changed while this pass ran: a record it wrote to the spool in plaintext
+                 * (before there was a certificate) is encrypted to the new one now. */
+                if (manager_load_dra_cert(m, &cert) >= 0)
+                        manager_escrow_follow_dra(m, cert, /* changed= */ false);
+        }
+        if (o->request && p->reply)
+                p->reply(m, o->request, p->only[0] ? manager_find_volume(m, p->only) : NULL, &res);
+        /* The calls that waited, what fell due meanwhile, and the next retry. */
+        escrow_next(m);
+}
+
+/* Adds v's current password to the pass, for the targets of mask. */
+static int pass_add_volume(Manager *m, EscrowPass *p, ManagedVolume *v, uint32_t mask) {
+        _cleanup_(volume_freep) Volume *vol = NULL;
+        const Protector *pr;
+        EscrowItem *it;
+        int r;
+
+        r = manager_refresh_volume(v, &vol);
+        if (r < 0)
+                return r;
+        pr = &vol->token.protectors[PROTECTOR_RECOVERY];
+        it = pass_add(p, ESCROW_ITEM_VOLUME, mask);
+        if (!it)
+                return -ENOMEM;
+        snprintf(it->uuid, sizeof(it->uuid), "%s", vol->token.volume_uuid);
+        it->key_id = pr->key_id;
+        it->vmk_id = vol->token.vmk_id;
+        it->created = pr->created;
+        it->device = strdup(vol->device);
+        if (!it->device)
+                return -ENOMEM;
+        r = volume_read_recovery_password(vol, m->vmk, &m->vmk_id, &it->password);
+        if (r < 0) {
+                p->n_items--;
+                free(it->device);
+                return log_error_errno(r, "Failed to read the recovery password of %s for escrow: %m", v->uuid);
+        }
+        return 0;
+}
+
+static int pass_add_server(Manager *m, EscrowPass *p, uint32_t mask) {
+        EscrowItem *it = pass_add(p, ESCROW_ITEM_SERVER, mask);
+        int r;
+
+        if (!it)
+                return -ENOMEM;
+        r = server_recovery_read_password(&m->server_recovery, m->vmk, &it->password);
+        if (r < 0) {
+                p->n_items--;
+                return log_error_errno(r, "Failed to read the server recovery password back for escrow: %m");
+        }
+        /* Escrowed as Windows escrows a volume's numerical password, with the VMK's identity where a
+         * volume's would be (server_escrow_password()). */
+        guid_format(&m->server_recovery.vmk_id, it->uuid);
+        for (char *c = it->uuid; *c; c++)
+                if (*c >= 'A' && *c <= 'F')
+                        *c = (char) (*c - 'A' + 'a');
+        it->key_id = m->server_recovery.key_id;
+        it->vmk_id = m->server_recovery.vmk_id;
+        it->created = m->server_recovery.created;
+        return 0;
+}
+
+static int pass_add_vmk(Manager *m, EscrowPass *p, uint32_t mask) {
+        _cleanup_free_ char *export = NULL;
+        char id[GUID_STRING_MAX];
+        EscrowItem *it;
+        Guid vmk_id;
+        int r;
+
         r = manager_read_vmk_export(m, &export, &vmk_id, NULL);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", m->vmk_export_path);
-        if (!guid_equal(&vmk_id, &m->vmk_escrow_id)) {
-                /* A new VMK or a new export: everything is to be sent again. */
-                m->vmk_escrow_id = vmk_id;
-                m->n_vmk_escrow = 0;
-        }
-        r = escrow_vmk_to_json(m->hostname, m->machine_id, &vmk_id, export, &record);
-        if (r < 0)
-                return log_error_errno(r, "Failed to build the escrow record of the VMK export: %m");
-        if (asprintf(&spool_name, "vmk-%s.json", guid_format(&vmk_id, id)) < 0)
+        it = pass_add(p, ESCROW_ITEM_VMK, mask);
+        if (!it)
                 return -ENOMEM;
-        /* Already wrapped to the DRA: the spool and the hook get it as it is. */
-        r = escrow_env_base(m, &env);
-        if (r < 0)
-                return r;
-
-        escrow_send(&env, mask, NULL, spool_name, record, strlen(record), recs, result, m->vmk_escrow_error);
-        for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
-                if (!(mask & (1u << t)))
-                        continue;
-                vmk_escrow_set(m, &recs[t]);
-                if (result[t] < 0) {
-                        log_error("Escrow of the VMK export %s to %s failed, will retry: %s", id, recs[t].target,
-                                  strempty(m->vmk_escrow_error[t]));
-                        ret = -ECOMM;
-                } else
-                        log_info("VMK export %s escrowed to %s (%s).", id, recs[t].target, recs[t].location);
+        it->key_id = vmk_id;
+        r = escrow_vmk_to_json(m->hostname, m->machine_id, &vmk_id, export, &it->record);
+        if (r >= 0 && asprintf(&it->spool_name, "vmk-%s.json", guid_format(&vmk_id, id)) < 0)
+                r = -ENOMEM;
+        if (r < 0) {
+                free(it->record);
+                p->n_items--;
+                return log_error_errno(r, "Failed to build the escrow record of the VMK export: %m");
         }
-        r = vmk_escrow_save(m);
-        if (r < 0)
-                log_warning_errno(r, "Failed to write %s: %m", m->vmk_escrow_path);
-        return ret;
-}
-
-/* ---- retries ------------------------------------------------------------------------------------ */
-
-static int on_escrow_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
-
-        (void) s;
-        (void) usec;
-        manager_escrow_retry(m);
         return 0;
 }
 
-
-int manager_escrow_server(Manager *m, bool all) {
-        if (!m->have_server_recovery)
+/* What a volume's current password still has to reach: the targets not done, and those forced. */
+static uint32_t volume_due_mask(Manager *m, const ManagedVolume *v, bool all) {
+        if (!v->has[PROTECTOR_RECOVERY])
                 return 0;
-        return escrow_server_to(m, all ? m->config.escrow_targets :
-                                         records_outstanding(m->config.escrow_targets, m->server_recovery.escrow,
-                                                             m->server_recovery.n_escrow));
+        return all ? m->config.escrow_targets : (escrow_outstanding(m, v) | (v->escrow_force & m->config.escrow_targets));
 }
 
-void manager_escrow_retry(Manager *m) {
-        uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
+static uint32_t server_due_mask(Manager *m, bool all) {
+        if (!m->have_server_recovery || !m->vmk || !guid_equal(&m->server_recovery.vmk_id, &m->vmk_id))
+                return 0;
+        return all ? m->config.escrow_targets :
+                     records_outstanding(m->config.escrow_targets, m->server_recovery.escrow, m->server_recovery.n_escrow) |
+                             (m->server_escrow_force & m->config.escrow_targets);
+}
+
+static uint32_t vmk_due_mask(Manager *m, bool all) {
+        uint32_t mask = m->config.escrow_targets & VMK_ESCROW_TARGETS;
+
+        if (all || m->vmk_escrow_force)
+                return mask;
+        return vmk_escrow_outstanding(m);
+}
+
+static int on_escrow_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void) s;
+        (void) usec;
+        manager_escrow_retry(userdata);
+        return 0;
+}
+
+static void arm_timer(Manager *m, uint64_t next) {
         int r;
-
-        for (size_t i = 0; i < m->n_volumes; i++) {
-                ManagedVolume *v = m->volumes[i];
-                uint64_t delay;
-
-                if (escrow_outstanding(m, v) == 0) {
-                        v->escrow_attempts = 0;
-                        continue;
-                }
-                if (v->escrow_due_usec > now) {
-                        next = MIN(next, v->escrow_due_usec);
-                        continue;
-                }
-                /* Without the VMK (recovery required) the password cannot be read back: wait for it. */
-                if (!m->vmk)
-                        continue;
-                r = manager_escrow_volume(m, v, /* all= */ false, NULL);
-                if (r >= 0) {
-                        v->escrow_attempts = 0;
-                        continue;
-                }
-                delay = (uint64_t) m->config.escrow_retry_sec << MIN(v->escrow_attempts, 20u);
-                delay = MIN(delay, (uint64_t) m->config.escrow_retry_max_sec) * UINT64_C(1000000);
-                v->escrow_attempts++;
-                v->escrow_due_usec = now + delay;
-                next = MIN(next, v->escrow_due_usec);
-                log_notice("Escrow of %s will be retried in %" PRIu64 " s (attempt %u failed).", v->uuid,
-                           delay / UINT64_C(1000000), v->escrow_attempts);
-        }
-
-        /* The server recovery password, read back with the VMK as a volume's is. */
-        if (m->vmk && m->have_server_recovery &&
-            records_outstanding(m->config.escrow_targets, m->server_recovery.escrow, m->server_recovery.n_escrow)) {
-                if (m->server_escrow_due_usec <= now) {
-                        if (manager_escrow_server(m, /* all= */ false) >= 0)
-                                m->server_escrow_attempts = 0;
-                        else {
-                                uint64_t delay = (uint64_t) m->config.escrow_retry_sec
-                                                 << MIN(m->server_escrow_attempts, 20u);
-
-                                delay = MIN(delay, (uint64_t) m->config.escrow_retry_max_sec) * UINT64_C(1000000);
-                                m->server_escrow_attempts++;
-                                m->server_escrow_due_usec = now + delay;
-                        }
-                }
-                if (records_outstanding(m->config.escrow_targets, m->server_recovery.escrow,
-                                        m->server_recovery.n_escrow))
-                        next = MIN(next, m->server_escrow_due_usec);
-        }
-
-        /* The VMK export needs no VMK: it is sent as it is. */
-        if (vmk_escrow_outstanding(m) != 0) {
-                if (m->vmk_escrow_due_usec <= now) {
-                        if (manager_escrow_vmk(m, /* all= */ false) >= 0)
-                                m->vmk_escrow_attempts = 0;
-                        else {
-                                uint64_t delay = (uint64_t) m->config.escrow_retry_sec << MIN(m->vmk_escrow_attempts, 20u);
-
-                                delay = MIN(delay, (uint64_t) m->config.escrow_retry_max_sec) * UINT64_C(1000000);
-                                m->vmk_escrow_attempts++;
-                                m->vmk_escrow_due_usec = now + delay;
-                        }
-                }
-                if (vmk_escrow_outstanding(m) != 0)
-                        next = MIN(next, m->vmk_escrow_due_usec);
-        }
 
         if (!m->event)
                 return;
@@ -931,4 +1213,96 @@ void manager_escrow_retry(Manager *m) {
         }
         (void) sd_event_source_set_time(m->escrow_timer, next);
         (void) sd_event_source_set_enabled(m->escrow_timer, SD_EVENT_ONESHOT);
+}
+
+int manager_escrow_start(Manager *m, sd_bus_message *request, ManagedVolume *only, bool all, EscrowPassReply reply) {
+        EscrowPass *p = NULL;
+        uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
+        uint32_t mask;
+        int r;
+
+        if (m->escrow_running)
+                /* One pass at a time; the one under way runs the retries again when it is done. */
+                return request ? escrow_enqueue(m, request, only, all, reply) : 0;
+        if (request && !m->vmk) {
+                /* Asked for: the VMK is what reads the passwords back (the TPM, on the loop: rare, the
+                 * daemon keeps it once it has it). */
+                r = manager_ensure_vmk(m, /* create= */ false);
+                if (r < 0)
+                        return r;
+        }
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->reply = reply;
+        p->dra_generation = m->escrow_dra_generation;
+        p->export_generation = m->vmk_export_generation;
+        if (only)
+                snprintf(p->only, sizeof(p->only), "%s", only->uuid);
+
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                ManagedVolume *v = m->volumes[i];
+                bool asked = request && (all || v == only);
+
+                if (only && v != only)
+                        continue;
+                mask = volume_due_mask(m, v, asked);
+                if (mask == 0) {
+                        v->escrow_attempts = 0;
+                        continue;
+                }
+                if (!asked && v->escrow_due_usec > now) {
+                        next = MIN(next, v->escrow_due_usec);
+                        continue;
+                }
+                /* Without the VMK (recovery required) the password cannot be read back: wait for it. */
+                if (!m->vmk)
+                        continue;
+                r = pass_add_volume(m, p, v, mask);
+                if (r < 0 && only) {
+                        escrow_pass_free(p);
+                        return r;
+                }
+        }
+        if (!only) {
+                mask = server_due_mask(m, request != NULL);
+                if (mask && (request || m->server_escrow_due_usec <= now))
+                        (void) pass_add_server(m, p, mask);
+                else if (mask)
+                        next = MIN(next, m->server_escrow_due_usec);
+                /* The VMK export needs no VMK: it is sent as it is. */
+                mask = vmk_due_mask(m, request != NULL);
+                if (mask && (request || m->vmk_escrow_due_usec <= now))
+                        (void) pass_add_vmk(m, p, mask);
+                else if (mask)
+                        next = MIN(next, m->vmk_escrow_due_usec);
+        }
+        arm_timer(m, next);
+
+        if (p->n_items == 0 || !m->event) {
+                EscrowPassResult res = {};
+
+                escrow_pass_free(p);
+                if (request && reply)
+                        reply(m, request, only, &res);
+                return 0;
+        }
+        r = manager_escrow_env(m, &p->env);
+        if (r < 0) {
+                escrow_pass_free(p);
+                return r;
+        }
+        r = operation_start_background(m, request, "escrow", escrow_pass_work, escrow_pass_done, p, escrow_pass_free);
+        if (r < 0)
+                return r;
+        m->escrow_running = true;
+        return 0;
+}
+
+void manager_escrow_retry(Manager *m) {
+        int r;
+
+        r = manager_escrow_start(m, NULL, NULL, /* all= */ false, NULL);
+        if (r < 0)
+                log_warning_errno(r, "Failed to start the escrow pass, retried at the next change: %m");
 }

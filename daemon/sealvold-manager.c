@@ -62,6 +62,7 @@ Manager *manager_free(Manager *m) {
         polkit_queries_free(m);
         manager_stop_jobs(m);
         manager_stop_operations(m);
+        manager_escrow_queue_free(m);
         sd_event_source_unref(m->escrow_timer);
         sd_event_source_unref(m->boot_timer);
         sd_device_monitor_unref(m->device_monitor);
@@ -1344,7 +1345,8 @@ int manager_export_vmk(Manager *m, char **ret_json) {
         /* A new export goes to the spool and the hook; a failure there is retried, not the export's. */
         m->vmk_escrow_attempts = 0;
         m->vmk_escrow_due_usec = 0;
-        (void) manager_escrow_vmk(m, /* all= */ true);
+        m->vmk_escrow_force = true;
+        m->vmk_export_generation++;
         manager_escrow_retry(m);
         if (ret_json)
                 *ret_json = TAKE_PTR(json);

@@ -11,7 +11,9 @@
  * answering (status, properties, other volumes).
  *
  * One operation per volume at a time: the volume is busy (its Operation property names it, and
- * manager_refresh_volume() refuses it with -EBUSY), so another call on it is refused at once.
+ * manager_refresh_volume() refuses it with -EBUSY), so another call on it is refused at once. A
+ * background operation (escrow) belongs to no volume and runs beside everything: what it applies at
+ * the end is checked to be still current then.
  */
 
 #include <pthread.h>
@@ -78,7 +80,7 @@ static int on_operation_done(sd_event_source *s, int fd, uint32_t revents, void 
         /* What waited for a manager-wide operation, whatever its outcome: a rotation that fell due, one
          * that still has volumes to re-bind (each a no-op when nothing waits, or another such
          * operation was started by done). */
-        if (!o->volume) {
+        if (!o->volume && !o->background) {
                 manager_rotate_if_due(m);
                 (void) manager_finish_rotation(m);
         }
@@ -86,8 +88,8 @@ static int on_operation_done(sd_event_source *s, int fd, uint32_t revents, void 
         return 0;
 }
 
-int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const char *name, OperationWorkFn work,
-                    OperationDoneFn done, void *data, void (*free_data)(void *)) {
+static int start(Manager *m, ManagedVolume *v, bool background, sd_bus_message *request, const char *name,
+                 OperationWorkFn work, OperationDoneFn done, void *data, void (*free_data)(void *)) {
         Operation *o, **list;
         int r;
 
@@ -100,6 +102,7 @@ int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const
         *o = (Operation) {
                 .manager = m,
                 .volume = v,
+                .background = background,
                 .request = sd_bus_message_ref(request),
                 .name = name,
                 .work = work,
@@ -143,16 +146,26 @@ int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const
         return 0;
 }
 
+int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const char *name, OperationWorkFn work,
+                    OperationDoneFn done, void *data, void (*free_data)(void *)) {
+        return start(m, v, /* background= */ false, request, name, work, done, data, free_data);
+}
+
+int operation_start_background(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
+                               OperationDoneFn done, void *data, void (*free_data)(void *)) {
+        return start(m, NULL, /* background= */ true, request, name, work, done, data, free_data);
+}
+
 const Operation *manager_exclusive_operation(Manager *m) {
         for (size_t i = 0; i < m->n_operations; i++)
-                if (!m->operations[i]->volume)
+                if (!m->operations[i]->volume && !m->operations[i]->background)
                         return m->operations[i];
         return NULL;
 }
 
 void manager_stop_operations(Manager *m) {
-        /* At exit: every worker finishes its work (a KDF, bounded), nothing is applied or answered (the
-         * bus is going away, the caller learns that). */
+        /* At exit: every worker finishes its work (a KDF; an escrow pass, within its helper's deadline),
+         * nothing is applied or answered (the bus is going away, the caller learns that). */
         while (m->n_operations > 0) {
                 Operation *o = m->operations[0];
 

@@ -63,6 +63,9 @@ typedef struct ManagedVolume {
         Guid key_ids[_PROTECTOR_TYPE_MAX];
         bool has[_PROTECTOR_TYPE_MAX];
         uint8_t dra_fingerprint[32];
+        /* Targets its current password goes to again at the next escrow pass, done or not (the DRA
+         * certificate changed). */
+        uint32_t escrow_force;
         /* Its recovery password was used while the TPM refused the VMK: replaced after the reseal,
          * when the new one can be read back with a VMK the TPM opens again. */
         bool rotate_after_reseal;
@@ -184,6 +187,17 @@ struct Manager {
         char *vmk_escrow_error[_ESCROW_TARGET_MAX];
         unsigned vmk_escrow_attempts;
         uint64_t vmk_escrow_due_usec;
+        /* What the next escrow pass sends again although it was sent (a DRA change, a new export). */
+        uint32_t server_escrow_force, vmk_escrow_force;
+        /* Bumped when what escrow sends changes under a pass: the DRA certificate the passwords are
+         * encrypted to, the VMK export. A pass that started before clears none of the forces that
+         * change set (what it sent is of before). */
+        unsigned escrow_dra_generation, vmk_export_generation;
+        /* An escrow pass is under way (the retries, EscrowAll, a volume's Escrow): one at a time; the
+         * calls that came meanwhile wait for it, in order. */
+        bool escrow_running;
+        struct EscrowQueued *escrow_queue;
+        size_t n_escrow_queue;
         InPlaceJob **jobs;
         size_t n_jobs;
         Operation **operations;
@@ -207,6 +221,9 @@ typedef void (*OperationDoneFn)(Operation *o, int result);
 struct Operation {
         Manager *manager;
         ManagedVolume *volume;   /* busy while it runs; NULL: none */
+        /* Neither a volume's nor manager-wide: escrow, which runs beside anything and applies only what
+         * is still current when it is done. */
+        bool background;
         sd_bus_message *request; /* the caller's, answered by done */
         const char *name;        /* what the Operation property and a Busy error say: "recover" */
         OperationWorkFn work;
@@ -225,6 +242,10 @@ const Operation *manager_exclusive_operation(Manager *m);
 /* Starts work on data (owned from here, freed with free_data, also on failure) for v (NULL: none). */
 int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const char *name, OperationWorkFn work,
                     OperationDoneFn done, void *data, void (*free_data)(void *data));
+/* The same for work that belongs to no volume and does not run alone (Operation.background). */
+int operation_start_background(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
+                               OperationDoneFn done, void *data, void (*free_data)(void *data));
+/* Whether an operation other than a background one is under way. */
 /* At exit: waits for every worker; nothing is applied or answered. */
 void manager_stop_operations(Manager *m);
 
@@ -383,9 +404,6 @@ void manager_rotate_if_due(Manager *m);
 /* sealvold-escrow.c: the server recovery password to every configured target, the outcomes recorded in
  * s. -ECOMM when a required target failed (*ret_error says which and why). */
 int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *password, char **ret_error);
-/* The server recovery password in force to every configured target again (all), or to those it has not
- * reached (read back with the VMK). -ECOMM if one failed. */
-int manager_escrow_server(Manager *m, bool all);
 
 /* The registry and the list of volumes (sealvold-manager.c), for the boot's discovery. */
 int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret);
@@ -425,12 +443,22 @@ void escrow_errors_done(char *errors[static _ESCROW_TARGET_MAX]);
 char *escrow_required_failure(const Config *c, char *const errors[static _ESCROW_TARGET_MAX]);
 /* A VolumeEscrowFn: userdata is an EscrowContext. -ECOMM when a required target failed. */
 int escrow_callback(Volume *vol, Protector *p, const char *password, void *userdata);
-/* Escrows v's current recovery password again: to every configured target (all), or to those it has
- * not reached yet. -ECOMM if a target failed (*ret_failed says which: 1 << EscrowTarget). */
-int manager_escrow_volume(Manager *m, ManagedVolume *v, bool all, uint32_t *ret_failed);
-/* Sends the VMK export (if there is one) to the spool and the hook: every configured one (all), or
- * those it has not reached. -ECOMM if one failed. */
-int manager_escrow_vmk(Manager *m, bool all);
+/* What an escrow pass asked for over the bus did: passwords and exports escrowed and failed, and
+ * for a single volume (only) its result (-ECOMM: a target failed, volume_failed says which, 1 <<
+ * EscrowTarget). */
+typedef struct EscrowPassResult {
+        unsigned done, failed;
+        int volume_result;
+        uint32_t volume_failed;
+} EscrowPassResult;
+typedef void (*EscrowPassReply)(Manager *m, sd_bus_message *request, ManagedVolume *only, const EscrowPassResult *r);
+/* Starts an escrow pass (a background operation): for request (answered through reply when it is
+ * done) every current password (all) or only's, to every configured target, and the server's secrets
+ * with all; without a request what is due (the retries). While a pass is under way a request waits
+ * for it, and the retries are run again at its end. */
+int manager_escrow_start(Manager *m, sd_bus_message *request, ManagedVolume *only, bool all, EscrowPassReply reply);
+/* At exit: the waiting calls are dropped (the bus is going away). */
+void manager_escrow_queue_free(Manager *m);
 /* Whether records of target t go out encrypted to the DRA certificate (have_dra: there is one): the
  * spool's with one, the hook's unless [Escrow] HookPlaintext=yes, never AD's (its access control). */
 bool escrow_target_encrypted(const Config *c, EscrowTarget t, bool have_dra);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -59,7 +60,7 @@ static int write_hook(Fixture *f) {
                      "#!/bin/sh\n"
                      "d='%s'\n"
                      "if [ -e \"$d/down\" ]; then cat >/dev/null; echo 'vault: connection refused' >&2; exit 7; fi\n"
-                     "if [ -e \"$d/hang\" ]; then sleep 600; fi\n"
+                     "while [ -e \"$d/hang\" ]; do sleep 0.1; done\n"
                      "if [ -e \"$d/echo\" ]; then tr -d '\\n-' | tee /dev/stderr; exit \"$(cat \"$d/echo\")\"; fi\n"
                      "if [ -e \"$d/garbage\" ]; then cat >/dev/null; head -c 20000 /dev/urandom;\n"
                      "  head -c 20000 /dev/urandom >&2; exit \"$(cat \"$d/garbage\")\"; fi\n"
@@ -131,6 +132,11 @@ static int setup_plain(void **state) {
 
 static int setup_hook(void **state) {
         return setup_with(state, "[Escrow]\nTargets=spool hook\nHookTimeoutSec=2\nRetrySec=1\nRetryMaxSec=2\n");
+}
+
+/* The hook that takes 30 s: what a vault behind a slow network does. */
+static int setup_slow_hook(void **state) {
+        return setup_with(state, "[Escrow]\nTargets=spool hook\nHookTimeoutSec=30\n");
 }
 
 static int setup_required(void **state) {
@@ -326,6 +332,8 @@ static void test_spool_encrypted_to_dra(void **state) {
                 char id[GUID_STRING_MAX];
                 Guid vmk_id;
 
+                /* Sent by the escrow pass that followed the provisioning, off the loop. */
+                assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
                 assert_int_equal(volume_load(image, &v), 0);
                 assert_true(asprintf(&vmk_file, "%s/vmk-%s.json", spool, guid_format(&v->token.vmk_id, id)) > 0);
                 assert_int_equal(read_file_full(vmk_file, 65536, &text, NULL), 0);
@@ -594,6 +602,8 @@ static void test_dra_set_encrypts_spool(void **state) {
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "dra", "set", cert), 0);
         free(out);
         out = NULL;
+        /* The current passwords go to the new certificate in an escrow pass after the change. */
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
         assert_spool_encrypted(spool, passwords, 4);
         assert_lookup_finds(f, spool, key_ids, passwords, 4);
         e = token_escrow(a, "spool");
@@ -751,6 +761,106 @@ static void test_hanging_hook_holds_no_boot(void **state) {
         if (unlocked > retried)
                 fail_msg("the escrow retry ran before the boot was READY:\n%s", log + offset);
         flag(f, "hang", false);
+}
+
+/* `sealvolctl recovery escrow --all` in a child, held in the hook (flag "hang") until released:
+ * returns once the pass is under way. */
+static pid_t escrow_all_held(Fixture *f) {
+        pid_t pid;
+
+        flag(f, "hang", true);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *o = NULL;
+                int r = DAEMON_CTL(f->d, 0, NULL, &o, "recovery", "escrow", "--all");
+
+                _exit(r < 0 ? 100 : r);
+        }
+        for (unsigned i = 0; i < 1500 && daemon_fixture_escrow_running(f->d) != 1; i++)
+                usleep(20 * 1000);
+        assert_int_equal(daemon_fixture_escrow_running(f->d), 1);
+        return pid;
+}
+
+/* Lets the hook go on; the child's sealvolctl must succeed. */
+static void escrow_all_release(Fixture *f, pid_t pid) {
+        int status;
+
+        flag(f, "hang", false);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Escrow runs off the event loop: while EscrowAll waits for a hook that does not answer, the bus
+ * answers status and property reads, and status says what is under way. Ordering only, no timing:
+ * the status call returns while the escrow is still running and its caller still waits. */
+static void test_bus_answers_during_escrow(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *out = NULL;
+        int status;
+        pid_t pid;
+
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
+        pid = escrow_all_held(f);
+
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "Under way: escrow"));
+        free(out);
+        out = NULL;
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "--json", "status"), 0);
+        assert_non_null(strstr(out, "\"escrow\":[{\"target\":\"spool\",\"state\":\"done\""));
+        free(out);
+        out = NULL;
+        /* Both answered while the escrow still runs and its caller still waits. */
+        assert_int_equal(daemon_fixture_escrow_running(f->d), 1);
+        assert_int_equal(waitpid(pid, &status, WNOHANG), 0);
+
+        escrow_all_release(f, pid);
+        assert_int_equal(token_escrow(image, "hook").state, ESCROW_DONE);
+}
+
+/* A DRA certificate set while a pass sends plaintext: that pass's outcome does not count as the new
+ * certificate's, the passwords go again, encrypted to it, in the pass after. */
+static void test_dra_set_during_escrow_pass(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *cert = dra_fixture_path("rsa2048", ".crt"), *image = NULL, *key_id = NULL,
+                            *password = NULL, *out = NULL, *server = NULL, *server_key_id = NULL;
+        unsigned envelopes = 0, n;
+        EscrowRecord e;
+        pid_t pid;
+
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
+        server_password(f, &server, &server_key_id);
+        pid = escrow_all_held(f);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "dra", "set", cert), 0);
+        escrow_all_release(f, pid);
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
+
+        /* Both passwords went to the hook in envelopes after the plaintext ones of the pass, and the
+         * spool holds the disk's encrypted. */
+        n = count_files(f->records);
+        for (unsigned i = 0; i < n; i++) {
+                _cleanup_free_ char *name = NULL, *path = NULL, *text = NULL;
+                size_t size;
+
+                assert_true(asprintf(&name, "%u.json", i) > 0);
+                path = path_join(f->records, name);
+                assert_int_equal(read_file_full(path, 65536, &text, &size), 0);
+                if (strstr(text, "recovery-password-cms")) {
+                        envelopes++;
+                        assert_false(shows_password(text, size, password));
+                        assert_false(shows_password(text, size, server));
+                }
+        }
+        assert_int_equal(envelopes, 2);
+        e = token_escrow(image, "spool");
+        assert_int_equal(e.state, ESCROW_DONE);
+        assert_non_null(strstr(e.location, ".cms"));
+        assert_int_equal(token_escrow(image, "hook").state, ESCROW_DONE);
 }
 
 /* A hook that answers with binary garbage, failing or not: reported in printable words, the bus and
@@ -953,6 +1063,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_dra_configured_encrypts_spool, setup_dra_later, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_fails_then_retried, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hanging_hook_holds_no_boot, setup_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_bus_answers_during_escrow, setup_slow_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_dra_set_during_escrow_pass, setup_dra_later, teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),

@@ -1104,8 +1104,10 @@ static void kill_at_every_step(Fixture *f, Op op) {
                                 fail_msg("%s failed (exit %d): %s", op_names[op], f->ctl_status, strempty(o));
                         }
                 } else
-                        /* The caller learns that the daemon went away; it does not hang. */
-                        assert_int_not_equal(ctl_wait(f), 0);
+                        /* The caller learns that the daemon went away, or had its answer before the
+                         * kill, which then found the work that follows one (the escrow pass after a
+                         * change): it does not hang, and what it was told holds (check_server()). */
+                        (void) ctl_wait(f);
                 assert_int_equal(daemon_fixture_kill(f->d), 0);
                 out = test_read_file(out_path);
 

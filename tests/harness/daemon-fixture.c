@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,8 +26,11 @@ DaemonFixture *daemon_fixture_free(DaemonFixture *f) {
         (void) daemon_fixture_stop(f);
         bus_fixture_free(f->bus);
         swtpm_fixture_free(f->tpm);
-        if (f->dir)
+        /* SEALVOL_TEST_KEEP=1 keeps the directory (the daemon's log, its state) for a person to read. */
+        if (f->dir && !getenv("SEALVOL_TEST_KEEP"))
                 (void) rm_rf(f->dir);
+        else if (f->dir)
+                fprintf(stderr, "kept %s\n", f->dir);
         free(f->dir);
         free(f->config_path);
         free(f->state_dir);
@@ -252,4 +256,42 @@ int daemon_fixture_ctl(DaemonFixture *f, uid_t uid, const char *input, char **re
         if (!*ret_output)
                 return -ENOMEM;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int escrow_running(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        char **ops = NULL;
+        int r, running = 0;
+
+        r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_get_property_strv(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "Operations",
+                                     &error, &ops);
+        if (r < 0)
+                return r;
+        for (char **o = ops; o && *o; o++) {
+                running = running || strcmp(*o, "escrow") == 0;
+                free(*o);
+        }
+        free(ops);
+        return running;
+}
+
+int daemon_fixture_escrow_running(DaemonFixture *f) {
+        (void) f;
+        return escrow_running();
+}
+
+int daemon_fixture_wait_escrow(DaemonFixture *f, unsigned timeout_ms) {
+        (void) f;
+        for (unsigned waited = 0; waited < timeout_ms; waited += 20) {
+                int r = escrow_running();
+
+                if (r <= 0)
+                        return r;
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 20 * 1000 * 1000 }, NULL);
+        }
+        return -ETIMEDOUT;
 }

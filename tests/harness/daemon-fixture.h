@@ -50,5 +50,12 @@ int daemon_fixture_ctl(DaemonFixture *f, uid_t uid, const char *input, char **re
 #define DAEMON_CTL(d, uid, input, out, ...) \
         daemon_fixture_ctl(d, uid, input, out, (const char *const[]) { __VA_ARGS__, NULL })
 
+/* Waits (at most timeout_ms) until no escrow pass is under way (the Manager's Operations names none):
+ * escrow after a change, a DRA certificate or a retry, runs off the loop after the call returned.
+ * -ETIMEDOUT, or -errno of the bus. */
+int daemon_fixture_wait_escrow(DaemonFixture *f, unsigned timeout_ms);
+/* Whether an escrow pass is under way now: 1, 0, or -errno of the bus. */
+int daemon_fixture_escrow_running(DaemonFixture *f);
+
 /* A new image file of the default size in the fixture's directory. */
 int daemon_fixture_new_image(DaemonFixture *f, const char *name, char **ret_path);
