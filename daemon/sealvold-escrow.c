@@ -72,7 +72,8 @@ static int escrow_env_base(Manager *m, EscrowEnv *ret) {
                 .hostname = m->hostname,
                 .machine_id = m->machine_id,
                 .spool_dir = spool_directory(m),
-                .helper = { .socket_path = m->escrow_socket_path, .helper_path = m->escrow_helper_path },
+                .helper = { .socket_path = m->escrow_socket_path, .helper_path = m->escrow_helper_path,
+                            .cancel_fd = &m->stop_fd },
         };
         return ret->spool_dir ? 0 : -ENOMEM;
 }

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +61,8 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         polkit_queries_free(m);
+        if (m->stop_fd >= 0 && eventfd_write(m->stop_fd, 1) < 0)
+                log_warning_errno(errno, "Failed to abandon the escrow under way (it finishes first): %m");
         manager_stop_jobs(m);
         manager_stop_operations(m);
         manager_escrow_queue_free(m);
@@ -91,6 +94,8 @@ Manager *manager_free(Manager *m) {
         server_recovery_done(&m->server_recovery);
         escrow_errors_done(m->server_escrow_error);
         escrow_errors_done(m->vmk_escrow_error);
+        if (m->stop_fd >= 0)
+                (void) close(m->stop_fd);
         free(m);
         return NULL;
 }
@@ -304,6 +309,9 @@ int manager_new(const char *config_path, Manager **ret) {
 
         if (!m)
                 return log_oom();
+        m->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (m->stop_fd < 0)
+                return log_error_errno(errno, "Failed to make an eventfd: %m");
         config_init(&m->config);
         r = config_load(config_path, &m->config, &error);
         if (r == -EBADMSG)

@@ -164,8 +164,8 @@ const Operation *manager_exclusive_operation(Manager *m) {
 }
 
 void manager_stop_operations(Manager *m) {
-        /* At exit: every worker finishes its work (a KDF; an escrow pass, within its helper's deadline),
-         * nothing is applied or answered (the bus is going away, the caller learns that). */
+        /* At exit: every worker finishes its work (a KDF; an escrow pass, abandoned by stop_fd), nothing
+         * is applied or answered (the bus is going away, the caller learns that). */
         while (m->n_operations > 0) {
                 Operation *o = m->operations[0];
 

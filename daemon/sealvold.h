@@ -196,6 +196,9 @@ struct Manager {
         /* An escrow pass is under way (the retries, EscrowAll, a volume's Escrow): one at a time; the
          * calls that came meanwhile wait for it, in order. */
         bool escrow_running;
+        /* Written once at exit: escrow batches under way (the pass, an in-place start) are abandoned
+         * rather than waited for (EscrowHelper.cancel_fd). */
+        int stop_fd;
         struct EscrowQueued *escrow_queue;
         size_t n_escrow_queue;
         InPlaceJob **jobs;

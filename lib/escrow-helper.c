@@ -698,25 +698,30 @@ static int send_batch(int fd, int memfd) {
         return shutdown(fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
-/* Reads fd to its end within deadline (CLOCK_MONOTONIC, ms). */
-static int read_results(int fd, uint64_t deadline, char **ret, size_t *ret_size) {
+/* Reads fd to its end within deadline (CLOCK_MONOTONIC, ms); -ECANCELED once cancel_fd (>= 0) is
+ * readable. */
+static int read_results(int fd, int cancel_fd, uint64_t deadline, char **ret, size_t *ret_size) {
         _cleanup_free_ char *buf = malloc(ESCROW_RESULTS_MAX + 1);
         size_t n = 0;
 
         if (!buf)
                 return -ENOMEM;
         for (;;) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
+                struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = cancel_fd, .events = POLLIN } };
                 uint64_t now = now_msec();
                 ssize_t k;
                 int r;
 
                 if (now >= deadline)
                         return -ETIMEDOUT;
-                r = poll(&p, 1, (int) MIN(deadline - now, (uint64_t) INT32_MAX));
+                r = poll(p, cancel_fd >= 0 ? 2 : 1, (int) MIN(deadline - now, (uint64_t) INT32_MAX));
                 if (r < 0 && errno != EINTR)
                         return -errno;
                 if (r <= 0)
+                        continue;
+                if (cancel_fd >= 0 && (p[1].revents & POLLIN))
+                        return -ECANCELED;
+                if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
                         continue;
                 k = read(fd, buf + n, ESCROW_RESULTS_MAX + 1 - n);
                 if (k < 0 && IN_SET(errno, EINTR, EAGAIN))
@@ -780,10 +785,11 @@ int escrow_helper_run(const EscrowHelper *h, const EscrowHelperConfig *c, const 
 
         r = send_batch(fd, memfd);
         if (r >= 0)
-                r = read_results(fd, now_msec() + (uint64_t) bound * 1000u, &text, &size);
+                r = read_results(fd, h->cancel_fd ? *h->cancel_fd : -EBADF, now_msec() + (uint64_t) bound * 1000u,
+                                 &text, &size);
         fd = safe_close(fd);
         if (pid > 0) {
-                if (r == -ETIMEDOUT)
+                if (IN_SET(r, -ETIMEDOUT, -ECANCELED))
                         (void) kill(-pid, SIGKILL);
                 while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                         ;
@@ -796,6 +802,10 @@ int escrow_helper_run(const EscrowHelper *h, const EscrowHelperConfig *c, const 
                 set_message(ret_error, "cannot run the escrow helper %s: it could not be executed (exit status 127)",
                             h->helper_path);
                 return -ENOEXEC;
+        }
+        if (r == -ECANCELED) {
+                set_message(ret_error, "abandoned: sealvold is stopping");
+                return r;
         }
         if (r == -ETIMEDOUT) {
                 set_message(ret_error, "the escrow helper did not finish in %u s%s", bound, pid > 0 ? ", killed" : "");

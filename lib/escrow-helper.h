@@ -72,6 +72,9 @@ typedef struct EscrowHelperConfig {
 typedef struct EscrowHelper {
         const char *socket_path;  /* a listening socket; used when it exists (NULL: never) */
         const char *helper_path;  /* the program to run when it does not */
+        /* Once readable (an eventfd written when the daemon stops), a batch under way is abandoned:
+         * -ECANCELED, a helper it spawned killed. NULL: never. */
+        const int *cancel_fd;
 } EscrowHelper;
 
 /* The bound a batch gets, in seconds: each job's own (a hook twice its timeout with verify, AD four

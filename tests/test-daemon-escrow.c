@@ -822,6 +822,32 @@ static void test_bus_answers_during_escrow(void **state) {
         assert_int_equal(token_escrow(image, "hook").state, ESCROW_DONE);
 }
 
+/* SIGTERM while a pass waits on a hook that hangs: the pass is abandoned, the daemon exits cleanly
+ * within the harness's stop bound (10 s, against the hook's 30 s), and nothing it had not finished
+ * is recorded as done. */
+static void test_stop_abandons_escrow(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL;
+        EscrowRecord before, after;
+        int status;
+        pid_t pid;
+
+        assert_int_equal(provision(f, "a.img", &image, &key_id, &password), 0);
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
+        before = token_escrow(image, "hook");
+        pid = escrow_all_held(f);
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        /* Its caller learns the daemon went away. */
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_not_equal(WEXITSTATUS(status), 0);
+        flag(f, "hang", false);
+        after = token_escrow(image, "hook");
+        assert_int_equal(after.state, before.state);
+        assert_string_equal(after.location, before.location);
+        assert_true(after.time == before.time);
+}
+
 /* A DRA certificate set while a pass sends plaintext: that pass's outcome does not count as the new
  * certificate's, the passwords go again, encrypted to it, in the pass after. */
 static void test_dra_set_during_escrow_pass(void **state) {
@@ -1065,6 +1091,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_hanging_hook_holds_no_boot, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_bus_answers_during_escrow, setup_slow_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_set_during_escrow_pass, setup_dra_later, teardown),
+                cmocka_unit_test_setup_teardown(test_stop_abandons_escrow, setup_slow_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),
