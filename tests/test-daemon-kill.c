@@ -425,8 +425,15 @@ static char *manager_property(Fixture *f, const char *property) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         char *s = NULL;
 
-        assert_true(sd_bus_get_property_string(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
-                                               property, &error, &s) >= 0);
+        int r = sd_bus_get_property_string(f->bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", property,
+                                           &error, &s);
+
+        if (r < 0) {
+                _cleanup_free_ char *log = test_read_file(f->d->log_path);
+
+                fail_msg("the Manager's %s (killed at step %u): %s; the daemon's log:\n%s", property, f->k,
+                         error.message ?: strerror(-r), strempty(log));
+        }
         return s;
 }
 

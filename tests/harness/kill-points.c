@@ -303,15 +303,31 @@ static void kill_all(KillPointProcess *p) {
         /* Reaped (or, for the program's children, handed back to their parent) only once the tracer
          * has seen them die. The newest first: a thread group's leader is reported dead only after
          * its other threads (a worker the tracer saw cloned) were reaped, so waiting for the leader
-         * first would wait for ever. */
-        for (size_t i = p->n_tracees; i-- > 0;) {
+         * first would wait for ever. A fork, vfork or clone the tracer had not heard of yet is
+         * reported now, by its parent's stop: that child is traced from its first instruction, and
+         * would be left stopped there for ever, holding what it inherited (the daemon's bus
+         * connection, and with it the daemon's name), so it is killed and reaped before its parent. */
+        while (p->n_tracees > 0) {
+                pid_t t = p->tracees[p->n_tracees - 1];
+                bool pushed = false;
                 int status;
 
-                while (waitpid(p->tracees[i], &status, __WALL) == p->tracees[i] && !WIFEXITED(status) &&
-                       !WIFSIGNALED(status))
-                        ;
+                while (!pushed && waitpid(t, &status, __WALL) == t && !WIFEXITED(status) && !WIFSIGNALED(status)) {
+                        unsigned long child;
+
+                        if (!WIFSTOPPED(status) ||
+                            !IN_SET(status >> 16, PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE) ||
+                            ptrace(PTRACE_GETEVENTMSG, t, NULL, &child) < 0)
+                                continue;
+                        (void) kill((pid_t) child, SIGKILL);
+                        if (p->n_tracees < KILL_POINT_TRACEES_MAX) {
+                                p->tracees[p->n_tracees++] = (pid_t) child;
+                                pushed = true;
+                        }
+                }
+                if (!pushed)
+                        p->n_tracees--;
         }
-        p->n_tracees = 0;
         p->pid = 0;
 }
 
