@@ -373,11 +373,32 @@ static int polkit_check_alone(Manager *m, sd_bus_message *message, const char *a
         return r < 0 ? r : 1;
 }
 
+static void provision_reply(Manager *m, sd_bus_message *request, const char *device, int r, ManagedVolume *v,
+                            const char *why) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        char id[GUID_STRING_MAX];
+
+        (void) m;
+        audit_record(request, "provision", v, r, device);
+        if (r >= 0) {
+                (void) sd_bus_reply_method_return(request, "os", v->object_path,
+                                                  guid_format(&v->key_ids[PROTECTOR_RECOVERY], id));
+                return;
+        }
+        if (r == -ECOMM)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_ESCROW_FAILED,
+                                         "%s was not provisioned: its recovery password could not be escrowed to a "
+                                         "required target (%s).", device, strempty(why));
+        else if (r == -EALREADY)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_BUSY, "%s is being provisioned already; try again when "
+                                         "that is done.", device);
+        else
+                (void) bus_error_set(&error, r, "Cannot provision %s", device);
+        (void) sd_bus_reply_method_error(request, &error);
+}
+
 static int method_provision(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        ManagedVolume *v = NULL;
-        _cleanup_free_ char *why = NULL;
-        char id[GUID_STRING_MAX];
         const char *device;
         int r;
 
@@ -389,16 +410,11 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        r = manager_provision(m, device, &v, &why);
-        audit_record(message, "provision", v, r, device);
-        if (r == -ECOMM)
-                return sd_bus_error_setf(error, BUS_ERROR_ESCROW_FAILED,
-                                         "%s was not provisioned: its recovery password could not be escrowed to a "
-                                         "required target (%s).", device, strempty(why));
+        /* Answered by the operation (or at once, when it cannot start). */
+        r = manager_provision_start(m, message, device, provision_reply);
         if (r < 0)
-                return bus_error_set(error, r, "Cannot provision %s", device);
-        return sd_bus_reply_method_return(message, "os", v->object_path,
-                                          guid_format(&v->key_ids[PROTECTOR_RECOVERY], id));
+                provision_reply(m, message, device, r, NULL, NULL);
+        return 1;
 }
 
 static int method_provision_in_place(sd_bus_message *message, void *userdata, sd_bus_error *error) {

@@ -713,67 +713,71 @@ static void provision_finish(Manager *m) {
         manager_escrow_retry(m);
 }
 
-int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char **ret_error) {
-        _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
-        _cleanup_(volume_freep) Volume *vol = NULL;
+/* Provisioning as a shared manager-wide operation (sealvold-operation.c): the loop checks the device
+ * is not an interrupted provisioning of this server, takes the VMK (a first one sealed if there is
+ * none), the server recovery password's copy of it and the escrow environment; the worker formats the
+ * device, runs the keyslots' KDFs and escrows the password through the escrow helper (a hook or a DC
+ * that hangs holds only this call); the loop registers the new volume and answers. */
+typedef struct ProvisionWork {
+        char *device;
+        uint8_t *vmk; /* secure */
+        Guid vmk_id;
+        bool has_server_wrap;
+        Guid server_key_id;
+        uint8_t server_wrap[VOLUME_SERVER_WRAP_SIZE];
+        EscrowEnv env;
+        EscrowContext escrow;
+        ProvisionReply reply;
+        Volume *vol; /* the outcome */
+} ProvisionWork;
+
+static void provision_work_free(void *data) {
+        ProvisionWork *w = data;
+
+        if (!w)
+                return;
+        free(w->device);
+        secure_free(w->vmk);
+        escrow_errors_done(w->escrow.errors);
+        escrow_env_done(&w->env);
+        volume_free(w->vol);
+        free(w);
+}
+
+static void provision_work_freep(ProvisionWork **w) {
+        provision_work_free(*w);
+}
+
+static int provision_work(void *data) {
+        ProvisionWork *w = data;
         _cleanup_secure_ char *password = NULL;
-        _cleanup_(escrow_env_done) EscrowEnv env = {};
-        EscrowContext escrow = { .env = &env };
+        VolumeProvisionParams p = {
+                .vmk = w->vmk,
+                .vmk_id = w->vmk_id,
+                .server_key_id = w->has_server_wrap ? &w->server_key_id : NULL,
+                .server_wrap = w->has_server_wrap ? w->server_wrap : NULL,
+                .hostname = w->env.hostname,
+                .dra_cert = w->env.cert,
+                .dra_extra_ekus = (const char *const *) w->env.config->dra_extra_ekus,
+                .recovery_iterations = w->env.config->recovery_kdf_iterations,
+                .escrow = escrow_callback,
+                .userdata = &w->escrow,
+        };
+
+        /* The password is read back with the VMK when asked for; this copy goes. */
+        return volume_provision(w->device, &p, &password, &w->vol);
+}
+
+static int provision_register(Manager *m, ProvisionWork *w, ManagedVolume **ret) {
+        _cleanup_(managed_volume_freep) ManagedVolume *v = NULL;
         int r;
 
-        r = manager_ensure_vmk(m, /* create= */ true);
+        r = managed_volume_new(m, w->vol->token.volume_uuid, w->device, &v);
         if (r < 0)
                 return r;
-        r = provision_resume(m, device, ret);
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                provision_finish(m);
-                return 0;
-        }
-        /* The DRA certificate in force protects the volume and its escrow records alike. */
-        r = manager_escrow_env(m, &env);
-        if (r < 0)
-                return r;
-        if (env.dra_error < 0)
-                return log_error_errno(env.dra_error, "Failed to load the DRA certificate: %m");
-        /* Every disk carries the server recovery password's copy of the VMK (a reinstalled server has
-         * only its disks). */
-        (void) manager_ensure_server_recovery(m);
-
-        VolumeProvisionParams p = {
-                .vmk = m->vmk,
-                .vmk_id = m->vmk_id,
-                .server_key_id = m->have_server_recovery ? &m->server_recovery.key_id : NULL,
-                .server_wrap = m->have_server_recovery ? m->server_recovery.wrapped_vmk : NULL,
-                .hostname = m->hostname,
-                .dra_cert = env.cert,
-                .dra_extra_ekus = (const char *const *) m->config.dra_extra_ekus,
-                .recovery_iterations = m->config.recovery_kdf_iterations,
-                .escrow = escrow_callback,
-                .userdata = &escrow,
-        };
-        r = volume_provision(device, &p, &password, &vol);
-        if (r == -ECOMM) {
-                /* A required escrow failed: the volume was not provisioned. The reasons were logged;
-                 * the caller gets them with the error. */
-                if (ret_error)
-                        *ret_error = escrow_required_failure(&m->config, escrow.errors);
-                escrow_errors_done(escrow.errors);
-                return r;
-        }
-        if (r < 0) {
-                escrow_errors_done(escrow.errors);
-                return log_error_errno(r, "Failed to provision %s: %m", device);
-        }
-
-        r = managed_volume_new(m, vol->token.volume_uuid, device, &v);
-        if (r < 0) {
-                escrow_errors_done(escrow.errors);
-                return r;
-        }
-        memcpy(v->escrow_error, escrow.errors, sizeof(v->escrow_error));
-        r = registry_add(m, v->uuid, device);
+        memcpy(v->escrow_error, w->escrow.errors, sizeof(v->escrow_error));
+        memset(w->escrow.errors, 0, sizeof(w->escrow.errors));
+        r = registry_add(m, v->uuid, w->device);
         if (r < 0)
                 return log_error_errno(r, "Failed to register volume %s: %m", v->uuid);
         (void) manager_refresh_volume(v, NULL);
@@ -782,8 +786,85 @@ int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char 
                 return r;
         *ret = TAKE_PTR(v);
         (void) volume_bus_emit_added(*ret);
-        provision_finish(m);
         return 0;
+}
+
+static void provision_done(Operation *o, int result) {
+        Manager *m = o->manager;
+        ProvisionWork *w = o->data;
+        _cleanup_free_ char *why = NULL;
+        ManagedVolume *v = NULL;
+        int r = result;
+
+        if (r == -ECOMM)
+                /* A required escrow failed: the volume was not provisioned. The reasons were logged;
+                 * the caller gets them with the error. */
+                why = escrow_required_failure(&m->config, w->escrow.errors);
+        else if (r < 0)
+                log_error_errno(r, "Failed to provision %s: %m", w->device);
+        else {
+                r = provision_register(m, w, &v);
+                if (r >= 0)
+                        provision_finish(m);
+        }
+        w->reply(m, o->request, w->device, r, v, why);
+}
+
+static bool provisioning(Manager *m, const char *device) {
+        for (size_t i = 0; i < m->n_operations; i++) {
+                const Operation *o = m->operations[i];
+
+                if (o->shared && o->work == provision_work && streq(((ProvisionWork *) o->data)->device, device))
+                        return true;
+        }
+        return false;
+}
+
+int manager_provision_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply) {
+        _cleanup_(provision_work_freep) ProvisionWork *w = NULL;
+        ManagedVolume *v = NULL;
+        int r;
+
+        /* The same device twice at once: the second is refused, not formatted over the first. */
+        if (provisioning(m, device))
+                return -EALREADY;
+        r = manager_ensure_vmk(m, /* create= */ true);
+        if (r < 0)
+                return r;
+        r = provision_resume(m, device, &v);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                provision_finish(m);
+                reply(m, request, device, 0, v, NULL);
+                return 0;
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->reply = reply;
+        w->escrow.env = &w->env;
+        w->device = strdup(device);
+        w->vmk = secure_memdup(m->vmk, VMK_SIZE);
+        w->vmk_id = m->vmk_id;
+        if (!w->device || !w->vmk)
+                return -ENOMEM;
+        /* The DRA certificate in force protects the volume and its escrow records alike. */
+        r = manager_escrow_env(m, &w->env);
+        if (r < 0)
+                return r;
+        if (w->env.dra_error < 0)
+                return log_error_errno(w->env.dra_error, "Failed to load the DRA certificate: %m");
+        /* Every disk carries the server recovery password's copy of the VMK (a reinstalled server has
+         * only its disks). */
+        (void) manager_ensure_server_recovery(m);
+        if (m->have_server_recovery) {
+                w->has_server_wrap = true;
+                w->server_key_id = m->server_recovery.key_id;
+                memcpy(w->server_wrap, m->server_recovery.wrapped_vmk, sizeof(w->server_wrap));
+        }
+        return operation_start_shared(m, request, "provision", provision_work, provision_done, TAKE_PTR(w),
+                                      provision_work_free);
 }
 
 static int open_with(ManagedVolume *v, Volume *vol, int (*open)(Volume *, const void *, const char *, uint32_t),

@@ -88,8 +88,9 @@ static int on_operation_done(sd_event_source *s, int fd, uint32_t revents, void 
         return 0;
 }
 
-static int start(Manager *m, ManagedVolume *v, bool background, sd_bus_message *request, const char *name,
-                 OperationWorkFn work, OperationDoneFn done, void *data, void (*free_data)(void *)) {
+static int start(Manager *m, ManagedVolume *v, bool background, bool shared, sd_bus_message *request,
+                 const char *name, OperationWorkFn work, OperationDoneFn done, void *data,
+                 void (*free_data)(void *)) {
         Operation *o, **list;
         int r;
 
@@ -103,6 +104,7 @@ static int start(Manager *m, ManagedVolume *v, bool background, sd_bus_message *
                 .manager = m,
                 .volume = v,
                 .background = background,
+                .shared = shared,
                 .request = sd_bus_message_ref(request),
                 .name = name,
                 .work = work,
@@ -148,15 +150,27 @@ static int start(Manager *m, ManagedVolume *v, bool background, sd_bus_message *
 
 int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const char *name, OperationWorkFn work,
                     OperationDoneFn done, void *data, void (*free_data)(void *)) {
-        return start(m, v, /* background= */ false, request, name, work, done, data, free_data);
+        return start(m, v, /* background= */ false, /* shared= */ false, request, name, work, done, data, free_data);
 }
 
 int operation_start_background(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
                                OperationDoneFn done, void *data, void (*free_data)(void *)) {
-        return start(m, NULL, /* background= */ true, request, name, work, done, data, free_data);
+        return start(m, NULL, /* background= */ true, /* shared= */ false, request, name, work, done, data, free_data);
+}
+
+int operation_start_shared(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
+                           OperationDoneFn done, void *data, void (*free_data)(void *)) {
+        return start(m, NULL, /* background= */ false, /* shared= */ true, request, name, work, done, data, free_data);
 }
 
 const Operation *manager_exclusive_operation(Manager *m) {
+        for (size_t i = 0; i < m->n_operations; i++)
+                if (!m->operations[i]->volume && !m->operations[i]->background && !m->operations[i]->shared)
+                        return m->operations[i];
+        return NULL;
+}
+
+const Operation *manager_vmk_operation(Manager *m) {
         for (size_t i = 0; i < m->n_operations; i++)
                 if (!m->operations[i]->volume && !m->operations[i]->background)
                         return m->operations[i];

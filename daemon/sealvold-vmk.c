@@ -181,8 +181,9 @@ int manager_finish_rotation(Manager *m) {
 
         if (!m->vmk || !m->previous_vmk)
                 return 0;
-        /* A manager-wide operation seals meanwhile (a TPM replacement): its end finishes this. */
-        if (manager_exclusive_operation(m))
+        /* A manager-wide operation seals meanwhile (a TPM replacement), or provisions with the VMK:
+         * its end finishes this. */
+        if (manager_vmk_operation(m))
                 return -EBUSY;
         for (size_t i = 0; i < m->n_volumes; i++) {
                 ManagedVolume *v = m->volumes[i];
@@ -341,8 +342,9 @@ void manager_rotate_if_due(Manager *m) {
 
         if (!m->rotation_due || !m->vmk)
                 return;
-        /* A manager-wide operation seals or changes the VMK meanwhile: its end rotates. */
-        if (manager_exclusive_operation(m))
+        /* A manager-wide operation seals or changes the VMK meanwhile, or provisions a disk bound to
+         * it: its end rotates. */
+        if (manager_vmk_operation(m))
                 return;
         r = manager_rotate_vmk(m, &why);
         if (r < 0)

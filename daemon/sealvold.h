@@ -227,6 +227,10 @@ struct Operation {
         /* Neither a volume's nor manager-wide: escrow, which runs beside anything and applies only what
          * is still current when it is done. */
         bool background;
+        /* Manager-wide but not alone: provisioning, which works with a copy of the VMK. Others like it
+         * and every volume's operation run beside it; what changes the VMK, the DRA or the server's
+         * secrets waits for it (Busy), and so does a rotation that falls due. */
+        bool shared;
         sd_bus_message *request; /* the caller's, answered by done */
         const char *name;        /* what the Operation property and a Busy error say: "recover" */
         OperationWorkFn work;
@@ -242,12 +246,17 @@ struct Operation {
 /* The manager-wide operation under way (the VMK, the sealed state or the server's secrets change:
  * it runs alone), or NULL. */
 const Operation *manager_exclusive_operation(Manager *m);
+/* That one, or a shared one (Operation.shared): what must end before the VMK changes. */
+const Operation *manager_vmk_operation(Manager *m);
 /* Starts work on data (owned from here, freed with free_data, also on failure) for v (NULL: none). */
 int operation_start(Manager *m, ManagedVolume *v, sd_bus_message *request, const char *name, OperationWorkFn work,
                     OperationDoneFn done, void *data, void (*free_data)(void *data));
 /* The same for work that belongs to no volume and does not run alone (Operation.background). */
 int operation_start_background(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
                                OperationDoneFn done, void *data, void (*free_data)(void *data));
+/* The same for a shared manager-wide operation (Operation.shared). */
+int operation_start_shared(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
+                           OperationDoneFn done, void *data, void (*free_data)(void *data));
 /* Whether an operation other than a background one is under way. */
 /* At exit: waits for every worker; nothing is applied or answered. */
 void manager_stop_operations(Manager *m);
@@ -275,7 +284,13 @@ int manager_ensure_vmk(Manager *m, bool create);
 void manager_pass_begin(Manager *m);
 void manager_pass_end(Manager *m);
 /* -ECOMM: a required escrow failed, *ret_error says where and why; nothing was provisioned. */
-int manager_provision(Manager *m, const char *device, ManagedVolume **ret, char **ret_error);
+/* How a provisioning's caller is answered: r, the new volume (or the one an interrupted provisioning
+ * left, now registered) when r >= 0, and why a required escrow refused it (r == -ECOMM). */
+typedef void (*ProvisionReply)(Manager *m, sd_bus_message *request, const char *device, int r, ManagedVolume *v,
+                               const char *why);
+/* Provisions device as an operation ("provision": shared, Operation.shared), answered by reply; -EALREADY
+ * if that device is being provisioned already. */
+int manager_provision_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply);
 int manager_unlock(Manager *m, ManagedVolume *v);
 int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed);
 int manager_lock(Manager *m, ManagedVolume *v);

@@ -822,6 +822,57 @@ static void test_bus_answers_during_escrow(void **state) {
         assert_int_equal(token_escrow(image, "hook").state, ESCROW_DONE);
 }
 
+/* Provisioning runs off the loop: while its escrow waits on a hook that does not answer, status
+ * answers and shows it under way, and another volume's call is not held (ordering, no timing). */
+static void test_bus_answers_during_provisioning(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *a = NULL, *key_id = NULL, *password = NULL, *out = NULL, *b = NULL, *uuid = NULL;
+        int status;
+        pid_t pid;
+
+        assert_int_equal(provision(f, "a.img", &a, &key_id, &password), 0);
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
+        uuid = volume_uuid(a);
+        assert_int_equal(daemon_fixture_new_image(f->d, "b.img", &b), 0);
+        flag(f, "hang", true);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *o = NULL;
+                int r = DAEMON_CTL(f->d, 0, NULL, &o, "-q", "provision", b);
+
+                _exit(r < 0 ? 100 : r);
+        }
+        for (unsigned i = 0; i < 1500 && daemon_fixture_operation_running(f->d, "provision") != 1; i++)
+                usleep(20 * 1000);
+        assert_int_equal(daemon_fixture_operation_running(f->d, "provision"), 1);
+
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "Under way: provision"));
+        free(out);
+        out = NULL;
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "--json", "status"), 0);
+        free(out);
+        out = NULL;
+        /* The other volume's password is read back while the new one is being escrowed. */
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "show", uuid), 0);
+        assert_non_null(strstr(out, password));
+        assert_int_equal(daemon_fixture_operation_running(f->d, "provision"), 1);
+        assert_int_equal(waitpid(pid, &status, WNOHANG), 0);
+
+        flag(f, "hang", false);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(token_escrow(b, "hook").state, ESCROW_DONE);
+        uuid = mfree(uuid);
+        uuid = volume_uuid(b);
+        free(out);
+        out = NULL;
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "list"), 0);
+        assert_non_null(strstr(out, uuid));
+}
+
 /* SIGTERM while a pass waits on a hook that hangs: the pass is abandoned, the daemon exits cleanly
  * within the harness's stop bound (10 s, against the hook's 30 s), and nothing it had not finished
  * is recorded as done. */
@@ -1092,6 +1143,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_bus_answers_during_escrow, setup_slow_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_dra_set_during_escrow_pass, setup_dra_later, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_abandons_escrow, setup_slow_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_bus_answers_during_provisioning, setup_slow_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),

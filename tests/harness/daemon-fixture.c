@@ -258,7 +258,7 @@ int daemon_fixture_ctl(DaemonFixture *f, uid_t uid, const char *input, char **re
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-static int escrow_running(void) {
+static int operation_running(const char *name) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         char **ops = NULL;
@@ -272,22 +272,26 @@ static int escrow_running(void) {
         if (r < 0)
                 return r;
         for (char **o = ops; o && *o; o++) {
-                running = running || strcmp(*o, "escrow") == 0;
+                running = running || strcmp(*o, name) == 0;
                 free(*o);
         }
         free(ops);
         return running;
 }
 
-int daemon_fixture_escrow_running(DaemonFixture *f) {
+int daemon_fixture_operation_running(DaemonFixture *f, const char *name) {
         (void) f;
-        return escrow_running();
+        return operation_running(name);
+}
+
+int daemon_fixture_escrow_running(DaemonFixture *f) {
+        return daemon_fixture_operation_running(f, "escrow");
 }
 
 int daemon_fixture_wait_escrow(DaemonFixture *f, unsigned timeout_ms) {
         (void) f;
         for (unsigned waited = 0; waited < timeout_ms; waited += 20) {
-                int r = escrow_running();
+                int r = operation_running("escrow");
 
                 if (r <= 0)
                         return r;

@@ -54,6 +54,9 @@ int daemon_fixture_ctl(DaemonFixture *f, uid_t uid, const char *input, char **re
  * escrow after a change, a DRA certificate or a retry, runs off the loop after the call returned.
  * -ETIMEDOUT, or -errno of the bus. */
 int daemon_fixture_wait_escrow(DaemonFixture *f, unsigned timeout_ms);
+/* Whether the Manager's Operations names name now (a server operation: "provision", "escrow"): 1, 0,
+ * or -errno of the bus. */
+int daemon_fixture_operation_running(DaemonFixture *f, const char *name);
 /* Whether an escrow pass is under way now: 1, 0, or -errno of the bus. */
 int daemon_fixture_escrow_running(DaemonFixture *f);
 
