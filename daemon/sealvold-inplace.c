@@ -451,6 +451,11 @@ int manager_provision_in_place(Manager *m, const char *device, sd_bus_message *r
         int r;
 
         /* The quick refusals answer at once, with nothing changed. */
+        if (manager_provisioning(m, device)) {
+                if (ret_what && asprintf(ret_what, "%s is being provisioned", device) < 0)
+                        *ret_what = NULL;
+                return -EBUSY;
+        }
         r = volume_inplace_check(device, &info, ret_what);
         if (r < 0)
                 return r;

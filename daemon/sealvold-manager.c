@@ -810,11 +810,24 @@ static void provision_done(Operation *o, int result) {
         w->reply(m, o->request, w->device, r, v, why);
 }
 
-static bool provisioning(Manager *m, const char *device) {
+/* Two names of one device (a /dev/disk/by-id link and the node, an image by two paths). */
+static bool same_device(const char *a, const char *b) {
+        struct stat sa, sb;
+
+        if (streq(a, b))
+                return true;
+        if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+                return false;
+        if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+                return sa.st_rdev == sb.st_rdev;
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+bool manager_provisioning(Manager *m, const char *device) {
         for (size_t i = 0; i < m->n_operations; i++) {
                 const Operation *o = m->operations[i];
 
-                if (o->shared && o->work == provision_work && streq(((ProvisionWork *) o->data)->device, device))
+                if (o->shared && o->work == provision_work && same_device(((ProvisionWork *) o->data)->device, device))
                         return true;
         }
         return false;
@@ -826,7 +839,7 @@ int manager_provision_start(Manager *m, sd_bus_message *request, const char *dev
         int r;
 
         /* The same device twice at once: the second is refused, not formatted over the first. */
-        if (provisioning(m, device))
+        if (manager_provisioning(m, device))
                 return -EALREADY;
         r = manager_ensure_vmk(m, /* create= */ true);
         if (r < 0)

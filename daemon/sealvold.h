@@ -291,6 +291,8 @@ typedef void (*ProvisionReply)(Manager *m, sd_bus_message *request, const char *
 /* Provisions device as an operation ("provision": shared, Operation.shared), answered by reply; -EALREADY
  * if that device is being provisioned already. */
 int manager_provision_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply);
+/* Whether device (by any of its names) is being provisioned now. */
+bool manager_provisioning(Manager *m, const char *device);
 int manager_unlock(Manager *m, ManagedVolume *v);
 int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed);
 int manager_lock(Manager *m, ManagedVolume *v);

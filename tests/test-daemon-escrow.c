@@ -854,6 +854,16 @@ static void test_bus_answers_during_provisioning(void **state) {
         assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "--json", "status"), 0);
         free(out);
         out = NULL;
+        /* The same device by another name is not formatted a second time under it. */
+        {
+                _cleanup_free_ char *link = path_join(f->dir, "b-link.img");
+
+                assert_int_equal(symlink(b, link), 0);
+                assert_int_not_equal(DAEMON_CTL(f->d, 0, NULL, &out, "provision", link), 0);
+                assert_non_null(strstr(out, "is being provisioned already"));
+                free(out);
+                out = NULL;
+        }
         /* The other volume's password is read back while the new one is being escrowed. */
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "recovery", "show", uuid), 0);
         assert_non_null(strstr(out, password));
