@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -624,6 +625,32 @@ int volume_vmk_passphrase(Volume *v, const uint8_t vmk[static VMK_SIZE], const G
         return vmk_derive_keyslot_passphrase(vmk, v->token.volume_uuid, ret_passphrase);
 }
 
+/* The keyslot's KDF and key check run in the caller's thread, beside other volumes' (volume_open_many());
+ * only the device-mapper step is taken one at a time: libdevmapper's process-wide state (its control
+ * descriptor, udev cookies) is not made for threads. */
+static pthread_mutex_t activate_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int activate_serialised(Volume *v, int slot, const void *pass, size_t size, const char *name, uint32_t flags) {
+        _cleanup_secure_ char *key = NULL;
+        size_t key_size;
+        int r, keyslot;
+
+        r = crypt_get_volume_key_size(v->cd);
+        if (r <= 0)
+                return -EINVAL;
+        key_size = (size_t) r;
+        key = secure_alloc(key_size);
+        if (!key)
+                return -ENOMEM;
+        keyslot = crypt_volume_key_get(v->cd, slot, key, &key_size, pass, size);
+        if (keyslot < 0)
+                return keyslot;
+        (void) pthread_mutex_lock(&activate_lock);
+        r = crypt_activate_by_volume_key(v->cd, name, key, key_size, flags);
+        (void) pthread_mutex_unlock(&activate_lock);
+        return r < 0 ? r : keyslot;
+}
+
 int volume_open_vmk(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, const char *name,
                     uint32_t flags) {
         _cleanup_secure_ uint8_t *pass = NULL;
@@ -632,8 +659,11 @@ int volume_open_vmk(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *v
         r = volume_vmk_passphrase(v, vmk, vmk_id, &pass);
         if (r < 0)
                 return r;
-        return crypt_activate_by_passphrase(v->cd, name, v->token.protectors[PROTECTOR_TPM].keyslot, (char *) pass,
-                                            VMK_KEYSLOT_PASSPHRASE_SIZE, flags);
+        if (!name)
+                return crypt_activate_by_passphrase(v->cd, NULL, v->token.protectors[PROTECTOR_TPM].keyslot,
+                                                    (char *) pass, VMK_KEYSLOT_PASSPHRASE_SIZE, flags);
+        return activate_serialised(v, v->token.protectors[PROTECTOR_TPM].keyslot, pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
+                                   name, flags);
 }
 
 int volume_open_recovery(Volume *v, const char *password, const char *name, uint32_t flags,

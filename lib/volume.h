@@ -227,6 +227,25 @@ int volume_vmk_passphrase(Volume *v, const uint8_t vmk[static VMK_SIZE], const G
  * keyslot refused the key; -EBADE: its KDF is not one sealvol writes (refused before it runs). */
 int volume_open_vmk(Volume *v, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id, const char *name,
                     uint32_t flags);
+/* One volume of volume_open_many(): where it is and what to call it; what its load and opening gave. */
+typedef struct VolumeOpenItem {
+        const char *device;
+        const char *uuid; /* the volume expected there (-EXDEV for another), or NULL */
+        const char *name; /* to map it as, or NULL: the key is only verified */
+        Volume *vol;      /* as loaded (NULL: the load failed), the caller's to free */
+        int result;       /* of volume_load(), or -EXDEV, or -EBUSY (an in-place encryption is unfinished), or
+                           * the key's, or of volume_open_vmk() (the keyslot that opened) */
+} VolumeOpenItem;
+
+/* The VMK a token names, or why there is none (-EREMOTE: another server's). Called from any of the
+ * workers at once: it must be thread-safe (the daemon unseals there, once, under its own lock). */
+typedef int (*VolumeKeyFn)(const Guid *vmk_id, const uint8_t **ret_vmk, void *userdata);
+
+/* Loads and opens items with volume_open_vmk() on up to workers threads (the calling one included),
+ * each volume independent of the others: the header read, the token's checks and the keyslot's KDF run
+ * in parallel, the device-mapper step one at a time. The results are in the items. */
+void volume_open_many(VolumeOpenItem *items, size_t n, unsigned workers, VolumeKeyFn key, void *userdata);
+
 /* A malformed password fails before any KDF runs: -EINVAL / -EDOM / -ERANGE with *ret_bad_block
  * (1-8, or 0 when no single block is at fault). */
 int volume_open_recovery(Volume *v, const char *password, const char *name, uint32_t flags,
