@@ -10,6 +10,7 @@
  */
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -129,25 +130,58 @@ static void print_count(const char *what, const TpmCount *count) {
                       tpm_count_format(count, histogram, sizeof(histogram)));
 }
 
-/* The boot's path, as sealvold will take it: a fresh TPM connection, one unseal, then every volume
- * checked with its derived passphrase (NULL name: verify the key only, no device-mapper here). */
-static void unlock_counted(Fixture *f, unsigned n, TpmCount *ret) {
-        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-        _cleanup_secure_ uint8_t *vmk = NULL;
+/* The VMK as sealvold's unlock pass gets it: unsealed by the first worker that needs it, once, while
+ * the others wait (daemon/sealvold-unlock.c). */
+typedef struct LazyVmk {
+        pthread_mutex_t lock;
+        Tpm2Context *c;
+        const char *path;
+        bool tried;
+        int result;
+        uint8_t *vmk;
         VmkBlob blob;
+} LazyVmk;
 
-        assert_int_equal(tpm_count_context_new(f->tpm->tcti, f->capture, &c), 0);
-        assert_null(getenv(TPM_COUNT_ENV));
-        assert_int_equal(vmk_unseal_from_file(c, f->vmk_path, &vmk, &blob, NULL), 0);
-        for (unsigned i = 0; i < n; i++) {
-                _cleanup_(volume_freep) Volume *v = NULL;
+static int lazy_key(const Guid *id, const uint8_t **ret, void *userdata) {
+        LazyVmk *k = userdata;
+        int r;
 
-                assert_int_equal(volume_load(f->images[i], &v), 0);
-                assert_int_equal(volume_open_vmk(v, vmk, &blob.vmk_id, /* name= */ NULL, /* flags= */ 0),
-                                 v->token.protectors[PROTECTOR_TPM].keyslot);
+        (void) pthread_mutex_lock(&k->lock);
+        if (!k->tried) {
+                k->tried = true;
+                k->result = vmk_unseal_from_file(k->c, k->path, &k->vmk, &k->blob, NULL);
         }
+        r = k->result;
+        (void) pthread_mutex_unlock(&k->lock);
+        if (r < 0)
+                return r;
+        if (!guid_equal(id, &k->blob.vmk_id))
+                return -EREMOTE;
+        *ret = k->vmk;
+        return 0;
+}
+
+/* The boot's path, as sealvold takes it: a fresh TPM connection, then every volume loaded and checked
+ * with its derived passphrase on several workers at once (more than this machine's cores, so that
+ * they do meet), the first of them unsealing (NULL name: verify the key only, no device-mapper here). */
+static void unlock_counted(Fixture *f, unsigned n, TpmCount *ret) {
+        LazyVmk k = { .lock = PTHREAD_MUTEX_INITIALIZER, .path = f->vmk_path };
+        VolumeOpenItem items[VOLUMES_MAX] = {};
+
+        assert_int_equal(tpm_count_context_new(f->tpm->tcti, f->capture, &k.c), 0);
+        assert_null(getenv(TPM_COUNT_ENV));
+        for (unsigned i = 0; i < n; i++)
+                items[i].device = f->images[i];
+        volume_open_many(items, n, /* workers= */ 4, lazy_key, &k);
+        for (unsigned i = 0; i < n; i++) {
+                assert_non_null(items[i].vol);
+                assert_int_equal(items[i].result, items[i].vol->token.protectors[PROTECTOR_TPM].keyslot);
+                items[i].vol = volume_free(items[i].vol);
+        }
+        assert_int_equal(k.result, 0);
+        k.vmk = secure_free(k.vmk);
         /* Closing the connection is part of the path: whatever ESAPI flushes then is counted too. */
-        c = tpm2_context_free(c);
+        k.c = tpm2_context_free(k.c);
         assert_int_equal(tpm_count_read(f->capture, ret), 0);
 }
 
