@@ -339,6 +339,16 @@ static int verb_status(sd_bus *bus, bool summary) {
                                 printf("VMK rotation: %s\n", rotation);
                 }
                 {
+                        /* A start still under way: the boot's unlock pass, or the wait for disks. */
+                        _cleanup_free_ char *boot = NULL;
+
+                        if (sd_bus_get_property_string(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "BootState", NULL,
+                                                       &boot) >= 0 && streq(boot, "unlocking"))
+                                printf("Boot: unlocking the volumes\n");
+                        else if (boot && streq(boot, "waiting"))
+                                printf("Boot: waiting for disks that have not appeared\n");
+                }
+                {
                         /* What runs off the loop now: the server's changes, escrow, volumes' work. */
                         char **ops = NULL;
 

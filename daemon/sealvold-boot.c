@@ -39,10 +39,6 @@ static int server_vmk_id(Manager *m, Guid *ret) {
         return 0;
 }
 
-static bool volume_is_open(const ManagedVolume *v) {
-        return v->state == VOLUME_UNLOCKED || v->state == VOLUME_VERIFIED;
-}
-
 /* dm-crypt mappings (ours and everybody's) show the plaintext: nothing to find there. Other
  * device-mapper devices (LVM, multipath) may well hold a volume. */
 static bool is_crypt_mapping(sd_device *d) {
@@ -414,6 +410,16 @@ void manager_escrow_after_boot(Manager *m) {
                 log_warning_errno(r, "Failed to schedule the escrow retry, ignoring: %m");
 }
 
+const char *manager_boot_state(Manager *m) {
+        return m->boot_ready ? "ready" : m->boot_unlocked ? "waiting" : "unlocking";
+}
+
+static void boot_state_changed(Manager *m) {
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "BootState", NULL);
+}
+
 static void boot_ready(Manager *m) {
         unsigned open = count_state(m, VOLUME_UNLOCKED) + count_state(m, VOLUME_VERIFIED);
         unsigned recovery = count_state(m, VOLUME_RECOVERY_REQUIRED);
@@ -422,6 +428,7 @@ static void boot_ready(Manager *m) {
         if (m->boot_ready)
                 return;
         m->boot_ready = true;
+        boot_state_changed(m);
         /* What the status properties show of the TPM, asked once now that the volumes are open (or
          * given up on): two commands, before READY=1, and none when the boot's unseal asked already,
          * which a disk that udev announces late makes happen during the wait. So every start costs
@@ -451,9 +458,34 @@ static int on_boot_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 static void unlock_one(Manager *m, ManagedVolume *v) {
         if (volume_is_open(v) || v->state == VOLUME_UNAVAILABLE)
                 return;
-        /* The VMK is unsealed once (manager_ensure_vmk() keeps it); each volume then costs no TPM
-         * command. A failure is logged and signalled by manager_unlock(). */
-        (void) manager_unlock(m, v);
+        /* The one unlock path: the pass unseals only if the daemon lacks the VMK. A failure is logged
+         * and signalled there. */
+        (void) manager_unlock_start(m, UNLOCK_ONE, v, NULL, NULL, NULL, NULL);
+}
+
+void manager_boot_check_ready(Manager *m) {
+        if (m->boot_ready || !m->boot_unlocked || manager_unlock_pending(m))
+                return;
+        if (m->boot_timer && count_state(m, VOLUME_UNAVAILABLE) > 0)
+                return; /* waiting for disks; on_boot_timeout() ends the wait */
+        boot_ready(m);
+}
+
+/* The boot's own pass is done: wait (bounded) for the disks that are not there yet. */
+static void boot_unlocked(Manager *m, UnlockWaiter *w) {
+        int r;
+
+        (void) w;
+        m->boot_unlocked = true;
+        boot_state_changed(m);
+        if (count_state(m, VOLUME_UNAVAILABLE) == 0 || m->config.boot_device_timeout_sec == 0 || !m->device_monitor)
+                return;
+        log_info("Waiting up to %us for the disks of %u volumes.", m->config.boot_device_timeout_sec,
+                 count_state(m, VOLUME_UNAVAILABLE));
+        r = sd_event_add_time_relative(m->event, &m->boot_timer, CLOCK_MONOTONIC,
+                                       (uint64_t) m->config.boot_device_timeout_sec * 1000000u, 0, on_boot_timeout, m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to arm the boot timer, not waiting for missing disks: %m");
 }
 
 static int on_device(sd_device_monitor *monitor, sd_device *d, void *userdata) {
@@ -486,12 +518,12 @@ static int on_device(sd_device_monitor *monitor, sd_device *d, void *userdata) {
                 (void) manager_refresh_volume(v, NULL);
         if (m->boot_ready)
                 log_info("Volume %s appeared on %s.", v->uuid, devname);
-        unlock_one(m, v);
-        /* A disk that was absent during a VMK rotation is re-bound now that it is back. */
-        if (m->previous_vmk && v->state != VOLUME_UNAVAILABLE)
+        /* Opened by a pass, which also re-binds it if it was absent during a VMK rotation. */
+        if (!volume_is_open(v) && v->state != VOLUME_UNAVAILABLE)
+                unlock_one(m, v);
+        else if (m->previous_vmk && v->state != VOLUME_UNAVAILABLE)
                 (void) manager_finish_rotation(m);
-        if (!m->boot_ready && count_state(m, VOLUME_UNAVAILABLE) == 0)
-                boot_ready(m);
+        manager_boot_check_ready(m);
         return 0;
 }
 
@@ -530,34 +562,15 @@ int manager_boot(Manager *m, bool unlock) {
                 return 0;
         }
 
-        /* One pass: the TPM is asked once, whether it opens the VMK or refuses it. */
-        manager_pass_begin(m);
-        for (size_t i = 0; i < m->n_volumes; i++)
-                unlock_one(m, m->volumes[i]);
-        /* The TPM opened the VMK: passwords a person used before a reseal that did not happen (a
-         * reboot in between) are replaced now. */
-        manager_rotate_used_passwords(m);
-        /* Likewise a DRA change a crash interrupted: the certificate in force holds for everything. */
-        manager_finish_dra(m);
-        /* A VMK rotation a crash interrupted goes on; one that is due (a server-scoped secret was used,
-         * or version 1 tokens were upgraded) happens now. */
-        (void) manager_finish_rotation(m);
-        manager_rotate_if_due(m);
-        /* Unfinished in-place encryptions go on (they need the VMK the unlock unsealed). */
-        manager_resume_in_place(m);
-        manager_pass_end(m);
-
-        if (count_state(m, VOLUME_UNAVAILABLE) == 0 || m->config.boot_device_timeout_sec == 0 || !m->device_monitor) {
-                boot_ready(m);
-                return 0;
-        }
-        log_info("Waiting up to %us for the disks of %u volumes.", m->config.boot_device_timeout_sec,
-                 count_state(m, VOLUME_UNAVAILABLE));
-        r = sd_event_add_time_relative(m->event, &m->boot_timer, CLOCK_MONOTONIC,
-                                       (uint64_t) m->config.boot_device_timeout_sec * 1000000u, 0, on_boot_timeout, m);
+        /* One pass: the TPM is asked once, whether it opens the VMK or refuses it; the bus answers
+         * meanwhile. What follows it (used passwords replaced, a DRA change or a VMK rotation a crash
+         * interrupted, unfinished in-place encryptions) runs at its end, then READY=1 once no disk
+         * the boot waits for is missing (manager_boot_check_ready()). */
+        r = manager_unlock_start(m, UNLOCK_BOOT, NULL, NULL, boot_unlocked, NULL, NULL);
         if (r < 0) {
+                m->boot_unlocked = true;
                 boot_ready(m);
-                return log_warning_errno(r, "Failed to arm the boot timer, not waiting for missing disks: %m");
+                return log_error_errno(r, "Failed to start unlocking the volumes: %m");
         }
         return 0;
 }

@@ -276,6 +276,8 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
         }
         if (streq(property, "VolumeCount"))
                 return sd_bus_message_append(reply, "u", (uint32_t) m->n_volumes);
+        if (streq(property, "BootState"))
+                return sd_bus_message_append(reply, "s", manager_boot_state(m));
         if (streq(property, "RecoveryRequiredCount")) {
                 uint32_t n = 0;
                 for (size_t i = 0; i < m->n_volumes; i++)
@@ -451,9 +453,16 @@ static int method_provision_in_place(sd_bus_message *message, void *userdata, sd
         return 1;
 }
 
+/* The answer of the calls that open every volume: how many are open now, how many are not. */
+static void reply_unlock_counts(Manager *m, UnlockWaiter *w) {
+        unsigned opened, failed;
+
+        manager_unlock_counts(m, &opened, &failed);
+        (void) sd_bus_reply_method_return(w->request, "uu", opened, failed);
+}
+
 static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        unsigned opened = 0, failed = 0;
         uint64_t flags;
         int r;
 
@@ -467,8 +476,9 @@ static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_err
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        (void) manager_unlock_all(m, &opened, &failed);
-        return sd_bus_reply_method_return(message, "uu", opened, failed);
+        /* Answered by the pass that opens them. */
+        r = manager_unlock_start(m, UNLOCK_ALL, NULL, message, reply_unlock_counts, NULL, NULL);
+        return r < 0 ? r : 1;
 }
 
 static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -766,18 +776,17 @@ static void server_unlock_done(Operation *o, int r) {
         ServerUnlockData *d = o->data;
         Manager *m = o->manager;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        unsigned opened = 0, failed = 0;
 
         if (r >= 0)
-                r = manager_unlock_server_vmk(m, TAKE_PTR(d->server.vmk), &d->server.vmk_id, &opened, &failed);
+                r = manager_unlock_server_vmk(m, TAKE_PTR(d->server.vmk), &d->server.vmk_id);
         audit_record(o->request, "unlock-server-recovery-password", NULL, r, NULL);
+        if (r >= 0)
+                r = manager_unlock_start(m, UNLOCK_ALL, NULL, o->request, reply_unlock_counts, NULL, NULL);
         if (r < 0) {
                 (void) server_password_error(m, &error, r, d->bad_block, "Failed to recover the server");
                 (void) sd_bus_reply_method_error(o->request, &error);
                 sd_bus_error_free(&error);
-                return;
         }
-        (void) sd_bus_reply_method_return(o->request, "uu", opened, failed);
 }
 
 static int method_unlock_server_password(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -832,14 +841,22 @@ static void replace_data_free(void *p) {
         free(d);
 }
 
+static void replace_reply(Manager *m, sd_bus_message *request, const char *record) {
+        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",
+                                              NULL);
+        (void) sd_bus_reply_method_return(request, "s", strempty(record));
+}
+
+static void replace_reply_record(Manager *m, UnlockWaiter *w) {
+        replace_reply(m, w->request, w->data);
+}
+
 static void replace_answer(Manager *m, sd_bus_message *request, ReplaceData *d, int r, const char *record) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
 
         audit_record(request, "replace-tpm", NULL, r, d->credential);
         if (r >= 0) {
-                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
-                                                      "ChangedPCRs", NULL);
-                (void) sd_bus_reply_method_return(request, "s", strempty(record));
+                replace_reply(m, request, record);
                 return;
         }
         if (r == -EKEYREVOKED)
@@ -868,15 +885,20 @@ static void replace_sealed_done(Operation *o, int r) {
         ReplaceData *d = o->data;
         Manager *m = o->manager;
         _cleanup_free_ char *record = NULL;
-        unsigned opened = 0, failed = 0;
 
         if (r >= 0)
                 r = manager_tpm_replaced(m, d->tpm, d->credential, &record);
-        if (r >= 0) {
-                (void) manager_unlock_all(m, &opened, &failed);
-                manager_rotate_if_due(m);
+        if (r < 0) {
+                replace_answer(m, o->request, d, r, NULL);
+                return;
         }
-        replace_answer(m, o->request, d, r, record);
+        audit_record(o->request, "replace-tpm", NULL, r, d->credential);
+        /* Answered once every volume is open; the pass's end rotates the VMK. */
+        r = manager_unlock_start(m, UNLOCK_ALL, NULL, o->request, replace_reply_record, record, free);
+        if (r >= 0)
+                TAKE_PTR(record);
+        else
+                replace_reply(m, o->request, record);
 }
 
 /* The VMK is the daemon's and the secret's use noted: seal it, as an operation (consumes d). */
@@ -1017,6 +1039,11 @@ static int method_get_server_password(sd_bus_message *message, void *userdata, s
 
 /* ---- Volume methods ---------------------------------------------------------------------------- */
 
+static void reply_volume_state(Manager *m, UnlockWaiter *w) {
+        (void) m;
+        (void) sd_bus_reply_method_return(w->request, "s", volume_state_to_string(w->only->state));
+}
+
 static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
         EVP_PKEY *key = NULL;
@@ -1045,9 +1072,25 @@ static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_
                 return sd_bus_error_setf(error, BUS_ERROR_WRONG_KEY, "Volume %s is not wrapped to this DRA key.", v->uuid);
         if (r < 0)
                 return volume_error(error, r, v, "Failed to unlock with the DRA key");
+        /* The server's VMK came with it: answered once every volume is open. */
+        if (r > 0 && manager_unlock_start(v->manager, UNLOCK_ALL, v, message, reply_volume_state, NULL, NULL) >= 0)
+                return 1;
         return sd_bus_reply_method_return(message, "s", volume_state_to_string(v->state));
 }
 
+
+static void reply_volume_unlocked(Manager *m, UnlockWaiter *w) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        ManagedVolume *v = w->only;
+
+        (void) m;
+        if (v->unlock_result < 0) {
+                (void) volume_error(&error, v->unlock_result, v, "Failed to unlock");
+                (void) sd_bus_reply_method_error(w->request, &error);
+                return;
+        }
+        (void) sd_bus_reply_method_return(w->request, "s", volume_state_to_string(v->state));
+}
 
 static int method_volume_unlock(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
@@ -1063,10 +1106,11 @@ static int method_volume_unlock(sd_bus_message *message, void *userdata, sd_bus_
         r = polkit_check_alone(v->manager, message, "org.sealvol1.unlock", false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        r = manager_unlock(v->manager, v);
-        if (r < 0)
-                return volume_error(error, r, v, "Failed to unlock");
-        return sd_bus_reply_method_return(message, "s", volume_state_to_string(v->state));
+        /* Another operation on it (an unlock pass under way serves this call too). */
+        if (v->job || (v->operation && v->operation != v->manager->unlock_operation))
+                return volume_error(error, -EBUSY, v, "Failed to unlock");
+        r = manager_unlock_start(v->manager, UNLOCK_ONE, v, message, reply_volume_unlocked, NULL, NULL);
+        return r < 0 ? r : 1;
 }
 
 static int method_volume_lock(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -1151,35 +1195,74 @@ static int recover_error(ManagedVolume *v, int r, unsigned block, sd_bus_error *
         return volume_error(error, r, v, "Failed to recover");
 }
 
-/* On the loop: the result applied (the server recovery password tried, the used password replaced),
- * audited, answered. */
+static void reply_recovered_by_server(Manager *m, UnlockWaiter *w) {
+        (void) m;
+        (void) sd_bus_reply_method_return(w->request, "ss", volume_state_to_string(w->only->state), "");
+}
+
+static int rotate_recovery_work(void *p);
+static void rotate_recovery_free(void *p);
+
+/* The used password's replacement after a recovery, done: the recovery's caller is answered with the
+ * volume's state and the new Key ID (empty when the replacement failed: it is logged, and the volume
+ * is open either way; a required escrow target that fails leaves the used password in place,
+ * escrowed). */
+static void recovered_rotation_done(Operation *o, int r) {
+        ManagedVolume *v = o->volume;
+        char id[GUID_STRING_MAX];
+        Guid new_id = {};
+
+        r = manager_rotate_recovery_finish(o->manager, v, o->data, r, &new_id, NULL);
+        (void) sd_bus_reply_method_return(o->request, "ss", volume_state_to_string(v->state),
+                                          r >= 0 && !guid_is_null(&new_id) ? guid_format(&new_id, id) : "");
+}
+
+static int recovered_rotation_start(ManagedVolume *v, sd_bus_message *request) {
+        RecoveryRotation *d = NULL;
+        int r;
+
+        r = manager_rotate_recovery_begin(v->manager, v, &d);
+        if (r >= 0)
+                r = operation_start(v->manager, v, request, "rotate-recovery", rotate_recovery_work,
+                                    recovered_rotation_done, d, rotate_recovery_free);
+        if (r < 0)
+                log_error_errno(r, "Failed to replace the used recovery password of %s: %m", v->uuid);
+        return r;
+}
+
+/* On the loop: the result applied (the server recovery password tried, the used password's
+ * replacement started), audited, answered (by what it started, if anything). */
 static void recover_done(Operation *o, int r) {
         RecoverData *d = o->data;
         ManagedVolume *v = o->volume;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        char id[GUID_STRING_MAX];
-        Guid new_id = {};
 
         if (d->server_result <= 0) {
-                unsigned opened = 0, failed = 0;
-
                 r = d->server_result;
                 if (r >= 0)
-                        r = manager_unlock_server_vmk(v->manager, TAKE_PTR(d->server.vmk), &d->server.vmk_id, &opened,
-                                                      &failed);
+                        r = manager_unlock_server_vmk(v->manager, TAKE_PTR(d->server.vmk), &d->server.vmk_id);
                 if (r < 0 && r != -EPERM)
                         log_error_errno(r, "Failed to recover with the server recovery password: %m");
-        } else if (!IN_SET(r, -EINVAL, -EDOM, -ERANGE))
-                r = manager_recover_finish(v->manager, v, d->vol, r, &new_id);
-        audit_record(o->request, "unlock-recovery-password", v, r, NULL);
+                audit_record(o->request, "unlock-recovery-password", v, r, NULL);
+                /* Answered with this volume's state once the pass that opens every volume is done. */
+                if (r >= 0 && manager_unlock_start(v->manager, UNLOCK_ALL, v, o->request, reply_recovered_by_server,
+                                                   NULL, NULL) >= 0)
+                        return;
+        } else {
+                if (!IN_SET(r, -EINVAL, -EDOM, -ERANGE))
+                        r = manager_recover_finish(v->manager, v, d->vol, r);
+                audit_record(o->request, "unlock-recovery-password", v, r, NULL);
+                /* Opened, and the daemon holds the VMK: the used password is replaced before the answer. */
+                if (r > 0 && recovered_rotation_start(v, o->request) >= 0)
+                        return;
+        }
         if (r < 0 && r != -ENOPKG) {
                 (void) recover_error(v, r, d->bad_block, &error);
                 (void) sd_bus_reply_method_error(o->request, &error);
                 sd_bus_error_free(&error);
                 return;
         }
-        (void) sd_bus_reply_method_return(o->request, "ss", volume_state_to_string(v->state),
-                                          guid_is_null(&new_id) ? "" : guid_format(&new_id, id));
+        (void) sd_bus_reply_method_return(o->request, "ss", volume_state_to_string(v->state), "");
 }
 
 static int method_volume_unlock_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -1589,6 +1672,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("EscrowEncrypted", "b", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("EscrowEncryption", "a(sbs)", property_get_escrow_encryption, 0, 0),
         SD_BUS_PROPERTY("VMKEscrow", "a(ssbtss)", property_get_vmk_escrow, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("BootState", "s", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("VolumeCount", "u", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("RecoveryRequiredCount", "u", property_get_manager, 0, 0),
         SD_BUS_PROPERTY("RefusedDevices", "a(sss)", property_get_manager, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

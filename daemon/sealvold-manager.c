@@ -65,6 +65,7 @@ Manager *manager_free(Manager *m) {
                 log_warning_errno(errno, "Failed to abandon the escrow under way (it finishes first): %m");
         manager_stop_jobs(m);
         manager_stop_operations(m);
+        manager_unlock_waiters_free(m);
         manager_escrow_queue_free(m);
         sd_event_source_unref(m->escrow_timer);
         sd_event_source_unref(m->boot_timer);
@@ -100,7 +101,7 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
-static void volume_set_state(ManagedVolume *v, VolumeState state, const char *reason) {
+void volume_set_state(ManagedVolume *v, VolumeState state, const char *reason) {
         char *copy = reason ? strdup(reason) : NULL;
 
         v->state = state;
@@ -127,6 +128,13 @@ int manager_refresh_volume(ManagedVolume *v, Volume **ret) {
                 volume_set_state(v, VOLUME_UNAVAILABLE, "the device now holds another volume");
                 return -EXDEV;
         }
+        managed_volume_update(v, vol);
+        if (ret)
+                *ret = TAKE_PTR(vol);
+        return 0;
+}
+
+void managed_volume_update(ManagedVolume *v, const Volume *vol) {
         v->vmk_id = vol->token.vmk_id;
         for (size_t i = 0; i < _PROTECTOR_TYPE_MAX; i++) {
                 v->has[i] = vol->token.has[i];
@@ -137,9 +145,6 @@ int manager_refresh_volume(ManagedVolume *v, Volume **ret) {
         memcpy(v->escrow, vol->token.protectors[PROTECTOR_RECOVERY].escrow, sizeof(v->escrow));
         if (v->state == VOLUME_UNAVAILABLE)
                 volume_set_state(v, VOLUME_LOCKED, NULL);
-        if (ret)
-                *ret = TAKE_PTR(vol);
-        return 0;
 }
 
 int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret) {
@@ -424,71 +429,134 @@ static int tpm_open(Manager *m, Tpm2Context **ret) {
         return tpm2_context_new(tpm2_tcti_select(m->config.tcti), ret);
 }
 
-static int vmk_load(Manager *m, bool create) {
+void vmk_unseal_done(VmkUnseal *u) {
+        free(u->tcti);
+        free(u->path);
+        u->vmk = secure_free(u->vmk);
+        u->previous = secure_free(u->previous);
+}
+
+int vmk_unseal_init(Manager *m, VmkUnseal *ret) {
+        *ret = (VmkUnseal) {
+                .tcti = strdup(tpm2_tcti_select(m->config.tcti)),
+                .path = strdup(m->vmk_path),
+                .tpm = m->tpm,
+                .result = 1,
+        };
+        if (!ret->tcti || !ret->path) {
+                vmk_unseal_done(ret);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int vmk_unseal_run(VmkUnseal *u) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-        _cleanup_secure_ uint8_t *vmk = NULL, *previous = NULL;
+
+        u->result = tpm2_context_new(u->tcti, &c);
+        if (u->result < 0) {
+                u->open_failed = true;
+                return u->result;
+        }
+        u->result = vmk_unseal_from_file_full(c, u->path, &u->vmk, &u->previous, &u->blob, &u->changed);
+        /* The TPM's state is asked on this connection, not another. */
+        if (u->result >= 0)
+                tpm_status_read(c, &u->tpm);
+        return u->result;
+}
+
+int manager_vmk_unsealed(Manager *m, VmkUnseal *u) {
+        int r = u->result;
+
+        if (u->open_failed)
+                return log_error_errno(r, "Failed to open the TPM (%s): %m", u->tcti);
+        if (r == -ESTALE) {
+                char pcrs[128];
+
+                m->last_pcr_mismatch = u->changed;
+                return log_error_errno(r, "The TPM refuses the VMK: PCR %s changed since it was sealed.",
+                                       tpm2_pcr_mask_to_string(u->changed, pcrs, sizeof(pcrs)));
+        }
+        if (r == -ENOENT)
+                return log_error_errno(ENOPKG, "No VMK on this server yet (%s).", u->path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to unseal the VMK from %s: %m", u->path);
+        /* A sealed state from before key check values: it gets the one of the key the TPM gave, from
+         * now on the measure of any VMK a recovery brings. A server of version 1 kept its VMK under
+         * every disk's recovery password (in any copy of those headers): it is rotated, noted before
+         * the upgrade so that a crash in between cannot forget it. */
+        if (u->blob.version < VMK_BLOB_VERSION) {
+                if (!m->rotation_due)
+                        manager_note_server_secret_used(m, "A server of version 1 (its VMK was kept under each "
+                                                           "disk's recovery password)");
+                r = vmk_blob_write(&u->blob, m->vmk_path);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to upgrade %s to version %u, ignoring: %m", m->vmk_path,
+                                          VMK_BLOB_VERSION);
+                else
+                        log_info("Sealed state %s upgraded to version %u.", m->vmk_path, VMK_BLOB_VERSION);
+        }
+        secure_free(m->vmk);
+        m->vmk = TAKE_PTR(u->vmk);
+        m->vmk_id = u->blob.vmk_id;
+        secure_free(m->previous_vmk);
+        m->previous_vmk = TAKE_PTR(u->previous);
+        m->previous_vmk_id = u->blob.has_previous ? u->blob.previous_id : (Guid) {};
+        m->blob = u->blob;
+        m->have_blob = true;
+        m->last_pcr_mismatch = 0;
+        /* What the bus shows follows. */
+        manager_sealed_refresh(m, &u->blob);
+        manager_tpm_apply(m, &u->tpm);
+        /* The server-scoped way back in exists from the VMK's first day. */
+        (void) manager_ensure_server_recovery(m);
+        return 0;
+}
+
+static int vmk_create(Manager *m) {
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        _cleanup_secure_ uint8_t *vmk = NULL;
         VmkBlob blob;
         int r;
 
         r = tpm_open(m, &c);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the TPM (%s): %m", tpm2_tcti_select(m->config.tcti));
-
-        if (access(m->vmk_path, F_OK) < 0 && errno == ENOENT && create) {
-                r = vmk_generate(&vmk);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to generate the VMK: %m");
-                r = vmk_seal_to_file(c, vmk, NULL, m->config.pcr_bank, m->config.pcr_mask, m->vmk_path, &blob);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to seal the new VMK to the TPM: %m");
-                log_info("Created the server's VMK %s.", guid_format(&blob.vmk_id, (char[GUID_STRING_MAX]) {}));
-                tpm_identity_note_first(m, c, &blob);
-        } else {
-                uint32_t changed = 0;
-
-                r = vmk_unseal_from_file_full(c, m->vmk_path, &vmk, &previous, &blob, &changed);
-                if (r == -ESTALE) {
-                        char pcrs[128];
-
-                        m->last_pcr_mismatch = changed;
-                        return log_error_errno(r, "The TPM refuses the VMK: PCR %s changed since it was sealed.",
-                                               tpm2_pcr_mask_to_string(changed, pcrs, sizeof(pcrs)));
-                }
-                if (r == -ENOENT)
-                        return log_error_errno(ENOPKG, "No VMK on this server yet (%s).", m->vmk_path);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to unseal the VMK from %s: %m", m->vmk_path);
-                /* A sealed state from before key check values: it gets the one of the key the TPM gave,
-                 * from now on the measure of any VMK a recovery brings. A server of version 1 kept its
-                 * VMK under every disk's recovery password (in any copy of those headers): it is
-                 * rotated, noted before the upgrade so that a crash in between cannot forget it. */
-                if (blob.version < VMK_BLOB_VERSION) {
-                        if (!m->rotation_due)
-                                manager_note_server_secret_used(m, "A server of version 1 (its VMK was kept under "
-                                                                   "each disk's recovery password)");
-                        r = vmk_blob_write(&blob, m->vmk_path);
-                        if (r < 0)
-                                log_warning_errno(r, "Failed to upgrade %s to version %u, ignoring: %m", m->vmk_path,
-                                                  VMK_BLOB_VERSION);
-                        else
-                                log_info("Sealed state %s upgraded to version %u.", m->vmk_path, VMK_BLOB_VERSION);
-                }
-        }
+        r = vmk_generate(&vmk);
+        if (r < 0)
+                return log_error_errno(r, "Failed to generate the VMK: %m");
+        r = vmk_seal_to_file(c, vmk, NULL, m->config.pcr_bank, m->config.pcr_mask, m->vmk_path, &blob);
+        if (r < 0)
+                return log_error_errno(r, "Failed to seal the new VMK to the TPM: %m");
+        log_info("Created the server's VMK %s.", guid_format(&blob.vmk_id, (char[GUID_STRING_MAX]) {}));
+        tpm_identity_note_first(m, c, &blob);
 
         m->vmk = TAKE_PTR(vmk);
         m->vmk_id = blob.vmk_id;
-        secure_free(m->previous_vmk);
-        m->previous_vmk = TAKE_PTR(previous);
-        m->previous_vmk_id = blob.has_previous ? blob.previous_id : (Guid) {};
+        m->previous_vmk = secure_free(m->previous_vmk);
+        m->previous_vmk_id = (Guid) {};
         m->blob = blob;
         m->have_blob = true;
         m->last_pcr_mismatch = 0;
-        /* What the bus shows follows, and the TPM's state is asked on this connection, not another. */
         manager_sealed_refresh(m, &blob);
         manager_tpm_refresh(m, c);
-        /* The server-scoped way back in exists from the VMK's first day. */
         (void) manager_ensure_server_recovery(m);
         return 0;
+}
+
+static int vmk_load(Manager *m, bool create) {
+        VmkUnseal u;
+        int r;
+
+        if (create && access(m->vmk_path, F_OK) < 0 && errno == ENOENT)
+                return vmk_create(m);
+        r = vmk_unseal_init(m, &u);
+        if (r < 0)
+                return log_oom();
+        (void) vmk_unseal_run(&u);
+        r = manager_vmk_unsealed(m, &u);
+        vmk_unseal_done(&u);
+        return r;
 }
 
 /* The key check value of the VMK id names, from the sealed state (version 2), else from the server's
@@ -877,7 +945,7 @@ int manager_provision_start(Manager *m, sd_bus_message *request, const char *dev
                 memcpy(w->server_wrap, m->server_recovery.wrapped_vmk, sizeof(w->server_wrap));
         }
         return operation_start_shared(m, request, "provision", provision_work, provision_done, TAKE_PTR(w),
-                                      provision_work_free);
+                                      provision_work_free, NULL);
 }
 
 static int open_with(ManagedVolume *v, Volume *vol, int (*open)(Volume *, const void *, const char *, uint32_t),
@@ -906,15 +974,6 @@ const uint8_t *manager_vmk_for(Manager *m, const Guid *id) {
         return NULL;
 }
 
-/* The token names which of the daemon's VMKs it claims; volume_open_vmk() checks the claim (its MAC)
- * before anything of it is used. */
-static int open_vmk(Volume *vol, const void *key, const char *name, uint32_t flags) {
-        Manager *m = (Manager *) key;
-        const uint8_t *vmk = manager_vmk_for(m, &vol->token.vmk_id);
-
-        return vmk ? volume_open_vmk(vol, vmk, &vol->token.vmk_id, name, flags) : -EREMOTE;
-}
-
 /* What follows a volume's authenticated opening: a version 1 token was just written as version 2 (its
  * VMK copy under a disk's password is gone from this header, but any older copy of the header still
  * has it: the VMK is rotated); the token gets the server recovery password's copy of the VMK. */
@@ -935,25 +994,37 @@ static void volume_opened(Manager *m, ManagedVolume *v, Volume *vol) {
         }
 }
 
-int manager_unlock(Manager *m, ManagedVolume *v) {
-        _cleanup_(volume_freep) Volume *vol = NULL;
+void manager_unlock_apply(Manager *m, ManagedVolume *v, const VolumeOpenItem *it) {
         char key_id[GUID_STRING_MAX], pcrs[128], reason[256];
-        int r;
+        int r = it->result;
 
-        r = manager_refresh_volume(v, &vol);
-        if (r < 0)
-                return r;
-        /* Half encrypted: it is not mapped (the encryption is offline) until its job has finished. */
-        if (crypt_reencrypt_status(vol->cd, NULL) != CRYPT_REENCRYPT_NONE) {
-                volume_set_state(v, VOLUME_LOCKED, "being encrypted in place");
-                return -EBUSY;
+        if (!it->vol) {
+                if (r == -ENOENT || r == -ENOTBLK)
+                        r = -ENOMEDIUM;
+                volume_set_state(v, VOLUME_UNAVAILABLE, strerror(-r));
+                v->unlock_result = r;
+                return;
         }
-        r = manager_ensure_vmk(m, /* create= */ false);
-        if (r >= 0)
-                r = open_with(v, vol, open_vmk, m);
+        v->unlock_result = r < 0 ? r : 0;
+        if (r == -EXDEV) {
+                volume_set_state(v, VOLUME_UNAVAILABLE, "the device now holds another volume");
+                return;
+        }
+        managed_volume_update(v, it->vol);
+        /* Half encrypted: it is not mapped (the encryption is offline) until its job has finished. */
+        if (r == -EBUSY) {
+                volume_set_state(v, VOLUME_LOCKED, "being encrypted in place");
+                return;
+        }
         if (r >= 0) {
-                volume_opened(m, v, vol);
-                return 0;
+                /* Mapped now, or mapped before and its key checked again. */
+                if (it->name || v->state == VOLUME_UNLOCKED)
+                        volume_set_state(v, VOLUME_UNLOCKED, NULL);
+                else
+                        volume_set_state(v, VOLUME_VERIFIED,
+                                         "device-mapper is not available here: every key was verified, nothing mapped");
+                volume_opened(m, v, it->vol);
+                return;
         }
         if (r == -EBADE) {
                 /* Not the daemon's writing: reported with its device, and nothing of it is changed. */
@@ -962,7 +1033,7 @@ int manager_unlock(Manager *m, ManagedVolume *v) {
                 log_error("Volume %s on %s is tampered: its token does not verify under this server's VMK, or a "
                           "keyslot is not one sealvol writes. Nothing of it was used or changed.",
                           v->uuid, v->device);
-                return r;
+                return;
         }
 
         /* The TPM path failed: a person must recover this volume. Say with which Key ID and why. */
@@ -978,36 +1049,6 @@ int manager_unlock(Manager *m, ManagedVolume *v) {
         log_error("Volume %s needs recovery (recovery Key ID %s): %s.", v->uuid, key_id, reason);
         (void) sd_bus_emit_signal(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "RecoveryRequired", "osss",
                                   v->object_path, v->uuid, key_id, reason);
-        return r;
-}
-
-int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed) {
-        unsigned opened = 0, failed = 0;
-
-        /* One unseal for all of them: manager_ensure_vmk() caches the VMK after the first, and
-         * within the pass a refusal too. */
-        manager_pass_begin(m);
-        for (size_t i = 0; i < m->n_volumes; i++) {
-                ManagedVolume *v = m->volumes[i];
-
-                if (v->state == VOLUME_UNLOCKED || v->state == VOLUME_VERIFIED) {
-                        opened++;
-                        continue;
-                }
-                if (manager_unlock(m, v) >= 0)
-                        opened++;
-                else
-                        failed++;
-        }
-        *ret_opened = opened;
-        *ret_failed = failed;
-        /* With the VMK at hand, whatever escrow is outstanding can go now, a rotation waiting for a
-         * volume goes on, and unfinished in-place encryptions resume. */
-        manager_escrow_retry(m);
-        (void) manager_finish_rotation(m);
-        manager_resume_in_place(m);
-        manager_pass_end(m);
-        return failed == 0 ? 0 : -ESTALE;
 }
 
 int manager_lock(Manager *m, ManagedVolume *v) {
@@ -1090,19 +1131,7 @@ int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotatio
         return 0;
 }
 
-/* A new recovery password for vol (the caller's), escrowed as configured before the old one goes; on
- * the loop, for the passwords replaced after a recovery or once the VMK came back. */
-static int rotate_recovery(Manager *m, ManagedVolume *v, Volume *vol, Guid *ret_new_key_id, char **ret_error) {
-        _cleanup_(recovery_rotation_freep) RecoveryRotation *d = NULL;
-        int r;
-
-        r = rotation_new(m, vol, /* borrow= */ true, &d);
-        if (r < 0)
-                return r;
-        return manager_rotate_recovery_finish(m, v, d, recovery_rotation_work(d), ret_new_key_id, ret_error);
-}
-
-int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r, Guid *ret_new_key_id) {
+int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r) {
         if (r < 0)
                 return r == -ENOENT ? -ENOKEY : r;
         if (m->device_mapper)
@@ -1122,11 +1151,9 @@ int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r, Gui
                 return 0;
         }
 
-        /* The TPM opens the VMK: the password is replaced now, and the new one stays readable. The
-         * volume is open either way; a rotation that fails (a required escrow target unreachable)
-         * leaves the used password in place, escrowed, and says so. */
-        (void) rotate_recovery(m, v, vol, ret_new_key_id, NULL);
-        return 0;
+        /* The TPM opens the VMK: the password is replaced now, by the caller's rotate-recovery
+         * operation (its KDF and escrow off the loop), and the new one stays readable. */
+        return 1;
 }
 
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password) {
@@ -1236,6 +1263,7 @@ static void manager_forget_volume(Manager *m, ManagedVolume *v) {
         if (asprintf(&path, "%s/%s", m->volumes_dir, v->uuid) >= 0)
                 (void) unlink(path);
         (void) volume_bus_emit_removed(v);
+        manager_unlock_forget(m, v);
         for (size_t i = 0; i < m->n_volumes; i++)
                 if (m->volumes[i] == v) {
                         memmove(m->volumes + i, m->volumes + i + 1, (m->n_volumes - i - 1) * sizeof(*m->volumes));
@@ -1519,7 +1547,6 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
         if (!m->vmk && access(m->vmk_export_path, F_OK) == 0) {
                 _cleanup_free_ char *json = NULL;
                 _cleanup_secure_ uint8_t *vmk = NULL;
-                unsigned opened = 0, failed = 0;
                 size_t n;
                 Guid id;
 
@@ -1527,9 +1554,9 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key) {
                     vmk_import_dra(json, n, key, &vmk, &id) >= 0 &&
                     manager_accept_vmk(m, TAKE_PTR(vmk), &id, "the DRA key") >= 0) {
                         manager_note_server_secret_used(m, "The DRA key (the VMK export)");
-                        (void) manager_unlock_all(m, &opened, &failed);
-                        /* Sealed anew (to the TPM there now, if it is the same) with a new VMK. */
-                        manager_rotate_if_due(m);
+                        /* The caller opens every other volume with it; that pass's end seals the VMK
+                         * anew (to the TPM there now, if it is the same) as a new VMK. */
+                        return 1;
                 }
         }
         return 0;

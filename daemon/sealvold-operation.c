@@ -85,6 +85,8 @@ static int on_operation_done(sd_event_source *s, int fd, uint32_t revents, void 
                 (void) manager_finish_rotation(m);
         }
         operation_free(o);
+        /* An unlock pass that waited for a manager-wide operation, or was asked for meanwhile. */
+        manager_unlock_continue(m);
         return 0;
 }
 
@@ -159,8 +161,13 @@ int operation_start_background(Manager *m, sd_bus_message *request, const char *
 }
 
 int operation_start_shared(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
-                           OperationDoneFn done, void *data, void (*free_data)(void *)) {
-        return start(m, NULL, /* background= */ false, /* shared= */ true, request, name, work, done, data, free_data);
+                           OperationDoneFn done, void *data, void (*free_data)(void *), Operation **ret) {
+        int r;
+
+        r = start(m, NULL, /* background= */ false, /* shared= */ true, request, name, work, done, data, free_data);
+        if (r >= 0 && ret)
+                *ret = m->operations[m->n_operations - 1];
+        return r;
 }
 
 const Operation *manager_exclusive_operation(Manager *m) {

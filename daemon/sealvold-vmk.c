@@ -116,18 +116,16 @@ int manager_take_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id) {
         return manager_accept_vmk(m, TAKE_PTR(key), vmk_id, "the server recovery password");
 }
 
-int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, unsigned *ret_opened,
-                              unsigned *ret_failed) {
+int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id) {
         int r;
 
         r = manager_take_server_vmk(m, vmk, vmk_id);
         if (r < 0)
                 return r;
+        /* Used once, shown to a person: the VMK and this password are replaced once every volume is
+         * open (the caller's unlock pass ends with the rotation, which seals the VMK to the boot as it
+         * is: the recovery proved the change legitimate, as a reseal would). */
         manager_note_server_secret_used(m, "The server recovery password");
-        (void) manager_unlock_all(m, ret_opened, ret_failed);
-        /* Used once, shown to a person: the VMK and this password are replaced now (which seals the VMK
-         * to the boot as it is: the recovery proved the change legitimate, as a reseal would). */
-        manager_rotate_if_due(m);
         return 0;
 }
 

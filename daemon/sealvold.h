@@ -49,6 +49,14 @@ const char *volume_state_to_string(VolumeState s);
 typedef struct Manager Manager;
 typedef struct InPlaceJob InPlaceJob;
 typedef struct Operation Operation;
+typedef struct UnlockWaiter UnlockWaiter;
+
+/* What an unlock pass is asked to open (sealvold-unlock.c). */
+typedef enum UnlockScope {
+        UNLOCK_ONE,  /* only */
+        UNLOCK_ALL,  /* every volume, the missing ones looked for again */
+        UNLOCK_BOOT, /* every volume whose disk is there, and what the start finishes with the VMK */
+} UnlockScope;
 
 typedef struct ManagedVolume {
         Manager *manager;
@@ -82,9 +90,17 @@ typedef struct ManagedVolume {
         /* The operation running on it (sealvold-operation.c), or NULL: while it runs the volume is
          * busy for every other change. */
         Operation *operation;
+        /* The next unlock pass opens it (again: checks it again even if it is open); the last pass's
+         * result for it. */
+        bool unlock_wanted, unlock_again;
+        int unlock_result;
         char *encryption;
         uint64_t encryption_done, encryption_total;
 } ManagedVolume;
+
+static inline bool volume_is_open(const ManagedVolume *v) {
+        return v->state == VOLUME_UNLOCKED || v->state == VOLUME_VERIFIED;
+}
 
 typedef struct PolkitQuery PolkitQuery;
 
@@ -205,10 +221,18 @@ struct Manager {
         size_t n_jobs;
         Operation **operations;
         size_t n_operations;
+        /* sealvold-unlock.c: the pass under way (NULL: none), how many have started, who waits. */
+        Operation *unlock_operation;
+        unsigned unlock_passes;
+        UnlockWaiter *unlock_waiters;
+        size_t n_unlock_waiters;
+        /* The widest scope the next pass, and the one under way, serve: what follows them. */
+        UnlockScope unlock_next_scope, unlock_scope;
         /* The boot (sealvold-boot.c): hot-plugged disks, the bounded wait for registered ones. */
         sd_device_monitor *device_monitor;
         sd_event_source *boot_timer;
         bool boot_ready;
+        bool boot_unlocked;        /* the boot's unlock pass is done */
         bool name_acquired;        /* org.sealvol1 is ours */
         bool boot_escrow_started;  /* the first escrow retry of this start is under way or done */
         RefusedDevice refused[REFUSED_DEVICES_MAX];
@@ -256,7 +280,7 @@ int operation_start_background(Manager *m, sd_bus_message *request, const char *
                                OperationDoneFn done, void *data, void (*free_data)(void *data));
 /* The same for a shared manager-wide operation (Operation.shared). */
 int operation_start_shared(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
-                           OperationDoneFn done, void *data, void (*free_data)(void *data));
+                           OperationDoneFn done, void *data, void (*free_data)(void *data), Operation **ret);
 /* Whether an operation other than a background one is under way. */
 /* At exit: waits for every worker; nothing is applied or answered. */
 void manager_stop_operations(Manager *m);
@@ -280,6 +304,24 @@ ManagedVolume *manager_find_volume_by_path(Manager *m, const char *path);
 
 /* The operations; each returns -errno, for the bus layer to turn into an error. */
 int manager_ensure_vmk(Manager *m, bool create);
+/* The VMK's unseal in two halves, so that the TPM's work can run on a worker: what it needs, taken
+ * on the loop (vmk_unseal_init()); the TPM's commands, on any thread (vmk_unseal_run(), which sees
+ * nothing else); the result applied on the loop (manager_vmk_unsealed(), which logs a failure once
+ * and takes the keys). */
+typedef struct VmkUnseal {
+        char *tcti, *path;
+        TpmStatus tpm; /* the daemon's, read again on the unseal's connection */
+        int result;    /* 1: not run yet */
+        bool open_failed;
+        uint32_t changed; /* -ESTALE: the PCRs that differ */
+        uint8_t *vmk, *previous;
+        VmkBlob blob;
+} VmkUnseal;
+int vmk_unseal_init(Manager *m, VmkUnseal *ret);
+int vmk_unseal_run(VmkUnseal *u);
+int manager_vmk_unsealed(Manager *m, VmkUnseal *u);
+void vmk_unseal_done(VmkUnseal *u);
+
 /* Brackets a pass over many volumes; passes nest. */
 void manager_pass_begin(Manager *m);
 void manager_pass_end(Manager *m);
@@ -293,16 +335,49 @@ typedef void (*ProvisionReply)(Manager *m, sd_bus_message *request, const char *
 int manager_provision_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply);
 /* Whether device (by any of its names) is being provisioned now. */
 bool manager_provisioning(Manager *m, const char *device);
-int manager_unlock(Manager *m, ManagedVolume *v);
-int manager_unlock_all(Manager *m, unsigned *ret_opened, unsigned *ret_failed);
+/* An unlock pass's result for v, applied on the loop: its state, what its token says, the follow-ups
+ * of an opening (a token upgrade, the server recovery password's copy), the RecoveryRequired signal. */
+void manager_unlock_apply(Manager *m, ManagedVolume *v, const VolumeOpenItem *it);
+void managed_volume_update(ManagedVolume *v, const Volume *vol);
+void volume_set_state(ManagedVolume *v, VolumeState state, const char *reason);
+
+/* sealvold-unlock.c: the one unlock path, for the boot, a hot-plugged disk, Unlock and UnlockAll and
+ * what opens every volume after a recovery. A pass is a shared manager-wide operation ("unlock"): the
+ * VMK unsealed once if the daemon lacks it, then every wanted volume loaded and opened on a worker per
+ * core; the results applied on the loop, then what follows an unlock (a rotation to finish or due,
+ * used passwords replaced, in-place jobs resumed, escrow). A request made while a pass runs is served
+ * by the next one, which starts when this one ends. done (NULL: no one waits) is called once the pass
+ * that serves the request has been applied, with the request and only as given; data is freed with
+ * free_data after it (on failure it stays the caller's). */
+typedef void (*UnlockDoneFn)(Manager *m, UnlockWaiter *w);
+struct UnlockWaiter {
+        unsigned pass;
+        sd_bus_message *request;
+        ManagedVolume *only;
+        UnlockDoneFn done;
+        void *data;
+        void (*free_data)(void *data);
+};
+int manager_unlock_start(Manager *m, UnlockScope scope, ManagedVolume *only, sd_bus_message *request,
+                         UnlockDoneFn done, void *data, void (*free_data)(void *data));
+/* After any operation's end: a pass that waited for it starts. */
+void manager_unlock_continue(Manager *m);
+/* A pass runs, or one is wanted. */
+bool manager_unlock_pending(Manager *m);
+void manager_unlock_waiters_free(Manager *m);
+/* v is removed: those waiting for it alone are answered NoSuchVolume. */
+void manager_unlock_forget(Manager *m, ManagedVolume *v);
+/* Volumes open (or verified) and the others, as UnlockAll answers. */
+void manager_unlock_counts(Manager *m, unsigned *ret_opened, unsigned *ret_failed);
 int manager_lock(Manager *m, ManagedVolume *v);
 /* The recovery unlock, whose KDFs run as an operation: the worker calls volume_open_recovery() on the
  * volume manager_refresh_volume() loaded (with v's mapped name when device-mapper is there, else
  * NULL: verify only), and tries a password the disk refuses as the server recovery password (whose
  * VMK manager_unlock_server_vmk() then takes). This applies the disk's result r on the loop: an
- * opened volume gets its state, and its used password is replaced (now if the daemon holds the VMK,
- * else noted). -ENOKEY no recovery keyslot, else r. */
-int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r, Guid *ret_new_key_id);
+ * opened volume gets its state, and its used password is to be replaced: 1 when the daemon holds the
+ * VMK (the caller starts the rotate-recovery operation), 0 when it is noted for later. -ENOKEY no
+ * recovery keyslot, else r. */
+int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r);
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
 /* -ECOMM: a required escrow failed (*ret_error says which and why); the old password stays. */
 int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error);
@@ -392,7 +467,8 @@ int manager_replace_tpm_prove_dra(Manager *m, EVP_PKEY *key);
 json_object *tpm_identity_json(const TPM2B_NAME *srk, const Tpm2Info *info, const TpmIdentity *ek);
 void tpm_identity_write(Manager *m, json_object *identity);
 /* Opens v with the DRA private key; with the same key, recovers the VMK from the server's export if
- * the daemon lacks it (TPM or board replaced), then opens every other volume with it. */
+ * the daemon lacks it (TPM or board replaced): then 1, and the caller opens every other volume with it
+ * (manager_unlock_start()). */
 int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
 
 /* sealvold-vmk.c: the server recovery password. Loaded at start; made (and kept) for the VMK the daemon
@@ -405,9 +481,9 @@ int manager_read_server_recovery_password(Manager *m, char **ret_password, Guid 
  * the VMK it holds already: -EKEYREJECTED (also after a rotation since). Consumes vmk. Nothing is noted
  * as used: the caller does that once it acted. */
 int manager_take_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id);
-/* The server recovery: manager_take_server_vmk(), its use noted, every volume opened, the VMK rotated. */
-int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id, unsigned *ret_opened,
-                              unsigned *ret_failed);
+/* The server recovery: manager_take_server_vmk() and its use noted; the caller then opens every volume
+ * (manager_unlock_start()), whose pass ends with the VMK's rotation. */
+int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id);
 void manager_note_server_secret_used(Manager *m, const char *what);
 /* The VMK's rotation (docs/sealed-vmk.md): a new VMK and server recovery password (escrowed first: a
  * required target that fails refuses the rotation, -ECOMM with *ret_error), both VMKs sealed in one
@@ -435,6 +511,12 @@ int registry_add(Manager *m, const char *uuid, const char *device);
 /* sealvold-boot.c: finds this server's volumes (registry and block devices), opens them, waits a
  * bounded time for missing registered disks, then sends READY=1; opens hot-plugged disks later. */
 int manager_boot(Manager *m, bool unlock);
+/* After an unlock pass: READY=1 once the boot's pass and any that followed it are done and no disk the
+ * boot waits for is missing. */
+void manager_boot_check_ready(Manager *m);
+/* The BootState property: "unlocking" (the boot's pass runs), "waiting" (for disks not there yet),
+ * "ready" (READY=1 was sent). */
+const char *manager_boot_state(Manager *m);
 /* Forgets the refused devices (at exit). */
 void manager_refused_clear(Manager *m);
 

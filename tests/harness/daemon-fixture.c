@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <systemd/sd-bus.h>
 #include <unistd.h>
 
 #include "daemon-fixture.h"
@@ -76,6 +77,20 @@ int daemon_fixture_new(const char *name, const char *extra_config, DaemonFixture
         return 0;
 }
 
+/* The boot's unlock pass is done (BootState is not "unlocking"); the daemon answers meanwhile. */
+static bool boot_unlocked(void) {
+        _cleanup_free_ char *state = NULL;
+        sd_bus *bus = NULL;
+        int r;
+
+        r = sd_bus_open_system(&bus);
+        if (r >= 0)
+                r = sd_bus_get_property_string(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               "BootState", NULL, &state);
+        sd_bus_flush_close_unref(bus);
+        return r >= 0 && !streq(state, "unlocking");
+}
+
 int daemon_fixture_start(DaemonFixture *f) {
         const char *daemon = getenv("SEALVOLD");
         int r;
@@ -89,9 +104,10 @@ int daemon_fixture_start(DaemonFixture *f) {
         if (r < 0)
                 return r;
 
-        /* Ready when it owns its name (it unlocks the volumes first). */
+        /* Ready when it owns its name and the boot's unlock pass is done (it answers meanwhile:
+         * BootState says "unlocking"). */
         for (unsigned waited = 0; waited < DAEMON_START_TIMEOUT_MS; waited += 20) {
-                if (bus_name_has_owner("org.sealvol1") > 0)
+                if (bus_name_has_owner("org.sealvol1") > 0 && boot_unlocked())
                         return 0;
                 if (!test_process_running(f->pid)) {
                         f->pid = 0;
@@ -102,23 +118,54 @@ int daemon_fixture_start(DaemonFixture *f) {
         return -ETIMEDOUT;
 }
 
+/* The traced start's question, asked between the daemon's steps: the daemon is stopped while the
+ * tracer asks, so the property is read without waiting for it (an asynchronous call, processed at
+ * each question). */
+typedef struct StartWait {
+        uint64_t next;
+        sd_bus *bus;
+        sd_bus_slot *slot;
+        bool ready;
+} StartWait;
+
+static int on_boot_state(sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        StartWait *w = userdata;
+        const char *state;
+
+        (void) error;
+        if (!sd_bus_message_is_method_error(reply, NULL) && sd_bus_message_read(reply, "v", "s", &state) >= 0)
+                w->ready = !streq(state, "unlocking");
+        w->slot = sd_bus_slot_unref(w->slot);
+        return 0;
+}
+
 static int name_owned(void *userdata) {
-        uint64_t *next = userdata;
+        StartWait *w = userdata;
         struct timespec ts;
         uint64_t now;
 
         /* Asked at most every 20 ms: each question is a connection to the bus. */
         clock_gettime(CLOCK_MONOTONIC, &ts);
         now = (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-        if (now < *next)
+        if (now < w->next)
                 return 0;
-        *next = now + 20;
-        return bus_name_has_owner("org.sealvol1") > 0;
+        w->next = now + 20;
+        if (bus_name_has_owner("org.sealvol1") <= 0)
+                return 0;
+        if (!w->bus && sd_bus_open_system(&w->bus) < 0)
+                return 0;
+        if (!w->slot && !w->ready &&
+            sd_bus_call_method_async(w->bus, &w->slot, "org.sealvol1", "/org/sealvol1", "org.freedesktop.DBus.Properties",
+                                     "Get", on_boot_state, w, "ss", "org.sealvol1.Manager", "BootState") < 0)
+                return 0;
+        while (sd_bus_process(w->bus, NULL) > 0)
+                ;
+        return w->ready;
 }
 
 int daemon_fixture_start_traced(DaemonFixture *f, const char *const *prefixes, KillPointGrain grain) {
         const char *daemon = getenv("SEALVOLD");
-        uint64_t next = 0;
+        StartWait w = {};
         int r;
 
         if (f->pid > 0)
@@ -130,7 +177,9 @@ int daemon_fixture_start_traced(DaemonFixture *f, const char *const *prefixes, K
         if (r < 0)
                 return r;
         f->pid = kill_point_process_pid(f->traced);
-        r = kill_point_process_run(f->traced, /* k= */ 0, name_owned, &next, DAEMON_START_TIMEOUT_MS, NULL);
+        r = kill_point_process_run(f->traced, /* k= */ 0, name_owned, &w, DAEMON_START_TIMEOUT_MS, NULL);
+        sd_bus_slot_unref(w.slot);
+        sd_bus_flush_close_unref(w.bus);
         if (r < 0)
                 (void) daemon_fixture_kill(f);
         return r;
