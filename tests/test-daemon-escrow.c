@@ -17,6 +17,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -31,6 +34,7 @@
 #include "dra.h"
 #include "escrow.h"
 #include "fileio.h"
+#include "luks-fixture.h"
 #include "recovery.h"
 #include "secmem.h"
 #include "test-util.h"
@@ -44,6 +48,7 @@ typedef struct Fixture {
         char *hook;
         char *records;
         DaemonFixture *d;
+        int silent_dc;  /* a listener that accepts and never answers (setup_everything_slow), or -1 */
 } Fixture;
 
 /* The hook stores each record as records/N.json and prints where; "down" makes it fail, "hang" makes
@@ -80,7 +85,10 @@ static int setup_with(void **state, const char *extra) {
         Fixture *f = calloc(1, sizeof(*f));
         _cleanup_free_ char *config = NULL;
 
-        if (!f || test_tmpdir_new("test-daemon-escrow-hook", &f->dir) < 0 || write_hook(f) < 0)
+        if (!f)
+                return -1;
+        f->silent_dc = -EBADF;
+        if (test_tmpdir_new("test-daemon-escrow-hook", &f->dir) < 0 || write_hook(f) < 0)
                 return -1;
         if (asprintf(&config, "%sHook=%s\n", extra, f->hook) < 0)
                 return -1;
@@ -156,6 +164,8 @@ static int teardown(void **state) {
         free(f->dir);
         free(f->hook);
         free(f->records);
+        if (f->silent_dc >= 0)
+                (void) close(f->silent_dc);
         free(f);
         return r < 0 ? -1 : 0;
 }
@@ -651,6 +661,8 @@ static void test_dra_configured_encrypts_spool(void **state) {
         assert_true(asprintf(&text, "%s[DRA]\nCertificate=%s\n", config, cert) > 0);
         assert_int_equal(write_file_atomic(f->d->config_path, text, strlen(text), 0644), 0);
         assert_int_equal(daemon_fixture_start(f->d), 0);
+        /* The escrow pass after the boot sends the current password again, encrypted. */
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
 
         assert_spool_encrypted(spool, passwords, 1);
         assert_lookup_finds(f, spool, key_ids, passwords, 1);
@@ -1140,6 +1152,175 @@ static void test_erase(void **state) {
         assert_int_equal(access(record, F_OK), 0);
 }
 
+/* A DC on loopback that accepts connections (the kernel does) and never says a word. */
+static int silent_listener(unsigned *ret_port) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
+            getsockname(fd, (struct sockaddr *) &sa, &len) < 0) {
+                if (fd >= 0)
+                        (void) close(fd);
+                return -1;
+        }
+        *ret_port = ntohs(sa.sin_port);
+        return fd;
+}
+
+/* Recovery keyslots at the production KDF cost, escrow to the spool and the hook (30 s before it is
+ * killed). The AD target, a DC that never answers, is added after the volume's provisioning
+ * (configure_silent_dc()). */
+static int setup_everything_slow(void **state) {
+        return setup_with(state, "[Recovery]\nKDFIterations=1048576\n[Escrow]\nTargets=spool hook\nHookTimeoutSec=30\n");
+}
+
+static void configure_silent_dc(Fixture *f) {
+        _cleanup_free_ char *config = NULL, *text = NULL, *secret = path_join(f->dir, "bind.secret");
+        unsigned port = 0;
+
+        f->silent_dc = silent_listener(&port);
+        assert_true(f->silent_dc >= 0);
+        assert_int_equal(write_file_atomic(secret, "secret\n", 7, 0600), 0);
+        config = test_read_file(f->d->config_path);
+        assert_non_null(config);
+        assert_true(asprintf(&text,
+                             "%s[ActiveDirectory]\nURI=ldaps://127.0.0.1:%u\nBindDN=CN=DB1,CN=Computers,DC=example,DC=com\n"
+                             "PasswordFile=%s\nTimeoutSec=5\n[Escrow]\nTargets=spool hook ad\n",
+                             config, port, secret) > 0);
+        assert_int_equal(write_file_atomic(f->d->config_path, text, strlen(text), 0644), 0);
+}
+
+static int on_recovered(sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        int *result = userdata;
+
+        (void) error;
+        *result = sd_bus_message_is_method_error(reply, NULL) ? -1 : 1;
+        return 0;
+}
+
+static bool in_place_launched(Fixture *f) {
+        _cleanup_free_ char *dir = path_join(f->d->state_dir, "inplace");
+        _cleanup_(closedirp) DIR *d = opendir(dir);
+        struct dirent *de;
+
+        while (d && (de = readdir(d)))
+                if (strstr(de->d_name, ".device"))
+                        return true;
+        return false;
+}
+
+static pid_t ctl_in_child(Fixture *f, const char *const *args) {
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *o = NULL;
+                int r = daemon_fixture_ctl(f->d, 0, NULL, &o, args);
+
+                _exit(r < 0 ? 100 : r);
+        }
+        return pid;
+}
+
+/* The issue's case, all at once: a recovery unlock at the production KDF cost (and the replacement of
+ * the used password it brings), escrow to a DC that never answers, a hook that takes 30 s, and an
+ * in-place encryption. While every one of them is still under way, `sealvolctl status` (root and
+ * unprivileged) and property reads are answered. Ordering, not timing: each is checked to be still
+ * running after the answers came (the hook holds all of them until the test lets it go). */
+static void test_status_answered_during_everything(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *caller = NULL;
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+        _cleanup_free_ char *a = NULL, *key_id = NULL, *password = NULL, *out = NULL, *uuid = NULL, *object = NULL;
+        _cleanup_free_ char *data = NULL, *state_value = NULL, *recover_op = NULL;
+        char **ops = NULL;
+        int recovered = 0, status;
+        pid_t in_place;
+
+        assert_int_equal(provision(f, "a.img", &a, &key_id, &password), 0);
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
+        uuid = volume_uuid(a);
+        assert_true(sd_bus_path_encode("/org/sealvol1/volume", uuid, &object) >= 0);
+        assert_int_equal(ext4_image_new(f->dir, "data.img", 96, 64, 16, &data), 0);
+
+        /* The restart escrows the password to AD, which never answers, and to the hook, which hangs. */
+        flag(f, "hang", true);
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        configure_silent_dc(f);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        for (unsigned i = 0; i < 1500 && daemon_fixture_escrow_running(f->d) != 1; i++)
+                usleep(20 * 1000);
+        assert_int_equal(daemon_fixture_escrow_running(f->d), 1);
+
+        /* An in-place encryption: its new password's escrow hangs too. */
+        in_place = ctl_in_child(f, (const char *const[]) { "-q", "provision", "--in-place", "--no-wait", data, NULL });
+        for (unsigned i = 0; i < 1500 && !in_place_launched(f); i++)
+                usleep(20 * 1000);
+        assert_true(in_place_launched(f));
+
+        /* A recovery unlock at the production KDF cost, then its password's replacement (escrowed to the
+         * hook that hangs). */
+        assert_true(sd_bus_open_system(&caller) >= 0);
+        assert_true(sd_bus_call_method_async(caller, &slot, "org.sealvol1", object, "org.sealvol1.Volume",
+                                             "UnlockWithRecoveryPassword", on_recovered, &recovered, "st", password,
+                                             UINT64_C(0)) >= 0);
+        assert_true(sd_bus_flush(caller) >= 0);
+        for (unsigned i = 0; i < 1500; i++) {
+                recover_op = mfree(recover_op);
+                assert_true(sd_bus_get_property_string(caller, "org.sealvol1", object, "org.sealvol1.Volume",
+                                                       "Operation", NULL, &recover_op) >= 0);
+                if (!isempty(recover_op))
+                        break;
+                usleep(20 * 1000);
+        }
+        assert_false(isempty(recover_op));
+
+        /* Everything is under way: the bus answers. */
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "Under way:"));
+        assert_non_null(strstr(out, "escrow"));
+        free(out);
+        out = NULL;
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "--json", "status"), 0);
+        assert_non_null(strstr(out, uuid));
+        assert_true(sd_bus_get_property_strv(caller, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                             "Operations", NULL, &ops) >= 0);
+        {
+                bool escrow = false;
+
+                for (char **o = ops; o && *o; o++) {
+                        escrow = escrow || streq(*o, "escrow");
+                        free(*o);
+                }
+                free(ops);
+                assert_true(escrow);
+        }
+        assert_true(sd_bus_get_property_string(caller, "org.sealvol1", object, "org.sealvol1.Volume", "State", NULL,
+                                               &state_value) >= 0);
+
+        /* ... and every one of them is still running after it answered. */
+        assert_int_equal(daemon_fixture_escrow_running(f->d), 1);
+        assert_int_equal(waitpid(in_place, &status, WNOHANG), 0);
+        assert_true(sd_bus_process(caller, NULL) >= 0);
+        assert_int_equal(recovered, 0);
+
+        /* Let the hook go: each one ends as it should. */
+        flag(f, "hang", false);
+        while (recovered == 0) {
+                assert_true(sd_bus_process(caller, NULL) >= 0);
+                if (recovered == 0)
+                        assert_true(sd_bus_wait(caller, UINT64_MAX) >= 0);
+        }
+        assert_int_equal(recovered, 1);
+        assert_int_equal(waitpid(in_place, &status, 0), in_place);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 60000), 0);
+        /* The DC never answered: AD is owed, the hook has it. */
+        assert_int_equal(token_escrow(a, "ad").state, ESCROW_FAILED);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_spool_encrypted_to_dra, setup_spool, teardown),
@@ -1158,6 +1339,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_echoing_the_password, setup_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_status_answered_during_everything, setup_everything_slow, teardown),
         };
 
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
