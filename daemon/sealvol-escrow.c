@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * sealvol-escrow: runs one batch of escrow jobs for sealvold (lib/escrow-helper.h) and exits.
+ * sealvol-escrow: runs one batch of escrow jobs for sealvold (lib/escrow/escrow-helper.h) and exits.
  *
  * Its stdin is a connected unix stream socket: the connection systemd accepted on
  * sealvol-escrow.socket, or one end of the socketpair sealvold spawned it on. It receives the batch

@@ -145,7 +145,7 @@ struct Manager {
         char *volumes_dir;
         char *dra_cert_path;   /* <state>/dra.pem: the certificate set over the bus */
         char *vmk_export_path; /* <state>/vmk-export.json */
-        /* The escrow helper (lib/escrow-helper.h): its unit's socket, used when it exists, and the
+        /* The escrow helper (lib/escrow/escrow-helper.h): its unit's socket, used when it exists, and the
          * program beside sealvold run otherwise. */
         char *escrow_socket_path;
         char *escrow_helper_path;

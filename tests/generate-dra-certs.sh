@@ -12,7 +12,7 @@
 #   dra-ec384.key.trad   "EC PRIVATE KEY" PEM  dra-rsa2048.key.trad.der  RSAPrivateKey DER
 #   dra-ec256.key.enc    passphrase-protected PKCS #8 PEM, and .enc.der the same in DER
 #
-# Accepted by the DRA policy (lib/dra.h):
+# Accepted by the DRA policy (lib/crypto/dra.h):
 #   rsa2048         KU keyEncipherment, EKU BitLocker DRA (1.3.6.1.4.1.311.67.1.1)
 #   rsa3072-noext   no key usage, no extended key usage
 #   rsa-ku-data     KU dataEncipherment only (accepted for RSA, as BitLocker does)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * test-tpm-faults.c: the VMK against a TPM that misbehaves. A fault-injecting TCTI
- * (tests/tcti-fault/, chosen through the TCTI string as any TPM is) sits between lib/tpm2.c and a
+ * (tests/tcti-fault/, chosen through the TCTI string as any TPM is) sits between lib/tpm/tpm2.c and a
  * swtpm and answers the chosen command with a warning the TPM may give (RETRY, YIELDED, TESTING,
  * PCR_CHANGED), a lockout, a failure, a transport error, a closed connection or no answer at all, or
  * SIGKILLs the swtpm in the middle of a command. Each gives its own error after a bounded wait, and
@@ -252,7 +252,7 @@ static void test_warnings_resubmitted_boundedly(void **state) {
 }
 
 /* A PCR that changes while the policy session is being satisfied makes the TPM answer PCR_CHANGED
- * (TPM 2.0 Part 3, 23.7) from PolicyPCR or Unseal: lib/tpm2.c starts a new session, at most
+ * (TPM 2.0 Part 3, 23.7) from PolicyPCR or Unseal: lib/tpm/tpm2.c starts a new session, at most
  * TPM2_UNSEAL_RETRY_MAX times, and then gives up with -EAGAIN rather than looping. */
 static void test_pcr_changed_during_unseal_retried(void **state) {
         Fixture *f = *state;
@@ -492,7 +492,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_real_lockout_spares_the_vmk, setup, teardown),
         };
 
-        /* SEALVOL_LOG_LEVEL=debug shows each TPM error as lib/tpm2.c decodes it. */
+        /* SEALVOL_LOG_LEVEL=debug shows each TPM error as lib/tpm/tpm2.c decodes it. */
         log_parse_environment();
         test_require(test_have_executable("swtpm"), "swtpm (Debian package swtpm)");
         test_require(!isempty(getenv("SEALVOL_FAULT_TCTI")), "SEALVOL_FAULT_TCTI (the fault-injecting TCTI)");

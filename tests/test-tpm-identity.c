@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-tpm-identity.c: lib/tpm-identity.c against software TPMs manufactured with EK certificates of
+ * test-tpm-identity.c: lib/tpm/tpm-identity.c against software TPMs manufactured with EK certificates of
  * a test CA: a TPM of the trusted manufacturer passes, with the SRK name read under its EK. A TPM
  * without a certificate, one certified by another CA, one showing another TPM's certificate, one
  * without SRK, one with an ECC certificate or garbage in the RSA certificate's index, and an answer

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-tpm2-swtpm.c: lib/tpm2.c against a real (software) TPM: TCTI selection, random bytes, PCR
+ * test-tpm2-swtpm.c: lib/tpm/tpm2.c against a real (software) TPM: TCTI selection, random bytes, PCR
  * reads, a measured change of PCR 7, a reboot that resets it, sealing and unsealing with a PCR
  * policy, and the errors for a missing TPM, another TPM, a damaged object and a changed PCR.
  */

@@ -393,7 +393,7 @@ int config_load(const char *path, Config *c, char **ret_error) {
 }
 
 /* The [ActiveDirectory] section's defaults; here rather than in escrow-ad.c, which only the escrow
- * helper links (lib/escrow-helper.h). */
+ * helper links (lib/escrow/escrow-helper.h). */
 void ad_config_init(AdConfig *c) {
         *c = (AdConfig) {
                 .sasl_nocanon = true,
