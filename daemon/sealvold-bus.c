@@ -802,8 +802,8 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        /* Its KDF (twice a recovery keyslot's) runs as an operation; every volume is opened, and the VMK
-         * rotated, on the loop once it is done. */
+        /* Its KDF (twice a recovery keyslot's) runs as an operation; then an unlock pass opens every
+         * volume, and its end rotates the VMK. */
         d = calloc(1, sizeof(*d));
         if (!d)
                 return -ENOMEM;

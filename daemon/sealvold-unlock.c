@@ -144,6 +144,11 @@ bool manager_unlock_pending(Manager *m) {
         for (size_t i = 0; i < m->n_volumes; i++)
                 if (m->volumes[i]->unlock_wanted)
                         return true;
+        /* Someone waits for a pass that has not started (its volumes went, or there are none): one is
+         * owed, if only to answer. */
+        for (size_t i = 0; i < m->n_unlock_waiters; i++)
+                if (m->unlock_waiters[i].pass > m->unlock_passes)
+                        return true;
         return false;
 }
 

@@ -55,10 +55,12 @@ void volume_open_many(VolumeOpenItem *items, size_t n, unsigned workers, VolumeK
 
         if (n == 0)
                 return;
-        workers = MAX(workers, 1u);
+        /* A worker for at least two volumes: one volume's work (a few milliseconds) is not worth a
+         * thread of its own. */
         workers = MIN(workers, VOLUME_OPEN_WORKERS_MAX);
-        if (workers > n)
-                workers = (unsigned) n;
+        if (workers > n / 2)
+                workers = (unsigned) (n / 2);
+        workers = MAX(workers, 1u);
         /* The first volume alone: libcryptsetup sets up its crypto backend on its first use, without a
          * lock of its own. */
         items[0].result = open_item(&b, &items[0]);

@@ -241,8 +241,8 @@ typedef struct VolumeOpenItem {
  * workers at once: it must be thread-safe (the daemon unseals there, once, under its own lock). */
 typedef int (*VolumeKeyFn)(const Guid *vmk_id, const uint8_t **ret_vmk, void *userdata);
 
-/* Loads and opens items with volume_open_vmk() on up to workers threads (the calling one included),
- * each volume independent of the others: the header read, the token's checks and the keyslot's KDF run
+/* Loads and opens items with volume_open_vmk() on up to workers threads (the calling one included;
+ * at most one per two volumes), each volume independent of the others: the header read, the token's checks and the keyslot's KDF run
  * in parallel, the device-mapper step one at a time. The results are in the items. */
 void volume_open_many(VolumeOpenItem *items, size_t n, unsigned workers, VolumeKeyFn key, void *userdata);
 
