@@ -33,6 +33,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -381,8 +382,21 @@ static int ctl_exited(void *userdata) {
 
 static int ctl_wait(Fixture *f) {
         int status;
+        pid_t r;
 
-        assert_int_equal(waitpid(f->ctl_pid, &status, 0), f->ctl_pid);
+        /* Bounded: a daemon that never answers fails the test with its log, rather than hang it. */
+        for (unsigned waited = 0; (r = waitpid(f->ctl_pid, &status, WNOHANG)) == 0; waited += 20) {
+                if (waited >= OPERATION_TIMEOUT_MS) {
+                        _cleanup_free_ char *log = test_read_file(f->d->log_path);
+
+                        (void) kill(f->ctl_pid, SIGKILL);
+                        (void) waitpid(f->ctl_pid, NULL, 0);
+                        fail_msg("sealvolctl got no answer within %u s (step %u); sealvold's log:\n%s",
+                                 OPERATION_TIMEOUT_MS / 1000, f->k, strempty(log));
+                }
+                (void) usleep(20 * 1000);
+        }
+        assert_int_equal(r, f->ctl_pid);
         f->ctl_pid = -1;
         f->ctl_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
         return f->ctl_status;

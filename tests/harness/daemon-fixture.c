@@ -77,18 +77,74 @@ int daemon_fixture_new(const char *name, const char *extra_config, DaemonFixture
         return 0;
 }
 
-/* The boot's unlock pass is done (BootState is not "unlocking"); the daemon answers meanwhile. */
-static bool boot_unlocked(void) {
+/* Whether org.sealvol1 belongs to pid (not to what is left of a daemon killed before it). */
+static bool name_is_of(sd_bus *bus, pid_t pid) {
+        sd_bus_message *reply = NULL;
+        uint32_t owner = 0;
+        int r;
+
+        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                               "GetConnectionUnixProcessID", NULL, &reply, "s", "org.sealvol1");
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "u", &owner);
+        sd_bus_message_unref(reply);
+        return r >= 0 && (pid_t) owner == pid;
+}
+
+/* The daemon pid owns its name and its boot's unlock pass is done (BootState is not "unlocking"); it
+ * answers meanwhile. Each question is bounded: a daemon that does not answer is asked again. */
+static bool boot_unlocked(pid_t pid) {
         _cleanup_free_ char *state = NULL;
         sd_bus *bus = NULL;
         int r;
 
         r = sd_bus_open_system(&bus);
         if (r >= 0)
+                r = sd_bus_set_method_call_timeout(bus, 2 * 1000 * 1000);
+        if (r >= 0 && !name_is_of(bus, pid))
+                r = -ESRCH;
+        if (r >= 0)
                 r = sd_bus_get_property_string(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
                                                "BootState", NULL, &state);
         sd_bus_flush_close_unref(bus);
         return r >= 0 && !streq(state, "unlocking");
+}
+
+/* Why a start was not seen ready: who owns the name, what BootState says. */
+static void start_diagnose(pid_t pid) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *state = NULL;
+        sd_bus_message *reply = NULL;
+        uint32_t owner = 0;
+        sd_bus *bus = NULL;
+        int r;
+
+        r = sd_bus_open_system(&bus);
+        if (r >= 0 && sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                         "GetConnectionUnixProcessID", NULL, &reply, "s", "org.sealvol1") >= 0)
+                (void) sd_bus_message_read(reply, "u", &owner);
+        sd_bus_message_unref(reply);
+        if (r >= 0)
+                r = sd_bus_get_property_string(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                               "BootState", &error, &state);
+        fprintf(stderr, "daemon fixture: sealvold %d not seen ready: org.sealvol1 owned by pid %u, BootState %s%s%s\n",
+                (int) pid, owner, r >= 0 ? strna(state) : "unknown: ", r >= 0 ? "" : strna(error.message),
+                r >= 0 ? "" : "");
+        sd_bus_flush_close_unref(bus);
+        /* The owner, and every process of its group still there (what holds its connection). */
+        if (owner > 0) {
+                char cmd[128];
+
+                snprintf(cmd, sizeof(cmd), "ps -o pid,ppid,pgid,stat,comm -g %u -p %u >&2", owner, owner);
+                (void) system(cmd);
+        }
+}
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
 int daemon_fixture_start(DaemonFixture *f) {
@@ -106,8 +162,8 @@ int daemon_fixture_start(DaemonFixture *f) {
 
         /* Ready when it owns its name and the boot's unlock pass is done (it answers meanwhile:
          * BootState says "unlocking"). */
-        for (unsigned waited = 0; waited < DAEMON_START_TIMEOUT_MS; waited += 20) {
-                if (bus_name_has_owner("org.sealvol1") > 0 && boot_unlocked())
+        for (uint64_t deadline = now_ms() + DAEMON_START_TIMEOUT_MS; now_ms() < deadline;) {
+                if (bus_name_has_owner("org.sealvol1") > 0 && boot_unlocked(f->pid))
                         return 0;
                 if (!test_process_running(f->pid)) {
                         f->pid = 0;
@@ -115,6 +171,7 @@ int daemon_fixture_start(DaemonFixture *f) {
                 }
                 (void) nanosleep(&(struct timespec) { .tv_nsec = 20 * 1000 * 1000 }, NULL);
         }
+        start_diagnose(f->pid);
         return -ETIMEDOUT;
 }
 
@@ -122,6 +179,7 @@ int daemon_fixture_start(DaemonFixture *f) {
  * tracer asks, so the property is read without waiting for it (an asynchronous call, processed at
  * each question). */
 typedef struct StartWait {
+        pid_t pid;
         uint64_t next;
         sd_bus *bus;
         sd_bus_slot *slot;
@@ -141,18 +199,18 @@ static int on_boot_state(sd_bus_message *reply, void *userdata, sd_bus_error *er
 
 static int name_owned(void *userdata) {
         StartWait *w = userdata;
-        struct timespec ts;
-        uint64_t now;
+        uint64_t now = now_ms();
 
         /* Asked at most every 20 ms: each question is a connection to the bus. */
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        now = (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
         if (now < w->next)
                 return 0;
         w->next = now + 20;
         if (bus_name_has_owner("org.sealvol1") <= 0)
                 return 0;
         if (!w->bus && sd_bus_open_system(&w->bus) < 0)
+                return 0;
+        /* dbus-daemon answers this one, not the traced daemon. */
+        if (!w->ready && !w->slot && !name_is_of(w->bus, w->pid))
                 return 0;
         if (!w->slot && !w->ready &&
             sd_bus_call_method_async(w->bus, &w->slot, "org.sealvol1", "/org/sealvol1", "org.freedesktop.DBus.Properties",
@@ -177,6 +235,7 @@ int daemon_fixture_start_traced(DaemonFixture *f, const char *const *prefixes, K
         if (r < 0)
                 return r;
         f->pid = kill_point_process_pid(f->traced);
+        w.pid = f->pid;
         r = kill_point_process_run(f->traced, /* k= */ 0, name_owned, &w, DAEMON_START_TIMEOUT_MS, NULL);
         sd_bus_slot_unref(w.slot);
         sd_bus_flush_close_unref(w.bus);
