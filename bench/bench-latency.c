@@ -13,7 +13,9 @@
  * then while UnlockWithServerRecoveryPassword runs (its KDF on a worker; opening every volume and
  * the VMK rotation on the loop), while RotateRecoveryPassword runs (its KDF and escrow on a worker),
  * and while ReplaceTPMWithServerRecoveryPassword runs (its KDF and the TPM's work on workers; the
- * rotation it brings on the loop), with the TPM in place. For each it prints the reads' p50, p99 and maximum, and the ratios
+ * rotation it brings on the loop), with the TPM in place; then while EscrowAll sends to a hook that
+ * takes 2 s and to an AD DC that accepts and never answers (the escrow helper's timeout, 3 s), and
+ * while an in-place encryption runs (from its call until the data is encrypted). For each it prints the reads' p50, p99 and maximum, and the ratios
  * to the idle ones. Nothing here is a test: no figure is asserted.
  */
 
@@ -22,9 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-bus.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon-fixture.h"
+#include "fileio.h"
+#include "luks-fixture.h"
 #include "test-util.h"
 
 #define SAMPLES_MAX 100000u
@@ -130,11 +136,63 @@ static char *read_password(sd_bus *bus, const char *object, const char *interfac
 static void report(const char *what, Series *s, double p50_idle, double p99_idle, double call_ms) {
         double p50 = percentile(s, 0.50), p99 = percentile(s, 0.99), max = s->n ? s->ms[s->n - 1] : 0;
 
-        printf("%-34s %7zu %9.2f %9.2f %9.2f %9.1f %9.1f", what, s->n, p50, p99, max, p50_idle > 0 ? p50 / p50_idle : 0,
+        printf("%-40s %7zu %9.2f %9.2f %9.2f %9.1f %9.1f", what, s->n, p50, p99, max, p50_idle > 0 ? p50 / p50_idle : 0,
                p99_idle > 0 ? p99 / p99_idle : 0);
         if (call_ms > 0)
                 printf(" %9.0f", call_ms);
         printf("\n");
+}
+
+/* The Encryption property of path: "" once no in-place encryption is under way. */
+static int encryption_of(sd_bus *bus, const char *path, char **ret) {
+        return sd_bus_get_property_string(bus, "org.sealvol1", path, "org.sealvol1.Volume", "Encryption", NULL, ret);
+}
+
+/* Reads State of path while ProvisionInPlace of image runs, and on until its encryption is done. */
+static int during_in_place(sd_bus *bus, sd_bus *caller, const char *path, const char *image, Series *s,
+                           double *ret_call_ms) {
+        sd_bus_message *reply = NULL;
+        sd_bus_slot *slot = NULL;
+        const char *volume = NULL;
+        double t0 = now_ms();
+        int done = 0, r;
+
+        r = sd_bus_call_method_async(caller, &slot, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
+                                     "ProvisionInPlace", on_reply, &done, "st", image, UINT64_C(0));
+        if (r >= 0)
+                r = sd_bus_flush(caller);
+        while (r >= 0 && done == 0) {
+                r = timed_read(bus, path, s);
+                while (r >= 0 && (r = sd_bus_process(caller, NULL)) > 0)
+                        ;
+        }
+        sd_bus_slot_unref(slot);
+        if (r < 0 || done < 0)
+                return r < 0 ? r : -EIO;
+        /* The volume is registered now: follow its encryption to the end. */
+        r = sd_bus_call_method(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ListVolumes", NULL,
+                               &reply, "");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(ssso)");
+        while (r > 0) {
+                const char *uuid, *state, *device, *object;
+
+                r = sd_bus_message_read(reply, "(ssso)", &uuid, &device, &state, &object);
+                if (r > 0 && streq(device, image))
+                        volume = object;
+        }
+        for (r = volume ? 0 : -ENOENT; r >= 0;) {
+                _cleanup_free_ char *e = NULL;
+
+                r = timed_read(bus, path, s);
+                if (r >= 0)
+                        r = encryption_of(bus, volume, &e);
+                if (r >= 0 && isempty(e))
+                        break;
+        }
+        sd_bus_message_unref(reply);
+        *ret_call_ms = now_ms() - t0;
+        return r;
 }
 
 int main(int argc, char *argv[]) {
@@ -143,13 +201,18 @@ int main(int argc, char *argv[]) {
                 { "rounds", required_argument, NULL, 'r' },
                 {},
         };
-        static Series idle, recover, server, rotate, replace;
+        static Series idle, recover, server, rotate, replace, escrow, in_place;
         _cleanup_(daemon_fixture_freep) DaemonFixture *d = NULL;
         sd_bus *bus = NULL, *caller = NULL;
         char *images[2] = {}, *paths[2] = {};
         unsigned samples = 1000, rounds = 3;
-        double recover_ms = 0, server_ms = 0, rotate_ms = 0, replace_ms = 0, p50_idle, p99_idle;
-        int c, r;
+        double recover_ms = 0, server_ms = 0, rotate_ms = 0, replace_ms = 0, escrow_ms = 0, in_place_ms = 0, p50_idle,
+               p99_idle;
+        _cleanup_free_ char *config = NULL, *hook = NULL, *secret = NULL;
+        static const char hook_text[] = "#!/bin/sh\ncat >/dev/null\nsleep 2\necho stored\n";
+        char hook_dir[] = "/tmp/bench-latency.XXXXXX";
+        unsigned port = 0;
+        int c, r, silent;
 
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
                 switch (c) {
@@ -168,7 +231,21 @@ int main(int argc, char *argv[]) {
                 return 2;
         }
 
-        r = daemon_fixture_new("bench-latency", "[Recovery]\nKDFIterations=1048576\n", &d);
+        /* Escrow to a hook that takes 2 s, and to a DC that never answers (given up after 3 s). */
+        silent = test_silent_listener(&port);
+        if (silent < 0 || !mkdtemp(hook_dir) || chmod(hook_dir, 0755) < 0 || !(hook = path_join(hook_dir, "hook")) ||
+            !(secret = path_join(hook_dir, "secret")) ||
+            write_file_atomic(hook, hook_text, strlen(hook_text), 0755) < 0 ||
+            write_file_atomic(secret, "secret\n", 7, 0600) < 0 ||
+            asprintf(&config,
+                     "[Recovery]\nKDFIterations=1048576\n[ActiveDirectory]\nURI=ldaps://127.0.0.1:%u\n"
+                     "BindDN=CN=DB1,CN=Computers,DC=example,DC=com\nPasswordFile=%s\nTimeoutSec=3\n"
+                     "[Escrow]\nTargets=spool hook ad\nHook=%s\nHookTimeoutSec=30\n",
+                     port, secret, hook) < 0) {
+                fprintf(stderr, "bench-latency: cannot set up the escrow targets\n");
+                return 1;
+        }
+        r = daemon_fixture_new("bench-latency", config, &d);
         if (r < 0) {
                 fprintf(stderr, "bench-latency: cannot start the daemon fixture: %s\n", strerror(-r));
                 return 1;
@@ -223,20 +300,42 @@ int main(int argc, char *argv[]) {
                                    "ReplaceTPMWithServerRecoveryPassword", spw, &replace, &ms) < 0)
                         return 1;
                 replace_ms += ms / rounds;
+                if (during(bus, caller, paths[1], "/org/sealvol1", "org.sealvol1.Manager", "EscrowAll", NULL, &escrow,
+                           &ms) < 0)
+                        fprintf(stderr, "bench-latency: EscrowAll failed (AD never answers: expected)\n");
+                escrow_ms += ms / rounds;
+                {
+                        _cleanup_free_ char *image = NULL;
+                        char name[32];
+
+                        snprintf(name, sizeof(name), "data%u.img", k);
+                        if (ext4_image_new(d->dir, name, 160, 128, 64, &image) < 0 ||
+                            during_in_place(bus, caller, paths[1], image, &in_place, &ms) < 0) {
+                                fprintf(stderr, "bench-latency: the in-place encryption failed\n");
+                                return 1;
+                        }
+                        in_place_ms += ms / rounds;
+                }
         }
 
         p50_idle = percentile(&idle, 0.50);
         p99_idle = percentile(&idle, 0.99);
-        printf("%-34s %7s %9s %9s %9s %9s %9s %9s\n", "Volume.State read", "reads", "p50 ms", "p99 ms", "max ms",
+        printf("%-40s %7s %9s %9s %9s %9s %9s %9s\n", "Volume.State read", "reads", "p50 ms", "p99 ms", "max ms",
                "p50/idle", "p99/idle", "call ms");
         report("idle", &idle, p50_idle, p99_idle, 0);
         report("during UnlockWithRecoveryPassword", &recover, p50_idle, p99_idle, recover_ms);
         report("during UnlockWithServerRecoveryPwd", &server, p50_idle, p99_idle, server_ms);
         report("during RotateRecoveryPassword", &rotate, p50_idle, p99_idle, rotate_ms);
         report("during ReplaceTPMWithServerPwd", &replace, p50_idle, p99_idle, replace_ms);
+        report("during EscrowAll (hook 2 s, silent DC)", &escrow, p50_idle, p99_idle, escrow_ms);
+        report("during an in-place encryption", &in_place, p50_idle, p99_idle, in_place_ms);
 
         sd_bus_flush_close_unref(caller);
         sd_bus_flush_close_unref(bus);
+        (void) close(silent);
+        (void) unlink(hook);
+        (void) unlink(secret);
+        (void) rmdir(hook_dir);
         for (size_t i = 0; i < 2; i++) {
                 free(images[i]);
                 free(paths[i]);

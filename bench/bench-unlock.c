@@ -4,12 +4,13 @@
  *
  *   bench-unlock provision --tcti T --dir D --count N    seal a new VMK to D/vmk.sealed and bind N
  *                                                         new LUKS2 images D/sealvol-NNN.img to it
- *   bench-unlock unlock --tcti T --dir D --count N [--capture F]
+ *   bench-unlock unlock --tcti T --dir D --count N [--workers W] [--capture F]
  *                                                         one TPM connection, one unseal, then the
  *                                                         first N volumes verified with their derived
- *                                                         keyslot passphrase (what the boot does, less
- *                                                         device-mapper); with --capture, through
- *                                                         tpm2-tss's pcap TCTI into F
+ *                                                         keyslot passphrase on W workers (default: a
+ *                                                         worker per CPU, what sealvold's unlock pass
+ *                                                         does, less device-mapper); with --capture,
+ *                                                         through tpm2-tss's pcap TCTI into F
  *   bench-unlock count F                                  commands in a pcap TCTI capture: a line
  *                                                         "COMMANDS SECTIONS FAILED", then a line with
  *                                                         the histogram by command code
@@ -39,6 +40,7 @@ typedef struct Args {
         const char *dir;
         const char *capture;
         unsigned count;
+        unsigned workers; /* unlock: volume_open_many()'s; default the online CPUs, as sealvold */
 } Args;
 
 static double now(void) {
@@ -114,7 +116,28 @@ static int provision(const Args *a) {
         return 0;
 }
 
-static int unlock(const Args *a) {
+typedef struct BenchKey {
+        const uint8_t *vmk;
+        Guid id;
+} BenchKey;
+
+static int bench_key(const Guid *id, const uint8_t **ret, void *userdata) {
+        const BenchKey *k = userdata;
+
+        if (!guid_equal(id, &k->id))
+                return -EREMOTE;
+        *ret = k->vmk;
+        return 0;
+}
+
+static void items_free(VolumeOpenItem *items, char **paths, unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
+                volume_free(items[i].vol);
+                free(paths[i]);
+        }
+}
+
+static int unlock_volumes(const Args *a, VolumeOpenItem *items, char **paths, BenchKey *key) {
         _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
         _cleanup_secure_ uint8_t *vmk = NULL;
         _cleanup_free_ char *vmk_path = path_join(a->dir, "vmk.sealed");
@@ -137,25 +160,37 @@ static int unlock(const Args *a) {
                 return log_error_errno(r, "Failed to unseal %s: %m", vmk_path);
         unsealed = now();
 
+        /* What sealvold's unlock pass runs after its unseal: volume_open_many(), a worker per core. No
+         * name: libcryptsetup checks each key against its keyslot's digest and maps nothing. */
+        key->vmk = vmk;
+        key->id = blob.vmk_id;
         for (unsigned i = 0; i < a->count; i++) {
-                _cleanup_(volume_freep) Volume *v = NULL;
-                _cleanup_free_ char *path = image_path(a->dir, i);
-
-                if (!path)
+                paths[i] = image_path(a->dir, i);
+                if (!paths[i])
                         return log_oom();
-                r = volume_load(path, &v);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to load %s: %m", path);
-                /* No name: libcryptsetup checks the key against the keyslot's digest and maps nothing. */
-                r = volume_open_vmk(v, vmk, &blob.vmk_id, /* name= */ NULL, /* flags= */ 0);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to open %s with the VMK: %m", path);
+                items[i] = (VolumeOpenItem) { .device = paths[i] };
         }
+        volume_open_many(items, a->count, a->workers, bench_key, key);
         done = now();
+        for (unsigned i = 0; i < a->count; i++)
+                if (items[i].result < 0)
+                        r = log_error_errno(items[i].result, "Failed to open %s with the VMK: %m", paths[i]);
+        if (r < 0)
+                return r;
 
-        printf("unlocked %u volumes: TPM %.6f s, volumes %.6f s, total %.6f s\n", a->count, unsealed - start,
-               done - unsealed, done - start);
+        printf("unlocked %u volumes (%u workers): TPM %.6f s, volumes %.6f s, total %.6f s\n", a->count, a->workers,
+               unsealed - start, done - unsealed, done - start);
         return 0;
+}
+
+static int unlock(const Args *a) {
+        VolumeOpenItem items[BENCH_VOLUMES_MAX] = {};
+        char *paths[BENCH_VOLUMES_MAX] = {};
+        BenchKey key = {};
+        int r = unlock_volumes(a, items, paths, &key);
+
+        items_free(items, paths, a->count);
+        return r;
 }
 
 static int count(const char *capture) {
@@ -177,9 +212,11 @@ static int parse_args(int argc, char *argv[], Args *ret) {
                 { "dir", required_argument, NULL, 'd' },
                 { "count", required_argument, NULL, 'n' },
                 { "capture", required_argument, NULL, 'c' },
+                { "workers", required_argument, NULL, 'w' },
                 {},
         };
-        Args a = {};
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        Args a = { .workers = cpus > 0 ? (unsigned) cpus : 1 };
         int opt;
 
         while ((opt = getopt_long(argc, argv, "", options, NULL)) >= 0)
@@ -193,6 +230,17 @@ static int parse_args(int argc, char *argv[], Args *ret) {
                 case 'c':
                         a.capture = optarg;
                         break;
+                case 'w': {
+                        char *end;
+                        unsigned long n;
+
+                        errno = 0;
+                        n = strtoul(optarg, &end, 10);
+                        if (errno != 0 || *end != '\0' || n == 0 || n > 64)
+                                return log_error_errno(EINVAL, "--workers must be 1..64, not '%s'.", optarg);
+                        a.workers = (unsigned) n;
+                        break;
+                }
                 case 'n': {
                         char *end;
                         unsigned long n;
@@ -220,7 +268,7 @@ static int parse_args(int argc, char *argv[], Args *ret) {
 static void usage(void) {
         fprintf(stderr,
                 "usage: bench-unlock provision --tcti TCTI --dir DIR --count N\n"
-                "       bench-unlock unlock --tcti TCTI --dir DIR --count N [--capture FILE]\n"
+                "       bench-unlock unlock --tcti TCTI --dir DIR --count N [--workers W] [--capture FILE]\n"
                 "       bench-unlock count FILE\n");
 }
 

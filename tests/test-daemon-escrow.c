@@ -17,9 +17,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -1152,22 +1149,6 @@ static void test_erase(void **state) {
         assert_int_equal(access(record, F_OK), 0);
 }
 
-/* A DC on loopback that accepts connections (the kernel does) and never says a word. */
-static int silent_listener(unsigned *ret_port) {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(sa);
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
-            getsockname(fd, (struct sockaddr *) &sa, &len) < 0) {
-                if (fd >= 0)
-                        (void) close(fd);
-                return -1;
-        }
-        *ret_port = ntohs(sa.sin_port);
-        return fd;
-}
-
 /* Recovery keyslots at the production KDF cost, escrow to the spool and the hook (30 s before it is
  * killed). The AD target, a DC that never answers, is added after the volume's provisioning
  * (configure_silent_dc()). */
@@ -1179,7 +1160,7 @@ static void configure_silent_dc(Fixture *f) {
         _cleanup_free_ char *config = NULL, *text = NULL, *secret = path_join(f->dir, "bind.secret");
         unsigned port = 0;
 
-        f->silent_dc = silent_listener(&port);
+        f->silent_dc = test_silent_listener(&port);
         assert_true(f->silent_dc >= 0);
         assert_int_equal(write_file_atomic(secret, "secret\n", 7, 0600), 0);
         config = test_read_file(f->d->config_path);

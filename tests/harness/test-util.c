@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* test-util.c: directories, skip policy and child processes for the test harness. */
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -217,4 +220,22 @@ char *test_read_file(const char *path) {
                 return strdup("");
         }
         return buf;
+}
+
+int test_silent_listener(unsigned *ret_port) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(sa);
+        int fd, r;
+
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
+            getsockname(fd, (struct sockaddr *) &sa, &len) < 0) {
+                r = -errno;
+                (void) close(fd);
+                return r;
+        }
+        *ret_port = ntohs(sa.sin_port);
+        return fd;
 }

@@ -50,6 +50,10 @@ bool test_process_running(pid_t pid);
 /* Writes "#!/bin/sh\n<body>\n" as dir/name, mode 0700, by a rename (never a file being written when
  * it runs); the path, to free. Fails the test on error. */
 char *test_write_script(const char *dir, const char *name, const char *body);
+/* A server on 127.0.0.1 that accepts connections (the kernel does, into its backlog) and never says a
+ * word: a DC or vault that hangs. Returns the listening socket (the caller closes it), its port in
+ * *ret_port; -errno on failure. */
+int test_silent_listener(unsigned *ret_port);
 
 /* Reads a whole (small) file; NULL on error. For log excerpts in failure messages. */
 char *test_read_file(const char *path);
