@@ -136,7 +136,8 @@ static void start_diagnose(pid_t pid) {
                 char cmd[128];
 
                 snprintf(cmd, sizeof(cmd), "ps -o pid,ppid,pgid,stat,comm -g %u -p %u >&2", owner, owner);
-                (void) system(cmd);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "daemon fixture: pid %u is gone\n", owner);
         }
 }
 
