@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* kill-points.c: kill a child at its k-th write to a directory, through ptrace (see kill-points.h). */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/audit.h>
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -18,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "kill-points.h"
 #include "test-util.h"
 
@@ -297,6 +300,44 @@ static void strv_free(char **l) {
         free(l);
 }
 
+/* The tracer of pid, from /proc/<pid>/status; 0 when there is none (or pid is gone). */
+static pid_t tracer_of(pid_t pid) {
+        char path[64], line[128];
+        pid_t tracer = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "TracerPid: %d", &tracer) == 1)
+                        break;
+        (void) fclose(f);
+        return tracer;
+}
+
+/* What the tracer never heard of: a child whose parent was killed while it stopped at the fork, vfork
+ * or clone that made it (SIGKILL ends that stop without reporting it). The child is traced from its
+ * first instruction and stays stopped there, holding what it inherited (the daemon's bus connection,
+ * and with it the daemon's name): every process this tracer traces that is no longer a known tracee
+ * is killed and reaped. */
+static void kill_unknown_tracees(void) {
+        _cleanup_(closedirp) DIR *d = opendir("/proc");
+        pid_t self = getpid();
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
+
+                if (*end != '\0' || pid <= 0 || (pid_t) pid == self || tracer_of((pid_t) pid) != self)
+                        continue;
+                (void) kill((pid_t) pid, SIGKILL);
+                (void) waitpid((pid_t) pid, NULL, __WALL);
+        }
+}
+
 static void kill_all(KillPointProcess *p) {
         for (size_t i = 0; i < p->n_tracees; i++)
                 (void) kill(p->tracees[i], SIGKILL);
@@ -328,6 +369,7 @@ static void kill_all(KillPointProcess *p) {
                 if (!pushed)
                         p->n_tracees--;
         }
+        kill_unknown_tracees();
         p->pid = 0;
 }
 
