@@ -92,22 +92,17 @@ static bool name_is_of(sd_bus *bus, pid_t pid) {
 }
 
 /* The daemon pid owns its name and its boot's unlock pass is done (BootState is not "unlocking"); it
- * answers meanwhile. Each question is bounded: a daemon that does not answer is asked again. */
-static bool boot_unlocked(pid_t pid) {
+ * answers meanwhile. Each question is bounded (bus's method call timeout): a daemon that does not
+ * answer is asked again. */
+static bool boot_unlocked(sd_bus *bus, pid_t pid) {
         _cleanup_free_ char *state = NULL;
-        sd_bus *bus = NULL;
-        int r;
 
-        r = sd_bus_open_system(&bus);
-        if (r >= 0)
-                r = sd_bus_set_method_call_timeout(bus, 2 * 1000 * 1000);
-        if (r >= 0 && !name_is_of(bus, pid))
-                r = -ESRCH;
-        if (r >= 0)
-                r = sd_bus_get_property_string(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
-                                               "BootState", NULL, &state);
-        sd_bus_flush_close_unref(bus);
-        return r >= 0 && !streq(state, "unlocking");
+        if (!name_is_of(bus, pid))
+                return false;
+        if (sd_bus_get_property_string(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "BootState",
+                                       NULL, &state) < 0)
+                return false;
+        return !streq(state, "unlocking");
 }
 
 /* Why a start was not seen ready: who owns the name, what BootState says. */
@@ -149,6 +144,7 @@ static uint64_t now_ms(void) {
 }
 
 int daemon_fixture_start(DaemonFixture *f) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         const char *daemon = getenv("SEALVOLD");
         int r;
 
@@ -162,9 +158,14 @@ int daemon_fixture_start(DaemonFixture *f) {
                 return r;
 
         /* Ready when it owns its name and the boot's unlock pass is done (it answers meanwhile:
-         * BootState says "unlocking"). */
+         * BootState says "unlocking"). One connection for all the questions. */
+        r = sd_bus_open_system(&bus);
+        if (r >= 0)
+                r = sd_bus_set_method_call_timeout(bus, 2 * 1000 * 1000);
+        if (r < 0)
+                return r;
         for (uint64_t deadline = now_ms() + DAEMON_START_TIMEOUT_MS; now_ms() < deadline;) {
-                if (bus_name_has_owner("org.sealvol1") > 0 && boot_unlocked(f->pid))
+                if (boot_unlocked(bus, f->pid))
                         return 0;
                 if (!test_process_running(f->pid)) {
                         f->pid = 0;
@@ -206,9 +207,7 @@ static int name_owned(void *userdata) {
         if (now < w->next)
                 return 0;
         w->next = now + 20;
-        if (bus_name_has_owner("org.sealvol1") <= 0)
-                return 0;
-        if (!w->bus && sd_bus_open_system(&w->bus) < 0)
+        if (!w->bus && (sd_bus_open_system(&w->bus) < 0 || sd_bus_set_method_call_timeout(w->bus, 2 * 1000 * 1000) < 0))
                 return 0;
         /* dbus-daemon answers this one, not the traced daemon. */
         if (!w->ready && !w->slot && !name_is_of(w->bus, w->pid))
