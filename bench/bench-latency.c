@@ -153,27 +153,18 @@ static int encryption_of(sd_bus *bus, const char *path, char **ret) {
         return sd_bus_get_property_string(bus, "org.sealvol1", path, "org.sealvol1.Volume", "Encryption", NULL, ret);
 }
 
-/* Reads State of path while ProvisionInPlace of image runs, and on until its encryption is done. */
+/* Reads State of path while ProvisionInPlace of image runs (during(): it takes a device and flags as
+ * the recovery calls take a password and flags), and on until its encryption is done. */
 static int during_in_place(sd_bus *bus, sd_bus *caller, const char *path, const char *image, Series *s,
                            double *ret_call_ms) {
         sd_bus_message *reply = NULL;
-        sd_bus_slot *slot = NULL;
         const char *volume = NULL;
-        double t0 = now_ms();
-        int done = 0, r;
+        double t0 = now_ms(), ms;
+        int r;
 
-        r = sd_bus_call_method_async(caller, &slot, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager",
-                                     "ProvisionInPlace", on_reply, &done, "st", image, UINT64_C(0));
-        if (r >= 0)
-                r = sd_bus_flush(caller);
-        while (r >= 0 && done == 0) {
-                r = timed_read(bus, path, s);
-                while (r >= 0 && (r = sd_bus_process(caller, NULL)) > 0)
-                        ;
-        }
-        sd_bus_slot_unref(slot);
-        if (r < 0 || done < 0)
-                return r < 0 ? r : -EIO;
+        r = during(bus, caller, path, "/org/sealvol1", "org.sealvol1.Manager", "ProvisionInPlace", image, s, &ms);
+        if (r < 0)
+                return r;
         /* The volume is registered now: follow its encryption to the end. */
         r = sd_bus_call_method(bus, "org.sealvol1", "/org/sealvol1", "org.sealvol1.Manager", "ListVolumes", NULL,
                                &reply, "");

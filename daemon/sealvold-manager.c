@@ -465,6 +465,21 @@ int vmk_unseal_run(VmkUnseal *u) {
         return u->result;
 }
 
+/* The daemon holds vmk (and previous, secure memory, both taken) as the sealed state blob names them;
+ * what the bus shows follows. */
+static void vmk_install(Manager *m, uint8_t *vmk, uint8_t *previous, const VmkBlob *blob) {
+        secure_free(m->vmk);
+        m->vmk = vmk;
+        m->vmk_id = blob->vmk_id;
+        secure_free(m->previous_vmk);
+        m->previous_vmk = previous;
+        m->previous_vmk_id = blob->has_previous ? blob->previous_id : (Guid) {};
+        m->blob = *blob;
+        m->have_blob = true;
+        m->last_pcr_mismatch = 0;
+        manager_sealed_refresh(m, blob);
+}
+
 int manager_vmk_unsealed(Manager *m, VmkUnseal *u) {
         int r = u->result;
 
@@ -496,17 +511,7 @@ int manager_vmk_unsealed(Manager *m, VmkUnseal *u) {
                 else
                         log_info("Sealed state %s upgraded to version %u.", m->vmk_path, VMK_BLOB_VERSION);
         }
-        secure_free(m->vmk);
-        m->vmk = TAKE_PTR(u->vmk);
-        m->vmk_id = u->blob.vmk_id;
-        secure_free(m->previous_vmk);
-        m->previous_vmk = TAKE_PTR(u->previous);
-        m->previous_vmk_id = u->blob.has_previous ? u->blob.previous_id : (Guid) {};
-        m->blob = u->blob;
-        m->have_blob = true;
-        m->last_pcr_mismatch = 0;
-        /* What the bus shows follows. */
-        manager_sealed_refresh(m, &u->blob);
+        vmk_install(m, TAKE_PTR(u->vmk), TAKE_PTR(u->previous), &u->blob);
         manager_tpm_apply(m, &u->tpm);
         /* The server-scoped way back in exists from the VMK's first day. */
         (void) manager_ensure_server_recovery(m);
@@ -531,14 +536,7 @@ static int vmk_create(Manager *m) {
         log_info("Created the server's VMK %s.", guid_format(&blob.vmk_id, (char[GUID_STRING_MAX]) {}));
         tpm_identity_note_first(m, c, &blob);
 
-        m->vmk = TAKE_PTR(vmk);
-        m->vmk_id = blob.vmk_id;
-        m->previous_vmk = secure_free(m->previous_vmk);
-        m->previous_vmk_id = (Guid) {};
-        m->blob = blob;
-        m->have_blob = true;
-        m->last_pcr_mismatch = 0;
-        manager_sealed_refresh(m, &blob);
+        vmk_install(m, TAKE_PTR(vmk), NULL, &blob);
         manager_tpm_refresh(m, c);
         (void) manager_ensure_server_recovery(m);
         return 0;
