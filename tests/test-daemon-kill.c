@@ -181,6 +181,7 @@ static int teardown(void **state) {
         Fixture *f = *state;
         int r = 0;
 
+        test_watchdog_clear();
         if (f->ctl_pid > 0) {
                 (void) kill(f->ctl_pid, SIGKILL);
                 (void) waitpid(f->ctl_pid, NULL, 0);
@@ -1092,11 +1093,27 @@ static void start_normally(Fixture *f) {
         reconnect(f);
 }
 
+/* A step takes seconds (under ASan too); one stage of it that takes minutes hangs. */
+#define STAGE_TIMEOUT_SEC 300u
+#define WATCH(f, op, what) \
+        test_watchdog_set(STAGE_TIMEOUT_SEC, "%s, step %u: %s", op_names[op], (f)->k, what)
+
+static void watchdog_report(void *userdata) {
+        Fixture *f = userdata;
+        _cleanup_free_ char *log = test_read_file(f->d->log_path);
+        size_t n = log ? strlen(log) : 0;
+
+        /* The end of it: what the daemon did last. */
+        fprintf(stderr, "sealvold's log (%s), its end:\n%s\n", f->d->log_path,
+                log ? log + (n > 8192 ? n - 8192 : 0) : "(unreadable)");
+}
+
 static void kill_at_every_step(Fixture *f, Op op) {
         const char *prefixes[] = { f->d->state_dir, f->disks, NULL };
         bool completed = false;
         unsigned k;
 
+        test_watchdog_report(watchdog_report, f);
         for (k = 1; !completed; k++) {
                 _cleanup_free_ char *out = NULL, *again = NULL, *out_path = ctl_output_path(f);
                 char saved[N_VOLUMES_MAX][VOLUME_UUID_STRING_MAX];
@@ -1104,12 +1121,15 @@ static void kill_at_every_step(Fixture *f, Op op) {
 
                 assert_true(k < STEPS_MAX);
                 f->k = k;
+                WATCH(f, op, "restoring the pristine state");
                 restore(f);
                 memcpy(saved, f->uuids, sizeof(saved));
                 /* A server of version 1 is upgraded by its first unlock: the traced start leaves it locked. */
                 f->d->extra_arg = op == OP_UPGRADE_V1 ? "--no-unlock" : NULL;
+                WATCH(f, op, "starting sealvold traced");
                 assert_int_equal(daemon_fixture_start_traced(f->d, prefixes, KILL_POINT_GRAIN_WRITE_RUNS), 0);
                 f->d->extra_arg = NULL;
+                WATCH(f, op, "running the operation to the step");
                 op_spawn(f, op);
                 r = kill_point_process_run(f->d->traced, k, ctl_exited, f, OPERATION_TIMEOUT_MS, NULL);
                 if (r < 0)
@@ -1129,20 +1149,27 @@ static void kill_at_every_step(Fixture *f, Op op) {
                          * kill, which then found the work that follows one (the escrow pass after a
                          * change): it does not hang, and what it was told holds (check_server()). */
                         (void) ctl_wait(f);
+                WATCH(f, op, "killing sealvold");
                 assert_int_equal(daemon_fixture_kill(f->d), 0);
                 /* What the killed daemon had loaded in the TPM (a policy session, a transient object: one
                  * thread may be in a TPM sequence while another makes the step that is killed) is
                  * flushed, as the kernel's resource manager does when a connection closes; swtpm has
                  * none, and three such sessions leave no room for the next unseal. */
+                WATCH(f, op, "flushing the TPM's transient objects");
                 assert_int_equal(swtpm_fixture_flush_transient(f->d->tpm), 0);
                 out = test_read_file(out_path);
 
+                WATCH(f, op, "starting sealvold after the kill");
                 start_normally(f);
+                WATCH(f, op, "checking the server after the kill");
                 check_server(f, op, out, completed);
                 if (!completed) {
+                        WATCH(f, op, "doing the operation again");
                         redo(f, op, &again);
+                        WATCH(f, op, "checking the server after the operation was done again");
                         check_server(f, op, again, true);
                 }
+                WATCH(f, op, "stopping sealvold");
                 r = daemon_fixture_stop(f->d);
                 if (r < 0) {
                         _cleanup_free_ char *log = test_read_file(f->d->log_path);
@@ -1150,6 +1177,7 @@ static void kill_at_every_step(Fixture *f, Op op) {
                 }
                 memcpy(f->uuids, saved, sizeof(saved));
         }
+        test_watchdog_clear();
         /* Under valgrind the daemon is not traced: it completes at once. */
         if (!isempty(getenv("SEALVOL_VALGRIND")))
                 print_message("%s: run once, not killed (valgrind)\n", op_names[op]);

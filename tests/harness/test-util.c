@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <netinet/in.h>
@@ -238,4 +239,96 @@ int test_silent_listener(unsigned *ret_port) {
         }
         *ret_port = ntohs(sa.sin_port);
         return fd;
+}
+
+/* ---- the watchdog ---------------------------------------------------------------------------------- */
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        pthread_once_t once;
+        pthread_t thread;
+        bool armed;
+        struct timespec deadline; /* CLOCK_MONOTONIC */
+        unsigned seconds;
+        char what[256];
+        TestWatchdogReportFn report;
+        void *userdata;
+} watchdog = {
+        .lock = PTHREAD_MUTEX_INITIALIZER,
+        .once = PTHREAD_ONCE_INIT,
+};
+
+static void *watchdog_thread(void *arg) {
+        (void) arg;
+        (void) pthread_mutex_lock(&watchdog.lock);
+        for (;;) {
+                struct timespec now;
+
+                if (!watchdog.armed) {
+                        (void) pthread_cond_wait(&watchdog.changed, &watchdog.lock);
+                        continue;
+                }
+                if (pthread_cond_timedwait(&watchdog.changed, &watchdog.lock, &watchdog.deadline) != ETIMEDOUT)
+                        continue;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (!watchdog.armed || now.tv_sec < watchdog.deadline.tv_sec)
+                        continue;
+                break;
+        }
+        /* The lock stays held: nothing re-arms a watchdog that is about to abort. */
+        fprintf(stderr, "\nwatchdog: still %s after %u s; every process now:\n", watchdog.what, watchdog.seconds);
+        fflush(stderr);
+        if (system("ps -N --ppid 2 --pid 2 --forest -o pid,ppid,stat,wchan:32,etimes,args >&2") != 0)
+                fprintf(stderr, "watchdog: ps failed\n");
+        if (watchdog.report)
+                watchdog.report(watchdog.userdata);
+        fflush(stderr);
+        abort();
+        return NULL;
+}
+
+static void watchdog_init(void) {
+        pthread_condattr_t attr;
+
+        (void) pthread_condattr_init(&attr);
+        (void) pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        (void) pthread_cond_init(&watchdog.changed, &attr);
+        (void) pthread_condattr_destroy(&attr);
+        if (pthread_create(&watchdog.thread, NULL, watchdog_thread, NULL) != 0) {
+                fprintf(stderr, "watchdog: cannot start its thread\n");
+                abort();
+        }
+        (void) pthread_detach(watchdog.thread);
+}
+
+void test_watchdog_report(TestWatchdogReportFn report, void *userdata) {
+        (void) pthread_mutex_lock(&watchdog.lock);
+        watchdog.report = report;
+        watchdog.userdata = userdata;
+        (void) pthread_mutex_unlock(&watchdog.lock);
+}
+
+void test_watchdog_set(unsigned seconds, const char *format, ...) {
+        va_list ap;
+
+        (void) pthread_once(&watchdog.once, watchdog_init);
+        (void) pthread_mutex_lock(&watchdog.lock);
+        va_start(ap, format);
+        (void) vsnprintf(watchdog.what, sizeof(watchdog.what), format, ap);
+        va_end(ap);
+        clock_gettime(CLOCK_MONOTONIC, &watchdog.deadline);
+        watchdog.deadline.tv_sec += seconds;
+        watchdog.seconds = seconds;
+        watchdog.armed = true;
+        (void) pthread_cond_signal(&watchdog.changed);
+        (void) pthread_mutex_unlock(&watchdog.lock);
+}
+
+void test_watchdog_clear(void) {
+        (void) pthread_mutex_lock(&watchdog.lock);
+        watchdog.armed = false;
+        watchdog.report = NULL;
+        (void) pthread_cond_signal(&watchdog.changed);
+        (void) pthread_mutex_unlock(&watchdog.lock);
 }

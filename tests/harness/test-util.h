@@ -57,3 +57,13 @@ int test_silent_listener(unsigned *ret_port);
 
 /* Reads a whole (small) file; NULL on error. For log excerpts in failure messages. */
 char *test_read_file(const char *path);
+
+/* A bound on each stage of a long test, so that a hang says where it is rather than running into
+ * meson's timeout: test_watchdog_set() (re)arms it with what the test is doing now; a stage that runs
+ * past its bound prints that, what report() adds (a daemon's log, say), and every process but the
+ * kernel's threads with its state and kernel wait channel, and aborts the test.
+ * test_watchdog_clear() disarms. */
+typedef void (*TestWatchdogReportFn)(void *userdata);
+void test_watchdog_report(TestWatchdogReportFn report, void *userdata);
+_printf_(2, 3) void test_watchdog_set(unsigned seconds, const char *format, ...);
+void test_watchdog_clear(void);
