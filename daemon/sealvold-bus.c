@@ -193,8 +193,11 @@ static int property_get_manager(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "s",
                                              m->vmk ? guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}) : "");
         if (streq(property, "VMKRotation")) {
-                /* Whether the VMK is due for rotation, or one waits for volumes still on the previous VMK. */
-                if (m->previous_vmk)
+                /* Whether the VMK is being rotated, is due for rotation, or one waits for volumes still on
+                 * the previous VMK. */
+                if (m->vmk_rotation)
+                        snprintf(buf, sizeof(buf), "rotating");
+                else if (m->previous_vmk)
                         snprintf(buf, sizeof(buf), "re-binding from %s",
                                  guid_format(&m->previous_vmk_id, (char[GUID_STRING_MAX]) {}));
                 else
@@ -663,9 +666,30 @@ static int recovery_typo_error(sd_bus_error *error, int r, unsigned block) {
         return sd_bus_error_setf(error, name, "The recovery password %s.", recovery_parse_error_to_string(r));
 }
 
+static void rotate_vmk_reply(Manager *m, sd_bus_message *request, int r, const char *why) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        audit_record(request, "rotate-vmk", NULL, r, NULL);
+        if (r >= 0) {
+                (void) sd_bus_reply_method_return(request, "ss", guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}),
+                                                  guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
+                return;
+        }
+        if (r == -ECOMM)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_ESCROW_FAILED,
+                                         "The VMK was not rotated: the new server recovery password could not be "
+                                         "escrowed to a required target (%s).", strempty(why));
+        else if (r == -EBUSY)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_BUSY,
+                                         "A rotation under way still waits for volumes on the previous VMK (their "
+                                         "disks are missing); it finishes when they appear.");
+        else
+                (void) volume_error(&error, r, NULL, "Failed to rotate the VMK");
+        (void) sd_bus_reply_method_error(request, &error);
+}
+
 static int method_rotate_vmk(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_free_ char *why = NULL;
         uint64_t flags;
         int r;
 
@@ -678,20 +702,11 @@ static int method_rotate_vmk(sd_bus_message *message, void *userdata, sd_bus_err
         r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        r = manager_rotate_vmk(m, &why);
-        audit_record(message, "rotate-vmk", NULL, r, NULL);
-        if (r == -ECOMM)
-                return sd_bus_error_setf(error, BUS_ERROR_ESCROW_FAILED,
-                                         "The VMK was not rotated: the new server recovery password could not be "
-                                         "escrowed to a required target (%s).", strempty(why));
-        if (r == -EBUSY)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
-                                         "A rotation under way still waits for volumes on the previous VMK (their "
-                                         "disks are missing); it finishes when they appear.");
+        /* Answered when it is done (rotate_vmk_reply()). */
+        r = manager_rotate_vmk_start(m, message, rotate_vmk_reply);
         if (r < 0)
-                return volume_error(error, r, NULL, "Failed to rotate the VMK");
-        return sd_bus_reply_method_return(message, "ss", guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}),
-                                          guid_format(&m->server_recovery.key_id, (char[GUID_STRING_MAX]) {}));
+                rotate_vmk_reply(m, message, r, NULL);
+        return 1;
 }
 
 /* The server recovery password's record as an operation sees it: what it unwraps, never the daemon's. */
@@ -781,7 +796,7 @@ static void server_unlock_done(Operation *o, int r) {
                 r = manager_unlock_server_vmk(m, TAKE_PTR(d->server.vmk), &d->server.vmk_id);
         audit_record(o->request, "unlock-server-recovery-password", NULL, r, NULL);
         if (r >= 0)
-                r = manager_unlock_start(m, UNLOCK_ALL, NULL, o->request, reply_unlock_counts, NULL, NULL);
+                r = manager_unlock_start_rotated(m, NULL, o->request, reply_unlock_counts, NULL, NULL);
         if (r < 0) {
                 (void) server_password_error(m, &error, r, d->bad_block, "Failed to recover the server");
                 (void) sd_bus_reply_method_error(o->request, &error);
@@ -894,7 +909,7 @@ static void replace_sealed_done(Operation *o, int r) {
         }
         audit_record(o->request, "replace-tpm", NULL, r, d->credential);
         /* Answered once every volume is open; the pass's end rotates the VMK. */
-        r = manager_unlock_start(m, UNLOCK_ALL, NULL, o->request, replace_reply_record, record, free);
+        r = manager_unlock_start_rotated(m, NULL, o->request, replace_reply_record, record, free);
         if (r >= 0)
                 TAKE_PTR(record);
         else
@@ -1073,7 +1088,7 @@ static int method_volume_unlock_dra(sd_bus_message *message, void *userdata, sd_
         if (r < 0)
                 return volume_error(error, r, v, "Failed to unlock with the DRA key");
         /* The server's VMK came with it: answered once every volume is open. */
-        if (r > 0 && manager_unlock_start(v->manager, UNLOCK_ALL, v, message, reply_volume_state, NULL, NULL) >= 0)
+        if (r > 0 && manager_unlock_start_rotated(v->manager, v, message, reply_volume_state, NULL, NULL) >= 0)
                 return 1;
         return sd_bus_reply_method_return(message, "s", volume_state_to_string(v->state));
 }
@@ -1200,9 +1215,6 @@ static void reply_recovered_by_server(Manager *m, UnlockWaiter *w) {
         (void) sd_bus_reply_method_return(w->request, "ss", volume_state_to_string(w->only->state), "");
 }
 
-static int rotate_recovery_work(void *p);
-static void rotate_recovery_free(void *p);
-
 /* The used password's replacement after a recovery, done: the recovery's caller is answered with the
  * volume's state and the new Key ID (empty when the replacement failed: it is logged, and the volume
  * is open either way; a required escrow target that fails leaves the used password in place,
@@ -1218,13 +1230,9 @@ static void recovered_rotation_done(Operation *o, int r) {
 }
 
 static int recovered_rotation_start(ManagedVolume *v, sd_bus_message *request) {
-        RecoveryRotation *d = NULL;
         int r;
 
-        r = manager_rotate_recovery_begin(v->manager, v, &d);
-        if (r >= 0)
-                r = operation_start(v->manager, v, request, "rotate-recovery", rotate_recovery_work,
-                                    recovered_rotation_done, d, rotate_recovery_free);
+        r = manager_rotate_recovery_start(v->manager, v, request, recovered_rotation_done);
         if (r < 0)
                 log_error_errno(r, "Failed to replace the used recovery password of %s: %m", v->uuid);
         return r;
@@ -1245,7 +1253,7 @@ static void recover_done(Operation *o, int r) {
                         log_error_errno(r, "Failed to recover with the server recovery password: %m");
                 audit_record(o->request, "unlock-recovery-password", v, r, NULL);
                 /* Answered with this volume's state once the pass that opens every volume is done. */
-                if (r >= 0 && manager_unlock_start(v->manager, UNLOCK_ALL, v, o->request, reply_recovered_by_server,
+                if (r >= 0 && manager_unlock_start_rotated(v->manager, v, o->request, reply_recovered_by_server,
                                                    NULL, NULL) >= 0)
                         return;
         } else {
@@ -1336,14 +1344,6 @@ static int method_volume_get_recovery_password(sd_bus_message *message, void *us
 
 /* The new keyslot's KDF (production cost) and the new password's escrow (a hook, a DC) run as an
  * operation: the volume is busy meanwhile, the bus answers. */
-static int rotate_recovery_work(void *p) {
-        return recovery_rotation_work(p);
-}
-
-static void rotate_recovery_free(void *p) {
-        recovery_rotation_free(p);
-}
-
 static void rotate_recovery_done(Operation *o, int r) {
         RecoveryRotation *d = o->data;
         ManagedVolume *v = o->volume;
@@ -1371,7 +1371,6 @@ static void rotate_recovery_done(Operation *o, int r) {
 
 static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
-        RecoveryRotation *d = NULL;
         int r;
 
         r = polkit_check_alone(v->manager, message, "org.sealvol1.rotate", /* all= */ false, error);
@@ -1380,10 +1379,7 @@ static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata
         r = volume_check_idle(v, error);
         if (r < 0)
                 return r;
-        r = manager_rotate_recovery_begin(v->manager, v, &d);
-        if (r >= 0)
-                r = operation_start(v->manager, v, message, "rotate-recovery", rotate_recovery_work,
-                                    rotate_recovery_done, d, rotate_recovery_free);
+        r = manager_rotate_recovery_start(v->manager, v, message, rotate_recovery_done);
         if (r < 0) {
                 audit_record(message, "rotate-recovery-password", v, r, NULL);
                 return volume_error(error, r, v, "Failed to rotate the recovery password of");

@@ -377,24 +377,36 @@ static void server_escrow_password(const EscrowEnv *env, const ServerRecovery *s
         };
 }
 
+int escrow_server_recovery(const EscrowEnv *env, ServerRecovery *s, const char *password,
+                           char *errors[static _ESCROW_TARGET_MAX]) {
+        char vmk_volume[GUID_STRING_MAX];
+        EscrowPassword e;
+
+        server_escrow_password(env, s, password, vmk_volume, &e);
+        return escrow_password_send(env, &e, "of the server", env->config->escrow_targets, s->escrow, &s->n_escrow,
+                                    errors);
+}
+
+void manager_server_escrow_outcome(Manager *m, char *errors[static _ESCROW_TARGET_MAX]) {
+        escrow_errors_done(m->server_escrow_error);
+        memcpy(m->server_escrow_error, errors, sizeof(m->server_escrow_error));
+        memset(errors, 0, sizeof(m->server_escrow_error));
+        m->server_escrow_attempts = 0;
+        m->server_escrow_due_usec = 0;
+}
+
 int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *password, char **ret_error) {
         _cleanup_(escrow_env_done) EscrowEnv env = {};
         char *errors[_ESCROW_TARGET_MAX] = {};
-        char vmk_volume[GUID_STRING_MAX];
-        EscrowPassword e;
         int r;
 
         r = manager_escrow_env(m, &env);
         if (r < 0)
                 return r;
-        server_escrow_password(&env, s, password, vmk_volume, &e);
-        r = escrow_password_send(&env, &e, "of the server", m->config.escrow_targets, s->escrow, &s->n_escrow, errors);
+        r = escrow_server_recovery(&env, s, password, errors);
         if (r == -ECOMM && ret_error)
                 *ret_error = escrow_required_failure(&m->config, errors);
-        escrow_errors_done(m->server_escrow_error);
-        memcpy(m->server_escrow_error, errors, sizeof(errors));
-        m->server_escrow_attempts = 0;
-        m->server_escrow_due_usec = 0;
+        manager_server_escrow_outcome(m, errors);
         return r;
 }
 

@@ -719,20 +719,34 @@ static void used_password_load(Manager *m, ManagedVolume *v) {
                 (void) unlink(path); /* replaced since, by a rotation this note did not hear of */
 }
 
+static void used_rotation_done(Operation *o, int r) {
+        Manager *m = o->manager;
+
+        /* Logged there; a failure leaves the note, and the next start tries again. */
+        (void) manager_rotate_recovery_finish(m, o->volume, o->data, r, NULL, NULL);
+        m->used_rotations--;
+        manager_unlock_answer_rotated(m);
+}
+
 void manager_rotate_used_passwords(Manager *m) {
         if (!m->vmk)
                 return;
         for (size_t i = 0; i < m->n_volumes; i++) {
                 ManagedVolume *v = m->volumes[i];
-                Guid id;
                 int r;
 
-                if (!v->rotate_after_reseal)
+                /* A volume busy now keeps its note: the next start, or the next change of the VMK's
+                 * state, replaces the password. */
+                if (!v->rotate_after_reseal || v->operation || v->job)
                         continue;
-                r = manager_rotate_recovery(m, v, &id, NULL);
-                if (r < 0)
+                /* Each one an operation of its volume: the new keyslot's KDF and the escrow off the loop. */
+                r = manager_rotate_recovery_start(m, v, NULL, used_rotation_done);
+                if (r < 0) {
                         log_error_errno(r, "Failed to replace the used recovery password of %s, ignoring: %m",
                                         v->uuid);
+                        continue;
+                }
+                m->used_rotations++;
         }
 }
 
@@ -1064,8 +1078,7 @@ int manager_lock(Manager *m, ManagedVolume *v) {
 RecoveryRotation *recovery_rotation_free(RecoveryRotation *d) {
         if (!d)
                 return NULL;
-        if (!d->vol_borrowed)
-                volume_free(d->vol);
+        volume_free(d->vol);
         secure_free(d->vmk);
         secure_free(d->password);
         escrow_errors_done(d->escrow.errors);
@@ -1074,18 +1087,16 @@ RecoveryRotation *recovery_rotation_free(RecoveryRotation *d) {
         return NULL;
 }
 
-/* Takes vol (loaded just now), or borrows it. */
-static int rotation_new(Manager *m, Volume *vol, bool borrow, RecoveryRotation **ret) {
+/* Takes vol (loaded just now). */
+static int rotation_new(Manager *m, Volume *vol, RecoveryRotation **ret) {
         _cleanup_(recovery_rotation_freep) RecoveryRotation *d = calloc(1, sizeof(*d));
         int r;
 
         if (!d) {
-                if (!borrow)
-                        volume_free(vol);
+                volume_free(vol);
                 return -ENOMEM;
         }
         d->vol = vol;
-        d->vol_borrowed = borrow;
         d->vmk = secure_memdup(m->vmk, VMK_SIZE);
         if (!d->vmk)
                 return -ENOMEM;
@@ -1099,9 +1110,15 @@ static int rotation_new(Manager *m, Volume *vol, bool borrow, RecoveryRotation *
         return 0;
 }
 
-int recovery_rotation_work(RecoveryRotation *d) {
+static int recovery_rotation_work(void *p) {
+        RecoveryRotation *d = p;
+
         return volume_rotate_recovery(d->vol, d->vmk, &d->vmk_id, d->iterations, escrow_callback, &d->escrow,
                                       &d->password);
+}
+
+static void recovery_rotation_destroy(void *p) {
+        recovery_rotation_free(p);
 }
 
 int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotation *d, int r,
@@ -1171,8 +1188,9 @@ int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_pass
         return r == -ENOENT ? -ENOKEY : r;
 }
 
-int manager_rotate_recovery_begin(Manager *m, ManagedVolume *v, RecoveryRotation **ret) {
+int manager_rotate_recovery_start(Manager *m, ManagedVolume *v, sd_bus_message *request, OperationDoneFn done) {
         _cleanup_(volume_freep) Volume *vol = NULL;
+        RecoveryRotation *d = NULL;
         int r;
 
         r = manager_refresh_volume(v, &vol);
@@ -1181,17 +1199,11 @@ int manager_rotate_recovery_begin(Manager *m, ManagedVolume *v, RecoveryRotation
         r = manager_ensure_vmk(m, /* create= */ false);
         if (r < 0)
                 return r;
-        return rotation_new(m, TAKE_PTR(vol), /* borrow= */ false, ret);
-}
-
-int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error) {
-        _cleanup_(recovery_rotation_freep) RecoveryRotation *d = NULL;
-        int r;
-
-        r = manager_rotate_recovery_begin(m, v, &d);
+        r = rotation_new(m, TAKE_PTR(vol), &d);
         if (r < 0)
                 return r;
-        return manager_rotate_recovery_finish(m, v, d, recovery_rotation_work(d), ret_new_key_id, ret_error);
+        return operation_start(m, v, request, "rotate-recovery", recovery_rotation_work, done, d,
+                               recovery_rotation_destroy);
 }
 
 /* ---- decommissioning ---------------------------------------------------------------------------- */
@@ -1452,6 +1464,15 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
         return 0;
 }
 
+void manager_vmk_exported(Manager *m) {
+        /* A new export goes to the spool and the hook; a failure there is retried, not the export's. */
+        m->vmk_escrow_attempts = 0;
+        m->vmk_escrow_due_usec = 0;
+        m->vmk_escrow_force = true;
+        m->vmk_export_generation++;
+        manager_escrow_retry(m);
+}
+
 int manager_export_vmk(Manager *m, char **ret_json) {
         _cleanup_free_ char *json = NULL;
         X509 *cert = NULL;
@@ -1470,12 +1491,7 @@ int manager_export_vmk(Manager *m, char **ret_json) {
         r = write_file_atomic(m->vmk_export_path, json, strlen(json), 0600);
         if (r < 0)
                 return r;
-        /* A new export goes to the spool and the hook; a failure there is retried, not the export's. */
-        m->vmk_escrow_attempts = 0;
-        m->vmk_escrow_due_usec = 0;
-        m->vmk_escrow_force = true;
-        m->vmk_export_generation++;
-        manager_escrow_retry(m);
+        manager_vmk_exported(m);
         if (ret_json)
                 *ret_json = TAKE_PTR(json);
         return 0;

@@ -160,14 +160,25 @@ int operation_start_background(Manager *m, sd_bus_message *request, const char *
         return start(m, NULL, /* background= */ true, /* shared= */ false, request, name, work, done, data, free_data);
 }
 
-int operation_start_shared(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
-                           OperationDoneFn done, void *data, void (*free_data)(void *), Operation **ret) {
+static int start_manager_wide(Manager *m, bool shared, sd_bus_message *request, const char *name,
+                              OperationWorkFn work, OperationDoneFn done, void *data, void (*free_data)(void *),
+                              Operation **ret) {
         int r;
 
-        r = start(m, NULL, /* background= */ false, /* shared= */ true, request, name, work, done, data, free_data);
+        r = start(m, NULL, /* background= */ false, shared, request, name, work, done, data, free_data);
         if (r >= 0 && ret)
                 *ret = m->operations[m->n_operations - 1];
         return r;
+}
+
+int operation_start_shared(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
+                           OperationDoneFn done, void *data, void (*free_data)(void *), Operation **ret) {
+        return start_manager_wide(m, /* shared= */ true, request, name, work, done, data, free_data, ret);
+}
+
+int operation_start_alone(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
+                          OperationDoneFn done, void *data, void (*free_data)(void *), Operation **ret) {
+        return start_manager_wide(m, /* shared= */ false, request, name, work, done, data, free_data, ret);
 }
 
 const Operation *manager_exclusive_operation(Manager *m) {

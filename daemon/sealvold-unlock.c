@@ -180,13 +180,18 @@ static void unlock_follow_ups(Manager *m, int unseal_result, UnlockScope scope) 
         manager_pass_end(m);
 }
 
+/* Whether w is answered now that pass is done: one of an earlier pass waited for the rotation. */
+static bool answered(Manager *m, const UnlockWaiter *w, unsigned pass) {
+        return w->pass <= pass && !(w->after_rotation && (m->vmk_rotation || m->used_rotations > 0));
+}
+
 static void unlock_answer(Manager *m, unsigned pass) {
         UnlockWaiter *mine = NULL;
         size_t n = 0, k = 0;
 
         /* Taken out first: an answer may ask for another pass, which adds waiters. */
         for (size_t i = 0; i < m->n_unlock_waiters; i++)
-                n += m->unlock_waiters[i].pass == pass;
+                n += answered(m, &m->unlock_waiters[i], pass);
         if (n == 0)
                 return;
         mine = calloc(n, sizeof(*mine));
@@ -195,7 +200,7 @@ static void unlock_answer(Manager *m, unsigned pass) {
                 return;
         }
         for (size_t i = 0; i < m->n_unlock_waiters; i++)
-                if (m->unlock_waiters[i].pass == pass)
+                if (answered(m, &m->unlock_waiters[i], pass))
                         mine[k++] = m->unlock_waiters[i];
                 else
                         m->unlock_waiters[i - k] = m->unlock_waiters[i];
@@ -369,8 +374,14 @@ void manager_unlock_continue(Manager *m) {
         (void) unlock_pass_start(m);
 }
 
-int manager_unlock_start(Manager *m, UnlockScope scope, ManagedVolume *only, sd_bus_message *request,
-                         UnlockDoneFn done, void *data, void (*free_data)(void *data)) {
+void manager_unlock_answer_rotated(Manager *m) {
+        /* No pass runs beside a rotation: every waiter of a pass that is done is answered. */
+        if (!m->unlock_operation)
+                unlock_answer(m, m->unlock_passes);
+}
+
+static int unlock_request(Manager *m, UnlockScope scope, ManagedVolume *only, sd_bus_message *request,
+                          UnlockDoneFn done, void *data, void (*free_data)(void *data), bool after_rotation) {
         unsigned pass = m->unlock_passes + 1;
 
         if (scope == UNLOCK_ONE && only->operation && only->operation == m->unlock_operation)
@@ -390,6 +401,7 @@ int manager_unlock_start(Manager *m, UnlockScope scope, ManagedVolume *only, sd_
                 m->unlock_waiters = a;
                 a[m->n_unlock_waiters++] = (UnlockWaiter) {
                         .pass = pass,
+                        .after_rotation = after_rotation,
                         .request = sd_bus_message_ref(request),
                         .only = only,
                         .done = done,
@@ -403,4 +415,14 @@ int manager_unlock_start(Manager *m, UnlockScope scope, ManagedVolume *only, sd_
         if (!m->unlock_operation && !manager_exclusive_operation(m) && m->unlock_passes < pass)
                 (void) unlock_pass_start(m);
         return 0;
+}
+
+int manager_unlock_start(Manager *m, UnlockScope scope, ManagedVolume *only, sd_bus_message *request,
+                         UnlockDoneFn done, void *data, void (*free_data)(void *data)) {
+        return unlock_request(m, scope, only, request, done, data, free_data, /* after_rotation= */ false);
+}
+
+int manager_unlock_start_rotated(Manager *m, ManagedVolume *only, sd_bus_message *request, UnlockDoneFn done,
+                                 void *data, void (*free_data)(void *data)) {
+        return unlock_request(m, UNLOCK_ALL, only, request, done, data, free_data, /* after_rotation= */ true);
 }

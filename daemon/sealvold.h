@@ -77,6 +77,7 @@ typedef struct ManagedVolume {
         /* Its recovery password was used while the TPM refused the VMK: replaced after the reseal,
          * when the new one can be read back with a VMK the TPM opens again. */
         bool rotate_after_reseal;
+        bool rebind_failed; /* its binding to a rotated VMK failed in this run: tried again at the next start */
         /* Escrow of the current recovery password: the token's records, the reason of each target's
          * last failure, and when the next retry is due (CLOCK_MONOTONIC, with backoff). */
         EscrowRecord escrow[ESCROW_RECORDS_MAX];
@@ -174,6 +175,12 @@ struct Manager {
         char *server_recovery_next_path; /* a rotation's, until its VMK is sealed */
         char *rotation_due_path;
         bool rotation_due;
+        /* The rotation under way ("rotate-vmk"), or NULL; whether one that was due failed in this run
+         * (it is tried again at the next start, or when asked: no loop of failing rotations). */
+        Operation *vmk_rotation;
+        bool rotation_failed;
+        /* The used disk passwords' replacements under way (rotate-recovery operations it started). */
+        unsigned used_rotations;
         /* The escrow of the server recovery password: the reason of each target's last failure, and
          * when the next retry is due. */
         char *server_escrow_error[_ESCROW_TARGET_MAX];
@@ -281,6 +288,9 @@ int operation_start_background(Manager *m, sd_bus_message *request, const char *
 /* The same for a shared manager-wide operation (Operation.shared). */
 int operation_start_shared(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
                            OperationDoneFn done, void *data, void (*free_data)(void *data), Operation **ret);
+/* The same for a manager-wide operation that runs alone (operation_start() of no volume). */
+int operation_start_alone(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
+                          OperationDoneFn done, void *data, void (*free_data)(void *data), Operation **ret);
 /* Whether an operation other than a background one is under way. */
 /* At exit: waits for every worker; nothing is applied or answered. */
 void manager_stop_operations(Manager *m);
@@ -352,6 +362,7 @@ void volume_set_state(ManagedVolume *v, VolumeState state, const char *reason);
 typedef void (*UnlockDoneFn)(Manager *m, UnlockWaiter *w);
 struct UnlockWaiter {
         unsigned pass;
+        bool after_rotation; /* answered once the VMK rotation its pass started is done too */
         sd_bus_message *request;
         ManagedVolume *only;
         UnlockDoneFn done;
@@ -360,6 +371,13 @@ struct UnlockWaiter {
 };
 int manager_unlock_start(Manager *m, UnlockScope scope, ManagedVolume *only, sd_bus_message *request,
                          UnlockDoneFn done, void *data, void (*free_data)(void *data));
+/* The same for an unlock with a server-scoped secret: answered once the VMK rotation that the pass's end
+ * starts is done too, and the replacement of the disk passwords used before it, so that what the
+ * caller is told (every secret that was used is replaced) holds. */
+int manager_unlock_start_rotated(Manager *m, ManagedVolume *only, sd_bus_message *request, UnlockDoneFn done,
+                                 void *data, void (*free_data)(void *data));
+/* Answers those, once the rotation is done (or failed). */
+void manager_unlock_answer_rotated(Manager *m);
 /* After any operation's end: a pass that waited for it starts. */
 void manager_unlock_continue(Manager *m);
 /* A pass runs, or one is wanted. */
@@ -379,14 +397,12 @@ int manager_lock(Manager *m, ManagedVolume *v);
  * recovery keyslot, else r. */
 int manager_recover_finish(Manager *m, ManagedVolume *v, Volume *vol, int r);
 int manager_read_recovery_password(Manager *m, ManagedVolume *v, char **ret_password);
-/* -ECOMM: a required escrow failed (*ret_error says which and why); the old password stays. */
-int manager_rotate_recovery(Manager *m, ManagedVolume *v, Guid *ret_new_key_id, char **ret_error);
-/* The same as an operation: the snapshot (the volume as loaded, a copy of the VMK, the escrow
- * environment) on the loop, the new keyslot's KDF and the escrow on a worker, the result applied on
- * the loop (errors as manager_rotate_recovery()). */
+/* A recovery password's replacement, as an operation ("rotate-recovery"): the snapshot (the volume as
+ * loaded, a copy of the VMK, the escrow environment) on the loop, the new keyslot's KDF and the escrow
+ * on a worker, the result applied on the loop: -ECOMM when a required escrow failed (*ret_error says
+ * which and why), and the old password stays. */
 typedef struct RecoveryRotation {
         Volume *vol;
-        bool vol_borrowed;
         uint8_t *vmk; /* secure memory */
         Guid vmk_id;
         uint32_t iterations;
@@ -396,8 +412,9 @@ typedef struct RecoveryRotation {
 } RecoveryRotation;
 RecoveryRotation *recovery_rotation_free(RecoveryRotation *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(RecoveryRotation *, recovery_rotation_free);
-int manager_rotate_recovery_begin(Manager *m, ManagedVolume *v, RecoveryRotation **ret);
-int recovery_rotation_work(RecoveryRotation *d);
+/* Starts it on v (busy until its end): done gets o->data as the RecoveryRotation, for
+ * manager_rotate_recovery_finish(). */
+int manager_rotate_recovery_start(Manager *m, ManagedVolume *v, sd_bus_message *request, OperationDoneFn done);
 int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotation *d, int r,
                                    Guid *ret_new_key_id, char **ret_error);
 /* Crypto-erases v's device (volume_crypto_erase()), retires its escrow records, forgets it (registry,
@@ -405,7 +422,7 @@ int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotatio
  * freed. -EBUSY while it is being encrypted in place. */
 int manager_erase(Manager *m, ManagedVolume *v, uid_t caller, char **ret_record);
 /* Replaces the recovery passwords used while the TPM refused the VMK (noted across restarts), now
- * that the daemon holds a VMK the TPM opens. */
+ * that the daemon holds a VMK the TPM opens: a rotate-recovery operation for each idle volume. */
 void manager_rotate_used_passwords(Manager *m);
 /* Seals the VMK the daemon holds to the current values of bank/mask (0: the configuration's). */
 int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask);
@@ -420,6 +437,8 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
 void manager_finish_dra(Manager *m);
 /* The VMK wrapped to the DRA certificate, also kept in the state directory (vmk-export.json). */
 int manager_export_vmk(Manager *m, char **ret_json);
+/* After a new export was written (by manager_export_vmk(), or an operation): it goes to escrow. */
+void manager_vmk_exported(Manager *m);
 /* Makes vmk (from a recovery password or the DRA export; what: which, for the log) the daemon's VMK if it
  * is the one the sealed state names: -EKEYREJECTED otherwise (a planted volume or export would have
  * the daemon adopt another key), -ENOPKG when there is no sealed state to check it against. Consumes
@@ -486,12 +505,22 @@ int manager_take_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id);
 int manager_unlock_server_vmk(Manager *m, uint8_t *vmk, const Guid *vmk_id);
 void manager_note_server_secret_used(Manager *m, const char *what);
 /* The VMK's rotation (docs/sealed-vmk.md): a new VMK and server recovery password (escrowed first: a
- * required target that fails refuses the rotation, -ECOMM with *ret_error), both VMKs sealed in one
- * object, every volume re-bound (journalled in its token), a new DRA export, and the previous VMK
- * dropped once no registered volume needs it. A volume absent now is re-bound when it appears. -EBUSY:
- * a rotation under way still waits for a volume. */
-int manager_rotate_vmk(Manager *m, char **ret_error);
-/* Re-binds the volumes still on the previous VMK; drops it when none is left. -EBUSY while one waits. */
+ * required target that fails refuses the rotation, -ECOMM with why), both VMKs sealed in one object,
+ * every volume re-bound (journalled in its token), a new DRA export, and the previous VMK dropped once
+ * no registered volume needs it. A volume absent now is re-bound when it appears.
+ *
+ * It runs as a manager-wide operation ("rotate-vmk", alone): the snapshot (the VMK in force, where and
+ * to what it is sealed, the escrow environment) is taken on the loop; the new VMK, its server recovery
+ * password's KDF, that password's escrow and the seal of both VMKs run on a worker; the swap and the
+ * re-binding are applied on the loop, and then done (NULL: nobody waits) is called with the result and
+ * request. Starting fails with -EBUSY while a manager-wide operation runs or a rotation under way still
+ * waits for a volume, -ENOPKG without the VMK. */
+typedef void (*VmkRotatedFn)(Manager *m, sd_bus_message *request, int result, const char *why);
+int manager_rotate_vmk_start(Manager *m, sd_bus_message *request, VmkRotatedFn done);
+/* Re-binds the volumes still on the previous VMK (an operation, "rebind-vmk", alone: each volume
+ * authenticated with the previous VMK and bound to the current one, the DRA export following, and when
+ * no volume is left on it the VMK sealed alone, all on a worker); drops it once none is left. 0 when
+ * there is nothing to re-bind; -EBUSY while an operation runs, or one has started now. */
 int manager_finish_rotation(Manager *m);
 /* At start: a rotation killed between its new server recovery password and its seal. */
 void manager_rotation_recover(Manager *m);
@@ -500,6 +529,11 @@ void manager_rotate_if_due(Manager *m);
 /* sealvold-escrow.c: the server recovery password to every configured target, the outcomes recorded in
  * s. -ECOMM when a required target failed (*ret_error says which and why). */
 int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *password, char **ret_error);
+/* The same on a worker, with a snapshot of the environment: the outcomes in s and errors. */
+int escrow_server_recovery(const EscrowEnv *env, ServerRecovery *s, const char *password,
+                           char *errors[static _ESCROW_TARGET_MAX]);
+/* On the loop: errors (taken) are what status shows of the escrow of the password in force. */
+void manager_server_escrow_outcome(Manager *m, char *errors[static _ESCROW_TARGET_MAX]);
 
 /* The registry and the list of volumes (sealvold-manager.c), for the boot's discovery. */
 int managed_volume_new(Manager *m, const char *uuid, const char *device, ManagedVolume **ret);

@@ -1553,6 +1553,8 @@ static void test_rotate_vmk_absent_volume(void **state) {
         assert_int_equal(daemon_fixture_stop(f->d), 0);
         assert_int_equal(swtpm_fixture_reboot(f->d->tpm), 0);
         assert_int_equal(daemon_fixture_start(f->d), 0);
+        /* The re-binding runs once the boot is ready. */
+        assert_int_equal(daemon_fixture_wait_idle(f->d, 120000), 0);
         reconnect(f);
         for (size_t i = 0; i < N_VOLUMES; i++) {
                 _cleanup_free_ char *id = get_string(f, f->paths[i], "VMKId");
@@ -1624,6 +1626,8 @@ static void test_v1_server_upgraded(void **state) {
         assert_memory_equal(stolen, vmk, VMK_SIZE);
 
         assert_int_equal(daemon_fixture_start(f->d), 0);
+        /* The rotation the upgrade brings runs once the boot is ready. */
+        assert_int_equal(daemon_fixture_wait_idle(f->d, 120000), 0);
         reconnect(f);
         for (size_t i = 0; i < N_VOLUMES; i++)
                 assert_state(f, i, "verified");

@@ -366,6 +366,7 @@ int daemon_fixture_ctl(DaemonFixture *f, uid_t uid, const char *input, char **re
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+/* Whether the Manager's Operations names name (NULL: any). */
 static int operation_running(const char *name) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -380,7 +381,7 @@ static int operation_running(const char *name) {
         if (r < 0)
                 return r;
         for (char **o = ops; o && *o; o++) {
-                running = running || strcmp(*o, name) == 0;
+                running = running || !name || strcmp(*o, name) == 0;
                 free(*o);
         }
         free(ops);
@@ -397,9 +398,17 @@ int daemon_fixture_escrow_running(DaemonFixture *f) {
 }
 
 int daemon_fixture_wait_escrow(DaemonFixture *f, unsigned timeout_ms) {
+        return daemon_fixture_wait_operation(f, "escrow", timeout_ms);
+}
+
+int daemon_fixture_wait_idle(DaemonFixture *f, unsigned timeout_ms) {
+        return daemon_fixture_wait_operation(f, NULL, timeout_ms);
+}
+
+int daemon_fixture_wait_operation(DaemonFixture *f, const char *name, unsigned timeout_ms) {
         (void) f;
         for (unsigned waited = 0; waited < timeout_ms; waited += 20) {
-                int r = operation_running("escrow");
+                int r = operation_running(name);
 
                 if (r <= 0)
                         return r;

@@ -54,6 +54,12 @@ int daemon_fixture_ctl(DaemonFixture *f, uid_t uid, const char *input, char **re
  * escrow after a change, a DRA certificate or a retry, runs off the loop after the call returned.
  * -ETIMEDOUT, or -errno of the bus. */
 int daemon_fixture_wait_escrow(DaemonFixture *f, unsigned timeout_ms);
+/* The same for another operation of the server ("rotate-vmk": the rotation a start or an unlock
+ * with a server-scoped secret begins, after the boot is ready). */
+int daemon_fixture_wait_operation(DaemonFixture *f, const char *name, unsigned timeout_ms);
+/* The same until no operation at all is under way: what a start or a call began in the background
+ * (a rotation, a used password's replacement, escrow) is done. */
+int daemon_fixture_wait_idle(DaemonFixture *f, unsigned timeout_ms);
 /* Whether the Manager's Operations names name now (a server operation: "provision", "escrow"): 1, 0,
  * or -errno of the bus. */
 int daemon_fixture_operation_running(DaemonFixture *f, const char *name);
