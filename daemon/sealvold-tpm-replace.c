@@ -3,7 +3,7 @@
  * sealvold-tpm-replace.c: the VMK sealed to a replaced TPM (docs/sealed-vmk.md, "Replacing the TPM").
  *
  * The bus handler proves the server-scoped secret and notes its use before anything is sealed
- * (sealvold-bus.c). What the TPM costs then (the new TPM's SRK, with [TPM] EKCertificateCA= its EK made
+ * (sealvold-manager-bus.c). What the TPM costs then (the new TPM's SRK, with [TPM] EKCertificateCA= its EK made
  * again from the template and a session salted to it, the seal: seconds on a real TPM, an RSA key
  * generation among them) runs as an operation: tpm_replacement_seal() works on a snapshot and never
  * sees the Manager. manager_tpm_replaced() applies what it sealed, on the loop.

@@ -628,7 +628,7 @@ int volume_encryption_password(const ManagedVolume *v, char **ret);
 int volume_encryption_progress(const ManagedVolume *v, uint64_t *ret_done, uint64_t *ret_total, uint64_t *ret_rate,
                                uint64_t *ret_eta);
 
-/* sealvold-bus.c */
+/* The bus objects: sealvold-bus.c (their setup), sealvold-volume-bus.c (the signals of a volume's). */
 int manager_bus_setup(Manager *m);
 int volume_bus_emit_changed(ManagedVolume *v);
 int volume_bus_emit_added(ManagedVolume *v);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * fuzz-bus.c: every method and property of org.sealvol1 called with arguments built from the fuzz
- * input, through the daemon's own vtables and handlers (daemon/sealvold-bus.c) and its Manager.
+ * input, through the daemon's own vtables and handlers (daemon/sealvold-*-bus.c) and its Manager.
  *
  * The daemon's bus is one end of a socketpair (a direct connection, sd-bus as server), the fuzzer
  * the other end. There are two such connections: one whose peer is root, for whom polkit_check()
