@@ -37,6 +37,21 @@ int check_flags(uint64_t flags, sd_bus_error *error) {
         return 0;
 }
 
+int read_flags(sd_bus_message *message, sd_bus_error *error) {
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(message, "t", &flags);
+        if (r < 0)
+                return r;
+        return check_flags(flags, error);
+}
+
+void reply_error(sd_bus_message *request, sd_bus_error *error) {
+        (void) sd_bus_reply_method_error(request, error);
+        sd_bus_error_free(error);
+}
+
 /* The password and flags of a method that takes a recovery password: too long to be one is refused
  * before polkit is asked. */
 int read_password_and_flags(sd_bus_message *message, const char **ret_password, sd_bus_error *error) {

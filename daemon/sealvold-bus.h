@@ -19,6 +19,10 @@
 int volume_error(sd_bus_error *error, int r, const ManagedVolume *v, const char *what);
 /* Every flags argument is reserved for now: anything set is a caller from the future, refused. */
 int check_flags(uint64_t flags, sd_bus_error *error);
+/* The flags argument of a method that takes nothing else, checked. */
+int read_flags(sd_bus_message *message, sd_bus_error *error);
+/* The answer of a call that an operation or a pass ends: error is sent, and freed. */
+void reply_error(sd_bus_message *request, sd_bus_error *error);
 /* The password and flags of a method that takes a recovery password: too long to be one is refused
  * before polkit is asked. */
 int read_password_and_flags(sd_bus_message *message, const char **ret_password, sd_bus_error *error);

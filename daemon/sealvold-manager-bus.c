@@ -311,13 +311,9 @@ static void reply_unlock_counts(Manager *m, UnlockWaiter *w) {
 
 static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "t", &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
+        r = read_flags(message, error);
         if (r < 0)
                 return r;
         r = polkit_check_alone(m, message, "org.sealvol1.unlock", false, error);
@@ -455,13 +451,9 @@ static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error 
 static int method_export_vmk(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_free_ char *json = NULL;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "t", &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
+        r = read_flags(message, error);
         if (r < 0)
                 return r;
         r = polkit_check_alone(m, message, "org.sealvol1.export-vmk", true, error);
@@ -508,13 +500,9 @@ static void rotate_vmk_reply(Manager *m, sd_bus_message *request, int r, const c
 
 static int method_rotate_vmk(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "t", &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
+        r = read_flags(message, error);
         if (r < 0)
                 return r;
         r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", true, error);
@@ -593,8 +581,7 @@ static void server_unlock_done(Operation *o, int r) {
                 r = manager_unlock_start_rotated(m, NULL, o->request, reply_unlock_counts, NULL, NULL);
         if (r < 0) {
                 (void) server_password_error(m, &error, r, d->bad_block, "Failed to recover the server");
-                (void) sd_bus_reply_method_error(o->request, &error);
-                sd_bus_error_free(&error);
+                reply_error(o->request, &error);
         }
 }
 
@@ -678,8 +665,7 @@ static void replace_answer(Manager *m, sd_bus_message *request, ReplaceData *d, 
                 (void) sd_bus_error_setf(&error, BUS_ERROR_NO_PROTECTOR, "This server has no VMK export to open.");
         else
                 (void) volume_error(&error, r, NULL, "Failed to replace the TPM");
-        (void) sd_bus_reply_method_error(request, &error);
-        sd_bus_error_free(&error);
+        reply_error(request, &error);
 }
 
 static int replace_seal_work(void *p) {
@@ -917,13 +903,9 @@ static void escrow_all_reply(Manager *m, sd_bus_message *request, ManagedVolume 
 
 static int method_escrow_all(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "t", &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
+        r = read_flags(message, error);
         if (r < 0)
                 return r;
         r = polkit_check(m, message, "org.sealvol1.escrow", error);

@@ -414,39 +414,68 @@ void tpm_identity_write(Manager *m, json_object *identity) {
 }
 
 /* The TPM this server's VMK was first sealed to. */
-static void tpm_identity_note_first(Manager *m, Tpm2Context *c, const VmkBlob *blob) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
-        Tpm2Info info = {};
-
-        if (tpm2_get_info(c, &info) < 0)
-                return;
-        o = tpm_identity_json(&blob->sealed.srk_name, &info, NULL);
-        if (o)
-                tpm_identity_write(m, o);
-}
-
 static int tpm_open(Manager *m, Tpm2Context **ret) {
         return tpm2_context_new(tpm2_tcti_select(m->config.tcti), ret);
+}
+
+static void tpm_identity_note_first(Manager *m, const Tpm2Info *info, const VmkBlob *blob) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+
+        o = tpm_identity_json(&blob->sealed.srk_name, info, NULL);
+        if (o)
+                tpm_identity_write(m, o);
 }
 
 void vmk_unseal_done(VmkUnseal *u) {
         free(u->tcti);
         free(u->path);
+        free(u->server_path);
         u->vmk = secure_free(u->vmk);
         u->previous = secure_free(u->previous);
+        escrow_env_done(&u->env);
+        if (u->server_made)
+                server_recovery_done(&u->server);
+        escrow_errors_done(u->server_errors);
 }
 
-int vmk_unseal_init(Manager *m, VmkUnseal *ret) {
+int vmk_unseal_init(Manager *m, VmkUnsealFlags flags, VmkUnseal *ret) {
+        int r;
+
         *ret = (VmkUnseal) {
                 .tcti = strdup(tpm2_tcti_select(m->config.tcti)),
                 .path = strdup(m->vmk_path),
                 .tpm = m->tpm,
                 .result = 1,
+                .create = flags & VMK_UNSEAL_CREATE,
+                .make_server = flags & VMK_UNSEAL_SERVER_RECOVERY,
+                .bank = m->config.pcr_bank,
+                .mask = m->config.pcr_mask,
+                .server_vmk_id = m->have_server_recovery ? m->server_recovery.vmk_id : (Guid) {},
+                .server_iterations = manager_server_recovery_iterations(m),
+                .server_path = strdup(m->server_recovery_path),
         };
-        if (!ret->tcti || !ret->path) {
+        r = !ret->tcti || !ret->path || !ret->server_path ? -ENOMEM :
+            ret->make_server                          ? manager_escrow_env(m, &ret->env) :
+                                                        0;
+        if (r < 0) {
                 vmk_unseal_done(ret);
-                return -ENOMEM;
+                return r;
         }
+        return 0;
+}
+
+/* The server's first VMK, sealed to the configuration's PCRs. */
+static int vmk_create_sealed(VmkUnseal *u, Tpm2Context *c) {
+        int r;
+
+        r = vmk_generate(&u->vmk);
+        if (r < 0)
+                return log_error_errno(r, "Failed to generate the VMK: %m");
+        r = vmk_seal_to_file(c, u->vmk, NULL, u->bank, u->mask, u->path, &u->blob);
+        if (r < 0)
+                return log_error_errno(r, "Failed to seal the new VMK to the TPM: %m");
+        log_info("Created the server's VMK %s.", guid_format(&u->blob.vmk_id, (char[GUID_STRING_MAX]) {}));
+        u->have_info = tpm2_get_info(c, &u->info) >= 0;
         return 0;
 }
 
@@ -458,10 +487,18 @@ int vmk_unseal_run(VmkUnseal *u) {
                 u->open_failed = true;
                 return u->result;
         }
-        u->result = vmk_unseal_from_file_full(c, u->path, &u->vmk, &u->previous, &u->blob, &u->changed);
+        u->result = u->create ? vmk_create_sealed(u, c) :
+                                vmk_unseal_from_file_full(c, u->path, &u->vmk, &u->previous, &u->blob, &u->changed);
+        if (u->result < 0)
+                return u->result;
         /* The TPM's state is asked on this connection, not another. */
-        if (u->result >= 0)
-                tpm_status_read(c, &u->tpm);
+        tpm_status_read(c, &u->tpm);
+        /* The server-scoped way back in exists from the VMK's first day. A failure is the loop's to
+         * retry (manager_ensure_server_recovery()), not the unseal's. */
+        if (u->make_server && !guid_equal(&u->server_vmk_id, &u->blob.vmk_id) &&
+            server_recovery_make(u->vmk, &u->blob.vmk_id, u->server_iterations, &u->env, u->server_path, &u->server,
+                                 u->server_errors) >= 0)
+                u->server_made = true;
         return u->result;
 }
 
@@ -511,33 +548,16 @@ int manager_vmk_unsealed(Manager *m, VmkUnseal *u) {
                 else
                         log_info("Sealed state %s upgraded to version %u.", m->vmk_path, VMK_BLOB_VERSION);
         }
+        if (u->create && u->have_info)
+                tpm_identity_note_first(m, &u->info, &u->blob);
         vmk_install(m, TAKE_PTR(u->vmk), TAKE_PTR(u->previous), &u->blob);
         manager_tpm_apply(m, &u->tpm);
-        /* The server-scoped way back in exists from the VMK's first day. */
-        (void) manager_ensure_server_recovery(m);
-        return 0;
-}
-
-static int vmk_create(Manager *m) {
-        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-        _cleanup_secure_ uint8_t *vmk = NULL;
-        VmkBlob blob;
-        int r;
-
-        r = tpm_open(m, &c);
-        if (r < 0)
-                return log_error_errno(r, "Failed to open the TPM (%s): %m", tpm2_tcti_select(m->config.tcti));
-        r = vmk_generate(&vmk);
-        if (r < 0)
-                return log_error_errno(r, "Failed to generate the VMK: %m");
-        r = vmk_seal_to_file(c, vmk, NULL, m->config.pcr_bank, m->config.pcr_mask, m->vmk_path, &blob);
-        if (r < 0)
-                return log_error_errno(r, "Failed to seal the new VMK to the TPM: %m");
-        log_info("Created the server's VMK %s.", guid_format(&blob.vmk_id, (char[GUID_STRING_MAX]) {}));
-        tpm_identity_note_first(m, c, &blob);
-
-        vmk_install(m, TAKE_PTR(vmk), NULL, &blob);
-        manager_tpm_refresh(m, c);
+        if (u->server_made) {
+                manager_server_recovery_made(m, &u->server, u->server_errors);
+                u->server_made = false;
+        }
+        /* The server-scoped way back in exists from the VMK's first day (made here if the worker
+         * could not). */
         (void) manager_ensure_server_recovery(m);
         return 0;
 }
@@ -546,9 +566,10 @@ static int vmk_load(Manager *m, bool create) {
         VmkUnseal u;
         int r;
 
-        if (create && access(m->vmk_path, F_OK) < 0 && errno == ENOENT)
-                return vmk_create(m);
-        r = vmk_unseal_init(m, &u);
+        r = vmk_unseal_init(m,
+                            VMK_UNSEAL_SERVER_RECOVERY |
+                                    (create && access(m->vmk_path, F_OK) < 0 && errno == ENOENT ? VMK_UNSEAL_CREATE : 0),
+                            &u);
         if (r < 0)
                 return log_oom();
         (void) vmk_unseal_run(&u);
@@ -913,6 +934,63 @@ bool manager_provisioning(Manager *m, const char *device) {
         return false;
 }
 
+/* The VMK a provisioning needs when the daemon holds none yet: made (the server's first, with its
+ * server recovery password: the SRK, the seal, a KDF and its escrow), or unsealed, as an operation of
+ * its own ("prepare-vmk", alone); the provisioning starts at its end. */
+typedef struct ProvisionVmk {
+        VmkUnseal unseal;
+        char *device;
+        ProvisionReply reply;
+} ProvisionVmk;
+
+static void provision_vmk_free(void *p) {
+        ProvisionVmk *d = p;
+
+        if (!d)
+                return;
+        vmk_unseal_done(&d->unseal);
+        free(d->device);
+        free(d);
+}
+
+static int provision_vmk_work(void *p) {
+        ProvisionVmk *d = p;
+
+        return vmk_unseal_run(&d->unseal);
+}
+
+static void provision_vmk_done(Operation *o, int r) {
+        ProvisionVmk *d = o->data;
+        Manager *m = o->manager;
+
+        (void) r; /* in d->unseal, which manager_vmk_unsealed() reads */
+        r = m->vmk ? 0 : manager_vmk_unsealed(m, &d->unseal);
+        if (r >= 0)
+                r = manager_provision_start(m, o->request, d->device, d->reply);
+        if (r < 0)
+                d->reply(m, o->request, d->device, r, NULL, NULL);
+}
+
+static int provision_vmk_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply) {
+        ProvisionVmk *d = calloc(1, sizeof(*d));
+        bool create = access(m->vmk_path, F_OK) < 0 && errno == ENOENT;
+        int r;
+
+        if (!d)
+                return -ENOMEM;
+        d->reply = reply;
+        d->device = strdup(device);
+        r = d->device ? vmk_unseal_init(m, VMK_UNSEAL_SERVER_RECOVERY | (create ? VMK_UNSEAL_CREATE : 0), &d->unseal)
+                      : -ENOMEM;
+        if (r < 0) {
+                free(d->device);
+                free(d);
+                return r;
+        }
+        return operation_start_alone(m, request, "prepare-vmk", provision_vmk_work, provision_vmk_done, d,
+                                     provision_vmk_free, NULL);
+}
+
 int manager_provision_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply) {
         _cleanup_(provision_work_freep) ProvisionWork *w = NULL;
         ManagedVolume *v = NULL;
@@ -921,9 +999,8 @@ int manager_provision_start(Manager *m, sd_bus_message *request, const char *dev
         /* The same device twice at once: the second is refused, not formatted over the first. */
         if (manager_provisioning(m, device))
                 return -EALREADY;
-        r = manager_ensure_vmk(m, /* create= */ true);
-        if (r < 0)
-                return r;
+        if (!m->vmk)
+                return provision_vmk_start(m, request, device, reply);
         r = provision_resume(m, device, &v);
         if (r < 0)
                 return r;

@@ -274,7 +274,9 @@ static int unlock_work_new(Manager *m, size_t n, UnlockWork **ret) {
                                 return -ENOMEM;
                 }
         } else {
-                r = vmk_unseal_init(m, &w->unseal);
+                /* The server recovery password, if one is still to be made, after the pass: the volumes do not
+                 * wait for its KDF. */
+                r = vmk_unseal_init(m, 0, &w->unseal);
                 if (r < 0)
                         return r;
                 w->can_unseal = true;

@@ -32,7 +32,7 @@ int manager_load_server_recovery(Manager *m) {
 }
 
 /* Iterations of the server password's wrap: a guess costs what one against a recovery keyslot costs. */
-static uint32_t server_recovery_iterations(Manager *m) {
+uint32_t manager_server_recovery_iterations(Manager *m) {
         uint64_t n = 2 * (uint64_t) (m->config.recovery_kdf_iterations ?: VOLUME_RECOVERY_PBKDF2_ITERATIONS);
 
         if (n < SERVER_RECOVERY_ITERATIONS_MIN)
@@ -40,38 +40,64 @@ static uint32_t server_recovery_iterations(Manager *m) {
         return n > SERVER_RECOVERY_ITERATIONS_MAX ? SERVER_RECOVERY_ITERATIONS_MAX : (uint32_t) n;
 }
 
-int manager_ensure_server_recovery(Manager *m) {
+int server_recovery_make(const uint8_t *vmk, const Guid *vmk_id, uint32_t iterations, const EscrowEnv *env,
+                         const char *path, ServerRecovery *ret, char *errors[static _ESCROW_TARGET_MAX]) {
         _cleanup_secure_ char *password = NULL;
         ServerRecovery s;
+        int r;
+
+        r = server_recovery_new(vmk, vmk_id, iterations, &s, &password);
+        if (r < 0)
+                return log_error_errno(r, "Failed to make a server recovery password: %m");
+        r = server_recovery_write(&s, path);
+        if (r < 0) {
+                server_recovery_done(&s);
+                return log_error_errno(r, "Failed to write %s: %m", path);
+        }
+        /* To every target; a failure is retried (manager_escrow_retry()) and shown, not a veto: the disks
+         * it would open each have their own escrowed password meanwhile. */
+        (void) escrow_server_recovery(env, &s, password, errors);
+        r = server_recovery_write(&s, path);
+        if (r < 0)
+                log_warning_errno(r, "Failed to record the escrow of the server recovery password: %m");
+        *ret = s;
+        return 0;
+}
+
+void manager_server_recovery_made(Manager *m, ServerRecovery *s, char *errors[static _ESCROW_TARGET_MAX]) {
         char id[GUID_STRING_MAX];
+
+        server_recovery_done(&m->server_recovery);
+        m->server_recovery = *s;
+        *s = (ServerRecovery) {};
+        m->have_server_recovery = true;
+        manager_server_escrow_outcome(m, errors);
+        log_notice("Server recovery password %s made for VMK %s.", guid_format(&m->server_recovery.key_id, id),
+                   guid_format(&m->server_recovery.vmk_id, (char[GUID_STRING_MAX]) {}));
+        manager_escrow_retry(m);
+        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                              "ServerRecoveryKeyId", NULL);
+}
+
+int manager_ensure_server_recovery(Manager *m) {
+        _cleanup_(escrow_env_done) EscrowEnv env = {};
+        char *errors[_ESCROW_TARGET_MAX] = {};
+        ServerRecovery s;
         int r;
 
         if (!m->vmk)
                 return -ENOPKG;
         if (m->have_server_recovery && guid_equal(&m->server_recovery.vmk_id, &m->vmk_id))
                 return 0;
-        r = server_recovery_new(m->vmk, &m->vmk_id, server_recovery_iterations(m), &s, &password);
-        if (r < 0)
-                return log_error_errno(r, "Failed to make a server recovery password: %m");
-        r = server_recovery_write(&s, m->server_recovery_path);
+        r = manager_escrow_env(m, &env);
+        if (r >= 0)
+                r = server_recovery_make(m->vmk, &m->vmk_id, manager_server_recovery_iterations(m), &env,
+                                         m->server_recovery_path, &s, errors);
         if (r < 0) {
-                server_recovery_done(&s);
-                return log_error_errno(r, "Failed to write %s: %m", m->server_recovery_path);
+                escrow_errors_done(errors);
+                return r;
         }
-        server_recovery_done(&m->server_recovery);
-        m->server_recovery = s;
-        m->have_server_recovery = true;
-        log_notice("Server recovery password %s made for VMK %s.", guid_format(&s.key_id, id),
-                   guid_format(&m->vmk_id, (char[GUID_STRING_MAX]) {}));
-        /* To every target; a failure is retried (manager_escrow_retry()) and shown, not a veto: the disks
-         * it would open each have their own escrowed password meanwhile. */
-        (void) manager_escrow_server_recovery(m, &m->server_recovery, password, NULL);
-        r = server_recovery_write(&m->server_recovery, m->server_recovery_path);
-        if (r < 0)
-                log_warning_errno(r, "Failed to record the escrow of the server recovery password: %m");
-        manager_escrow_retry(m);
-        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
-                                              "ServerRecoveryKeyId", NULL);
+        manager_server_recovery_made(m, &s, errors);
         return 0;
 }
 
@@ -484,7 +510,7 @@ static int vmk_rotation_new(Manager *m, VmkRotatedFn done, VmkRotation **ret) {
                 return -ENOMEM;
         d->current_id = m->vmk_id;
         sealed_selection(m, &d->bank, &d->mask);
-        d->iterations = server_recovery_iterations(m);
+        d->iterations = manager_server_recovery_iterations(m);
         r = manager_escrow_env(m, &d->env);
         if (r < 0)
                 return r;

@@ -143,13 +143,9 @@ static void reply_volume_unlocked(Manager *m, UnlockWaiter *w) {
 
 static int method_volume_unlock(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "t", &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
+        r = read_flags(message, error);
         if (r < 0)
                 return r;
         r = polkit_check_alone(v->manager, message, "org.sealvol1.unlock", false, error);
@@ -300,8 +296,7 @@ static void recover_done(Operation *o, int r) {
         }
         if (r < 0 && r != -ENOPKG) {
                 (void) recover_error(v, r, d->bad_block, &error);
-                (void) sd_bus_reply_method_error(o->request, &error);
-                sd_bus_error_free(&error);
+                reply_error(o->request, &error);
                 return;
         }
         (void) sd_bus_reply_method_return(o->request, "ss", volume_state_to_string(v->state), "");
@@ -399,8 +394,7 @@ static void rotate_recovery_done(Operation *o, int r) {
                                          v->uuid, strempty(why));
         else
                 (void) volume_error(&error, r, v, "Failed to rotate the recovery password of");
-        (void) sd_bus_reply_method_error(o->request, &error);
-        sd_bus_error_free(&error);
+        reply_error(o->request, &error);
 }
 
 static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -462,13 +456,9 @@ static int method_volume_erase(sd_bus_message *message, void *userdata, sd_bus_e
         Manager *m = v->manager;
         char uuid[VOLUME_UUID_STRING_MAX];
         uid_t uid = (uid_t) -1;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "t", &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
+        r = read_flags(message, error);
         if (r < 0)
                 return r;
         r = polkit_check(m, message, "org.sealvol1.erase", error);
@@ -539,13 +529,9 @@ static void volume_escrow_reply(Manager *m, sd_bus_message *request, ManagedVolu
 
 static int method_volume_escrow(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         ManagedVolume *v = userdata;
-        uint64_t flags;
         int r;
 
-        r = sd_bus_message_read(message, "t", &flags);
-        if (r < 0)
-                return r;
-        r = check_flags(flags, error);
+        r = read_flags(message, error);
         if (r < 0)
                 return r;
         r = polkit_check(v->manager, message, "org.sealvol1.escrow", error);

@@ -326,8 +326,28 @@ typedef struct VmkUnseal {
         uint32_t changed; /* -ESTALE: the PCRs that differ */
         uint8_t *vmk, *previous;
         VmkBlob blob;
+        /* The server's first VMK: made and sealed to bank/mask rather than unsealed. */
+        bool create;
+        TPMI_ALG_HASH bank;
+        uint32_t mask;
+        Tpm2Info info; /* the TPM it was sealed to, for tpm-identity.json (have_info) */
+        bool have_info;
+        /* The server recovery password, made on the worker too when the daemon has none for the VMK
+         * this gives (its first day; a server of version 1): its KDF and escrow are off the loop. */
+        bool make_server;
+        Guid server_vmk_id; /* the VMK the daemon's record is of (null: none) */
+        uint32_t server_iterations;
+        char *server_path;
+        EscrowEnv env;
+        bool server_made;
+        ServerRecovery server;
+        char *server_errors[_ESCROW_TARGET_MAX];
 } VmkUnseal;
-int vmk_unseal_init(Manager *m, VmkUnseal *ret);
+typedef enum VmkUnsealFlags {
+        VMK_UNSEAL_CREATE = 1u << 0,          /* the VMK is made, not unsealed */
+        VMK_UNSEAL_SERVER_RECOVERY = 1u << 1, /* and the server recovery password if it has none */
+} VmkUnsealFlags;
+int vmk_unseal_init(Manager *m, VmkUnsealFlags flags, VmkUnseal *ret);
 int vmk_unseal_run(VmkUnseal *u);
 int manager_vmk_unsealed(Manager *m, VmkUnseal *u);
 void vmk_unseal_done(VmkUnseal *u);
@@ -494,6 +514,12 @@ int manager_unlock_dra(Manager *m, ManagedVolume *v, EVP_PKEY *key);
  * holds when there is none for it. */
 int manager_load_server_recovery(Manager *m);
 int manager_ensure_server_recovery(Manager *m);
+/* Its parts: the KDF, written to path, escrowed with env (outcomes in errors), on a worker or the
+ * loop; then, on the loop, s (taken) the server's. */
+uint32_t manager_server_recovery_iterations(Manager *m);
+int server_recovery_make(const uint8_t *vmk, const Guid *vmk_id, uint32_t iterations, const EscrowEnv *env,
+                         const char *path, ServerRecovery *ret, char *errors[static _ESCROW_TARGET_MAX]);
+void manager_server_recovery_made(Manager *m, ServerRecovery *s, char *errors[static _ESCROW_TARGET_MAX]);
 int manager_read_server_recovery_password(Manager *m, char **ret_password, Guid *ret_key_id);
 /* Makes the daemon hold a VMK an operation unwrapped from a snapshot of the server recovery password's
  * record (vmk_id: the record's), checked against the sealed state by manager_accept_vmk(), or against

@@ -833,6 +833,53 @@ static void test_bus_answers_during_escrow(void **state) {
 
 /* Provisioning runs off the loop: while its escrow waits on a hook that does not answer, status
  * answers and shows it under way, and another volume's call is not held (ordering, no timing). */
+/* The server's first provisioning makes its VMK and server recovery password (the SRK, the seal, the
+ * password's KDF at production cost, its escrow to a hook that hangs) as an operation: the bus
+ * answers meanwhile, and the provisioning goes on once the VMK is there. */
+static void test_bus_answers_during_first_provisioning(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *a = NULL, *out = NULL, *server = path_join(f->d->state_dir, "server-recovery.json");
+        int status;
+        pid_t pid;
+
+        assert_int_equal(daemon_fixture_new_image(f->d, "a.img", &a), 0);
+        flag(f, "hang", true);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *o = NULL;
+                int r = DAEMON_CTL(f->d, 0, NULL, &o, "-q", "provision", a);
+
+                _exit(r < 0 ? 100 : r);
+        }
+        for (unsigned i = 0; i < 1500 && daemon_fixture_operation_running(f->d, "prepare-vmk") != 1; i++)
+                usleep(20 * 1000);
+        assert_int_equal(daemon_fixture_operation_running(f->d, "prepare-vmk"), 1);
+
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+        assert_non_null(strstr(out, "Under way: prepare-vmk"));
+        free(out);
+        out = NULL;
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "--json", "status"), 0);
+        /* Still making the VMK's server recovery password (its escrow hangs) after the answers. */
+        assert_int_equal(daemon_fixture_operation_running(f->d, "prepare-vmk"), 1);
+        assert_int_equal(waitpid(pid, &status, WNOHANG), 0);
+
+        flag(f, "hang", false);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(token_escrow(a, "hook").state, ESCROW_DONE);
+        /* The volume carries the server recovery password's copy: it was made before the volume. */
+        assert_int_equal(access(server, F_OK), 0);
+        {
+                _cleanup_(volume_freep) Volume *v = NULL;
+
+                assert_int_equal(volume_load(a, &v), 0);
+                assert_true(v->token.has_server_wrap);
+        }
+}
+
 static void test_bus_answers_during_provisioning(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *a = NULL, *key_id = NULL, *password = NULL, *out = NULL, *b = NULL, *uuid = NULL;
@@ -1316,6 +1363,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_dra_set_during_escrow_pass, setup_dra_later, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_abandons_escrow, setup_slow_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_bus_answers_during_provisioning, setup_slow_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_bus_answers_during_first_provisioning, setup_everything_slow,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),
