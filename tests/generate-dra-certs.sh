@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# generate-dra-certs.sh OUTDIR: self-signed Data Recovery Agent certificates for tests/test-dra.c,
+# generate-dra-certs.sh OUTDIR: self-signed Data Recovery Agent certificates for tests/luks/test-dra.c,
 # each with its unencrypted private key. For every NAME below, OUTDIR gets
 #   dra-NAME.crt   the certificate (PEM)
 #   dra-NAME.key   its private key (PKCS #8 PEM)
