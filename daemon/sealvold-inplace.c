@@ -253,6 +253,26 @@ static void job_started(InPlaceJob *j) {
         }
 }
 
+/* The answer of a ProvisionInPlace that did not make a volume, with its audit record. */
+static void answer_refused(sd_bus_message *request, const char *device, int r, const char *what) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *name = bus_error_name_from_errno(r);
+
+        audit_record(request, "provision-in-place", NULL, r, device);
+        if (r == -ECOMM)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_ESCROW_FAILED,
+                                         "%s was not encrypted: its recovery password could not be escrowed to a "
+                                         "required target.", device);
+        else if (what && name)
+                /* The library's words say why; the generic explanation would repeat them. */
+                (void) sd_bus_error_setf(&error, name, "Cannot encrypt %s in place: %s.", device, what);
+        else
+                (void) bus_error_set(&error, r, "Cannot encrypt %s in place%s%s", device, what ? ": " : "",
+                                     strempty(what));
+        (void) sd_bus_reply_method_error(request, &error);
+        sd_bus_error_free(&error);
+}
+
 static void job_finished(InPlaceJob *j) {
         Manager *m = j->manager;
         ManagedVolume *v = j->volume;
@@ -286,22 +306,7 @@ static void job_finished(InPlaceJob *j) {
         }
         if (j->request) {
                 /* Refused or failed before it became a volume. */
-                sd_bus_error error = SD_BUS_ERROR_NULL;
-                const char *name = bus_error_name_from_errno(j->result);
-
-                audit_record(j->request, "provision-in-place", NULL, j->result, j->device);
-                if (j->result == -ECOMM)
-                        (void) sd_bus_error_setf(&error, BUS_ERROR_ESCROW_FAILED,
-                                                 "%s was not encrypted: its recovery password could not be escrowed "
-                                                 "to a required target.", j->device);
-                else if (j->what && name)
-                        /* The library's words say why; the generic explanation would repeat them. */
-                        (void) sd_bus_error_setf(&error, name, "Cannot encrypt %s in place: %s.", j->device, j->what);
-                else
-                        (void) bus_error_set(&error, j->result, "Cannot encrypt %s in place%s%s", j->device,
-                                             j->what ? ": " : "", strempty(j->what));
-                (void) sd_bus_reply_method_error(j->request, &error);
-                sd_bus_error_free(&error);
+                answer_refused(j->request, j->device, j->result, j->what);
                 j->request = sd_bus_message_unref(j->request);
         }
         if (v) {
@@ -445,6 +450,15 @@ static int job_launch(Manager *m, const char *device, bool start, sd_bus_message
         return 0;
 }
 
+static void in_place_after_vmk(Manager *m, sd_bus_message *request, int r, void *data) {
+        const char *device = data;
+
+        if (r >= 0)
+                r = job_launch(m, device, /* start= */ true, request, NULL);
+        if (r < 0)
+                answer_refused(request, device, r, NULL);
+}
+
 int manager_provision_in_place(Manager *m, const char *device, sd_bus_message *request, char **ret_what) {
         InPlaceInfo info;
         _cleanup_free_ char *note = NULL, *header = NULL;
@@ -467,9 +481,12 @@ int manager_provision_in_place(Manager *m, const char *device, sd_bus_message *r
                         *ret_what = NULL;
                 return -EBUSY;
         }
-        r = manager_ensure_vmk(m, /* create= */ true);
-        if (r < 0)
-                return r;
+        /* Without the VMK yet, it is made (or unsealed) first, off the loop; the job starts then. */
+        if (!m->vmk) {
+                char *d = strdup(device);
+
+                return d ? manager_vmk_prepare_start(m, request, in_place_after_vmk, d, free) : -ENOMEM;
+        }
         return job_launch(m, device, /* start= */ true, request, NULL);
 }
 

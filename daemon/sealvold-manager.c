@@ -934,61 +934,92 @@ bool manager_provisioning(Manager *m, const char *device) {
         return false;
 }
 
-/* The VMK a provisioning needs when the daemon holds none yet: made (the server's first, with its
- * server recovery password: the SRK, the seal, a KDF and its escrow), or unsealed, as an operation of
- * its own ("prepare-vmk", alone); the provisioning starts at its end. */
-typedef struct ProvisionVmk {
+/* The VMK a call needs when the daemon holds none yet (manager_vmk_prepare_start()). */
+typedef struct VmkPrepare {
         VmkUnseal unseal;
-        char *device;
-        ProvisionReply reply;
-} ProvisionVmk;
+        VmkPreparedFn then;
+        void *data;
+        void (*free_data)(void *data);
+} VmkPrepare;
 
-static void provision_vmk_free(void *p) {
-        ProvisionVmk *d = p;
+static void vmk_prepare_free(void *p) {
+        VmkPrepare *d = p;
 
         if (!d)
                 return;
         vmk_unseal_done(&d->unseal);
-        free(d->device);
+        if (d->free_data)
+                d->free_data(d->data);
         free(d);
 }
 
-static int provision_vmk_work(void *p) {
-        ProvisionVmk *d = p;
+static int vmk_prepare_work(void *p) {
+        VmkPrepare *d = p;
 
         return vmk_unseal_run(&d->unseal);
 }
 
-static void provision_vmk_done(Operation *o, int r) {
-        ProvisionVmk *d = o->data;
+static void vmk_prepare_done(Operation *o, int r) {
+        VmkPrepare *d = o->data;
         Manager *m = o->manager;
 
         (void) r; /* in d->unseal, which manager_vmk_unsealed() reads */
         r = m->vmk ? 0 : manager_vmk_unsealed(m, &d->unseal);
-        if (r >= 0)
-                r = manager_provision_start(m, o->request, d->device, d->reply);
-        if (r < 0)
-                d->reply(m, o->request, d->device, r, NULL, NULL);
+        d->then(m, o->request, r, d->data);
 }
 
-static int provision_vmk_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply) {
-        ProvisionVmk *d = calloc(1, sizeof(*d));
+int manager_vmk_prepare_start(Manager *m, sd_bus_message *request, VmkPreparedFn then, void *data,
+                              void (*free_data)(void *data)) {
+        VmkPrepare *d = calloc(1, sizeof(*d));
         bool create = access(m->vmk_path, F_OK) < 0 && errno == ENOENT;
         int r;
 
-        if (!d)
-                return -ENOMEM;
-        d->reply = reply;
-        d->device = strdup(device);
-        r = d->device ? vmk_unseal_init(m, VMK_UNSEAL_SERVER_RECOVERY | (create ? VMK_UNSEAL_CREATE : 0), &d->unseal)
-                      : -ENOMEM;
+        r = d ? vmk_unseal_init(m, VMK_UNSEAL_SERVER_RECOVERY | (create ? VMK_UNSEAL_CREATE : 0), &d->unseal) : -ENOMEM;
         if (r < 0) {
-                free(d->device);
                 free(d);
+                if (free_data)
+                        free_data(data);
                 return r;
         }
-        return operation_start_alone(m, request, "prepare-vmk", provision_vmk_work, provision_vmk_done, d,
-                                     provision_vmk_free, NULL);
+        d->then = then;
+        d->data = data;
+        d->free_data = free_data;
+        return operation_start_alone(m, request, "prepare-vmk", vmk_prepare_work, vmk_prepare_done, d,
+                                     vmk_prepare_free, NULL);
+}
+
+typedef struct ProvisionAfterVmk {
+        char *device;
+        ProvisionReply reply;
+} ProvisionAfterVmk;
+
+static void provision_after_vmk_free(void *p) {
+        ProvisionAfterVmk *d = p;
+
+        if (d)
+                free(d->device);
+        free(d);
+}
+
+static void provision_after_vmk(Manager *m, sd_bus_message *request, int r, void *data) {
+        ProvisionAfterVmk *d = data;
+
+        if (r >= 0)
+                r = manager_provision_start(m, request, d->device, d->reply);
+        if (r < 0)
+                d->reply(m, request, d->device, r, NULL, NULL);
+}
+
+static int provision_vmk_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply) {
+        ProvisionAfterVmk *d = calloc(1, sizeof(*d));
+
+        if (!d || !(d->device = strdup(device))) {
+                free(d);
+                return -ENOMEM;
+        }
+        d->reply = reply;
+        /* The data is freed by the operation, also when it cannot start. */
+        return manager_vmk_prepare_start(m, request, provision_after_vmk, d, provision_after_vmk_free);
 }
 
 int manager_provision_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply) {

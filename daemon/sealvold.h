@@ -360,6 +360,13 @@ void manager_pass_end(Manager *m);
  * left, now registered) when r >= 0, and why a required escrow refused it (r == -ECOMM). */
 typedef void (*ProvisionReply)(Manager *m, sd_bus_message *request, const char *device, int r, ManagedVolume *v,
                                const char *why);
+/* The VMK a call needs when the daemon holds none yet: made (the server's first, with its server
+ * recovery password: the SRK, the seal, a KDF and its escrow) or unsealed, as a manager-wide operation
+ * that runs alone ("prepare-vmk"); then is called on the loop with its result (0: the daemon holds the
+ * VMK) and request, and data is freed with free_data after it, or at once when it cannot start. */
+typedef void (*VmkPreparedFn)(Manager *m, sd_bus_message *request, int r, void *data);
+int manager_vmk_prepare_start(Manager *m, sd_bus_message *request, VmkPreparedFn then, void *data,
+                              void (*free_data)(void *data));
 /* Provisions device as an operation ("provision": shared, Operation.shared), answered by reply; -EALREADY
  * if that device is being provisioned already. */
 int manager_provision_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply);
