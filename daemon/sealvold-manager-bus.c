@@ -325,6 +325,33 @@ static int method_unlock_all(sd_bus_message *message, void *userdata, sd_bus_err
         return r < 0 ? r : 1;
 }
 
+static void resealed(Manager *m, sd_bus_message *request, int r) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *bank_name = NULL;
+
+        audit_record(request, "reseal", NULL, r, NULL);
+        if (r >= 0) {
+                (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                                      "ChangedPCRs", NULL);
+                (void) sd_bus_reply_method_return(request, NULL);
+                return;
+        }
+        if (r == -ENXIO)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_OTHER_TPM,
+                                         "The TPM's storage root key is not the one the VMK is pinned to (another TPM, "
+                                         "a cleared one, or a key planted at its handle): refusing to seal to it. If "
+                                         "the TPM was replaced on purpose, run the TPM replacement (ReplaceTPM...).");
+        else if (r == -EOPNOTSUPP) {
+                /* The bank asked for, from the request (read again: it is the caller's message). */
+                (void) sd_bus_message_rewind(request, true);
+                (void) sd_bus_message_read(request, "s", &bank_name);
+                (void) sd_bus_error_setf(&error, SD_BUS_ERROR_NOT_SUPPORTED, "The TPM has no %s PCR bank.",
+                                         isempty(bank_name) ? "such" : bank_name);
+        } else
+                (void) volume_error(&error, r, NULL, "Reseal");
+        (void) sd_bus_reply_method_error(request, &error);
+}
+
 static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_free_ char *floor = NULL;
@@ -357,22 +384,12 @@ static int method_reseal(sd_bus_message *message, void *userdata, sd_bus_error *
                 return r < 0 ? r : 1;
 
         /* Only a VMK we hold (unsealed, or recovered with a recovery password or the DRA key) can be
-         * resealed: a changed boot is accepted by proving a recovery, never by just asking. */
-        r = manager_reseal(m, bank, mask);
-        audit_record(message, "reseal", NULL, r, NULL);
-        if (r == -ENXIO)
-                return sd_bus_error_setf(error, BUS_ERROR_OTHER_TPM,
-                                         "The TPM's storage root key is not the one the VMK is pinned to (another TPM, "
-                                         "a cleared one, or a key planted at its handle): refusing to seal to it. If "
-                                         "the TPM was replaced on purpose, run the TPM replacement (ReplaceTPM...).");
-        if (r == -EOPNOTSUPP)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED, "The TPM has no %s PCR bank.",
-                                         isempty(bank_name) ? "such" : bank_name);
+         * resealed: a changed boot is accepted by proving a recovery, never by just asking. Answered
+         * when the operation is done (resealed()). */
+        r = manager_reseal_start(m, message, bank, mask, resealed);
         if (r < 0)
-                return volume_error(error, r, NULL, "Reseal");
-        (void) sd_bus_emit_properties_changed(m->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE, "ChangedPCRs",
-                                              NULL);
-        return sd_bus_reply_method_return(message, NULL);
+                resealed(m, message, r);
+        return 1;
 }
 
 /* Reads a file the caller passed as a descriptor. Only a regular file (or memfd): a pipe or socket

@@ -414,10 +414,6 @@ void tpm_identity_write(Manager *m, json_object *identity) {
 }
 
 /* The TPM this server's VMK was first sealed to. */
-static int tpm_open(Manager *m, Tpm2Context **ret) {
-        return tpm2_context_new(tpm2_tcti_select(m->config.tcti), ret);
-}
-
 static void tpm_identity_note_first(Manager *m, const Tpm2Info *info, const VmkBlob *blob) {
         _cleanup_(json_object_putp) json_object *o = NULL;
 
@@ -655,10 +651,73 @@ void manager_pass_end(Manager *m) {
                 m->pass_unseal_error = 0;
 }
 
-int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
-        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
-        _cleanup_free_ char *floor = NULL;
+/* The reseal's snapshot (the VMKs the daemon holds, where and to what to seal) and what it sealed. */
+typedef struct Reseal {
+        ResealedFn done;
+        char *tcti, *path;
+        uint8_t *vmk, *previous; /* secure memory */
+        Guid vmk_id, previous_id;
+        TPMI_ALG_HASH bank;
+        uint32_t mask;
         VmkBlob blob;
+        TpmStatus tpm;
+} Reseal;
+
+static void reseal_free(void *p) {
+        Reseal *d = p;
+
+        if (!d)
+                return;
+        free(d->tcti);
+        free(d->path);
+        secure_free(d->vmk);
+        secure_free(d->previous);
+        free(d);
+}
+
+/* On the worker. A rotation under way keeps the previous VMK sealed beside the current one. The SRK
+ * stays the one the sealed state is pinned to (vmk_seal()). */
+static int reseal_work(void *p) {
+        Reseal *d = p;
+        _cleanup_(tpm2_context_freep) Tpm2Context *c = NULL;
+        int r;
+
+        r = tpm2_context_new(d->tcti, &c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the TPM (%s): %m", d->tcti);
+        r = vmk_seal(c,
+                     &(VmkSealParams) { .vmk = d->vmk, .vmk_id = &d->vmk_id, .previous = d->previous,
+                                        .previous_id = d->previous ? &d->previous_id : NULL, .bank = d->bank,
+                                        .pcr_mask = d->mask },
+                     d->path, &d->blob);
+        if (r < 0)
+                return log_error_errno(r, "Failed to reseal the VMK: %m");
+        /* The TPM is at hand for its lockout state too. */
+        tpm_status_read(c, &d->tpm);
+        return 0;
+}
+
+static void reseal_done(Operation *o, int r) {
+        Reseal *d = o->data;
+        Manager *m = o->manager;
+
+        if (r >= 0) {
+                /* Manager-wide operations run alone: the VMKs are still the ones it sealed. */
+                m->blob = d->blob;
+                m->have_blob = true;
+                m->last_pcr_mismatch = 0;
+                manager_sealed_refresh(m, &d->blob);
+                manager_tpm_apply(m, &d->tpm);
+                /* Now the passwords used during the recovery can be replaced safely. */
+                manager_rotate_used_passwords(m);
+                manager_escrow_retry(m);
+        }
+        d->done(m, o->request, r);
+}
+
+int manager_reseal_start(Manager *m, sd_bus_message *request, TPMI_ALG_HASH bank, uint32_t mask, ResealedFn done) {
+        _cleanup_free_ char *floor = NULL;
+        Reseal *d;
         int r;
 
         if (!m->vmk)
@@ -667,29 +726,25 @@ int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask) {
         r = pcr_floor_check(mask ?: m->config.pcr_mask, m->config.pcr_min_mask, &floor);
         if (r < 0)
                 return log_error_errno(r, "Refusing to reseal the VMK: %s", strempty(floor));
-        r = tpm_open(m, &c);
-        if (r < 0)
-                return r;
-        /* A rotation under way keeps the previous VMK sealed beside the current one. The SRK stays the
-         * one the sealed state is pinned to (vmk_seal()). */
-        r = vmk_seal(c,
-                     &(VmkSealParams) { .vmk = m->vmk, .vmk_id = &m->vmk_id, .previous = m->previous_vmk,
-                                        .previous_id = m->previous_vmk ? &m->previous_vmk_id : NULL,
-                                        .bank = bank ?: m->config.pcr_bank, .pcr_mask = mask ?: m->config.pcr_mask },
-                     m->vmk_path, &blob);
-        if (r < 0)
-                return log_error_errno(r, "Failed to reseal the VMK: %m");
-        m->blob = blob;
-        m->have_blob = true;
-        m->last_pcr_mismatch = 0;
-        /* What the bus shows follows at once; the TPM is at hand for its lockout state too. */
-        manager_sealed_refresh(m, &blob);
-        manager_tpm_refresh(m, c);
-
-        /* Now the passwords used during the recovery can be replaced safely. */
-        manager_rotate_used_passwords(m);
-        manager_escrow_retry(m);
-        return 0;
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        *d = (Reseal) {
+                .done = done,
+                .tcti = strdup(tpm2_tcti_select(m->config.tcti)),
+                .path = strdup(m->vmk_path),
+                .vmk = secure_memdup(m->vmk, VMK_SIZE),
+                .previous = m->previous_vmk ? secure_memdup(m->previous_vmk, VMK_SIZE) : NULL,
+                .vmk_id = m->vmk_id,
+                .previous_id = m->previous_vmk_id,
+                .bank = bank ?: m->config.pcr_bank,
+                .mask = mask ?: m->config.pcr_mask,
+        };
+        if (!d->tcti || !d->path || !d->vmk || (m->previous_vmk && !d->previous)) {
+                reseal_free(d);
+                return -ENOMEM;
+        }
+        return operation_start_alone(m, request, "reseal", reseal_work, reseal_done, d, reseal_free, NULL);
 }
 
 /* A recovery password a person used while the TPM refused the VMK is replaced after the reseal; until

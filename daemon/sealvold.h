@@ -451,8 +451,13 @@ int manager_erase(Manager *m, ManagedVolume *v, uid_t caller, char **ret_record)
 /* Replaces the recovery passwords used while the TPM refused the VMK (noted across restarts), now
  * that the daemon holds a VMK the TPM opens: a rotate-recovery operation for each idle volume. */
 void manager_rotate_used_passwords(Manager *m);
-/* Seals the VMK the daemon holds to the current values of bank/mask (0: the configuration's). */
-int manager_reseal(Manager *m, TPMI_ALG_HASH bank, uint32_t mask);
+/* Seals the VMK the daemon holds to the current values of bank/mask (0: the configuration's), as a
+ * manager-wide operation that runs alone ("reseal": the TPM's work on a worker); done is called on
+ * the loop with the result and request, once the sealed state is the daemon's and the passwords used
+ * while the TPM refused the VMK are being replaced (rotate-recovery operations of their volumes).
+ * -ENOPKG without a VMK, pcr_floor_check()'s error below the PCR floor: nothing started. */
+typedef void (*ResealedFn)(Manager *m, sd_bus_message *request, int result);
+int manager_reseal_start(Manager *m, sd_bus_message *request, TPMI_ALG_HASH bank, uint32_t mask, ResealedFn done);
 /* The DRA certificate in force: the one set over the bus (state directory), else the configured one.
  * -ENOENT when there is none. */
 int manager_load_dra_cert(Manager *m, X509 **ret);

@@ -22,7 +22,7 @@
  * export's, and no recovery password is left in the spool in plaintext with it; and the operation,
  * done again, succeeds. The escrow hook keeps every record outside the watched directories, as an
  * escrow server would. Last, the daemon is killed with the reseal's TPM2_Create held by the fault
- * TCTI (tests/tcti-fault), a TPM command in flight.
+ * TCTI (tests/tcti-fault), a TPM command in flight (the bus answering meanwhile).
  */
 
 #include <dirent.h>
@@ -1316,6 +1316,9 @@ static void test_reseal_tpm_command_in_flight(void **state) {
                 assert_true(waited < OPERATION_TIMEOUT_MS);
                 (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
         }
+        /* The TPM's work runs off the event loop: with its command held, the bus answers, and names
+         * the operation. */
+        assert_int_equal(daemon_fixture_operation_running(f->d, "reseal"), 1);
         assert_int_equal(daemon_fixture_kill(f->d), 0);
         assert_int_not_equal(ctl_wait(f), 0);
         assert_int_equal(swtpm_fixture_flush_transient(f->d->tpm), 0);
