@@ -518,6 +518,8 @@ static int on_device(sd_device_monitor *monitor, sd_device *d, void *userdata) {
                 (void) manager_refresh_volume(v, NULL);
         if (m->boot_ready)
                 log_info("Volume %s appeared on %s.", v->uuid, devname);
+        /* A disk that went away while it was re-bound to a rotated VMK gets another try. */
+        v->rebind_failed = false;
         /* Opened by a pass, which also re-binds it if it was absent during a VMK rotation. */
         if (!volume_is_open(v) && v->state != VOLUME_UNAVAILABLE)
                 unlock_one(m, v);

@@ -425,12 +425,24 @@ static int read_passed_file(int fd, size_t max, void **ret, size_t *ret_size, bo
         return 0;
 }
 
+static void dra_set(Manager *m, sd_bus_message *request, int r, unsigned rewrapped, const char *detail) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        (void) m;
+        audit_record(request, "set-dra-certificate", NULL, r, detail);
+        if (r >= 0) {
+                (void) sd_bus_reply_method_return(request, "u", (uint32_t) rewrapped);
+                return;
+        }
+        (void) volume_error(&error, r, NULL, "Failed to set the DRA certificate");
+        (void) sd_bus_reply_method_error(request, &error);
+}
+
 static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_free_ void *data = NULL;
         _cleanup_free_ char *reason = NULL, *old_fp = NULL, *offered_fp = NULL, *detail = NULL;
         _cleanup_(X509_freep) X509 *offered = NULL;
-        unsigned rewrapped = 0;
         uint64_t flags;
         size_t size = 0;
         int fd, r;
@@ -453,16 +465,18 @@ static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error 
         old_fp = dra_fingerprint_in_force(m);
         if (dra_cert_load(data, size, &offered) >= 0)
                 offered_fp = cert_fingerprint_string(offered);
-        r = manager_set_dra(m, data, size, &rewrapped, &reason);
         if (asprintf(&detail, "old %s, new %s", old_fp ?: "none", offered_fp ?: "(not a certificate)") < 0)
                 detail = NULL;
-        audit_record(message, "set-dra-certificate", NULL, r, detail);
-        if (r == -EKEYREJECTED)
+        /* Answered when the volumes are re-wrapped (dra_set()); a refusal of the certificate at once. */
+        r = manager_set_dra_start(m, message, data, size, dra_set, &detail, &reason);
+        if (r == -EKEYREJECTED) {
+                audit_record(message, "set-dra-certificate", NULL, r, detail);
                 return sd_bus_error_setf(error, BUS_ERROR_CERTIFICATE_REJECTED, "Refused as a DRA certificate: %s",
                                          strempty(reason));
+        }
         if (r < 0)
-                return volume_error(error, r, NULL, "Failed to set the DRA certificate");
-        return sd_bus_reply_method_return(message, "u", (uint32_t) rewrapped);
+                dra_set(m, message, r, 0, detail);
+        return 1;
 }
 
 static int method_export_vmk(sd_bus_message *message, void *userdata, sd_bus_error *error) {

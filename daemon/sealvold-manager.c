@@ -1568,10 +1568,122 @@ static int dra_trust_check(Manager *m, X509 *cert, char **ret_reason) {
         return -EKEYREJECTED;
 }
 
-int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rewrapped, char **ret_reason) {
+/* A DRA certificate's change, as an operation: the volumes as loaded (busy until the end), a copy of
+ * the VMK, the certificate; each volume's new DRA keyslot and the new export on a worker. */
+typedef struct DraChange {
+        DraSetFn done;
+        char *detail;
+        X509 *cert;
+        const Config *config;
+        uint8_t *vmk; /* secure memory */
+        Guid vmk_id;
+        ManagedVolume **volumes; /* for the loop only */
+        Volume **vols;
+        size_t n, done_n;        /* done_n: re-wrapped, in order, before a failure stopped it */
+        char *export_path;
+        int export_result;
+} DraChange;
+
+static void dra_change_free(void *p) {
+        DraChange *d = p;
+
+        if (!d)
+                return;
+        for (size_t i = 0; i < d->n; i++)
+                volume_free(d->vols[i]);
+        free(d->vols);
+        free(d->volumes);
+        free(d->detail);
+        X509_free(d->cert);
+        secure_free(d->vmk);
+        free(d->export_path);
+        free(d);
+}
+
+static int dra_change_new(Manager *m, X509 *cert, DraSetFn done, char *detail, DraChange **ret) {
+        DraChange *d = calloc(1, sizeof(*d));
+
+        if (!d) {
+                free(detail);
+                return -ENOMEM;
+        }
+        d->done = done;
+        d->detail = detail;
+        d->config = &m->config;
+        d->vmk_id = m->vmk_id;
+        d->vmk = secure_memdup(m->vmk, VMK_SIZE);
+        d->export_path = strdup(m->vmk_export_path);
+        d->volumes = calloc(MAX(m->n_volumes, (size_t) 1), sizeof(*d->volumes));
+        d->vols = calloc(MAX(m->n_volumes, (size_t) 1), sizeof(*d->vols));
+        if (!d->vmk || !d->export_path || !d->volumes || !d->vols || X509_up_ref(cert) != 1) {
+                dra_change_free(d);
+                return -ENOMEM;
+        }
+        d->cert = cert;
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                Volume *vol = NULL;
+
+                if (manager_refresh_volume(m->volumes[i], &vol) < 0)
+                        continue; /* a missing disk is re-wrapped when it is back */
+                d->volumes[d->n] = m->volumes[i];
+                d->vols[d->n++] = vol;
+        }
+        *ret = d;
+        return 0;
+}
+
+/* On the worker. Renewing the certificate re-wraps every volume of the server (DESIGN.md). Each
+ * volume gets its new DRA keyslot, verified, before the old one goes (volume_set_dra(): the token's
+ * journal), so the old key opens it until the new one does. The server-level copy follows. */
+static int dra_change_work(void *p) {
+        DraChange *d = p;
+        _cleanup_free_ char *json = NULL;
+        int r;
+
+        for (; d->done_n < d->n; d->done_n++) {
+                r = volume_authenticate(d->vols[d->done_n], d->vmk, &d->vmk_id);
+                if (r >= 0)
+                        r = volume_set_dra(d->vols[d->done_n], d->cert, (const char *const *) d->config->dra_extra_ekus);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to wrap volume %s to the new DRA certificate: %m",
+                                               d->vols[d->done_n]->token.volume_uuid);
+        }
+        r = vmk_export_dra(d->vmk, &d->vmk_id, d->cert, (const char *const *) d->config->dra_extra_ekus, &json);
+        if (r >= 0)
+                r = write_file_atomic(d->export_path, json, strlen(json), 0600);
+        d->export_result = r;
+        return 0;
+}
+
+static void dra_change_done(Operation *o, int r) {
+        DraChange *d = o->data;
+        Manager *m = o->manager;
+
+        for (size_t i = 0; i < d->n; i++) {
+                if (d->volumes[i]->operation == o) {
+                        d->volumes[i]->operation = NULL;
+                        (void) sd_bus_emit_properties_changed(m->bus, d->volumes[i]->object_path,
+                                                              SEALVOL_VOLUME_INTERFACE, "Operation", NULL);
+                }
+                if (i < d->done_n)
+                        (void) manager_refresh_volume(d->volumes[i], NULL);
+        }
+        if (r >= 0) {
+                /* The export goes to escrow, and so do the recovery passwords: the current ones go
+                 * again, and plain records of before are encrypted. */
+                if (d->export_result >= 0)
+                        manager_vmk_exported(m);
+                manager_escrow_follow_dra(m, d->cert, /* changed= */ true);
+        }
+        d->done(m, o->request, r, (unsigned) d->done_n, d->detail);
+}
+
+int manager_set_dra_start(Manager *m, sd_bus_message *request, const void *data, size_t size, DraSetFn done,
+                          char **detail, char **ret_reason) {
         _cleanup_free_ char *untrusted = NULL, *unfit = NULL;
         _cleanup_(X509_freep) X509 *cert = NULL;
-        unsigned n = 0;
+        DraChange *d = NULL;
+        Operation *o = NULL;
         int r, k;
 
         r = dra_cert_load(data, size, &cert);
@@ -1601,29 +1713,28 @@ int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rew
         }
 
         r = manager_ensure_vmk(m, /* create= */ false);
-        /* The certificate first: a change killed after this is finished at the next start
-         * (manager_finish_dra()), one killed before it never happened. */
-        if (r >= 0)
-                r = write_file_atomic(m->dra_cert_path, data, size, 0644);
-        /* Renewing the certificate re-wraps every volume of the server (DESIGN.md). Each volume gets
-         * its new DRA keyslot, verified, before the old one goes (volume_set_dra(): the token's
-         * journal), so the old key opens it until the new one does. */
-        for (size_t i = 0; r >= 0 && i < m->n_volumes; i++) {
-                _cleanup_(volume_freep) Volume *vol = NULL;
-
-                if (manager_refresh_volume(m->volumes[i], &vol) < 0)
-                        continue; /* a missing disk is re-wrapped when it is back */
-                r = dra_rewrap(m, m->volumes[i], vol, cert);
-                if (r >= 0)
-                        n++;
-        }
         if (r < 0)
                 return r;
-        /* The server-level copy follows the certificate (and goes to escrow), and so do the recovery
-         * passwords in escrow: the current ones go again, and plain records of before are encrypted. */
-        (void) manager_export_vmk(m, NULL);
-        manager_escrow_follow_dra(m, cert, /* changed= */ true);
-        *ret_rewrapped = n;
+        r = dra_change_new(m, cert, done, TAKE_PTR(*detail), &d);
+        if (r < 0)
+                return r;
+        /* The certificate first: a change killed after this is finished at the next start
+         * (manager_finish_dra()), one killed before it never happened. */
+        r = write_file_atomic(m->dra_cert_path, data, size, 0644);
+        if (r < 0) {
+                *detail = TAKE_PTR(d->detail); /* the caller's audit record still says which */
+                dra_change_free(d);
+                return r;
+        }
+        r = operation_start_alone(m, request, "set-dra", dra_change_work, dra_change_done, d, dra_change_free,
+                                  &o);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < d->n; i++) {
+                d->volumes[i]->operation = o;
+                (void) sd_bus_emit_properties_changed(m->bus, d->volumes[i]->object_path, SEALVOL_VOLUME_INTERFACE,
+                                                      "Operation", NULL);
+        }
         return 0;
 }
 

@@ -77,7 +77,8 @@ typedef struct ManagedVolume {
         /* Its recovery password was used while the TPM refused the VMK: replaced after the reseal,
          * when the new one can be read back with a VMK the TPM opens again. */
         bool rotate_after_reseal;
-        bool rebind_failed; /* its binding to a rotated VMK failed in this run: tried again at the next start */
+        bool rebind_failed; /* its binding to a rotated VMK failed: tried again when it appears, or at the
+                             * next start */
         /* Escrow of the current recovery password: the token's records, the reason of each target's
          * last failure, and when the next retry is due (CLOCK_MONOTONIC, with backoff). */
         EscrowRecord escrow[ESCROW_RECORDS_MAX];
@@ -461,8 +462,14 @@ int manager_reseal_start(Manager *m, sd_bus_message *request, TPMI_ALG_HASH bank
 /* The DRA certificate in force: the one set over the bus (state directory), else the configured one.
  * -ENOENT when there is none. */
 int manager_load_dra_cert(Manager *m, X509 **ret);
-/* Checks cert, keeps it, and re-wraps every volume's DRA protector to it (needs the VMK). */
-int manager_set_dra(Manager *m, const void *data, size_t size, unsigned *ret_rewrapped, char **ret_reason);
+/* Checks the certificate in data (on the loop: -EKEYREJECTED with *ret_reason saying why), keeps it,
+ * and re-wraps every volume's DRA protector to it (needs the VMK) and the VMK export, as a
+ * manager-wide operation that runs alone ("set-dra": the volumes busy meanwhile); done is called on
+ * the loop with the result, how many volumes were re-wrapped and detail (taken at the start, for the
+ * audit record). A volume whose disk is missing is re-wrapped when it is back. */
+typedef void (*DraSetFn)(Manager *m, sd_bus_message *request, int result, unsigned rewrapped, const char *detail);
+int manager_set_dra_start(Manager *m, sd_bus_message *request, const void *data, size_t size, DraSetFn done,
+                          char **detail, char **ret_reason);
 /* A DRA change that did not finish (the daemon was killed after writing the certificate) is finished
  * with the VMK at hand: every volume not wrapped to the certificate in force, and a VMK export wrapped
  * to another one (or none), follow it. */
