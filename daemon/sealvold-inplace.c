@@ -211,9 +211,12 @@ static void job_detach(Manager *m, InPlaceJob *j) {
 }
 
 static void emit_encryption_changed(ManagedVolume *v) {
-        if (v && v->manager->bus)
-                (void) sd_bus_emit_properties_changed(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE,
-                                                      "Encryption", "EncryptionProgress", "State", NULL);
+        if (!v || !v->manager->bus)
+                return;
+        (void) sd_bus_emit_properties_changed(v->manager->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "Encryption",
+                                              "EncryptionProgress", "State", "Operation", NULL);
+        (void) sd_bus_emit_properties_changed(v->manager->bus, SEALVOL_MANAGER_PATH, SEALVOL_MANAGER_INTERFACE,
+                                              "Operations", NULL);
 }
 
 /* The device became a sealvol volume: register it and answer the caller. */

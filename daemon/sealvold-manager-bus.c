@@ -19,7 +19,8 @@
 #include "secmem.h"
 #include "tpm2.h"
 
-/* The operations running (sealvold-operation.c): a volume's as "<name> <uuid>", the server's by name. */
+/* The operations running (sealvold-operation.c, and in-place encryptions): a volume's as "<name> <uuid>",
+ * the server's by name. */
 static int property_get_operations(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -36,6 +37,16 @@ static int property_get_operations(sd_bus *bus, const char *path, const char *in
                 char buf[64 + VOLUME_UUID_STRING_MAX];
 
                 snprintf(buf, sizeof(buf), "%s%s%s", o->name, o->volume ? " " : "", o->volume ? o->volume->uuid : "");
+                r = sd_bus_message_append_basic(reply, 's', buf);
+        }
+        /* An in-place encryption, its thread of its own (sealvold-inplace.c), is the volume's operation too. */
+        for (size_t i = 0; r >= 0 && i < m->n_volumes; i++) {
+                const ManagedVolume *v = m->volumes[i];
+                char buf[64 + VOLUME_UUID_STRING_MAX];
+
+                if (!v->job || v->operation)
+                        continue;
+                snprintf(buf, sizeof(buf), "encrypt %s", v->uuid);
                 r = sd_bus_message_append_basic(reply, 's', buf);
         }
         if (r >= 0)

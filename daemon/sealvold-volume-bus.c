@@ -44,7 +44,7 @@ static int property_get_volume_string(sd_bus *bus, const char *path, const char 
         else if (streq(property, "RecoveryKeyId"))
                 s = v->has[PROTECTOR_RECOVERY] ? guid_format(&v->key_ids[PROTECTOR_RECOVERY], id) : "";
         else if (streq(property, "Operation"))
-                s = v->operation ? v->operation->name : "";
+                s = v->operation ? v->operation->name : v->job ? "encrypt" : "";
         return sd_bus_message_append(reply, "s", s);
 }
 
@@ -173,9 +173,9 @@ static int method_volume_lock(sd_bus_message *message, void *userdata, sd_bus_er
 
 /* A conflicting call on a volume an operation is working on: refused at once, naming the operation. */
 static int volume_check_idle(ManagedVolume *v, sd_bus_error *error) {
-        if (v->operation)
+        if (v->operation || v->job)
                 return sd_bus_error_setf(error, BUS_ERROR_BUSY, "Volume %s is busy: %s is under way; try again when it is done.",
-                                         v->uuid, v->operation->name);
+                                         v->uuid, v->operation ? v->operation->name : "encrypt");
         return 0;
 }
 

@@ -122,6 +122,14 @@ static void test_killed_daemon_resumes(void **state) {
         _cleanup_free_ uint8_t *before = NULL;
 
         password = start_in_place(d, image, 512 * MiB, &before);
+        /* Under way, it is the volume's operation: status names it. */
+        {
+                _cleanup_free_ char *out = NULL;
+
+                assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "status"), 0);
+                if (!strstr(out, "Under way: encrypt"))
+                        fail_msg("status does not name the in-place encryption under way: %s", out);
+        }
         /* Killed in the middle, as a crash would; the restart resumes from the metadata. */
         usleep(300 * 1000);
         assert_int_equal(daemon_fixture_kill(d), 0);
