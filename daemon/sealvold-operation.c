@@ -79,11 +79,12 @@ static int on_operation_done(sd_event_source *s, int fd, uint32_t revents, void 
         o->done(o, o->result);
         /* What waited for a manager-wide operation, whatever its outcome: a rotation that fell due, one
          * that still has volumes to re-bind (each a no-op when nothing waits, or another such
-         * operation was started by done). */
-        if (!o->volume && !o->background) {
+         * operation was started by done). A volume's operation held its volume back from the
+         * re-binding (a used password's replacement at the boot, say): it is re-bound now. */
+        if (!o->volume && !o->background)
                 manager_rotate_if_due(m);
+        if (!o->background)
                 (void) manager_finish_rotation(m);
-        }
         operation_free(o);
         /* An unlock pass that waited for a manager-wide operation, or was asked for meanwhile. */
         manager_unlock_continue(m);

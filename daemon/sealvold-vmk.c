@@ -349,6 +349,9 @@ static int vmk_rebind_apply(Manager *m, VmkRebind *d, int r) {
         }
         if (d->cert && d->export_result >= 0)
                 manager_vmk_exported(m);
+        else if (d->cert)
+                /* Not tried again by every operation's end: at the next start. */
+                m->rotation_failed = true;
         if (r < 0)
                 return r;
         if (!d->sealed) {

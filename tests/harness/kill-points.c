@@ -159,7 +159,8 @@ int test_run_killed_at(KillPointFn fn, void *userdata, const char *path_prefix, 
 /* ---- a traced program --------------------------------------------------------------------------- */
 
 /* The program and the children it starts (a hook and what the hook runs). */
-#define KILL_POINT_TRACEES_MAX 32
+#define KILL_POINT_TRACEES_MAX 256
+#define KILL_ALL_TIMEOUT_MS 60000u
 
 struct KillPointProcess {
         pid_t pid; /* the program; 0 once reaped */
@@ -338,37 +339,100 @@ static void kill_unknown_tracees(void) {
         }
 }
 
+static uint64_t now_msec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+static void tracee_remove(KillPointProcess *p, size_t i) {
+        memmove(p->tracees + i, p->tracees + i + 1, (p->n_tracees - i - 1) * sizeof(p->tracees[0]));
+        memmove(p->fresh + i, p->fresh + i + 1, (p->n_tracees - i - 1) * sizeof(p->fresh[0]));
+        p->n_tracees--;
+}
+
+static bool tracee_known(const KillPointProcess *p, pid_t t) {
+        for (size_t i = 0; i < p->n_tracees; i++)
+                if (p->tracees[i] == t)
+                        return true;
+        return false;
+}
+
+/* The threads of the tracees that the tracer never heard of: a thread cloned while its creator was
+ * killed in the stop that would have reported it. Its death is the tracer's to reap like any other
+ * tracee's, and until it is, its thread group's leader is not reported dead at all: it joins the
+ * list. 1 if one did. */
+static int adopt_unknown_threads(KillPointProcess *p) {
+        int adopted = 0;
+
+        for (size_t i = 0; i < p->n_tracees && p->n_tracees < KILL_POINT_TRACEES_MAX; i++) {
+                _cleanup_(closedirp) DIR *d = NULL;
+                char path[64];
+                struct dirent *de;
+
+                snprintf(path, sizeof(path), "/proc/%d/task", (int) p->tracees[i]);
+                d = opendir(path);
+                while (d && (de = readdir(d)) && p->n_tracees < KILL_POINT_TRACEES_MAX) {
+                        char *end;
+                        long tid = strtol(de->d_name, &end, 10);
+
+                        if (*end != '\0' || tid <= 0 || tracee_known(p, (pid_t) tid))
+                                continue;
+                        p->fresh[p->n_tracees] = false;
+                        p->tracees[p->n_tracees++] = (pid_t) tid;
+                        adopted = 1;
+                }
+        }
+        return adopted;
+}
+
 static void kill_all(KillPointProcess *p) {
+        uint64_t deadline = now_msec() + KILL_ALL_TIMEOUT_MS;
+
         for (size_t i = 0; i < p->n_tracees; i++)
                 (void) kill(p->tracees[i], SIGKILL);
         /* Reaped (or, for the program's children, handed back to their parent) only once the tracer
-         * has seen them die. The newest first: a thread group's leader is reported dead only after
-         * its other threads (a worker the tracer saw cloned) were reaped, so waiting for the leader
-         * first would wait for ever. A fork, vfork or clone the tracer had not heard of yet is
+         * has seen them die, each asked without blocking: a thread group's leader is reported dead
+         * only after its other threads were reaped, so a blocking wait for it would wait for ever on
+         * a thread it has not reaped. A fork, vfork or clone the tracer had not heard of yet is
          * reported now, by its parent's stop: that child is traced from its first instruction, and
          * would be left stopped there for ever, holding what it inherited (the daemon's bus
-         * connection, and with it the daemon's name), so it is killed and reaped before its parent. */
-        while (p->n_tracees > 0) {
-                pid_t t = p->tracees[p->n_tracees - 1];
-                bool pushed = false;
-                int status;
+         * connection, and with it the daemon's name), so it is killed and reaped too; a thread whose
+         * clone was never reported is found in /proc. Bounded: a tracee that does not die in
+         * KILL_ALL_TIMEOUT_MS is left, and the caller's next step fails rather than hangs. */
+        while (p->n_tracees > 0 && now_msec() < deadline) {
+                bool progress = false;
 
-                while (!pushed && waitpid(t, &status, __WALL) == t && !WIFEXITED(status) && !WIFSIGNALED(status)) {
+                for (size_t i = p->n_tracees; i-- > 0;) {
+                        pid_t t = p->tracees[i], w;
                         unsigned long child;
+                        int status;
 
-                        if (!WIFSTOPPED(status) ||
-                            !IN_SET(status >> 16, PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE) ||
-                            ptrace(PTRACE_GETEVENTMSG, t, NULL, &child) < 0)
+                        w = waitpid(t, &status, WNOHANG | __WALL);
+                        if (w == 0)
                                 continue;
-                        (void) kill((pid_t) child, SIGKILL);
-                        if (p->n_tracees < KILL_POINT_TRACEES_MAX) {
+                        progress = true;
+                        if (w < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+                                tracee_remove(p, i);
+                                continue;
+                        }
+                        if (WIFSTOPPED(status) &&
+                            IN_SET(status >> 16, PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE) &&
+                            ptrace(PTRACE_GETEVENTMSG, t, NULL, &child) >= 0 && !tracee_known(p, (pid_t) child) &&
+                            p->n_tracees < KILL_POINT_TRACEES_MAX) {
+                                (void) kill((pid_t) child, SIGKILL);
+                                p->fresh[p->n_tracees] = false;
                                 p->tracees[p->n_tracees++] = (pid_t) child;
-                                pushed = true;
                         }
                 }
-                if (!pushed)
-                        p->n_tracees--;
+                if (progress || adopt_unknown_threads(p))
+                        continue;
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 1000 * 1000 }, NULL);
         }
+        if (p->n_tracees > 0)
+                fprintf(stderr, "kill points: %zu tracees did not die within %u ms\n", p->n_tracees,
+                        KILL_ALL_TIMEOUT_MS);
         kill_unknown_tracees();
         p->pid = 0;
 }
@@ -447,12 +511,6 @@ int kill_point_process_spawn(char *const argv[], const char *log_path, const cha
         return 0;
 }
 
-static void tracee_remove(KillPointProcess *p, size_t i) {
-        memmove(p->tracees + i, p->tracees + i + 1, (p->n_tracees - i - 1) * sizeof(p->tracees[0]));
-        memmove(p->fresh + i, p->fresh + i + 1, (p->n_tracees - i - 1) * sizeof(p->fresh[0]));
-        p->n_tracees--;
-}
-
 /* Handles whatever the tracees have reported: 1 when the k-th step was reached (everything killed),
  * -ECHILD when the program ended, 0 otherwise; *progress if anything was reported. */
 static int pump(KillPointProcess *p, unsigned k, unsigned *seen, bool *progress) {
@@ -507,13 +565,6 @@ static int pump(KillPointProcess *p, unsigned k, unsigned *seen, bool *progress)
                         return -errno;
         }
         return 0;
-}
-
-static uint64_t now_msec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
 int kill_point_process_run(KillPointProcess *p, unsigned k, KillPointDoneFn done, void *userdata,
