@@ -1577,9 +1577,8 @@ typedef struct DraChange {
         const Config *config;
         uint8_t *vmk; /* secure memory */
         Guid vmk_id;
-        ManagedVolume **volumes; /* for the loop only */
-        Volume **vols;
-        size_t n, done_n;        /* done_n: re-wrapped, in order, before a failure stopped it */
+        OperationVolumes set;
+        size_t done_n; /* re-wrapped, in order, before a failure stopped it */
         char *export_path;
         int export_result;
 } DraChange;
@@ -1589,10 +1588,7 @@ static void dra_change_free(void *p) {
 
         if (!d)
                 return;
-        for (size_t i = 0; i < d->n; i++)
-                volume_free(d->vols[i]);
-        free(d->vols);
-        free(d->volumes);
+        operation_volumes_done(&d->set);
         free(d->detail);
         X509_free(d->cert);
         secure_free(d->vmk);
@@ -1613,9 +1609,8 @@ static int dra_change_new(Manager *m, X509 *cert, DraSetFn done, char *detail, D
         d->vmk_id = m->vmk_id;
         d->vmk = secure_memdup(m->vmk, VMK_SIZE);
         d->export_path = strdup(m->vmk_export_path);
-        d->volumes = calloc(MAX(m->n_volumes, (size_t) 1), sizeof(*d->volumes));
-        d->vols = calloc(MAX(m->n_volumes, (size_t) 1), sizeof(*d->vols));
-        if (!d->vmk || !d->export_path || !d->volumes || !d->vols || X509_up_ref(cert) != 1) {
+        if (!d->vmk || !d->export_path || operation_volumes_init(&d->set, m->n_volumes) < 0 ||
+            X509_up_ref(cert) != 1) {
                 dra_change_free(d);
                 return -ENOMEM;
         }
@@ -1625,8 +1620,7 @@ static int dra_change_new(Manager *m, X509 *cert, DraSetFn done, char *detail, D
 
                 if (manager_refresh_volume(m->volumes[i], &vol) < 0)
                         continue; /* a missing disk is re-wrapped when it is back */
-                d->volumes[d->n] = m->volumes[i];
-                d->vols[d->n++] = vol;
+                operation_volumes_add(&d->set, m->volumes[i], vol);
         }
         *ret = d;
         return 0;
@@ -1640,13 +1634,15 @@ static int dra_change_work(void *p) {
         _cleanup_free_ char *json = NULL;
         int r;
 
-        for (; d->done_n < d->n; d->done_n++) {
-                r = volume_authenticate(d->vols[d->done_n], d->vmk, &d->vmk_id);
+        for (; d->done_n < d->set.n; d->done_n++) {
+                Volume *vol = d->set.vols[d->done_n];
+
+                r = volume_authenticate(vol, d->vmk, &d->vmk_id);
                 if (r >= 0)
-                        r = volume_set_dra(d->vols[d->done_n], d->cert, (const char *const *) d->config->dra_extra_ekus);
+                        r = volume_set_dra(vol, d->cert, (const char *const *) d->config->dra_extra_ekus);
                 if (r < 0)
                         return log_error_errno(r, "Failed to wrap volume %s to the new DRA certificate: %m",
-                                               d->vols[d->done_n]->token.volume_uuid);
+                                               vol->token.volume_uuid);
         }
         r = vmk_export_dra(d->vmk, &d->vmk_id, d->cert, (const char *const *) d->config->dra_extra_ekus, &json);
         if (r >= 0)
@@ -1659,15 +1655,9 @@ static void dra_change_done(Operation *o, int r) {
         DraChange *d = o->data;
         Manager *m = o->manager;
 
-        for (size_t i = 0; i < d->n; i++) {
-                if (d->volumes[i]->operation == o) {
-                        d->volumes[i]->operation = NULL;
-                        (void) sd_bus_emit_properties_changed(m->bus, d->volumes[i]->object_path,
-                                                              SEALVOL_VOLUME_INTERFACE, "Operation", NULL);
-                }
-                if (i < d->done_n)
-                        (void) manager_refresh_volume(d->volumes[i], NULL);
-        }
+        operation_volumes_release(m, &d->set, o);
+        for (size_t i = 0; i < d->done_n; i++)
+                (void) manager_refresh_volume(d->set.volumes[i], NULL);
         if (r >= 0) {
                 /* The export goes to escrow, and so do the recovery passwords: the current ones go
                  * again, and plain records of before are encrypted. */
@@ -1730,11 +1720,7 @@ int manager_set_dra_start(Manager *m, sd_bus_message *request, const void *data,
                                   &o);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < d->n; i++) {
-                d->volumes[i]->operation = o;
-                (void) sd_bus_emit_properties_changed(m->bus, d->volumes[i]->object_path, SEALVOL_VOLUME_INTERFACE,
-                                                      "Operation", NULL);
-        }
+        operation_volumes_hold(m, &d->set, o);
         return 0;
 }
 

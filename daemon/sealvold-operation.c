@@ -182,6 +182,52 @@ int operation_start_alone(Manager *m, sd_bus_message *request, const char *name,
         return start_manager_wide(m, /* shared= */ false, request, name, work, done, data, free_data, ret);
 }
 
+int operation_volumes_init(OperationVolumes *s, size_t max) {
+        *s = (OperationVolumes) {
+                .volumes = calloc(MAX(max, (size_t) 1), sizeof(*s->volumes)),
+                .vols = calloc(MAX(max, (size_t) 1), sizeof(*s->vols)),
+        };
+        if (!s->volumes || !s->vols) {
+                operation_volumes_done(s);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void operation_volumes_add(OperationVolumes *s, ManagedVolume *v, Volume *vol) {
+        s->volumes[s->n] = v;
+        s->vols[s->n++] = vol;
+}
+
+static void volume_operation_changed(Manager *m, ManagedVolume *v) {
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, v->object_path, SEALVOL_VOLUME_INTERFACE, "Operation",
+                                                      NULL);
+}
+
+void operation_volumes_hold(Manager *m, const OperationVolumes *s, Operation *o) {
+        for (size_t i = 0; i < s->n; i++) {
+                s->volumes[i]->operation = o;
+                volume_operation_changed(m, s->volumes[i]);
+        }
+}
+
+void operation_volumes_release(Manager *m, const OperationVolumes *s, const Operation *o) {
+        for (size_t i = 0; i < s->n; i++)
+                if (s->volumes[i]->operation == o) {
+                        s->volumes[i]->operation = NULL;
+                        volume_operation_changed(m, s->volumes[i]);
+                }
+}
+
+void operation_volumes_done(OperationVolumes *s) {
+        for (size_t i = 0; i < s->n; i++)
+                volume_free(s->vols[i]);
+        free(s->vols);
+        free(s->volumes);
+        *s = (OperationVolumes) {};
+}
+
 const Operation *manager_exclusive_operation(Manager *m) {
         for (size_t i = 0; i < m->n_operations; i++)
                 if (!m->operations[i]->volume && !m->operations[i]->background && !m->operations[i]->shared)

@@ -178,10 +178,8 @@ static bool needs_previous(Manager *m, const ManagedVolume *v) {
  * seal when no volume is left on the previous VMK. */
 typedef struct VmkRebind {
         VmkRotatedFn done;
-        ManagedVolume **volumes; /* for the loop only */
-        Volume **vols;
+        OperationVolumes set;
         int *results;
-        size_t n;
         unsigned waiting; /* registered volumes that could not be loaded: the previous VMK stays */
         uint8_t *vmk, *previous; /* secure memory */
         Guid vmk_id, previous_id;
@@ -205,10 +203,7 @@ static void vmk_rebind_free(void *p) {
 
         if (!d)
                 return;
-        for (size_t i = 0; i < d->n; i++)
-                volume_free(d->vols[i]);
-        free(d->vols);
-        free(d->volumes);
+        operation_volumes_done(&d->set);
         free(d->results);
         secure_free(d->vmk);
         secure_free(d->previous);
@@ -228,14 +223,14 @@ static int vmk_rebind_new(Manager *m, VmkRotatedFn done, VmkRebind **ret) {
         if (!d)
                 return -ENOMEM;
         d->done = done;
-        d->volumes = calloc(MAX(m->n_volumes, (size_t) 1), sizeof(*d->volumes));
-        d->vols = calloc(MAX(m->n_volumes, (size_t) 1), sizeof(*d->vols));
+        if (operation_volumes_init(&d->set, m->n_volumes) < 0)
+                return -ENOMEM;
         d->results = calloc(MAX(m->n_volumes, (size_t) 1), sizeof(*d->results));
         d->vmk = secure_memdup(m->vmk, VMK_SIZE);
         d->previous = secure_memdup(m->previous_vmk, VMK_SIZE);
         d->tcti = strdup(tpm2_tcti_select(m->config.tcti));
         d->vmk_path = strdup(m->vmk_path);
-        if (!d->volumes || !d->vols || !d->results || !d->vmk || !d->previous || !d->tcti || !d->vmk_path)
+        if (!d->results || !d->vmk || !d->previous || !d->tcti || !d->vmk_path)
                 return -ENOMEM;
         d->vmk_id = m->vmk_id;
         d->previous_id = m->previous_vmk_id;
@@ -272,8 +267,7 @@ static int vmk_rebind_new(Manager *m, VmkRotatedFn done, VmkRebind **ret) {
                 }
                 if (!guid_equal(&vol->token.vmk_id, &m->previous_vmk_id))
                         continue;
-                d->volumes[d->n] = v;
-                d->vols[d->n++] = TAKE_PTR(vol);
+                operation_volumes_add(&d->set, v, TAKE_PTR(vol));
         }
         *ret = TAKE_PTR(d);
         return 0;
@@ -289,16 +283,16 @@ static int vmk_rebind_work(void *p) {
         unsigned failed = 0;
         int r;
 
-        for (size_t i = 0; i < d->n; i++) {
-                r = volume_authenticate(d->vols[i], d->previous, &d->previous_id);
+        for (size_t i = 0; i < d->set.n; i++) {
+                r = volume_authenticate(d->set.vols[i], d->previous, &d->previous_id);
                 if (r >= 0)
-                        r = volume_bind_vmk(d->vols[i], d->vmk, &d->vmk_id, NULL,
+                        r = volume_bind_vmk(d->set.vols[i], d->vmk, &d->vmk_id, NULL,
                                             d->have_server ? &d->server_key_id : NULL,
                                             d->have_server ? d->server_wrap : NULL);
                 d->results[i] = r;
                 if (r < 0) {
                         log_error_errno(r, "Failed to bind volume %s to the new VMK, it keeps the previous one: %m",
-                                        d->vols[i]->token.volume_uuid);
+                                        d->set.vols[i]->token.volume_uuid);
                         failed++;
                 }
         }
@@ -334,8 +328,8 @@ static int vmk_rebind_work(void *p) {
 static int vmk_rebind_apply(Manager *m, VmkRebind *d, int r) {
         unsigned rebound = 0, waiting = d->waiting;
 
-        for (size_t i = 0; i < d->n; i++) {
-                ManagedVolume *v = d->volumes[i];
+        for (size_t i = 0; i < d->set.n; i++) {
+                ManagedVolume *v = d->set.volumes[i];
 
                 if (d->results[i] < 0) {
                         v->rebind_failed = true;
@@ -379,12 +373,7 @@ static void vmk_rebind_done(Operation *o, int r) {
         VmkRebind *d = o->data;
         Manager *m = o->manager;
 
-        for (size_t i = 0; i < d->n; i++)
-                if (d->volumes[i]->operation == o) {
-                        d->volumes[i]->operation = NULL;
-                        (void) sd_bus_emit_properties_changed(m->bus, d->volumes[i]->object_path,
-                                                              SEALVOL_VOLUME_INTERFACE, "Operation", NULL);
-                }
+        operation_volumes_release(m, &d->set, o);
         r = vmk_rebind_apply(m, d, r);
         m->vmk_rotation = NULL;
         if (r < 0 && r != -EBUSY)
@@ -410,7 +399,7 @@ static int vmk_rebind_start(Manager *m, sd_bus_message *request, VmkRotatedFn do
         r = vmk_rebind_new(m, done, &d);
         if (r < 0)
                 return log_error_errno(r, "Failed to start re-binding the volumes to the new VMK: %m");
-        if (d->n == 0 && !d->cert && d->waiting > 0)
+        if (d->set.n == 0 && !d->cert && d->waiting > 0)
                 return -EBUSY; /* nothing to do until a volume is back */
         r = operation_start_alone(m, request, "rebind-vmk", vmk_rebind_work, vmk_rebind_done, d, vmk_rebind_free,
                                   &m->vmk_rotation);
@@ -418,11 +407,7 @@ static int vmk_rebind_start(Manager *m, sd_bus_message *request, VmkRotatedFn do
                 TAKE_PTR(d); /* freed by operation_start_alone() */
                 return log_error_errno(r, "Failed to start re-binding the volumes to the new VMK: %m");
         }
-        for (size_t i = 0; i < d->n; i++) {
-                d->volumes[i]->operation = m->vmk_rotation;
-                (void) sd_bus_emit_properties_changed(m->bus, d->volumes[i]->object_path, SEALVOL_VOLUME_INTERFACE,
-                                                      "Operation", NULL);
-        }
+        operation_volumes_hold(m, &d->set, m->vmk_rotation);
         TAKE_PTR(d);
         return 1;
 }

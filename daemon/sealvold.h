@@ -289,6 +289,19 @@ int operation_start_background(Manager *m, sd_bus_message *request, const char *
 /* The same for a shared manager-wide operation (Operation.shared). */
 int operation_start_shared(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
                            OperationDoneFn done, void *data, void (*free_data)(void *data), Operation **ret);
+/* The volumes a manager-wide operation works on: each loaded on the loop (set.vols[i], the worker's)
+ * and held busy (its Operation property names the operation) until the end. */
+typedef struct OperationVolumes {
+        ManagedVolume **volumes; /* for the loop only */
+        Volume **vols;
+        size_t n;
+} OperationVolumes;
+int operation_volumes_init(OperationVolumes *s, size_t max);
+/* Takes vol. */
+void operation_volumes_add(OperationVolumes *s, ManagedVolume *v, Volume *vol);
+void operation_volumes_hold(Manager *m, const OperationVolumes *s, Operation *o);
+void operation_volumes_release(Manager *m, const OperationVolumes *s, const Operation *o);
+void operation_volumes_done(OperationVolumes *s);
 /* The same for a manager-wide operation that runs alone (operation_start() of no volume). */
 int operation_start_alone(Manager *m, sd_bus_message *request, const char *name, OperationWorkFn work,
                           OperationDoneFn done, void *data, void (*free_data)(void *data), Operation **ret);
