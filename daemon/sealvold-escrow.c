@@ -395,21 +395,6 @@ void manager_server_escrow_outcome(Manager *m, char *errors[static _ESCROW_TARGE
         m->server_escrow_due_usec = 0;
 }
 
-int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *password, char **ret_error) {
-        _cleanup_(escrow_env_done) EscrowEnv env = {};
-        char *errors[_ESCROW_TARGET_MAX] = {};
-        int r;
-
-        r = manager_escrow_env(m, &env);
-        if (r < 0)
-                return r;
-        r = escrow_server_recovery(&env, s, password, errors);
-        if (r == -ECOMM && ret_error)
-                *ret_error = escrow_required_failure(&m->config, errors);
-        manager_server_escrow_outcome(m, errors);
-        return r;
-}
-
 char *escrow_required_failure(const Config *c, char *const errors[static _ESCROW_TARGET_MAX]) {
         char *s;
 

@@ -584,10 +584,8 @@ int manager_finish_rotation(Manager *m);
 void manager_rotation_recover(Manager *m);
 /* Rotates if a server-scoped secret was used (or a version 1 token showed the VMK) since the last one. */
 void manager_rotate_if_due(Manager *m);
-/* sealvold-escrow.c: the server recovery password to every configured target, the outcomes recorded in
- * s. -ECOMM when a required target failed (*ret_error says which and why). */
-int manager_escrow_server_recovery(Manager *m, ServerRecovery *s, const char *password, char **ret_error);
-/* The same on a worker, with a snapshot of the environment: the outcomes in s and errors. */
+/* sealvold-escrow.c: the server recovery password to every configured target of env (a snapshot: on a
+ * worker or the loop), the outcomes recorded in s and errors. -ECOMM when a required target failed. */
 int escrow_server_recovery(const EscrowEnv *env, ServerRecovery *s, const char *password,
                            char *errors[static _ESCROW_TARGET_MAX]);
 /* On the loop: errors (taken) are what status shows of the escrow of the password in force. */
