@@ -79,6 +79,21 @@ int json_get_time(json_object *o, const char *key, uint64_t *ret) {
         return 0;
 }
 
+int json_get_u64_string(json_object *o, const char *key, uint64_t *ret) {
+        const char *s = json_get_string(o, key);
+        uint64_t v = 0;
+
+        if (!s || !*s || (s[0] == '0' && s[1]) || strlen(s) > 20)
+                return -EBADMSG;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t) (*s - '0')) / 10)
+                        return -EBADMSG;
+                v = v * 10 + (uint64_t) (*s - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
 static int parse_object(const char *text, size_t size, int max_depth, int flags, json_object **ret) {
         json_tokener *tok;
         json_object *o;

@@ -22,6 +22,9 @@ int json_add_time(json_object *o, const char *key, uint64_t seconds);
 /* NULL unless o has key with a string value. */
 const char *json_get_string(json_object *o, const char *key);
 int json_get_time(json_object *o, const char *key, uint64_t *ret);
+/* A 64-bit number spelled as a decimal string (LUKS2's way: JSON numbers lose precision above 2^53):
+ * digits only, no sign, no leading zero, no overflow; -EBADMSG otherwise. */
+int json_get_u64_string(json_object *o, const char *key, uint64_t *ret);
 
 /* Parses exactly size bytes as one JSON object no deeper than max_depth; -EBADMSG otherwise. */
 int json_parse_object(const char *text, size_t size, int max_depth, json_object **ret);

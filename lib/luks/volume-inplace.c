@@ -13,6 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "encoding.h"
+#include "fileio.h"
+#include "json-util.h"
 #include "log.h"
 #include "macro.h"
 #include "process-util.h"
@@ -416,6 +422,81 @@ int volume_inplace_start(const char *device, const char *header_path, const Volu
         return 0;
 }
 
+/* Where start put the first data segment (into the free tail, so that the header could take its place)
+ * while nothing is encrypted yet: the metadata's segments (those not flagged "backup-") are then
+ * exactly that moved segment (from, size) and the rest of the file system (rest bytes), in clear
+ * where it always was, after it. Once a step has run, a crypt segment is among them and the data
+ * cannot go back: -ENOTRECOVERABLE. Anything else is not what start writes: -EBADMSG. */
+typedef struct MovedHead {
+        uint64_t from, size, rest;
+} MovedHead;
+
+static int moved_head(struct crypt_device *cd, MovedHead *ret, char **ret_what) {
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        json_object *segments, *keyslots, *seg[2] = {};
+        uint64_t offset[2], size[2], shift = 0;
+        const char *json;
+        unsigned n = 0;
+        bool encrypted = false;
+
+        if (crypt_dump_json(cd, &json, 0) < 0 || json_parse_object(json, strlen(json), 16, &root) < 0 ||
+            !json_object_object_get_ex(root, "segments", &segments) ||
+            !json_object_object_get_ex(root, "keyslots", &keyslots))
+                return -EBADMSG;
+        json_object_object_foreach(keyslots, ks_id, ks) {
+                json_object *area;
+                const char *type = json_get_string(ks, "type");
+
+                (void) ks_id;
+                if (!type || !streq(type, "reencrypt"))
+                        continue;
+                if (!streq_ptr(json_get_string(ks, "mode"), "encrypt") ||
+                    !json_object_object_get_ex(ks, "area", &area) ||
+                    !streq_ptr(json_get_string(area, "type"), "datashift") ||
+                    json_get_u64_string(area, "shift_size", &shift) < 0)
+                        return -EBADMSG;
+        }
+        if (shift != INPLACE_DATA_SHIFT)
+                return -EBADMSG;
+        json_object_object_foreach(segments, id, sg) {
+                json_object *flags;
+                bool backup = false;
+
+                if (json_object_object_get_ex(sg, "flags", &flags) && json_object_is_type(flags, json_type_array))
+                        for (size_t i = 0; i < json_object_array_length(flags); i++) {
+                                const char *f = json_object_get_string(json_object_array_get_idx(flags, i));
+
+                                if (f && strncmp(f, "backup-", 7) == 0)
+                                        backup = true;
+                        }
+                if (backup)
+                        continue;
+                if (!streq_ptr(json_get_string(sg, "type"), "linear")) {
+                        encrypted = true;
+                        continue;
+                }
+                if ((!streq(id, "0") && !streq(id, "1")) || seg[id[0] - '0'])
+                        return -EBADMSG;
+                seg[id[0] - '0'] = sg;
+                n++;
+        }
+        if (encrypted)
+                return set_what(ret_what, "part of it is encrypted already: the encryption can only go on "
+                                "(sealvolctl encryption resume)"), -ENOTRECOVERABLE;
+        if (n != 2)
+                return -EBADMSG;
+        for (unsigned i = 0; i < 2; i++)
+                if (json_get_u64_string(seg[i], "offset", &offset[i]) < 0 ||
+                    json_get_u64_string(seg[i], "size", &size[i]) < 0)
+                        return -EBADMSG;
+        /* The head moved behind the rest, which starts where the head ends, and neither overlaps. */
+        if (size[0] != INPLACE_DATA_SHIFT || offset[1] != size[0] || size[1] > UINT64_MAX - offset[1] ||
+            offset[0] < offset[1] + size[1] || offset[0] > UINT64_MAX - size[0])
+                return -EBADMSG;
+        *ret = (MovedHead) { .from = offset[0], .size = size[0], .rest = size[1] };
+        return 0;
+}
+
 typedef struct ProgressContext {
         InPlaceProgressFn fn;
         void *userdata;
@@ -473,6 +554,14 @@ int volume_inplace_run(const char *device, const char *header_path, const uint8_
                                                &(struct crypt_params_reencrypt) { .flags = CRYPT_REENCRYPT_RESUME_ONLY });
         if (r < 0)
                 return log_debug_errno(r, "Cannot resume the encryption of %s: %m", device);
+        /* libcryptsetup asks only after each step: a pause wanted before the first one (a job started
+         * paused) is honoured here, with nothing encrypted, which volume_inplace_cancel() can undo. */
+        if (progress) {
+                MovedHead head;
+
+                if (moved_head(v->cd, &head, NULL) >= 0 && progress(0, head.size + head.rest, userdata) != 0)
+                        return -EINTR;
+        }
         r = crypt_reencrypt_run(v->cd, progress_adapter, &ctx);
         if (r < 0 && !ctx.paused)
                 return log_debug_errno(r, "Encryption of %s failed: %m", device);
@@ -485,4 +574,207 @@ int volume_inplace_in_progress(const char *device) {
         if (volume_new(NULL, device, &v) < 0 || crypt_load(v->cd, CRYPT_LUKS2, NULL) < 0)
                 return 0;
         return crypt_reencrypt_status(v->cd, NULL) != CRYPT_REENCRYPT_NONE;
+}
+
+/* ---- cancelling a job that has encrypted nothing --------------------------------------------- */
+
+#define CANCEL_VERSION 1
+#define CANCEL_CHUNK (UINT64_C(1) << 20)
+
+static char *cancel_marker_path(const char *header_path) {
+        char *p;
+
+        return asprintf(&p, "%s.cancel", header_path) < 0 ? NULL : p;
+}
+
+static int read_exactly(int fd, void *buf, size_t size, uint64_t offset) {
+        for (size_t done = 0; done < size;) {
+                ssize_t n = pread(fd, (uint8_t *) buf + done, size - done, (off_t) (offset + done));
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EIO;
+                done += (size_t) n;
+        }
+        return 0;
+}
+
+static int write_exactly(int fd, const void *buf, size_t size, uint64_t offset) {
+        for (size_t done = 0; done < size;) {
+                ssize_t n = pwrite(fd, (const uint8_t *) buf + done, size - done, (off_t) (offset + done));
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                done += (size_t) n;
+        }
+        return 0;
+}
+
+/* The copy back, as the marker describes it: the moved head is read from the tail, checked against
+ * the digest taken before anything was written (a different disk under the same name, or a tail
+ * changed since, is refused with nothing written), and written over the header. Idempotent: the
+ * tail is only read, so a crash anywhere in here is finished by the next call. */
+static int cancel_finish(const char *device, const char *marker, char **ret_what) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        uint8_t want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
+        uint64_t from, size, device_bytes;
+        json_object *version;
+        struct stat st;
+        size_t n;
+        int r;
+
+        r = read_file_full(marker, 4096, &text, &n);
+        if (r < 0)
+                return r;
+        if (json_parse_object_strict(text, n, 4, &o) < 0 ||
+            json_check_keys(o, (const char *const[]) { "sealvol_inplace_cancel_version", "volume_uuid", "from",
+                                                       "size", "sha256", NULL }) < 0 ||
+            !json_object_object_get_ex(o, "sealvol_inplace_cancel_version", &version) ||
+            !json_object_is_type(version, json_type_int) || json_object_get_int(version) != CANCEL_VERSION ||
+            json_get_u64_string(o, "from", &from) < 0 || json_get_u64_string(o, "size", &size) < 0 ||
+            !json_get_string(o, "sha256") || hex_decode_fixed(json_get_string(o, "sha256"), want, sizeof(want)) < 0 ||
+            size != INPLACE_DATA_SHIFT || from < size || from > UINT64_MAX - size)
+                return set_what(ret_what, "%s does not parse: the cancellation it records is not finished", marker),
+                       -EBADMSG;
+
+        if (stat(device, &st) < 0)
+                return -errno;
+        fd = open(device, O_RDWR | O_CLOEXEC | O_NOCTTY | (S_ISBLK(st.st_mode) ? O_EXCL : 0));
+        if (fd < 0)
+                return errno == EBUSY ? (set_what(ret_what, "%s is in use", device), -EBUSY) : -errno;
+        r = device_size(fd, &device_bytes);
+        if (r < 0)
+                return r;
+        if (from + size > device_bytes)
+                return set_what(ret_what, "%s is smaller than when its cancellation began: nothing written", device),
+                       -EBADMSG;
+        data = malloc(size);
+        if (!data)
+                return -ENOMEM;
+        r = read_exactly(fd, data, size, from);
+        if (r < 0)
+                return r;
+        SHA256(data, size, got);
+        if (CRYPTO_memcmp(got, want, sizeof(got)) != 0)
+                return set_what(ret_what, "the data at byte %" PRIu64 " of %s is not what the cancellation recorded "
+                                "(another disk under this name?): nothing written", from, device), -EBADMSG;
+        /* A mebibyte at a time: a crash leaves a head half the file system's and half the header's,
+         * which the next call overwrites the same way. */
+        for (uint64_t at = 0; r >= 0 && at < size; at += CANCEL_CHUNK)
+                r = write_exactly(fd, data + at, MIN(CANCEL_CHUNK, size - at), at);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r < 0)
+                return log_debug_errno(r, "Cannot put the head of %s back: %m", device);
+        /* Read back through the same descriptor: what the file system will see. */
+        r = read_exactly(fd, data, size, 0);
+        if (r < 0)
+                return r;
+        SHA256(data, size, got);
+        if (CRYPTO_memcmp(got, want, sizeof(got)) != 0)
+                return set_what(ret_what, "the head of %s does not read back as written", device), -EIO;
+        if (unlink(marker) < 0)
+                return -errno;
+        return fsync_parent(marker);
+}
+
+int volume_inplace_cancel(const char *device, const char *header_path, const uint8_t vmk[static VMK_SIZE],
+                          const Guid *vmk_id, char **ret_what) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_secure_ uint8_t *pass = NULL;
+        _cleanup_free_ char *marker = cancel_marker_path(header_path), *text = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        uint8_t digest[SHA256_DIGEST_LENGTH];
+        char from[32], size[32];
+        crypt_reencrypt_info status;
+        MovedHead head;
+        int r;
+
+        if (!marker)
+                return -ENOMEM;
+        if (access(marker, F_OK) == 0)
+                return cancel_finish(device, marker, ret_what);
+        if (errno != ENOENT)
+                return -errno;
+
+        /* What start left: a complete header goes onto the device first, so there is one state to undo. */
+        r = settle_header_file(device, header_path);
+        if (r < 0)
+                return r;
+        r = volume_load(device, &v);
+        if (IN_SET(r, -EMEDIUMTYPE, -ENOMSG))
+                return set_what(ret_what, "%s is not a sealvol volume being encrypted: nothing to cancel", device),
+                       -ENOMSG;
+        if (r < 0)
+                return r;
+        /* Ours (its token's MAC under the VMK), not a header planted or copied under this name. */
+        r = volume_vmk_passphrase(v, vmk, vmk_id, &pass);
+        if (r < 0)
+                return r;
+        status = crypt_reencrypt_status(v->cd, NULL);
+        if (status == CRYPT_REENCRYPT_NONE)
+                return set_what(ret_what, "%s is encrypted already: nothing to cancel", device), -ENOTRECOVERABLE;
+        if (status == CRYPT_REENCRYPT_INVALID)
+                return -EBADMSG;
+        if (status == CRYPT_REENCRYPT_CRASH) {
+                r = crypt_reencrypt_init_by_passphrase(v->cd, NULL, (const char *) pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
+                                                       CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL,
+                                                       &(struct crypt_params_reencrypt) {
+                                                               .flags = CRYPT_REENCRYPT_RECOVERY });
+                if (r < 0)
+                        return log_debug_errno(r, "Cannot recover the interrupted encryption of %s: %m", device);
+        }
+        r = moved_head(v->cd, &head, ret_what);
+        if (r == -EBADMSG)
+                return set_what(ret_what, "the re-encryption metadata of %s is not what sealvol writes: nothing "
+                                "changed", device), r;
+        if (r < 0)
+                return r;
+
+        fd = open(device, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        data = malloc(head.size);
+        if (!data)
+                return -ENOMEM;
+        r = read_exactly(fd, data, head.size, head.from);
+        if (r < 0)
+                return r;
+        SHA256(data, head.size, digest);
+
+        /* The marker first, durably: from here the header is being overwritten, and a restart finishes. */
+        snprintf(from, sizeof(from), "%" PRIu64, head.from);
+        snprintf(size, sizeof(size), "%" PRIu64, head.size);
+        o = json_object_new_object();
+        if (!o || json_object_object_add(o, "sealvol_inplace_cancel_version", json_object_new_int(CANCEL_VERSION)) < 0 ||
+            json_add_string(o, "volume_uuid", v->token.volume_uuid) < 0 || json_add_string(o, "from", from) < 0 ||
+            json_add_string(o, "size", size) < 0 || json_add_hex(o, "sha256", digest, sizeof(digest)) < 0)
+                return -ENOMEM;
+        text = json_format(o);
+        if (!text)
+                return -ENOMEM;
+        v = volume_free(v);
+        fd = safe_close(fd);
+        r = write_file_atomic(marker, text, strlen(text), 0600);
+        if (r < 0)
+                return r;
+        return cancel_finish(device, marker, ret_what);
+}
+
+int volume_inplace_cancel_pending(const char *header_path) {
+        _cleanup_free_ char *marker = cancel_marker_path(header_path);
+
+        if (!marker)
+                return -ENOMEM;
+        return access(marker, F_OK) == 0;
 }

@@ -66,5 +66,21 @@ typedef int (*InPlaceProgressFn)(uint64_t done, uint64_t total, void *userdata);
 int volume_inplace_run(const char *device, const char *header_path, const uint8_t vmk[static VMK_SIZE],
                        const Guid *vmk_id, InPlaceProgressFn progress, void *userdata);
 
+/* Undoes a job that has encrypted nothing yet (its start only moved the first data segment into the
+ * free tail and wrote the header over its place; a job started paused, or one that stopped before its
+ * first step): the segment goes back over the header and the device holds the file system it held
+ * (at the size start left it: a shrunk one stays shrunk). Authorised by the VMK the volume is bound
+ * to; whatever start left beside the device (header_path) is settled first. Crash-safe:
+ * "<header_path>.cancel" records the copy, with the digest of what is copied, before the header is
+ * touched; a call after a crash finishes it (volume_inplace_cancel_pending()), without the VMK, and
+ * writes nothing unless the tail still holds what was recorded. Errors: -ENOTRECOVERABLE data is
+ * encrypted already (or all of it): the job can only go on; -ENOMSG the device is not a sealvol
+ * volume being encrypted (nothing to cancel: the file system is where it was); -EBADMSG metadata,
+ * or a marker, that is not what sealvol writes; *ret_what says which. */
+int volume_inplace_cancel(const char *device, const char *header_path, const uint8_t vmk[static VMK_SIZE],
+                          const Guid *vmk_id, char **ret_what);
+/* 1 when a cancellation of the job whose header file is header_path is under way (to be finished). */
+int volume_inplace_cancel_pending(const char *header_path);
+
 /* Whether device is a sealvol volume whose in-place encryption is not finished: 1 yes, 0 no. */
 int volume_inplace_in_progress(const char *device);

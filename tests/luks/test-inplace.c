@@ -25,6 +25,7 @@
 #include <openssl/sha.h>
 
 #include "fileio.h"
+#include "kill-points.h"
 #include "luks-fixture.h"
 #include "log.h"
 #include "secmem.h"
@@ -250,6 +251,145 @@ static void test_pause_resume(void **state) {
         assert_memory_equal(before, after, 96 * MiB);
 }
 
+static int pause_at_once(uint64_t done, uint64_t total, void *userdata) {
+        uint64_t *seen = userdata;
+
+        assert_int_equal(done, 0);
+        *seen = total;
+        return 1;
+}
+
+/* An image started and paused before its first step: the state a job started paused is in. */
+static void start_paused(const char *image, const char *header, uint64_t fs_size) {
+        _cleanup_secure_ char *password = NULL;
+        VolumeProvisionParams p = params();
+        uint64_t total = 0;
+
+        assert_int_equal(volume_inplace_start(image, header, &p, &password, NULL), 0);
+        assert_int_equal(volume_inplace_run(image, header, test_vmk, &test_vmk_id, pause_at_once, &total), -EINTR);
+        assert_int_equal(total, fs_size);
+        assert_int_equal(volume_inplace_in_progress(image), 1);
+}
+
+static void assert_file_system_back(const char *image, const uint8_t *before, uint64_t fs_size) {
+        _cleanup_free_ uint8_t *now = read_range(image, 0, fs_size);
+        _cleanup_free_ char *what = NULL;
+        InPlaceInfo info;
+
+        assert_memory_equal(before, now, fs_size);
+        /* No LUKS signature is left: the device is an ext4 file system that checks clean, again
+         * ready to be encrypted. */
+        assert_int_equal(volume_inplace_in_progress(image), 0);
+        assert_int_equal(volume_inplace_check(image, &info, &what), 0);
+        assert_string_equal(info.fs_type, "ext4");
+        assert_int_equal(run_cmd("e2fsck -fn '%s' >/dev/null 2>&1", image), 0);
+}
+
+static void test_cancel_before_first_step(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *image = make_image(dir, "e.img", 128, 96, 30), *header = path_join(dir, "e.hdr");
+        _cleanup_free_ char *marker = NULL, *what = NULL;
+        _cleanup_free_ uint8_t *before = read_range(image, 0, 96 * MiB), *after = NULL;
+        _cleanup_secure_ char *password = NULL;
+        VolumeProvisionParams p = params();
+        uint8_t other[VMK_SIZE], a[32], b[32];
+
+        start_paused(image, header, 96 * MiB);
+        /* Only the VMK the volume is bound to cancels it; a refusal writes nothing. */
+        assert_int_equal(RAND_bytes(other, sizeof(other)), 1);
+        sha256_file(image, a);
+        assert_int_equal(volume_inplace_cancel(image, header, other, &test_vmk_id, &what), -EBADE);
+        sha256_file(image, b);
+        assert_memory_equal(a, b, sizeof(a));
+
+        assert_int_equal(volume_inplace_cancel(image, header, test_vmk, &test_vmk_id, &what), 0);
+        assert_file_system_back(image, before, 96 * MiB);
+        assert_true(asprintf(&marker, "%s.cancel", header) > 0);
+        assert_int_equal(access(marker, F_OK), -1);
+        assert_int_equal(volume_inplace_cancel_pending(header), 0);
+        /* Nothing to cancel any more, and nothing written by asking. */
+        what = mfree(what);
+        assert_int_equal(volume_inplace_cancel(image, header, test_vmk, &test_vmk_id, &what), -ENOMSG);
+        assert_non_null(strstr(strempty(what), "nothing to cancel"));
+        assert_file_system_back(image, before, 96 * MiB);
+
+        /* And it can be encrypted afresh. */
+        assert_int_equal(volume_inplace_start(image, header, &p, &password, NULL), 0);
+        assert_int_equal(volume_inplace_run(image, header, test_vmk, &test_vmk_id, NULL, NULL), 0);
+        after = decrypt_volume(image, 96 * MiB);
+        assert_memory_equal(before, after, 96 * MiB);
+}
+
+static void test_cancel_refused_once_encrypting(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *image = make_image(dir, "f.img", 128, 96, 30), *header = path_join(dir, "f.hdr");
+        _cleanup_free_ uint8_t *before = read_range(image, 0, 96 * MiB), *after = NULL;
+        _cleanup_secure_ char *password = NULL;
+        _cleanup_free_ char *what = NULL;
+        VolumeProvisionParams p = params();
+        uint8_t a[32], b[32];
+
+        assert_int_equal(volume_inplace_start(image, header, &p, &password, NULL), 0);
+        assert_int_equal(volume_inplace_run(image, header, test_vmk, &test_vmk_id, pause_at_half, NULL), -EINTR);
+        sha256_file(image, a);
+        assert_int_equal(volume_inplace_cancel(image, header, test_vmk, &test_vmk_id, &what), -ENOTRECOVERABLE);
+        assert_non_null(strstr(strempty(what), "encrypted already"));
+        assert_int_equal(volume_inplace_cancel_pending(header), 0);
+        sha256_file(image, b);
+        assert_memory_equal(a, b, sizeof(a));
+        /* It goes on as if nobody had asked. */
+        assert_int_equal(volume_inplace_run(image, header, test_vmk, &test_vmk_id, NULL, NULL), 0);
+        after = decrypt_volume(image, 96 * MiB);
+        assert_memory_equal(before, after, 96 * MiB);
+        what = mfree(what);
+        assert_int_equal(volume_inplace_cancel(image, header, test_vmk, &test_vmk_id, &what), -ENOTRECOVERABLE);
+}
+
+typedef struct CancelRun {
+        const char *image, *header;
+} CancelRun;
+
+static int cancel_run(void *userdata) {
+        CancelRun *c = userdata;
+
+        return volume_inplace_cancel(c->image, c->header, test_vmk, &test_vmk_id, NULL);
+}
+
+/* Killed at every step of the cancellation (the marker, each mebibyte put back, the marker's
+ * removal): the next call, with or without the VMK's volume still loadable, finishes it, and the
+ * file system is whole. */
+static void test_cancel_killed_at_every_step(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *image = make_image(dir, "g.img", 128, 96, 30), *header = path_join(dir, "g.hdr");
+        _cleanup_free_ char *work = path_join(dir, "work"), *paused = path_join(dir, "g.paused");
+        _cleanup_free_ uint8_t *before = read_range(image, 0, 96 * MiB);
+        bool completed = false;
+        unsigned k;
+
+        start_paused(image, header, 96 * MiB);
+        assert_int_equal(rename(image, paused), 0);
+        assert_int_equal(mkdir(work, 0700), 0);
+        for (k = 1; !completed; k++) {
+                _cleanup_free_ char *img = path_join(work, "g.img"), *hdr = path_join(work, "g.hdr");
+                CancelRun c = { .image = img, .header = hdr };
+
+                assert_true(k < 200);
+                assert_int_equal(run_cmd("rm -f '%s'/* && cp --sparse=always '%s' '%s'", work, paused, img), 0);
+                assert_int_equal(test_run_killed_at(cancel_run, &c, work, k, &completed), 0);
+                if (!completed) {
+                        /* Killed after the marker went, nothing is left to do: "nothing to cancel". */
+                        int r = volume_inplace_cancel(img, hdr, test_vmk, &test_vmk_id, NULL);
+
+                        assert_true(r == 0 || r == -ENOMSG);
+                }
+                assert_int_equal(volume_inplace_cancel_pending(hdr), 0);
+                assert_file_system_back(img, before, 96 * MiB);
+        }
+        /* The marker, the 16 writes of the head, its removal: each was a kill. */
+        if (!getenv("SEALVOL_VALGRIND"))
+                assert_true(k > 18);
+}
+
 /* start refuses with code, check too (or check_code), the image unchanged. */
 static void expect_refusal_check(const char *dir, const char *image, int code, int check_code, const char *words) {
         _cleanup_free_ char *header = path_join(dir, "refused.hdr"), *what = NULL;
@@ -369,6 +509,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_shrink_first, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_sigkill_resume, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_pause_resume, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_cancel_before_first_step, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_cancel_refused_once_encrypting, test_setup_tmpdir,
+                                                test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_cancel_killed_at_every_step, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_refusals, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_superblock_counts, test_setup_tmpdir, test_teardown_tmpdir),
         };
