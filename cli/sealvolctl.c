@@ -38,6 +38,7 @@ static const char *arg_dra_key = NULL;
 static const char *arg_spool = NULL;
 static bool arg_in_place = false;
 static bool arg_no_wait = false;
+static bool arg_paused = false;
 static bool arg_yes = false;
 
 static int exit_code_for(const sd_bus_error *error, int r) {
@@ -500,6 +501,24 @@ static int verb_encryption(sd_bus *bus, const char *action, const char *what) {
         uint64_t p[4] = {};
         int r;
 
+        if (streq(action, "cancel")) {
+                const char *escrow = NULL;
+
+                r = call_volume(bus, what, "CancelEncryption", &reply, "t", UINT64_C(0));
+                if (r == EXIT_OK && sd_bus_message_read(reply, "s", &escrow) < 0)
+                        escrow = NULL;
+                if (r == EXIT_OK && arg_json) {
+                        printf("{\"cancelled\":");
+                        json_string(what);
+                        printf(",\"escrow\":");
+                        json_string(strempty(escrow));
+                        printf("}\n");
+                } else if (r == EXIT_OK && !arg_quiet)
+                        printf("Cancelled: %s holds its file system as before and is no sealvol volume any more.%s%s\n",
+                               what, isempty(escrow) ? "" : "\nEscrow: ", strempty(escrow));
+                sd_bus_message_unref(reply);
+                return r;
+        }
         if (streq(action, "pause") || streq(action, "resume")) {
                 r = call_volume(bus, what, streq(action, "pause") ? "PauseEncryption" : "ResumeEncryption", &reply, "");
                 sd_bus_message_unref(reply);
@@ -537,7 +556,7 @@ static int verb_provision(sd_bus *bus, const char *device) {
                 /* Checking and shrinking the file system comes before the answer: no default timeout. */
                 r = sd_bus_message_new_method_call(bus, &call, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ProvisionInPlace");
                 if (r >= 0)
-                        r = sd_bus_message_append(call, "st", device, UINT64_C(0));
+                        r = sd_bus_message_append(call, "st", device, arg_paused ? SEALVOL_IN_PLACE_PAUSED : UINT64_C(0));
                 if (r >= 0)
                         r = sd_bus_call(bus, call, UINT64_C(24) * 3600 * 1000000, &error, &reply);
                 sd_bus_message_unref(call);
@@ -583,7 +602,11 @@ static int verb_provision(sd_bus *bus, const char *device) {
         }
         fflush(stdout);
         sd_bus_message_unref(pw_reply);
-        if (arg_in_place && !arg_no_wait) {
+        if (arg_in_place && arg_paused) {
+                if (!arg_quiet && !arg_json)
+                        printf("Set up and paused before encrypting anything: `sealvolctl encryption resume %s` "
+                               "starts it, `sealvolctl encryption cancel %s` undoes it.\n", device, device);
+        } else if (arg_in_place && !arg_no_wait) {
                 _cleanup_free_ char *p = strdup(path);
 
                 sd_bus_message_unref(reply);
@@ -604,6 +627,7 @@ static const char *volume_call_words(const char *member) {
                 { "RotateRecoveryPassword", "rotate the recovery password of" },
                 { "EscrowRecoveryPassword", "escrow the recovery password of" },
                 { "PauseEncryption", "pause the encryption of" },
+                { "CancelEncryption", "cancel the encryption of" },
                 { "ResumeEncryption", "resume the encryption of" },
         };
 
@@ -611,6 +635,12 @@ static const char *volume_call_words(const char *member) {
                 if (streq(words[i][0], member))
                         return words[i][1];
         return "change";
+}
+
+/* What tells escrow targets (a hook may take its whole timeout, twice) waits longer than sd-bus's
+ * default 25 s; 0 is that default. */
+static uint64_t volume_call_timeout(const char *member) {
+        return IN_SET(true, streq(member, "CancelEncryption"), streq(member, "Erase")) ? UINT64_C(3600) * 1000000 : 0;
 }
 
 static int call_volume(sd_bus *bus, const char *what, const char *member, sd_bus_message **reply, const char *types,
@@ -633,7 +663,7 @@ static int call_volume(sd_bus *bus, const char *what, const char *member, sd_bus
         r = sd_bus_message_appendv(call, types, ap);
         va_end(ap);
         if (r >= 0)
-                r = sd_bus_call(bus, call, 0, &error, reply);
+                r = sd_bus_call(bus, call, volume_call_timeout(member), &error, reply);
         sd_bus_message_unref(call);
         if (r < 0) {
                 char what_failed[128];
@@ -1197,16 +1227,19 @@ static const struct {
 } verb_help[] = {
         { "status", "status", "A summary (volumes, those needing recovery, the sealed PCRs) and every volume." },
         { "list", "list", "Every volume of this server: UUID, state, recovery Key ID (first 8 digits), device." },
-        { "provision", "provision DEVICE | provision --in-place [--no-wait] DEVICE",
+        { "provision", "provision DEVICE | provision --in-place [--no-wait|--paused] DEVICE",
           "Make an empty DEVICE a new sealvol volume; show its recovery password and Key ID (-q: do not).\n"
           "With --in-place: encrypt the ext2/3/4 file system DEVICE holds, in place, and follow the progress\n"
-          "(a bar on a terminal, plain lines otherwise; --no-wait: return once it has started)." },
+          "(a bar on a terminal, plain lines otherwise; --no-wait: return once it has started; --paused:\n"
+          "set it up, escrow included, and stop before encrypting anything, for encryption resume or cancel)." },
         { "erase", "erase [--yes] VOLUME",
           "Crypto-erase: destroy every keyslot and both header copies, so the data is unreadable for ever;\n"
           "escrow records are marked retired and a record of what was done is kept (and printed).\n"
           "Asks for the volume's UUID to be typed back, unless --yes." },
-        { "encryption", "encryption status|pause|resume VOLUME",
-          "The progress of an in-place encryption; pause it (it stays paused across restarts), or resume it." },
+        { "encryption", "encryption status|pause|resume|cancel VOLUME",
+          "The progress of an in-place encryption; pause it (it stays paused across restarts), or resume it.\n"
+          "cancel undoes one that has encrypted nothing yet (started --paused): the device holds its file\n"
+          "system again, the volume is forgotten and its escrow records retired." },
         { "unlock", "unlock VOLUME | unlock --all", "Unlock a volume, or every volume, from one TPM unseal." },
         { "lock", "lock VOLUME", "Lock a volume." },
         { "recover", "recover VOLUME | recover | --dra-key FILE recover VOLUME",
@@ -1260,8 +1293,9 @@ static void help(void) {
                "  provision --in-place DEVICE\n"
                "                            Encrypt the file system DEVICE holds, in place, with progress\n"
                "  erase [--yes] VOLUME      Crypto-erase a volume (decommissioning); asks for its UUID\n"
-               "  encryption status|pause|resume VOLUME\n"
-               "                            The progress of an in-place encryption; pause or resume it\n"
+               "  encryption status|pause|resume|cancel VOLUME\n"
+               "                            The progress of an in-place encryption; pause or resume it, or\n"
+               "                            cancel one that has encrypted nothing yet\n"
                "  unlock VOLUME | --all     Unlock a volume, or every volume, from the TPM\n"
                "  lock VOLUME               Lock a volume\n"
                "  recover VOLUME            Unlock with the disk's recovery password or the server recovery\n"
@@ -1294,6 +1328,7 @@ static void help(void) {
                "     --all      With unlock and recovery escrow: every volume\n"
                "     --in-place With provision: encrypt the existing file system\n"
                "     --no-wait  With provision --in-place and encryption resume: do not follow the progress\n"
+               "     --paused   With provision --in-place: set up, then stay paused before encrypting anything\n"
                "     --yes      With erase: do not ask\n"
                "     --stdin    Read secrets from stdin even on a terminal\n"
                "     --dra-key FILE  With recover, tpm replace and recovery lookup: the DRA private key (PEM or DER,\n"
@@ -1309,7 +1344,7 @@ static void help(void) {
 
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_ALL, ARG_STDIN, ARG_DRA_KEY, ARG_PCRS, ARG_PCR_BANK, ARG_IN_PLACE,
-               ARG_NO_WAIT, ARG_YES, ARG_SPOOL };
+               ARG_NO_WAIT, ARG_PAUSED, ARG_YES, ARG_SPOOL };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },  { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, ARG_JSON }, { "quiet", no_argument, NULL, 'q' },
@@ -1319,6 +1354,7 @@ int main(int argc, char *argv[]) {
                 { "pcr-bank", required_argument, NULL, ARG_PCR_BANK },
                 { "in-place", no_argument, NULL, ARG_IN_PLACE },
                 { "no-wait", no_argument, NULL, ARG_NO_WAIT },
+                { "paused", no_argument, NULL, ARG_PAUSED },
                 { "yes", no_argument, NULL, ARG_YES },
                 { "spool", required_argument, NULL, ARG_SPOOL },
                 {},
@@ -1363,6 +1399,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_NO_WAIT:
                         arg_no_wait = true;
+                        break;
+                case ARG_PAUSED:
+                        arg_paused = true;
                         break;
                 case ARG_YES:
                         arg_yes = true;
@@ -1444,7 +1483,8 @@ int main(int argc, char *argv[]) {
         else if (streq(verb, "erase") && argc == 2)
                 r = verb_erase(bus, argv[1]);
         else if (streq(verb, "encryption") && argc == 3 &&
-                 IN_SET(true, streq(argv[1], "status"), streq(argv[1], "pause"), streq(argv[1], "resume")))
+                 IN_SET(true, streq(argv[1], "status"), streq(argv[1], "pause"), streq(argv[1], "resume"),
+                        streq(argv[1], "cancel")))
                 r = verb_encryption(bus, argv[1], argv[2]);
         else if (streq(verb, "tpm") && argc == 2 && streq(argv[1], "reseal"))
                 r = verb_reseal(bus);

@@ -30,11 +30,16 @@ int volume_error(sd_bus_error *error, int r, const ManagedVolume *v, const char 
         return bus_error_set(error, r, "%s%s%s", what, v ? " " : "", v ? v->uuid : "");
 }
 
-/* Every flags argument is reserved for now: anything set is a caller from the future, refused. */
-int check_flags(uint64_t flags, sd_bus_error *error) {
-        if (flags != FLAGS_NONE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags);
+/* A flag the method does not know is a caller from the future: refused. */
+int check_flags_known(uint64_t flags, uint64_t known, sd_bus_error *error) {
+        if (flags & ~known)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64, flags & ~known);
         return 0;
+}
+
+/* Most flags arguments are reserved for now. */
+int check_flags(uint64_t flags, sd_bus_error *error) {
+        return check_flags_known(flags, FLAGS_NONE, error);
 }
 
 int read_flags(sd_bus_message *message, sd_bus_error *error) {

@@ -19,6 +19,7 @@
 int volume_error(sd_bus_error *error, int r, const ManagedVolume *v, const char *what);
 /* Every flags argument is reserved for now: anything set is a caller from the future, refused. */
 int check_flags(uint64_t flags, sd_bus_error *error);
+int check_flags_known(uint64_t flags, uint64_t known, sd_bus_error *error);
 /* The flags argument of a method that takes nothing else, checked. */
 int read_flags(sd_bus_message *message, sd_bus_error *error);
 /* The answer of a call that an operation or a pass ends: error is sent, and freed. */

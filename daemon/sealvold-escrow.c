@@ -505,14 +505,14 @@ void manager_escrow_follow_dra(Manager *m, X509 *cert, bool changed) {
 /* ---- retirement, after a crypto-erase ------------------------------------------------------------ */
 
 /* The spool's records of the volume (every password it ever had) move to <spool>/retired/. */
-static int spool_retire(Manager *m, const char *uuid, unsigned *ret_moved) {
-        _cleanup_free_ char *dir = spool_directory(m), *retired = NULL;
+static int spool_retire(const char *dir, const char *uuid, unsigned *ret_moved) {
+        _cleanup_free_ char *retired = NULL;
         struct dirent *de;
         unsigned moved = 0;
         DIR *d;
         int r = 0;
 
-        if (!dir || asprintf(&retired, "%s/retired", dir) < 0)
+        if (asprintf(&retired, "%s/retired", dir) < 0)
                 return -ENOMEM;
         d = opendir(dir);
         if (!d)
@@ -541,7 +541,7 @@ static int spool_retire(Manager *m, const char *uuid, unsigned *ret_moved) {
         return r;
 }
 
-int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_summary) {
+int escrow_retire(const EscrowEnv *env, const VolumeEraseRecord *rec, char **ret_summary) {
         _cleanup_free_ char *summary = NULL;
         char key_id[GUID_STRING_MAX];
         int r;
@@ -550,12 +550,12 @@ int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_s
         for (EscrowTarget t = 0; t < _ESCROW_TARGET_MAX; t++) {
                 _cleanup_free_ char *line = NULL;
 
-                if (!(m->config.escrow_targets & (1u << t)))
+                if (!(env->config->escrow_targets & (1u << t)))
                         continue;
                 if (t == ESCROW_TARGET_SPOOL) {
                         unsigned moved = 0;
 
-                        r = spool_retire(m, rec->volume_uuid, &moved);
+                        r = spool_retire(env->spool_dir, rec->volume_uuid, &moved);
                         r = r < 0 ? asprintf(&line, "spool: %s", strerror(-r)) :
                                     asprintf(&line, "spool: %u record(s) moved to retired/", moved);
                 } else if (t == ESCROW_TARGET_HOOK) {
@@ -566,7 +566,7 @@ int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_s
                          * json-c: the hostname is whatever the administrator set. */
                         if (!o || json_object_object_add(o, "sealvol_escrow_version",
                                                          json_object_new_int(ESCROW_RECORD_VERSION)) < 0 ||
-                            json_add_string(o, "type", "retired") < 0 || json_add_string(o, "hostname", m->hostname) < 0 ||
+                            json_add_string(o, "type", "retired") < 0 || json_add_string(o, "hostname", env->hostname) < 0 ||
                             json_add_string(o, "volume_uuid", rec->volume_uuid) < 0 ||
                             json_add_string(o, "key_id", key_id) < 0 ||
                             json_object_object_add(o, "time", json_object_new_int64((int64_t) time(NULL))) < 0)
@@ -577,12 +577,10 @@ int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_s
                         EscrowJob job = { .target = ESCROW_TARGET_HOOK, .verb = "retire", .data = json,
                                           .size = strlen(json) };
                         EscrowJobResult answer = {};
-                        EscrowHelper helper = { .socket_path = m->escrow_socket_path,
-                                                .helper_path = m->escrow_helper_path };
-                        EscrowHelperConfig hc = { .hook = m->config.escrow_hook,
-                                                  .hook_timeout_sec = m->config.escrow_hook_timeout_sec };
+                        EscrowHelperConfig hc = { .hook = env->config->escrow_hook,
+                                                  .hook_timeout_sec = env->config->escrow_hook_timeout_sec };
 
-                        r = escrow_helper_run(&helper, &hc, &job, 1, &answer, &why);
+                        r = escrow_helper_run(&env->helper, &hc, &job, 1, &answer, &why);
                         if (r >= 0 && answer.error < 0) {
                                 why = TAKE_PTR(answer.message);
                                 r = answer.error;
@@ -608,6 +606,17 @@ int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_s
         }
         *ret_summary = summary ? TAKE_PTR(summary) : strdup("no escrow targets");
         return *ret_summary ? 0 : -ENOMEM;
+}
+
+int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_summary) {
+        EscrowEnv env;
+        int r;
+
+        r = escrow_env_base(m, &env);
+        if (r >= 0)
+                r = escrow_retire(&env, rec, ret_summary);
+        escrow_env_done(&env);
+        return r;
 }
 
 /* ---- the server's VMK export --------------------------------------------------------------------- */

@@ -374,7 +374,8 @@ static int note_paths(Manager *m, const char *device, char **ret_note, char **re
         return 0;
 }
 
-static int job_launch(Manager *m, const char *device, bool start, sd_bus_message *request, ManagedVolume *v) {
+static int job_launch(Manager *m, const char *device, bool start, bool paused, sd_bus_message *request,
+                      ManagedVolume *v) {
         _cleanup_(job_freep) InPlaceJob *j = NULL;
         InPlaceJob **a;
         int r;
@@ -418,6 +419,17 @@ static int job_launch(Manager *m, const char *device, bool start, sd_bus_message
                 r = write_file_atomic(j->note_path, device, strlen(device), 0600);
                 if (r < 0)
                         return r;
+                if (paused) {
+                        /* Set up, and stopped before the first step, also across a restart. */
+                        _cleanup_free_ char *marker = paused_marker(j->note_path);
+
+                        r = marker ? write_file_atomic(marker, "", 0, 0600) : -ENOMEM;
+                        if (r < 0) {
+                                (void) unlink(j->note_path);
+                                return r;
+                        }
+                        atomic_store(&j->pause, true);
+                }
         }
         j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (j->efd < 0)
@@ -453,16 +465,22 @@ static int job_launch(Manager *m, const char *device, bool start, sd_bus_message
         return 0;
 }
 
+typedef struct InPlaceRequest {
+        bool paused;
+        char device[];
+} InPlaceRequest;
+
 static void in_place_after_vmk(Manager *m, sd_bus_message *request, int r, void *data) {
-        const char *device = data;
+        const InPlaceRequest *q = data;
 
         if (r >= 0)
-                r = job_launch(m, device, /* start= */ true, request, NULL);
+                r = job_launch(m, q->device, /* start= */ true, q->paused, request, NULL);
         if (r < 0)
-                answer_refused(request, device, r, NULL);
+                answer_refused(request, q->device, r, NULL);
 }
 
-int manager_provision_in_place(Manager *m, const char *device, sd_bus_message *request, char **ret_what) {
+int manager_provision_in_place(Manager *m, const char *device, bool paused, sd_bus_message *request,
+                               char **ret_what) {
         InPlaceInfo info;
         _cleanup_free_ char *note = NULL, *header = NULL;
         int r;
@@ -486,11 +504,15 @@ int manager_provision_in_place(Manager *m, const char *device, sd_bus_message *r
         }
         /* Without the VMK yet, it is made (or unsealed) first, off the loop; the job starts then. */
         if (!m->vmk) {
-                char *d = strdup(device);
+                InPlaceRequest *q = malloc(sizeof(*q) + strlen(device) + 1);
 
-                return d ? manager_vmk_prepare_start(m, request, in_place_after_vmk, d, free) : -ENOMEM;
+                if (!q)
+                        return -ENOMEM;
+                q->paused = paused;
+                strcpy(q->device, device);
+                return manager_vmk_prepare_start(m, request, in_place_after_vmk, q, free);
         }
-        return job_launch(m, device, /* start= */ true, request, NULL);
+        return job_launch(m, device, /* start= */ true, paused, request, NULL);
 }
 
 int manager_pause_encryption(Manager *m, ManagedVolume *v) {
@@ -517,13 +539,162 @@ int manager_resume_encryption(Manager *m, ManagedVolume *v) {
         r = manager_ensure_vmk(m, /* create= */ false);
         if (r < 0)
                 return r;
-        r = job_launch(m, v->device, /* start= */ false, NULL, v);
+        r = job_launch(m, v->device, /* start= */ false, /* paused= */ false, NULL, v);
         if (r >= 0) {
                 _cleanup_free_ char *marker = paused_marker(v->job->note_path);
                 if (marker)
                         (void) unlink(marker);
         }
         return r;
+}
+
+/* ---- cancelling a job that has encrypted nothing ------------------------------------------------ */
+
+typedef struct CancelData {
+        char *device, *note_path, *header_path;
+        char uuid[VOLUME_UUID_STRING_MAX];
+        uint8_t *vmk; /* secure memory; NULL when only a crash's cancellation is finished (no VMK then) */
+        Guid vmk_id;
+        bool retire;  /* the volume's escrow records, once the device is back */
+        VolumeEraseRecord rec;
+        EscrowEnv env;
+        char *what, *retired;
+} CancelData;
+
+static void cancel_data_free(void *data) {
+        CancelData *c = data;
+
+        if (!c)
+                return;
+        free(c->device);
+        free(c->note_path);
+        free(c->header_path);
+        secure_free(c->vmk);
+        escrow_env_done(&c->env);
+        free(c->what);
+        free(c->retired);
+        free(c);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(CancelData *, cancel_data_free);
+
+static int cancel_work(void *data) {
+        static const uint8_t no_vmk[VMK_SIZE];
+        CancelData *c = data;
+        int r;
+
+        r = volume_inplace_cancel(c->device, c->header_path, c->vmk ?: no_vmk, &c->vmk_id, &c->what);
+        if (r < 0)
+                return r;
+        /* Its recovery password opens nothing any more. */
+        if (c->retire && escrow_retire(&c->env, &c->rec, &c->retired) < 0)
+                c->retired = strdup("the escrow records could not be retired");
+        return 0;
+}
+
+static void cancel_done(Operation *o, int result) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        CancelData *c = o->data;
+        Manager *m = o->manager;
+        ManagedVolume *v = c->uuid[0] ? manager_find_volume(m, c->uuid) : NULL;
+        _cleanup_free_ char *marker = paused_marker(c->note_path);
+
+        if (result >= 0) {
+                /* In this order: a crash before the note goes finds a device that is no volume, which
+                 * the resumption takes as a job that never started. The cancellation's own marker goes
+                 * before the note, so that nothing outlives the note that could act on the device. */
+                if (v)
+                        manager_forget_volume(m, v);
+                result = volume_inplace_cancel_done(c->header_path);
+                if (result >= 0) {
+                        if (marker)
+                                (void) unlink(marker);
+                        if (unlink(c->note_path) < 0 && errno != ENOENT)
+                                result = -errno;
+                }
+                if (result >= 0)
+                        log_notice("The in-place encryption of %s (%s) was cancelled: the device holds its file "
+                                   "system as before%s%s.", c->uuid[0] ? c->uuid : "a volume", c->device,
+                                   c->retired ? "; escrow: " : "", strempty(c->retired));
+        }
+        if (result < 0)
+                log_error_errno(result, "Failed to cancel the in-place encryption of %s%s%s: %m", c->device,
+                                c->what ? ": " : "", strempty(c->what));
+        if (!o->request)
+                return;
+        audit_record(o->request, "cancel-encryption", NULL, result, c->uuid[0] ? c->uuid : c->device);
+        if (result >= 0) {
+                (void) sd_bus_reply_method_return(o->request, "s", strempty(c->retired));
+                return;
+        }
+        if (result == -ENOTRECOVERABLE)
+                (void) sd_bus_error_setf(&error, BUS_ERROR_DATA_ENCRYPTED,
+                                         "Cannot cancel the encryption of %s: %s.", c->uuid, strempty(c->what));
+        else
+                (void) bus_error_set(&error, result, "Cannot cancel the encryption of %s%s%s", c->uuid,
+                                     c->what ? ": " : "", strempty(c->what));
+        (void) sd_bus_reply_method_error(o->request, &error);
+}
+
+static bool cancel_running(Manager *m, const char *device) {
+        for (size_t i = 0; i < m->n_operations; i++)
+                if (m->operations[i]->work == cancel_work &&
+                    streq(((const CancelData *) m->operations[i]->data)->device, device))
+                        return true;
+        return false;
+}
+
+/* v: the volume, when it is registered (its escrow records are retired; NULL at a restart that finds
+ * a cancellation whose volume was forgotten already). */
+static int cancel_start(Manager *m, ManagedVolume *v, const char *device, sd_bus_message *request) {
+        _cleanup_(cancel_data_freep) CancelData *c = NULL;
+        int r;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->device = strdup(device);
+        if (!c->device)
+                return -ENOMEM;
+        r = note_paths(m, device, &c->note_path, &c->header_path);
+        if (r < 0)
+                return r;
+        if (m->vmk) {
+                c->vmk = secure_memdup(m->vmk, VMK_SIZE);
+                if (!c->vmk)
+                        return -ENOMEM;
+                c->vmk_id = m->vmk_id;
+        }
+        if (v) {
+                snprintf(c->uuid, sizeof(c->uuid), "%s", v->uuid);
+                if (v->has[PROTECTOR_RECOVERY]) {
+                        c->retire = true;
+                        snprintf(c->rec.volume_uuid, sizeof(c->rec.volume_uuid), "%s", v->uuid);
+                        memcpy(c->rec.key_ids, v->key_ids, sizeof(c->rec.key_ids));
+                        memcpy(c->rec.has, v->has, sizeof(c->rec.has));
+                }
+        }
+        r = manager_escrow_env(m, &c->env);
+        if (r < 0)
+                return r;
+        if (v)
+                return operation_start(m, v, request, "cancel-encryption", cancel_work, cancel_done, TAKE_PTR(c),
+                                       cancel_data_free);
+        return operation_start_background(m, request, "cancel-encryption", cancel_work, cancel_done, TAKE_PTR(c),
+                                          cancel_data_free);
+}
+
+int manager_cancel_encryption(Manager *m, ManagedVolume *v, sd_bus_message *request) {
+        int r;
+
+        if (v->job || v->operation)
+                return -EBUSY;
+        if (!v->encryption)
+                return -ENOENT;
+        /* The VMK proves the header is this server's (the token's MAC), not one planted under its name. */
+        r = manager_ensure_vmk(m, /* create= */ false);
+        if (r < 0)
+                return r;
+        return cancel_start(m, v, v->device, request);
 }
 
 void manager_resume_in_place(Manager *m) {
@@ -550,8 +721,20 @@ void manager_resume_in_place(Manager *m) {
                 for (size_t i = 0; i < m->n_volumes; i++)
                         if (streq(m->volumes[i]->device, device))
                                 v = m->volumes[i];
-                if (v && (v->job || v->operation))
+                if ((v && (v->job || v->operation)) || cancel_running(m, device))
                         continue; /* an operation's volume: resumed at the next pass */
+                {
+                        _cleanup_free_ char *note = NULL, *header = NULL;
+
+                        if (note_paths(m, device, &note, &header) >= 0 && volume_inplace_cancel_pending(header) > 0) {
+                                log_info("Finishing the cancelled in-place encryption of %s.", device);
+                                r = cancel_start(m, v, device, NULL);
+                                if (r < 0)
+                                        log_error_errno(r, "Failed to finish the cancelled encryption of %s: %m",
+                                                        device);
+                                continue;
+                        }
+                }
                 {
                         _cleanup_free_ char *marker = paused_marker(path);
 
@@ -559,6 +742,9 @@ void manager_resume_in_place(Manager *m) {
                                 if (v) {
                                         free(v->encryption);
                                         v->encryption = strdup("paused");
+                                        /* Where it stopped, as its job last said (one header read). */
+                                        (void) volume_inplace_progress(device, &v->encryption_done,
+                                                                       &v->encryption_total);
                                 }
                                 continue;
                         }
@@ -569,7 +755,7 @@ void manager_resume_in_place(Manager *m) {
                         continue;
                 }
                 log_info("Resuming the in-place encryption of %s.", device);
-                r = job_launch(m, device, /* start= */ false, NULL, v);
+                r = job_launch(m, device, /* start= */ false, /* paused= */ false, NULL, v);
                 if (r < 0)
                         log_error_errno(r, "Failed to resume the in-place encryption of %s: %m", device);
         }

@@ -217,7 +217,8 @@ static bool device_path_valid(const char *s) {
 }
 
 /* The arguments of the provisioning methods: "st", an absolute device path and flags (none known). */
-static int read_device_and_flags(sd_bus_message *message, const char **ret_device, sd_bus_error *error) {
+static int read_device_and_flags(sd_bus_message *message, uint64_t known, const char **ret_device,
+                                 uint64_t *ret_flags, sd_bus_error *error) {
         const char *device;
         uint64_t flags;
         int r;
@@ -227,10 +228,12 @@ static int read_device_and_flags(sd_bus_message *message, const char **ret_devic
                 return r;
         if (!device_path_valid(device))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Not an absolute device path: %s", device);
-        r = check_flags(flags, error);
+        r = check_flags_known(flags, known, error);
         if (r < 0)
                 return r;
         *ret_device = device;
+        if (ret_flags)
+                *ret_flags = flags;
         return 0;
 }
 
@@ -263,7 +266,7 @@ static int method_provision(sd_bus_message *message, void *userdata, sd_bus_erro
         const char *device;
         int r;
 
-        r = read_device_and_flags(message, &device, error);
+        r = read_device_and_flags(message, FLAGS_NONE, &device, NULL, error);
         if (r < 0)
                 return r;
 
@@ -282,9 +285,10 @@ static int method_provision_in_place(sd_bus_message *message, void *userdata, sd
         Manager *m = userdata;
         _cleanup_free_ char *what = NULL;
         const char *device;
+        uint64_t flags;
         int r;
 
-        r = read_device_and_flags(message, &device, error);
+        r = read_device_and_flags(message, SEALVOL_IN_PLACE_PAUSED, &device, &flags, error);
         if (r < 0)
                 return r;
         r = polkit_check_alone(m, message, "org.sealvol1.provision", false, error);
@@ -292,7 +296,7 @@ static int method_provision_in_place(sd_bus_message *message, void *userdata, sd
                 return r < 0 ? r : 1;
 
         /* Answered by the job once the device is a sealvol volume (or with why not). */
-        r = manager_provision_in_place(m, device, message, &what);
+        r = manager_provision_in_place(m, device, flags & SEALVOL_IN_PLACE_PAUSED, message, &what);
         /* A job that started writes the audit record when it knows the outcome (job_started(),
          * job_finished()): a refusal of the job is no success. */
         if (r < 0)

@@ -1430,7 +1430,7 @@ static int erase_record(Manager *m, const ManagedVolume *v, const VolumeEraseRec
         return 0;
 }
 
-static void manager_forget_volume(Manager *m, ManagedVolume *v) {
+void manager_forget_volume(Manager *m, ManagedVolume *v) {
         _cleanup_free_ char *path = NULL;
 
         if (asprintf(&path, "%s/%s", m->volumes_dir, v->uuid) >= 0)

@@ -449,6 +449,31 @@ static int method_volume_encryption(sd_bus_message *message, void *userdata, sd_
         return sd_bus_reply_method_return(message, NULL);
 }
 
+static int method_volume_cancel_encryption(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagedVolume *v = userdata;
+        int r;
+
+        r = read_flags(message, error);
+        if (r < 0)
+                return r;
+        r = polkit_check(v->manager, message, "org.sealvol1.provision", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        /* Answered by the operation once the device holds its file system again (or with why not). */
+        r = manager_cancel_encryption(v->manager, v, message);
+        if (r >= 0)
+                return 1;
+        audit_record(message, "cancel-encryption", v, r, NULL);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VOLUME,
+                                         "%s is not being encrypted in place (nothing to cancel).", v->uuid);
+        if (r == -EBUSY && v->job)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "The encryption of %s is running: pause it; only a job that has encrypted "
+                                         "nothing yet can be cancelled.", v->uuid);
+        return volume_error(error, r, v, "Failed to cancel the encryption of");
+}
+
 static int method_volume_erase(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         _cleanup_free_ char *record = NULL;
@@ -582,6 +607,8 @@ static const sd_bus_vtable volume_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResumeEncryption", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_volume_encryption,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CancelEncryption", SD_BUS_ARGS("t", flags), SD_BUS_RESULT("s", escrow),
+                                method_volume_cancel_encryption, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

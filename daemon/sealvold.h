@@ -462,6 +462,8 @@ int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotatio
  * bus object) and keeps a record of what was done in <state>/erased/<uuid>.json, also returned. v is
  * freed. -EBUSY while it is being encrypted in place. */
 int manager_erase(Manager *m, ManagedVolume *v, uid_t caller, char **ret_record);
+/* Drops v from the registry and the bus, and frees it. */
+void manager_forget_volume(Manager *m, ManagedVolume *v);
 /* Replaces the recovery passwords used while the TPM refused the VMK (noted across restarts), now
  * that the daemon holds a VMK the TPM opens: a rotate-recovery operation for each idle volume. */
 void manager_rotate_used_passwords(Manager *m);
@@ -665,16 +667,25 @@ int manager_read_vmk_export(Manager *m, char **ret_json, Guid *ret_id, uint8_t r
 /* After a crypto-erase: spool records move to retired/, the hook is told ("retire"), AD keeps its
  * objects. *ret_summary says what happened, per target. */
 int manager_escrow_retire(Manager *m, const VolumeEraseRecord *rec, char **ret_summary);
+/* The same from env, on an operation's worker (the hook is told through the helper: it blocks). */
+int escrow_retire(const EscrowEnv *env, const VolumeEraseRecord *rec, char **ret_summary);
 /* Retries what is due and arms the timer for the rest. */
 void manager_escrow_retry(Manager *m);
 
 /* sealvold-inplace.c */
 /* Checks device (refusals answer at once) and starts encrypting it in place on a thread; request is
  * answered (volume, recovery Key ID) once the device is a sealvol volume, or with the error. */
-int manager_provision_in_place(Manager *m, const char *device, sd_bus_message *request, char **ret_what);
+int manager_provision_in_place(Manager *m, const char *device, bool paused, sd_bus_message *request,
+                               char **ret_what);
 int manager_pause_encryption(Manager *m, ManagedVolume *v);
 int manager_resume_encryption(Manager *m, ManagedVolume *v);
-/* Resumes every unfinished in-place encryption this server has notes of (needs the VMK). */
+/* Undoes v's in-place encryption, which must have encrypted nothing yet ("cancel-encryption", an
+ * operation: request is answered when it is done): the device holds its file system again, the
+ * volume is forgotten and its escrow records retired. -EBUSY while its job runs or another change
+ * is under way, -ENOENT when it is not being encrypted. */
+int manager_cancel_encryption(Manager *m, ManagedVolume *v, sd_bus_message *request);
+/* Resumes every unfinished in-place encryption this server has notes of (needs the VMK), and
+ * finishes the cancellations a crash interrupted. */
 void manager_resume_in_place(Manager *m);
 /* Pauses every job and waits for it (at exit). */
 void manager_stop_jobs(Manager *m);

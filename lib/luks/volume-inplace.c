@@ -340,6 +340,8 @@ int volume_inplace_start(const char *device, const char *header_path, const Volu
                 return r;
         if (access(header_path, F_OK) == 0)
                 return set_what(ret_what, "%s is already being encrypted (%s exists)", device, header_path), -EEXIST;
+        if (volume_inplace_cancel_pending(header_path) != 0)
+                return set_what(ret_what, "the cancelled encryption of %s is not finished", device), -EBUSY;
         if (info.needs_shrink) {
                 /* resize2fs needs the blocks it removes free, and some room to move metadata: refuse
                  * before e2fsck touches anything when that is plainly not there. */
@@ -422,22 +424,28 @@ int volume_inplace_start(const char *device, const char *header_path, const Volu
         return 0;
 }
 
-/* Where start put the first data segment (into the free tail, so that the header could take its place)
- * while nothing is encrypted yet: the metadata's segments (those not flagged "backup-") are then
- * exactly that moved segment (from, size) and the rest of the file system (rest bytes), in clear
- * where it always was, after it. Once a step has run, a crypt segment is among them and the data
- * cannot go back: -ENOTRECOVERABLE. Anything else is not what start writes: -EBADMSG. */
-typedef struct MovedHead {
-        uint64_t from, size, rest;
-} MovedHead;
+/* The data segments of a header in re-encryption, those not flagged "backup-" (libcryptsetup's copies
+ * of the layouts before, after and of the moved segment): in the order of the data they map. */
+#define SEGMENTS_MAX 8
 
-static int moved_head(struct crypt_device *cd, MovedHead *ret, char **ret_what) {
+typedef struct Segment {
+        bool crypt;    /* else linear: data in clear */
+        uint64_t offset, size;
+        bool dynamic;  /* to the end of the device */
+} Segment;
+
+typedef struct Segments {
+        Segment s[SEGMENTS_MAX];
+        unsigned n;
+        uint64_t shift;
+} Segments;
+
+static int reencrypt_segments(struct crypt_device *cd, Segments *ret) {
         _cleanup_(json_object_putp) json_object *root = NULL;
-        json_object *segments, *keyslots, *seg[2] = {};
-        uint64_t offset[2], size[2], shift = 0;
+        json_object *segments, *keyslots;
+        Segments out = {};
         const char *json;
-        unsigned n = 0;
-        bool encrypted = false;
+        bool mode_ok = false;
 
         if (crypt_dump_json(cd, &json, 0) < 0 || json_parse_object(json, strlen(json), 16, &root) < 0 ||
             !json_object_object_get_ex(root, "segments", &segments) ||
@@ -445,55 +453,129 @@ static int moved_head(struct crypt_device *cd, MovedHead *ret, char **ret_what) 
                 return -EBADMSG;
         json_object_object_foreach(keyslots, ks_id, ks) {
                 json_object *area;
-                const char *type = json_get_string(ks, "type");
 
                 (void) ks_id;
-                if (!type || !streq(type, "reencrypt"))
+                if (!streq_ptr(json_get_string(ks, "type"), "reencrypt"))
                         continue;
-                if (!streq_ptr(json_get_string(ks, "mode"), "encrypt") ||
+                if (mode_ok || !streq_ptr(json_get_string(ks, "mode"), "encrypt") ||
                     !json_object_object_get_ex(ks, "area", &area) ||
                     !streq_ptr(json_get_string(area, "type"), "datashift") ||
-                    json_get_u64_string(area, "shift_size", &shift) < 0)
+                    json_get_u64_string(area, "shift_size", &out.shift) < 0)
                         return -EBADMSG;
+                mode_ok = true;
         }
-        if (shift != INPLACE_DATA_SHIFT)
+        if (!mode_ok)
                 return -EBADMSG;
-        json_object_object_foreach(segments, id, sg) {
-                json_object *flags;
+        /* Keys "0", "1", ...: the data's order. */
+        for (unsigned i = 0;; i++) {
+                char key[12];
+                json_object *sg, *flags;
+                const char *type;
                 bool backup = false;
 
+                snprintf(key, sizeof(key), "%u", i);
+                if (!json_object_object_get_ex(segments, key, &sg))
+                        break;
                 if (json_object_object_get_ex(sg, "flags", &flags) && json_object_is_type(flags, json_type_array))
-                        for (size_t i = 0; i < json_object_array_length(flags); i++) {
-                                const char *f = json_object_get_string(json_object_array_get_idx(flags, i));
+                        for (size_t k = 0; k < json_object_array_length(flags); k++) {
+                                const char *f = json_object_get_string(json_object_array_get_idx(flags, k));
 
                                 if (f && strncmp(f, "backup-", 7) == 0)
                                         backup = true;
                         }
                 if (backup)
                         continue;
-                if (!streq_ptr(json_get_string(sg, "type"), "linear")) {
-                        encrypted = true;
-                        continue;
-                }
-                if ((!streq(id, "0") && !streq(id, "1")) || seg[id[0] - '0'])
+                if (out.n >= SEGMENTS_MAX)
                         return -EBADMSG;
-                seg[id[0] - '0'] = sg;
-                n++;
+                type = json_get_string(sg, "type");
+                if (!streq_ptr(type, "linear") && !streq_ptr(type, "crypt"))
+                        return -EBADMSG;
+                Segment *g = &out.s[out.n++];
+                g->crypt = streq(type, "crypt");
+                if (json_get_u64_string(sg, "offset", &g->offset) < 0)
+                        return -EBADMSG;
+                if (streq_ptr(json_get_string(sg, "size"), "dynamic"))
+                        g->dynamic = true;
+                else if (json_get_u64_string(sg, "size", &g->size) < 0)
+                        return -EBADMSG;
         }
-        if (encrypted)
-                return set_what(ret_what, "part of it is encrypted already: the encryption can only go on "
-                                "(sealvolctl encryption resume)"), -ENOTRECOVERABLE;
-        if (n != 2)
+        *ret = out;
+        return 0;
+}
+
+/* Where start put the first data segment (into the free tail, so that the header could take its place)
+ * while nothing is encrypted yet: the data segments are then exactly that moved segment (from, size)
+ * and the rest of the file system (rest bytes), in clear where it always was, after it. Once a step
+ * has run, a crypt segment is among them and the data cannot go back: -ENOTRECOVERABLE. Anything
+ * else is not what start writes: -EBADMSG. */
+typedef struct MovedHead {
+        uint64_t from, size, rest;
+} MovedHead;
+
+static int moved_head(struct crypt_device *cd, MovedHead *ret, char **ret_what) {
+        Segments g;
+        int r;
+
+        r = reencrypt_segments(cd, &g);
+        if (r < 0)
+                return r;
+        if (g.shift != INPLACE_DATA_SHIFT)
                 return -EBADMSG;
-        for (unsigned i = 0; i < 2; i++)
-                if (json_get_u64_string(seg[i], "offset", &offset[i]) < 0 ||
-                    json_get_u64_string(seg[i], "size", &size[i]) < 0)
-                        return -EBADMSG;
+        for (unsigned i = 0; i < g.n; i++)
+                if (g.s[i].crypt)
+                        return set_what(ret_what, "part of it is encrypted already: the encryption can only go on "
+                                        "(sealvolctl encryption resume)"), -ENOTRECOVERABLE;
+        if (g.n != 2 || g.s[0].dynamic || g.s[1].dynamic)
+                return -EBADMSG;
         /* The head moved behind the rest, which starts where the head ends, and neither overlaps. */
-        if (size[0] != INPLACE_DATA_SHIFT || offset[1] != size[0] || size[1] > UINT64_MAX - offset[1] ||
-            offset[0] < offset[1] + size[1] || offset[0] > UINT64_MAX - size[0])
+        if (g.s[0].size != INPLACE_DATA_SHIFT || g.s[1].offset != g.s[0].size || g.s[1].size > UINT64_MAX - g.s[1].offset ||
+            g.s[0].offset < g.s[1].offset + g.s[1].size || g.s[0].offset > UINT64_MAX - g.s[0].size)
                 return -EBADMSG;
-        *ret = (MovedHead) { .from = offset[0], .size = size[0], .rest = size[1] };
+        *ret = (MovedHead) { .from = g.s[0].offset, .size = g.s[0].size, .rest = g.s[1].size };
+        return 0;
+}
+
+/* What libcryptsetup counts its progress in: the data area, the device after the header. */
+static int data_area_size(struct crypt_device *cd, const char *device, uint64_t *ret) {
+        _cleanup_close_ int fd = open(device, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        uint64_t size, offset = crypt_get_data_offset(cd) * SECTOR;
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        r = device_size(fd, &size);
+        if (r < 0)
+                return r;
+        if (size < offset)
+                return -EBADMSG;
+        *ret = size - offset;
+        return 0;
+}
+
+int volume_inplace_progress(const char *device, uint64_t *ret_done, uint64_t *ret_total) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        uint64_t done = 0, total;
+        Segments g;
+        int r;
+
+        r = volume_new(NULL, device, &v);
+        if (r < 0)
+                return r;
+        r = crypt_load(v->cd, CRYPT_LUKS2, NULL);
+        if (r < 0)
+                return r;
+        if (crypt_reencrypt_status(v->cd, NULL) == CRYPT_REENCRYPT_NONE)
+                return -ENOENT;
+        r = reencrypt_segments(v->cd, &g);
+        if (r >= 0)
+                r = data_area_size(v->cd, device, &total);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < g.n; i++)
+                if (g.s[i].crypt)
+                        done += g.s[i].dynamic ? total : g.s[i].size;
+        *ret_done = MIN(done, total);
+        *ret_total = total;
         return 0;
 }
 
@@ -559,7 +641,10 @@ int volume_inplace_run(const char *device, const char *header_path, const uint8_
         if (progress) {
                 MovedHead head;
 
-                if (moved_head(v->cd, &head, NULL) >= 0 && progress(0, head.size + head.rest, userdata) != 0)
+                uint64_t total;
+
+                if (moved_head(v->cd, &head, NULL) >= 0 && data_area_size(v->cd, device, &total) >= 0 &&
+                    progress(0, total, userdata) != 0)
                         return -EINTR;
         }
         r = crypt_reencrypt_run(v->cd, progress_adapter, &ctx);
@@ -681,9 +766,7 @@ static int cancel_finish(const char *device, const char *marker, char **ret_what
         SHA256(data, size, got);
         if (CRYPTO_memcmp(got, want, sizeof(got)) != 0)
                 return set_what(ret_what, "the head of %s does not read back as written", device), -EIO;
-        if (unlink(marker) < 0)
-                return -errno;
-        return fsync_parent(marker);
+        return 0;
 }
 
 int volume_inplace_cancel(const char *device, const char *header_path, const uint8_t vmk[static VMK_SIZE],
@@ -777,4 +860,14 @@ int volume_inplace_cancel_pending(const char *header_path) {
         if (!marker)
                 return -ENOMEM;
         return access(marker, F_OK) == 0;
+}
+
+int volume_inplace_cancel_done(const char *header_path) {
+        _cleanup_free_ char *marker = cancel_marker_path(header_path);
+
+        if (!marker)
+                return -ENOMEM;
+        if (unlink(marker) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return fsync_parent(marker);
 }

@@ -73,7 +73,10 @@ int volume_inplace_run(const char *device, const char *header_path, const uint8_
  * to; whatever start left beside the device (header_path) is settled first. Crash-safe:
  * "<header_path>.cancel" records the copy, with the digest of what is copied, before the header is
  * touched; a call after a crash finishes it (volume_inplace_cancel_pending()), without the VMK, and
- * writes nothing unless the tail still holds what was recorded. Errors: -ENOTRECOVERABLE data is
+ * writes nothing unless the tail still holds what was recorded. The marker stays after success, so
+ * that a crash before the caller has forgotten the volume is finished the same way (the copy again:
+ * the tail is only read); volume_inplace_cancel_done() removes it, and start refuses while it is
+ * there. Errors: -ENOTRECOVERABLE data is
  * encrypted already (or all of it): the job can only go on; -ENOMSG the device is not a sealvol
  * volume being encrypted (nothing to cancel: the file system is where it was); -EBADMSG metadata,
  * or a marker, that is not what sealvol writes; *ret_what says which. */
@@ -81,6 +84,11 @@ int volume_inplace_cancel(const char *device, const char *header_path, const uin
                           const Guid *vmk_id, char **ret_what);
 /* 1 when a cancellation of the job whose header file is header_path is under way (to be finished). */
 int volume_inplace_cancel_pending(const char *header_path);
+int volume_inplace_cancel_done(const char *header_path);
+
+/* How far an unfinished encryption is, from device's metadata, in libcryptsetup's measure (the data
+ * area: the device after the header): what a job's progress said when it stopped. -ENOENT finished. */
+int volume_inplace_progress(const char *device, uint64_t *ret_done, uint64_t *ret_total);
 
 /* Whether device is a sealvol volume whose in-place encryption is not finished: 1 yes, 0 no. */
 int volume_inplace_in_progress(const char *device);

@@ -38,6 +38,7 @@ const sd_bus_error_map sealvol_bus_errors[] = {
         SD_BUS_ERROR_MAP(BUS_ERROR_TOO_MANY, E2BIG),
         SD_BUS_ERROR_MAP(BUS_ERROR_ESCROW_FAILED, ECOMM),
         SD_BUS_ERROR_MAP(BUS_ERROR_NO_SPACE, ENOSPC),
+        SD_BUS_ERROR_MAP(BUS_ERROR_DATA_ENCRYPTED, ENOTRECOVERABLE),
         /* Named explicitly where it applies (in-place encryption); the errno says "foreign content". */
         SD_BUS_ERROR_MAP(BUS_ERROR_UNSUPPORTED_CONTENT, EMEDIUMTYPE),
         SD_BUS_ERROR_MAP_END,
@@ -81,6 +82,8 @@ static const struct {
         { E2BIG, "there are too many" },
         { ECOMM, "a required escrow target failed; see `sealvolctl status` and the journal" },
         { ENOSPC, "there is not enough space on the device" },
+        { ENOTRECOVERABLE, "its in-place encryption has encrypted data already: it can only go on "
+                           "(`sealvolctl encryption resume`)" },
 };
 
 const char *bus_error_explain(int error) {

@@ -42,6 +42,11 @@
 #define BUS_ERROR_ESCROW_FAILED "org.sealvol1.Error.EscrowFailed"
 #define BUS_ERROR_UNSUPPORTED_CONTENT "org.sealvol1.Error.UnsupportedContent"
 #define BUS_ERROR_NO_SPACE "org.sealvol1.Error.NoSpace"
+#define BUS_ERROR_DATA_ENCRYPTED "org.sealvol1.Error.DataEncrypted"
+
+/* ProvisionInPlace's flags: set the volume up (header, protectors, escrow) and stay paused before
+ * the first byte is encrypted; ResumeEncryption goes on, CancelEncryption undoes it. */
+#define SEALVOL_IN_PLACE_PAUSED (UINT64_C(1) << 0)
 
 extern const sd_bus_error_map sealvol_bus_errors[];
 

@@ -3,10 +3,13 @@
  * test-daemon-inplace.c: `sealvolctl provision --in-place` through sealvold: an ext4 image full of
  * known data ends up a sealvol volume that decrypts (recovery password -> volume key -> AES-XTS) to
  * exactly the bytes it held; the daemon SIGKILLed in the middle resumes on restart; a pause survives a
- * restart and resume finishes it; refusals (swap, too small, in use, already LUKS, the same device
- * twice) are clear, with nothing changed.
+ * restart and resume finishes it (cancel refused once data is encrypted); a job started paused is
+ * cancelled, killed midway and finished by the next start, with the file system back byte for byte;
+ * refusals (swap, too small, in use, already LUKS, the same device twice) are clear, with nothing
+ * changed.
  */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -75,15 +78,16 @@ static void assert_decrypts_to(const char *image, const char *password, const ui
 
 /* Waits (bounded) until the volume's Encryption property is want, via sealvolctl. */
 static void wait_encryption(DaemonFixture *d, const char *image, const char *want, unsigned seconds) {
-        for (unsigned i = 0; i < seconds * 10; i++) {
-                _cleanup_free_ char *out = NULL;
+        _cleanup_free_ char *out = NULL;
 
+        for (unsigned i = 0; i < seconds * 10; i++) {
+                out = mfree(out);
                 assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "status", image), 0);
                 if (strstr(out, want))
                         return;
                 usleep(100 * 1000);
         }
-        fail_msg("the encryption of %s never reached \"%s\"", image, want);
+        fail_msg("the encryption of %s never reached \"%s\": %s", image, want, strempty(out));
 }
 
 static void test_in_place_through_daemon(void **state) {
@@ -144,6 +148,21 @@ static void test_pause_survives_restart(void **state) {
         _cleanup_free_ uint8_t *before = NULL;
 
         password = start_in_place(d, image, 512 * MiB, &before);
+        /* Paused once data is encrypted (a pause before the first step stops with none, which is
+         * what a job started --paused does). */
+        for (unsigned i = 0;; i++) {
+                unsigned long done;
+                const char *p;
+
+                assert_true(i < 3000);
+                assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "status", image), 0);
+                p = strstr(out, ": encrypting, ");
+                if (p && sscanf(p, ": encrypting, %lu of", &done) == 1 && done > 0)
+                        break;
+                out = mfree(out);
+                usleep(10 * 1000);
+        }
+        out = mfree(out);
         assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "pause", image), 0);
         free(out);
         out = NULL;
@@ -153,10 +172,169 @@ static void test_pause_survives_restart(void **state) {
         assert_int_equal(daemon_fixture_start(d), 0);
         assert_int_equal(volume_inplace_in_progress(image), 1);
         wait_encryption(d, image, ": paused,", 10);
+        /* Data is encrypted already: cancel refuses, says what can be done, and changes nothing. */
+        free(out);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "cancel", image), 1);
+        if (!strstr(out, "part of it is encrypted already") || !strstr(out, "sealvolctl encryption resume"))
+                fail_msg("cancel of a job under way: %s", out);
+        assert_int_equal(volume_inplace_in_progress(image), 1);
+        free(out);
         /* Resume follows it to the end. */
         assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "encryption", "resume", image), 0);
         assert_non_null(strstr(out, "Encrypted."));
         assert_decrypts_to(image, password, before, 512 * MiB);
+}
+
+/* A hook that stores records in <hook dir>/records and, told to retire one while "hold-retire" exists,
+ * says so ("retiring") and waits: the moment a cancellation has put the data back and not yet
+ * forgotten the volume. */
+typedef struct HookFixture {
+        DaemonFixture *d;
+        char *dir;
+} HookFixture;
+
+static int setup_hook(void **state) {
+        HookFixture *h = calloc(1, sizeof(*h));
+        _cleanup_free_ char *hook = NULL, *text = NULL, *config = NULL, *records = NULL;
+
+        if (!h || test_tmpdir_new("test-daemon-inplace-hook", &h->dir) < 0)
+                return -1;
+        hook = path_join(h->dir, "hook.sh");
+        records = path_join(h->dir, "records");
+        if (!hook || !records || mkdir(records, 0700) < 0 ||
+            asprintf(&text,
+                     "#!/bin/sh\n"
+                     "d='%s'\n"
+                     "case \"$1\" in\n"
+                     "store) n=$(ls \"$d/records\" | wc -l); cat >\"$d/records/$n.json\"; echo \"file:$d/records/$n.json\" ;;\n"
+                     "retire) cat >\"$d/retired.json.new\"; touch \"$d/retiring\"\n"
+                     "  while [ -e \"$d/hold-retire\" ]; do sleep 0.1; done; mv \"$d/retired.json.new\" \"$d/retired.json\" ;;\n"
+                     "*) exit 2 ;;\n"
+                     "esac\n",
+                     h->dir) < 0 ||
+            write_file_atomic(hook, text, strlen(text), 0755) < 0 ||
+            asprintf(&config, "[Escrow]\nTargets=spool hook\nHookTimeoutSec=120\nHook=%s\n", hook) < 0 ||
+            daemon_fixture_new("test-daemon-inplace", config, &h->d) < 0)
+                return -1;
+        *state = h;
+        return 0;
+}
+
+static int teardown_hook(void **state) {
+        HookFixture *h = *state;
+        int r = teardown((void **) &h->d);
+
+        (void) rm_rf(h->dir);
+        free(h->dir);
+        free(h);
+        return r;
+}
+
+static bool listed(DaemonFixture *d, const char *image) {
+        _cleanup_free_ char *out = NULL;
+
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "list"), 0);
+        return strstr(out, image) != NULL;
+}
+
+static void assert_file_system_back(const char *image, const uint8_t *before, uint64_t size) {
+        _cleanup_free_ uint8_t *now = NULL;
+        _cleanup_free_ char *cmd = NULL;
+
+        assert_int_equal(read_file_range(image, 0, size, &now), 0);
+        assert_memory_equal(before, now, size);
+        assert_int_equal(volume_inplace_in_progress(image), 0);
+        assert_true(asprintf(&cmd, "e2fsck -fn '%s' >/dev/null 2>&1", image) > 0);
+        assert_int_equal(system(cmd), 0);
+}
+
+/* provision --in-place --paused sets the volume up and encrypts nothing, also across a restart;
+ * encryption cancel puts the file system back as it was, forgets the volume and retires its escrow
+ * records; killed after the data is back and before the volume is forgotten (the hook holds the
+ * retirement), the next start finishes; and the device can be encrypted again. */
+static void test_cancel_before_encrypting(void **state) {
+        HookFixture *h = *state;
+        DaemonFixture *d = h->d;
+        _cleanup_free_ char *image = image_new(d, "e.img", 160, 128, 40), *out = NULL, *password = NULL;
+        _cleanup_free_ char *hold = path_join(h->dir, "hold-retire"), *retiring = path_join(h->dir, "retiring");
+        _cleanup_free_ char *retired = path_join(h->dir, "retired.json"), *inplace = path_join(d->state_dir, "inplace");
+        _cleanup_free_ uint8_t *before = NULL;
+        int status;
+        pid_t pid;
+
+        assert_int_equal(read_file_range(image, 0, 128 * MiB, &before), 0);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", "--paused", image), 0);
+        assert_non_null(strstr(out, "Set up and paused before encrypting anything"));
+        password = password_from(out);
+        wait_encryption(d, image, ": paused, 0 of 144 MiB", 60);
+        /* Nothing encrypted: the file system is where it was, but for its first 16 MiB, which wait in
+         * the free tail while the header takes their place. */
+        {
+                _cleanup_free_ uint8_t *rest = NULL;
+
+                assert_int_equal(read_file_range(image, 16 * MiB, 112 * MiB, &rest), 0);
+                assert_memory_equal(before + 16 * MiB, rest, 112 * MiB);
+        }
+        assert_int_equal(daemon_fixture_stop(d), 0);
+        assert_int_equal(daemon_fixture_start(d), 0);
+        wait_encryption(d, image, ": paused, 0 of 144 MiB", 10);
+
+        /* Cancelled, and killed while the hook is told its record is void. */
+        assert_int_equal(write_file_atomic(hold, "", 0, 0644), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *o = NULL;
+
+                _exit(DAEMON_CTL(d, 0, NULL, &o, "encryption", "cancel", image) == 0 ? 0 : 1);
+        }
+        for (unsigned i = 0; i < 600 && access(retiring, F_OK) < 0; i++)
+                usleep(100 * 1000);
+        assert_int_equal(access(retiring, F_OK), 0);
+        {
+                _cleanup_free_ char *summary = NULL;
+
+                assert_int_equal(DAEMON_CTL(d, 0, NULL, &summary, "status"), 0);
+                if (!strstr(summary, "Under way: cancel-encryption"))
+                        fail_msg("status does not name the cancellation under way: %s", summary);
+        }
+        assert_file_system_back(image, before, 128 * MiB);
+        assert_true(listed(d, image));
+        assert_int_equal(daemon_fixture_kill(d), 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+
+        /* The start finishes it: the copy again (the same bytes), the retirement, the forgetting. */
+        assert_int_equal(unlink(hold), 0);
+        assert_int_equal(unlink(retiring), 0);
+        assert_int_equal(daemon_fixture_start(d), 0);
+        assert_int_equal(daemon_fixture_wait_idle(d, 60000), 0);
+        assert_false(listed(d, image));
+        assert_file_system_back(image, before, 128 * MiB);
+        assert_int_equal(access(retired, F_OK), 0);
+        {
+                _cleanup_(closedirp) DIR *dir = opendir(inplace);
+                struct dirent *de;
+
+                assert_non_null(dir);
+                while ((de = readdir(dir)))
+                        if (de->d_name[0] != '.')
+                                fail_msg("%s is left in %s", de->d_name, inplace);
+        }
+        /* The password shown opens nothing any more: there is no header. */
+        {
+                _cleanup_free_ uint8_t *nothing = NULL;
+
+                assert_int_not_equal(luks_image_decrypt(image, password, strlen(password), MiB, &nothing), 0);
+        }
+
+        /* Encrypted afresh, to the end. */
+        free(out);
+        assert_int_equal(DAEMON_CTL(d, 0, NULL, &out, "provision", "--in-place", image), 0);
+        assert_non_null(strstr(out, "Encrypted."));
+        free(password);
+        password = password_from(out);
+        assert_decrypts_to(image, password, before, 128 * MiB);
 }
 
 static void sha256_of(const char *path, uint8_t ret[static 32]) {
@@ -241,6 +419,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_in_place_through_daemon, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_killed_daemon_resumes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pause_survives_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cancel_before_encrypting, setup_hook, teardown_hook),
                 cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         };
 
