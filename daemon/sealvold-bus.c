@@ -118,6 +118,82 @@ int polkit_check_alone(Manager *m, sd_bus_message *message, const char *action, 
         return r < 0 ? r : 1;
 }
 
+/* The unseal is done: every call that waited for it runs again from the bus's read queue (polkit's
+ * way), or is told why there is no VMK. */
+static void vmk_waiters_release(Manager *m, sd_bus_message *request, int r, void *data) {
+        sd_bus_message **waiters = m->vmk_waiters;
+        size_t n = m->n_vmk_waiters;
+
+        (void) request;
+        (void) data;
+        m->vmk_waiters = NULL;
+        m->n_vmk_waiters = 0;
+        m->vmk_unsealing = false;
+        if (r >= 0 && !m->vmk)
+                r = -ENOPKG;
+        for (size_t i = 0; i < n; i++) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                int k = r;
+
+                if (k >= 0)
+                        k = sd_bus_enqueue_for_read(sd_bus_message_get_bus(waiters[i]), waiters[i]);
+                if (k < 0) {
+                        polkit_forget(m, waiters[i]);
+                        (void) bus_error_set(&error, k, "The server's VMK could not be unsealed");
+                        reply_error(waiters[i], &error);
+                }
+                sd_bus_message_unref(waiters[i]);
+        }
+        free(waiters);
+}
+
+int bus_need_vmk(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error) {
+        sd_bus_message **a;
+        int r;
+
+        if (m->vmk)
+                return 0;
+        if (!m->vmk_unsealing) {
+                /* An operation that unseals or changes the VMK itself (the unlock pass) is waited for by
+                 * no one here: Busy, as every call that meets it. */
+                const Operation *o = manager_vmk_operation(m);
+
+                if (o)
+                        return sd_bus_error_setf(error, BUS_ERROR_BUSY, "The server is busy: %s is under way; try "
+                                                 "again when it is done.", o->name);
+        }
+        a = reallocarray(m->vmk_waiters, m->n_vmk_waiters + 1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        m->vmk_waiters = a;
+        /* polkit said yes on this pass: the next one is not asked again (a person authenticating
+         * twice for one call). */
+        r = polkit_keep(m, message, action);
+        if (r < 0)
+                return r;
+        m->vmk_waiters[m->n_vmk_waiters++] = sd_bus_message_ref(message);
+        if (m->vmk_unsealing)
+                return 1;
+        r = manager_vmk_unseal_start(m, NULL, vmk_waiters_release, NULL, NULL);
+        if (r < 0) {
+                polkit_forget(m, message);
+                sd_bus_message_unref(m->vmk_waiters[--m->n_vmk_waiters]);
+                return bus_error_set(error, r, "Cannot unseal the server's VMK");
+        }
+        m->vmk_unsealing = true;
+        return 1;
+}
+
+int polkit_check_vmk(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error) {
+        int r;
+
+        r = polkit_check(m, message, action, error);
+        if (r <= 0)
+                return r;
+        r = bus_need_vmk(m, message, action, error);
+        return r < 0 ? r : r == 0;
+}
+
 /* The DRA private key a caller passed as a descriptor: the daemon never opens a path for the caller nor
  * takes key bytes in a message. Checked after polkit: what the caller's file holds may change between
  * the two passes of a handler, and a check that fails only on the second pass would strand the polkit

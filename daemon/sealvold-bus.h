@@ -35,6 +35,14 @@ char *dra_fingerprint_in_force(Manager *m);
 int manager_check_idle(Manager *m, bool all, sd_bus_error *error);
 /* polkit_check() then manager_check_idle(): 1 to go on, 0 when polkit will call again, or -errno. */
 int polkit_check_alone(Manager *m, sd_bus_message *message, const char *action, bool all, sd_bus_error *error);
+/* For a call that needs the VMK, once polkit said yes to action: 0 when the daemon holds it; else the unseal
+ * starts off the loop ("prepare-vmk", never making a VMK), or is joined when under way, and 1 is
+ * returned (the handler returns it: answered later): the call runs again from the read queue when it
+ * is done, or is answered with why it failed. -errno (error set) when it cannot start. */
+int bus_need_vmk(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error);
+/* polkit_check() then bus_need_vmk(): 1 to go on with the VMK held, 0 when the call runs again later
+ * (polkit's answer, or the unseal), or -errno. */
+int polkit_check_vmk(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error);
 /* The DRA private key a caller passed as a descriptor. */
 int read_passed_dra_key(int fd, EVP_PKEY **ret, sd_bus_error *error);
 /* The answer to a recovery password that did not parse: which block, and what is wrong with it. */

@@ -536,9 +536,8 @@ int manager_resume_encryption(Manager *m, ManagedVolume *v) {
                 return -EBUSY;
         if (!v->encryption)
                 return -ENOENT;
-        r = manager_ensure_vmk(m, /* create= */ false);
-        if (r < 0)
-                return r;
+        if (!m->vmk)
+                return -ENOPKG; /* the bus unseals it first (bus_need_vmk()) */
         r = job_launch(m, v->device, /* start= */ false, /* paused= */ false, NULL, v);
         if (r >= 0) {
                 _cleanup_free_ char *marker = paused_marker(v->job->note_path);
@@ -684,16 +683,14 @@ static int cancel_start(Manager *m, ManagedVolume *v, const char *device, sd_bus
 }
 
 int manager_cancel_encryption(Manager *m, ManagedVolume *v, sd_bus_message *request) {
-        int r;
-
         if (v->job || v->operation)
                 return -EBUSY;
         if (!v->encryption)
                 return -ENOENT;
-        /* The VMK proves the header is this server's (the token's MAC), not one planted under its name. */
-        r = manager_ensure_vmk(m, /* create= */ false);
-        if (r < 0)
-                return r;
+        /* The VMK proves the header is this server's (the token's MAC), not one planted under its name;
+         * the bus unsealed it first (bus_need_vmk()). */
+        if (!m->vmk)
+                return -ENOPKG;
         return cancel_start(m, v, v->device, request);
 }
 

@@ -471,6 +471,10 @@ static int method_set_dra(sd_bus_message *message, void *userdata, sd_bus_error 
         r = polkit_check_alone(m, message, "org.sealvol1.manage-dra", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
+        /* The VMK first, off the loop, when the daemon holds none (the call runs again then). */
+        r = bus_need_vmk(m, message, "org.sealvol1.manage-dra", error);
+        if (r != 0)
+                return r;
         r = read_passed_file(fd, DRA_CERT_FILE_MAX, &data, &size, false);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -505,6 +509,10 @@ static int method_export_vmk(sd_bus_message *message, void *userdata, sd_bus_err
         r = polkit_check_alone(m, message, "org.sealvol1.export-vmk", true, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
+        /* The VMK first, off the loop, when the daemon holds none (the call runs again then). */
+        r = bus_need_vmk(m, message, "org.sealvol1.export-vmk", error);
+        if (r != 0)
+                return r;
         r = manager_export_vmk(m, &json);
         audit_record(message, "export-vmk", NULL, r, NULL);
         if (r == -ENOKEY)
@@ -857,7 +865,8 @@ static int method_get_server_password(sd_bus_message *message, void *userdata, s
         Guid key_id;
         int r;
 
-        r = polkit_check(m, message, "org.sealvol1.read-recovery-password", error);
+        /* The VMK too, unsealed off the loop when the daemon holds none (the call runs again then). */
+        r = polkit_check_vmk(m, message, "org.sealvol1.read-recovery-password", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         r = manager_read_server_recovery_password(m, &password, &key_id);
@@ -954,7 +963,8 @@ static int method_escrow_all(sd_bus_message *message, void *userdata, sd_bus_err
         r = read_flags(message, error);
         if (r < 0)
                 return r;
-        r = polkit_check(m, message, "org.sealvol1.escrow", error);
+        /* The VMK too, unsealed off the loop when the daemon holds none (the call runs again then). */
+        r = polkit_check_vmk(m, message, "org.sealvol1.escrow", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         /* Every volume's password, and the server's own secrets: its recovery password, and the VMK

@@ -61,6 +61,9 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         polkit_queries_free(m);
+        for (size_t i = 0; i < m->n_vmk_waiters; i++)
+                sd_bus_message_unref(m->vmk_waiters[i]);
+        free(m->vmk_waiters);
         if (m->stop_fd >= 0 && eventfd_write(m->stop_fd, 1) < 0)
                 log_warning_errno(errno, "Failed to abandon the escrow under way (it finishes first): %m");
         manager_stop_jobs(m);
@@ -1023,10 +1026,9 @@ static void vmk_prepare_done(Operation *o, int r) {
         d->then(m, o->request, r, d->data);
 }
 
-int manager_vmk_prepare_start(Manager *m, sd_bus_message *request, VmkPreparedFn then, void *data,
-                              void (*free_data)(void *data)) {
+static int vmk_prepare_start(Manager *m, sd_bus_message *request, bool create, VmkPreparedFn then, void *data,
+                             void (*free_data)(void *data)) {
         VmkPrepare *d = calloc(1, sizeof(*d));
-        bool create = access(m->vmk_path, F_OK) < 0 && errno == ENOENT;
         int r;
 
         r = d ? vmk_unseal_init(m, VMK_UNSEAL_SERVER_RECOVERY | (create ? VMK_UNSEAL_CREATE : 0), &d->unseal) : -ENOMEM;
@@ -1041,6 +1043,18 @@ int manager_vmk_prepare_start(Manager *m, sd_bus_message *request, VmkPreparedFn
         d->free_data = free_data;
         return operation_start_alone(m, request, "prepare-vmk", vmk_prepare_work, vmk_prepare_done, d,
                                      vmk_prepare_free, NULL);
+}
+
+int manager_vmk_prepare_start(Manager *m, sd_bus_message *request, VmkPreparedFn then, void *data,
+                              void (*free_data)(void *data)) {
+        bool create = access(m->vmk_path, F_OK) < 0 && errno == ENOENT;
+
+        return vmk_prepare_start(m, request, create, then, data, free_data);
+}
+
+int manager_vmk_unseal_start(Manager *m, sd_bus_message *request, VmkPreparedFn then, void *data,
+                             void (*free_data)(void *data)) {
+        return vmk_prepare_start(m, request, /* create= */ false, then, data, free_data);
 }
 
 typedef struct ProvisionAfterVmk {
@@ -1371,8 +1385,34 @@ int manager_rotate_recovery_start(Manager *m, ManagedVolume *v, sd_bus_message *
 
 /* ---- decommissioning ---------------------------------------------------------------------------- */
 
-static int erase_record(Manager *m, const ManagedVolume *v, const VolumeEraseRecord *rec, uid_t caller,
-                        const char *escrow, char **ret) {
+/* What an erase did, kept in <state>/erased/<uuid>.json and returned; written by the worker. */
+typedef struct Erase {
+        Volume *vol;       /* loaded on the loop, consumed by the erase */
+        char *device, *state_dir, *hostname;
+        char uuid[VOLUME_UUID_STRING_MAX];
+        ErasedFn done;
+        uid_t caller;
+        EscrowEnv env;
+        VolumeEraseRecord rec;
+        char *record;
+} Erase;
+
+static void erase_free(void *data) {
+        Erase *e = data;
+
+        if (!e)
+                return;
+        volume_free(e->vol);
+        free(e->device);
+        free(e->state_dir);
+        free(e->hostname);
+        escrow_env_done(&e->env);
+        free(e->record);
+        free(e);
+}
+
+static int erase_record(const Erase *e, const char *escrow, char **ret) {
+        const VolumeEraseRecord *rec = &e->rec;
         _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *a = json_object_new_array();
         _cleanup_free_ char *dir = NULL, *path = NULL, *text = NULL;
         int r;
@@ -1400,13 +1440,14 @@ static int erase_record(Manager *m, const ManagedVolume *v, const VolumeEraseRec
         if (r >= 0)
                 r = json_add_string(o, "volume_uuid", rec->volume_uuid);
         if (r >= 0)
-                r = json_add_string(o, "device", v->device);
+                r = json_add_string(o, "device", e->device);
         if (r >= 0)
-                r = json_add_string(o, "hostname", m->hostname);
+                r = json_add_string(o, "hostname", e->hostname);
         if (r >= 0)
                 r = json_add_time(o, "erased", (uint64_t) time(NULL));
         if (r >= 0)
-                r = json_add_owned(o, "caller_uid", json_object_new_int64(caller == (uid_t) -1 ? -1 : (int64_t) caller));
+                r = json_add_owned(o, "caller_uid",
+                                   json_object_new_int64(e->caller == (uid_t) -1 ? -1 : (int64_t) e->caller));
         if (r >= 0)
                 r = json_add_owned(o, "keyslots_destroyed", json_object_new_int((int) rec->keyslots_destroyed));
         if (r >= 0)
@@ -1418,7 +1459,7 @@ static int erase_record(Manager *m, const ManagedVolume *v, const VolumeEraseRec
         if (r < 0)
                 return r;
         text = json_format(o);
-        if (!text || asprintf(&dir, "%s/erased", m->state_dir) < 0 ||
+        if (!text || asprintf(&dir, "%s/erased", e->state_dir) < 0 ||
             asprintf(&path, "%s/%s.json", dir, rec->volume_uuid) < 0)
                 return -ENOMEM;
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
@@ -1446,32 +1487,65 @@ void manager_forget_volume(Manager *m, ManagedVolume *v) {
         managed_volume_free(v);
 }
 
-int manager_erase(Manager *m, ManagedVolume *v, uid_t caller, char **ret_record) {
-        _cleanup_(volume_freep) Volume *vol = NULL;
+/* On the worker: the header destroyed, the escrow records retired (a hook told through the helper),
+ * the record written. */
+static int erase_work(void *data) {
         _cleanup_free_ char *escrow = NULL;
-        VolumeEraseRecord rec;
+        Erase *e = data;
         int r;
 
-        if (v->job)
-                return -EBUSY;
-        r = manager_refresh_volume(v, &vol);
+        r = volume_crypto_erase(e->vol, &e->rec);
+        e->vol = volume_free(e->vol);
         if (r < 0)
-                return r;
-        if (v->state == VOLUME_UNLOCKED)
-                return -EBUSY; /* mapped: lock it first */
-        r = volume_crypto_erase(vol, &rec);
-        if (r < 0)
-                return log_error_errno(r, "Failed to erase %s (%s): %m", v->uuid, v->device);
+                return log_error_errno(r, "Failed to erase %s (%s): %m", e->uuid, e->device);
         log_notice("Volume %s (%s) crypto-erased: %u keyslots destroyed, %" PRIu64 " header bytes overwritten.",
-                   v->uuid, v->device, rec.keyslots_destroyed, rec.header_bytes);
-        r = manager_escrow_retire(m, &rec, &escrow);
+                   e->uuid, e->device, e->rec.keyslots_destroyed, e->rec.header_bytes);
+        r = escrow_retire(&e->env, &e->rec, &escrow);
         if (r < 0)
-                log_warning_errno(r, "Failed to retire the escrow records of %s: %m", v->uuid);
-        r = erase_record(m, v, &rec, caller, strempty(escrow), ret_record);
-        manager_forget_volume(m, v);
+                log_warning_errno(r, "Failed to retire the escrow records of %s: %m", e->uuid);
+        r = erase_record(e, strempty(escrow), &e->record);
         if (r < 0)
                 return log_error_errno(r, "Volume erased, but its record could not be written: %m");
         return 0;
+}
+
+static void erase_done(Operation *o, int result) {
+        Erase *e = o->data;
+        ManagedVolume *v = manager_find_volume(o->manager, e->uuid);
+
+        /* Once the header is gone the volume is, whatever the record's fate. */
+        if (v && (result >= 0 || e->rec.header_bytes > 0))
+                manager_forget_volume(o->manager, v);
+        e->done(o->manager, o->request, e->uuid, result, e->record);
+}
+
+int manager_erase_start(Manager *m, ManagedVolume *v, uid_t caller, sd_bus_message *request, ErasedFn done) {
+        Erase *e;
+        int r;
+
+        if (v->job || v->operation)
+                return -EBUSY;
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        e->caller = caller;
+        e->done = done;
+        snprintf(e->uuid, sizeof(e->uuid), "%s", v->uuid);
+        e->hostname = strdup(m->hostname);
+        e->device = strdup(v->device);
+        e->state_dir = strdup(m->state_dir);
+        r = e->device && e->state_dir && e->hostname ? 0 : -ENOMEM;
+        if (r >= 0)
+                r = manager_refresh_volume(v, &e->vol);
+        if (r >= 0 && v->state == VOLUME_UNLOCKED)
+                r = -EBUSY; /* mapped: lock it first */
+        if (r >= 0)
+                r = manager_escrow_env(m, &e->env);
+        if (r < 0) {
+                erase_free(e);
+                return r;
+        }
+        return operation_start(m, v, request, "erase", erase_work, erase_done, e, erase_free);
 }
 
 /* ---- the Data Recovery Agent ------------------------------------------------------------------ */

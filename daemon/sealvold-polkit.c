@@ -82,10 +82,12 @@ static PolkitQuery *polkit_query_find(Manager *m, sd_bus_message *message) {
         return NULL;
 }
 
+static int query_add(Manager *m, sd_bus_message *message, const char *action, PolkitQuery **ret);
+
 int polkit_check(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
-        PolkitQuery *q, **a;
+        PolkitQuery *q;
         uid_t euid;
         int r;
 
@@ -131,6 +133,23 @@ int polkit_check(Manager *m, sd_bus_message *message, const char *action, sd_bus
         if (r < 0)
                 return r;
 
+        r = query_add(m, message, action, &q);
+        if (r < 0)
+                return r;
+
+        /* Interactive authentication can take as long as a person takes: no short timeout. */
+        r = sd_bus_call_async(m->bus, &q->slot, call, polkit_reply, q, 5 * 60 * 1000 * 1000ULL);
+        if (r < 0) {
+                polkit_query_remove(m, q);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Not authorised to %s (no polkit).",
+                                         action);
+        }
+        return 0;
+}
+
+static int query_add(Manager *m, sd_bus_message *message, const char *action, PolkitQuery **ret) {
+        PolkitQuery *q, **a;
+
         q = calloc(1, sizeof(PolkitQuery));
         if (!q)
                 return -ENOMEM;
@@ -148,13 +167,23 @@ int polkit_check(Manager *m, sd_bus_message *message, const char *action, sd_bus
         }
         m->polkit_queries = a;
         m->polkit_queries[m->n_polkit_queries++] = q;
-
-        /* Interactive authentication can take as long as a person takes: no short timeout. */
-        r = sd_bus_call_async(m->bus, &q->slot, call, polkit_reply, q, 5 * 60 * 1000 * 1000ULL);
-        if (r < 0) {
-                polkit_query_remove(m, q);
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Not authorised to %s (no polkit).",
-                                         action);
-        }
+        *ret = q;
         return 0;
+}
+
+int polkit_keep(Manager *m, sd_bus_message *message, const char *action) {
+        PolkitQuery *q;
+        int r;
+
+        r = query_add(m, message, action, &q);
+        if (r >= 0)
+                q->verdict = 1;
+        return r;
+}
+
+void polkit_forget(Manager *m, sd_bus_message *message) {
+        PolkitQuery *q = polkit_query_find(m, message);
+
+        if (q)
+                polkit_query_remove(m, q);
 }

@@ -353,6 +353,10 @@ static int method_volume_get_recovery_password(sd_bus_message *message, void *us
         r = polkit_check(v->manager, message, "org.sealvol1.read-recovery-password", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
+        /* The VMK first, off the loop, when the daemon holds none (the call runs again then). */
+        r = v->job ? 0 : bus_need_vmk(v->manager, message, "org.sealvol1.read-recovery-password", error);
+        if (r != 0)
+                return r;
         r = manager_read_recovery_password(v->manager, v, &password);
         audit_record(message, "read-recovery-password", v, r, NULL);
         if (r < 0)
@@ -404,6 +408,10 @@ static int method_volume_rotate_recovery(sd_bus_message *message, void *userdata
         r = polkit_check_alone(v->manager, message, "org.sealvol1.rotate", /* all= */ false, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
+        /* The VMK first, off the loop, when the daemon holds none (the call runs again then). */
+        r = bus_need_vmk(v->manager, message, "org.sealvol1.rotate", error);
+        if (r != 0)
+                return r;
         r = volume_check_idle(v, error);
         if (r < 0)
                 return r;
@@ -438,6 +446,10 @@ static int method_volume_encryption(sd_bus_message *message, void *userdata, sd_
         r = polkit_check(v->manager, message, "org.sealvol1.provision", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
+        /* The VMK first, off the loop, when the daemon holds none (the call runs again then). */
+        r = pause ? 0 : bus_need_vmk(v->manager, message, "org.sealvol1.provision", error);
+        if (r != 0)
+                return r;
         r = pause ? manager_pause_encryption(v->manager, v) : manager_resume_encryption(v->manager, v);
         if (r == -ENOENT)
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VOLUME, "%s is not being encrypted in place%s.",
@@ -456,7 +468,8 @@ static int method_volume_cancel_encryption(sd_bus_message *message, void *userda
         r = read_flags(message, error);
         if (r < 0)
                 return r;
-        r = polkit_check(v->manager, message, "org.sealvol1.provision", error);
+        /* The VMK too, unsealed off the loop when the daemon holds none (the call runs again then). */
+        r = polkit_check_vmk(v->manager, message, "org.sealvol1.provision", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         /* Answered by the operation once the device holds its file system again (or with why not). */
@@ -474,12 +487,23 @@ static int method_volume_cancel_encryption(sd_bus_message *message, void *userda
         return volume_error(error, r, v, "Failed to cancel the encryption of");
 }
 
+static void erased(Manager *m, sd_bus_message *request, const char *uuid, int result, const char *record) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        (void) m;
+        audit_record(request, "erase", NULL, result, uuid);
+        if (result >= 0) {
+                (void) sd_bus_reply_method_return(request, "s", record);
+                return;
+        }
+        (void) bus_error_set(&error, result, "Failed to erase %s", uuid);
+        reply_error(request, &error);
+}
+
 static int method_volume_erase(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        _cleanup_free_ char *record = NULL;
         ManagedVolume *v = userdata;
         Manager *m = v->manager;
-        char uuid[VOLUME_UUID_STRING_MAX];
         uid_t uid = (uid_t) -1;
         int r;
 
@@ -491,15 +515,17 @@ static int method_volume_erase(sd_bus_message *message, void *userdata, sd_bus_e
                 return r < 0 ? r : 1;
         if (sd_bus_query_sender_creds(message, SD_BUS_CREDS_EUID, &creds) >= 0)
                 (void) sd_bus_creds_get_euid(creds, &uid);
-        snprintf(uuid, sizeof(uuid), "%s", v->uuid);
-        r = manager_erase(m, v, uid, &record); /* frees v */
-        audit_record(message, "erase", NULL, r, uuid);
-        if (r == -EBUSY)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "%s is being encrypted in place; pause it and decrypt, or "
-                                         "let it finish, before erasing.", uuid);
-        if (r < 0)
-                return bus_error_set(error, r, "Failed to erase %s", uuid);
-        return sd_bus_reply_method_return(message, "s", record);
+        /* Answered by the operation, with the record of what was done. */
+        r = manager_erase_start(m, v, uid, message, erased);
+        if (r >= 0)
+                return 1;
+        audit_record(message, "erase", NULL, r, v->uuid);
+        if (r == -EBUSY && v->job)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "%s is being encrypted in place; let it finish (or "
+                                         "cancel it if it has encrypted nothing) before erasing.", v->uuid);
+        if (r == -EBUSY && volume_is_open(v))
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "%s is unlocked; lock it before erasing.", v->uuid);
+        return bus_error_set(error, r, "Failed to erase %s", v->uuid);
 }
 
 static int append_escrow(sd_bus_message *reply, const ManagedVolume *v) {
@@ -559,7 +585,8 @@ static int method_volume_escrow(sd_bus_message *message, void *userdata, sd_bus_
         r = read_flags(message, error);
         if (r < 0)
                 return r;
-        r = polkit_check(v->manager, message, "org.sealvol1.escrow", error);
+        /* The VMK too, unsealed off the loop when the daemon holds none (the call runs again then). */
+        r = polkit_check_vmk(v->manager, message, "org.sealvol1.escrow", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         /* The pass writes the audit record and answers when it is done. */

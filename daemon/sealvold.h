@@ -229,6 +229,11 @@ struct Manager {
         size_t n_jobs;
         Operation **operations;
         size_t n_operations;
+        /* sealvold-bus.c: calls that need the VMK while the daemon holds none wait for its unseal
+         * (bus_need_vmk()), then run again. */
+        sd_bus_message **vmk_waiters;
+        size_t n_vmk_waiters;
+        bool vmk_unsealing;
         /* sealvold-unlock.c: the pass under way (NULL: none), how many have started, who waits. */
         Operation *unlock_operation;
         unsigned unlock_passes;
@@ -381,6 +386,9 @@ typedef void (*ProvisionReply)(Manager *m, sd_bus_message *request, const char *
 typedef void (*VmkPreparedFn)(Manager *m, sd_bus_message *request, int r, void *data);
 int manager_vmk_prepare_start(Manager *m, sd_bus_message *request, VmkPreparedFn then, void *data,
                               void (*free_data)(void *data));
+/* The same for a VMK that must exist already (sealed): never made. */
+int manager_vmk_unseal_start(Manager *m, sd_bus_message *request, VmkPreparedFn then, void *data,
+                             void (*free_data)(void *data));
 /* Provisions device as an operation ("provision": shared, Operation.shared), answered by reply; -EALREADY
  * if that device is being provisioned already. */
 int manager_provision_start(Manager *m, sd_bus_message *request, const char *device, ProvisionReply reply);
@@ -458,10 +466,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(RecoveryRotation *, recovery_rotation_free);
 int manager_rotate_recovery_start(Manager *m, ManagedVolume *v, sd_bus_message *request, OperationDoneFn done);
 int manager_rotate_recovery_finish(Manager *m, ManagedVolume *v, RecoveryRotation *d, int r,
                                    Guid *ret_new_key_id, char **ret_error);
-/* Crypto-erases v's device (volume_crypto_erase()), retires its escrow records, forgets it (registry,
- * bus object) and keeps a record of what was done in <state>/erased/<uuid>.json, also returned. v is
- * freed. -EBUSY while it is being encrypted in place. */
-int manager_erase(Manager *m, ManagedVolume *v, uid_t caller, char **ret_record);
+/* Crypto-erases v's device (volume_crypto_erase()), retires its escrow records, keeps a record of
+ * what was done in <state>/erased/<uuid>.json, and forgets v (registry, bus object): the operation
+ * "erase"; done gets the record, or why it failed (the volume is forgotten once its header is
+ * gone). -EBUSY while it is mapped, being encrypted in place or changed otherwise. */
+typedef void (*ErasedFn)(Manager *m, sd_bus_message *request, const char *uuid, int result, const char *record);
+int manager_erase_start(Manager *m, ManagedVolume *v, uid_t caller, sd_bus_message *request, ErasedFn done);
 /* Drops v from the registry and the bus, and frees it. */
 void manager_forget_volume(Manager *m, ManagedVolume *v);
 /* Replaces the recovery passwords used while the TPM refused the VMK (noted across restarts), now
@@ -704,6 +714,11 @@ int volume_bus_emit_removed(ManagedVolume *v);
 /* sealvold-polkit.c: 1 authorised, 0 pending (the message is dispatched again when polkit answers),
  * -EACCES denied. Root passes without polkit; no polkit on the bus means denied. */
 int polkit_check(Manager *m, sd_bus_message *message, const char *action, sd_bus_error *error);
+/* A verdict of yes for message's next pass through polkit_check(action): a call that runs again for
+ * another reason than polkit (it waited for the VMK) is not asked about twice. polkit_forget() drops
+ * it when the call is answered instead. */
+int polkit_keep(Manager *m, sd_bus_message *message, const char *action);
+void polkit_forget(Manager *m, sd_bus_message *message);
 void polkit_queries_free(Manager *m);
 
 /* sealvold-audit.c: one structured record per sensitive operation; never a secret. */

@@ -597,6 +597,41 @@ static int progress_adapter(uint64_t size, uint64_t offset, void *userdata) {
         return 0;
 }
 
+/* The volume on device, authenticated with the VMK, and its tpm keyslot's passphrase; -ENOMSG when the
+ * device is no sealvol volume (a start whose header never reached it). */
+static int load_authenticated(const char *device, const uint8_t vmk[static VMK_SIZE], const Guid *vmk_id,
+                              Volume **ret, uint8_t **ret_pass) {
+        _cleanup_(volume_freep) Volume *v = NULL;
+        int r;
+
+        r = volume_load(device, &v);
+        if (IN_SET(r, -EMEDIUMTYPE, -ENOMSG))
+                return -ENOMSG;
+        if (r < 0)
+                return r;
+        r = volume_vmk_passphrase(v, vmk, vmk_id, ret_pass);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+/* A step killed half way (CRYPT_REENCRYPT_CRASH): the resilience data puts the hot zone back first. */
+static int recover_interrupted_step(Volume *v, const uint8_t *pass, crypt_reencrypt_info status) {
+        int r;
+
+        if (status == CRYPT_REENCRYPT_INVALID)
+                return -EBADMSG;
+        if (status != CRYPT_REENCRYPT_CRASH)
+                return 0;
+        r = crypt_reencrypt_init_by_passphrase(v->cd, NULL, (const char *) pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
+                                               CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL,
+                                               &(struct crypt_params_reencrypt) { .flags = CRYPT_REENCRYPT_RECOVERY });
+        if (r < 0)
+                return log_debug_errno(r, "Cannot recover the interrupted encryption of %s: %m", v->device);
+        return 0;
+}
+
 int volume_inplace_run(const char *device, const char *header_path, const uint8_t vmk[static VMK_SIZE],
                        const Guid *vmk_id, InPlaceProgressFn progress, void *userdata) {
         _cleanup_(volume_freep) Volume *v = NULL;
@@ -608,29 +643,16 @@ int volume_inplace_run(const char *device, const char *header_path, const uint8_
         r = settle_header_file(device, header_path);
         if (r < 0)
                 return r;
-        r = volume_load(device, &v);
-        if (IN_SET(r, -EMEDIUMTYPE, -ENOMSG))
-                return -ENOMSG;
-        if (r < 0)
-                return r;
-        r = volume_vmk_passphrase(v, vmk, vmk_id, &pass);
+        r = load_authenticated(device, vmk, vmk_id, &v, &pass);
         if (r < 0)
                 return r;
 
         status = crypt_reencrypt_status(v->cd, NULL);
         if (status == CRYPT_REENCRYPT_NONE)
                 return 0;
-        if (status == CRYPT_REENCRYPT_INVALID)
-                return -EBADMSG;
-        if (status == CRYPT_REENCRYPT_CRASH) {
-                /* Killed inside a step: the resilience data puts the hot zone back first. */
-                r = crypt_reencrypt_init_by_passphrase(v->cd, NULL, (const char *) pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
-                                                       CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL,
-                                                       &(struct crypt_params_reencrypt) {
-                                                               .flags = CRYPT_REENCRYPT_RECOVERY });
-                if (r < 0)
-                        return log_debug_errno(r, "Cannot recover the interrupted encryption of %s: %m", device);
-        }
+        r = recover_interrupted_step(v, pass, status);
+        if (r < 0)
+                return r;
         r = crypt_reencrypt_init_by_passphrase(v->cd, NULL, (const char *) pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
                                                CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL,
                                                &(struct crypt_params_reencrypt) { .flags = CRYPT_REENCRYPT_RESUME_ONLY });
@@ -794,29 +816,18 @@ int volume_inplace_cancel(const char *device, const char *header_path, const uin
         r = settle_header_file(device, header_path);
         if (r < 0)
                 return r;
-        r = volume_load(device, &v);
-        if (IN_SET(r, -EMEDIUMTYPE, -ENOMSG))
-                return set_what(ret_what, "%s is not a sealvol volume being encrypted: nothing to cancel", device),
-                       -ENOMSG;
-        if (r < 0)
-                return r;
         /* Ours (its token's MAC under the VMK), not a header planted or copied under this name. */
-        r = volume_vmk_passphrase(v, vmk, vmk_id, &pass);
+        r = load_authenticated(device, vmk, vmk_id, &v, &pass);
+        if (r == -ENOMSG)
+                return set_what(ret_what, "%s is not a sealvol volume being encrypted: nothing to cancel", device), r;
         if (r < 0)
                 return r;
         status = crypt_reencrypt_status(v->cd, NULL);
         if (status == CRYPT_REENCRYPT_NONE)
                 return set_what(ret_what, "%s is encrypted already: nothing to cancel", device), -ENOTRECOVERABLE;
-        if (status == CRYPT_REENCRYPT_INVALID)
-                return -EBADMSG;
-        if (status == CRYPT_REENCRYPT_CRASH) {
-                r = crypt_reencrypt_init_by_passphrase(v->cd, NULL, (const char *) pass, VMK_KEYSLOT_PASSPHRASE_SIZE,
-                                                       CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL,
-                                                       &(struct crypt_params_reencrypt) {
-                                                               .flags = CRYPT_REENCRYPT_RECOVERY });
-                if (r < 0)
-                        return log_debug_errno(r, "Cannot recover the interrupted encryption of %s: %m", device);
-        }
+        r = recover_interrupted_step(v, pass, status);
+        if (r < 0)
+                return r;
         r = moved_head(v->cd, &head, ret_what);
         if (r == -EBADMSG)
                 return set_what(ret_what, "the re-encryption metadata of %s is not what sealvol writes: nothing "

@@ -1131,6 +1131,55 @@ static void test_required_escrow_vetoes(void **state) {
         assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "provision", refused), 0);
 }
 
+/* An erase tells the hook its record is void, through the helper: while the hook hangs, the bus
+ * answers, the erase is the volume's operation, and it ends when the hook does. */
+static void test_bus_answers_during_erase(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *uuid = NULL, *out = NULL;
+        int status;
+        pid_t pid;
+
+        assert_int_equal(provision(f, "e.img", &image, &key_id, &password), 0);
+        assert_int_equal(daemon_fixture_wait_escrow(f->d, 30000), 0);
+        uuid = volume_uuid(image);
+        flag(f, "hang", true);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *o = NULL;
+
+                _exit(DAEMON_CTL(f->d, 0, NULL, &o, "erase", "--yes", uuid) == 0 ? 0 : 1);
+        }
+        for (unsigned i = 0;; i++) {
+                assert_true(i < 1500);
+                assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "status"), 0);
+                if (strstr(out, "Under way: erase"))
+                        break;
+                out = mfree(out);
+                usleep(20 * 1000);
+        }
+        out = mfree(out);
+        /* The header is gone already; the hook is still being told. */
+        {
+                _cleanup_(volume_freep) Volume *v = NULL;
+
+                for (unsigned i = 0; i < 500 && volume_load(image, &v) != -EMEDIUMTYPE; i++) {
+                        v = volume_free(v);
+                        usleep(20 * 1000);
+                }
+                assert_int_equal(volume_load(image, &v), -EMEDIUMTYPE);
+        }
+        assert_int_equal(DAEMON_CTL(f->d, NOBODY, NULL, &out, "--json", "status"), 0);
+        assert_int_equal(waitpid(pid, &status, WNOHANG), 0);
+        flag(f, "hang", false);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        free(out);
+        assert_int_equal(DAEMON_CTL(f->d, 0, NULL, &out, "list"), 0);
+        assert_null(strstr(out, uuid));
+}
+
 static void test_erase(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *image = NULL, *key_id = NULL, *password = NULL, *uuid = NULL, *out = NULL;
@@ -1367,6 +1416,7 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_required_escrow_vetoes, setup_required, teardown),
                 cmocka_unit_test_setup_teardown(test_erase, setup_hook, teardown),
+                cmocka_unit_test_setup_teardown(test_bus_answers_during_erase, setup_slow_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_garbage, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_hook_echoing_the_password, setup_hook, teardown),
                 cmocka_unit_test_setup_teardown(test_status_answered_during_everything, setup_everything_slow, teardown),

@@ -909,6 +909,47 @@ static void test_polkit_grants_one_action(void **state) {
         assert_non_null(strstr(log, needle));
 }
 
+/* A call that needs the VMK while the daemon holds none (started with --no-unlock) has it unsealed off
+ * the loop first ("prepare-vmk"), then runs again: polkit is asked once for it (the rule says yes only
+ * the first time it is asked, which a second call shows). */
+static void test_vmk_unsealed_for_a_call(void **state) {
+        Fixture *f = *state;
+        _cleanup_(polkit_fixture_freep) PolkitFixture *pk = NULL;
+        _cleanup_free_ char *out = NULL, *shown = NULL;
+        struct passwd *pw = getpwnam("daemon");
+        char uuid[VOLUME_UUID_STRING_MAX];
+        const char *p;
+
+        assert_non_null(pw);
+        assert_int_equal(polkit_fixture_new("test-daemon-polkit-once",
+                                            "var asked = 0;\n"
+                                            "polkit.addRule(function(action, subject) {\n"
+                                            "        if (action.id == \"org.sealvol1.read-recovery-password\" &&\n"
+                                            "            subject.user == \"daemon\") {\n"
+                                            "                asked++;\n"
+                                            "                return asked == 1 ? polkit.Result.YES : polkit.Result.NO;\n"
+                                            "        }\n"
+                                            "});\n",
+                                            &pk),
+                         0);
+        provision_all(f);
+        _cleanup_free_ char *u = get_string(f, f->paths[0], "UUID");
+        snprintf(uuid, sizeof(uuid), "%s", u);
+        assert_int_equal(CTL(f, 0, NULL, &shown, "recovery", "show", uuid), 0);
+
+        f->d->extra_arg = "--no-unlock";
+        assert_int_equal(daemon_fixture_stop(f->d), 0);
+        assert_int_equal(daemon_fixture_start(f->d), 0);
+        f->d->extra_arg = NULL;
+        assert_int_equal(CTL(f, pw->pw_uid, NULL, &out, "recovery", "show", uuid), 0);
+        p = strstr(shown, "Recovery password: ");
+        assert_non_null(p);
+        if (!strstr(out, p))
+                fail_msg("the password read after the unseal differs: %s / %s", out, shown);
+        free(out);
+        assert_int_equal(CTL(f, pw->pw_uid, NULL, &out, "recovery", "show", uuid), 3);
+}
+
 /* The DRA end to end: set the certificate (every volume re-wrapped), export the VMK, then replace the
  * TPM (a new main board): nothing opens from the TPM; the DRA key opens one volume and, through the
  * export, gives back the VMK that opens the others; reseal to the new TPM; reboot; all open. */
@@ -2002,6 +2043,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sealvolctl, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polkit_grants_one_action, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_vmk_unsealed_for_a_call, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_recovery_password, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate_vmk_absent_volume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_v1_server_upgraded, setup, teardown),
