@@ -694,7 +694,18 @@ int manager_cancel_encryption(Manager *m, ManagedVolume *v, sd_bus_message *requ
         return cancel_start(m, v, v->device, request);
 }
 
+static void resume_after_vmk(Manager *m, sd_bus_message *request, int r, void *data) {
+        (void) request;
+        (void) data;
+        if (r < 0 || !m->vmk) {
+                log_warning_errno(r < 0 ? r : ENOPKG, "In-place encryptions wait for the VMK: %m");
+                return;
+        }
+        manager_resume_in_place(m);
+}
+
 void manager_resume_in_place(Manager *m) {
+        bool need_vmk = false;
         _cleanup_free_ char *dir = NULL;
         DIR *d;
         struct dirent *de;
@@ -746,9 +757,10 @@ void manager_resume_in_place(Manager *m) {
                                 continue;
                         }
                 }
-                /* The one unseal of the boot may not have happened yet: every volume here was busy. */
-                if (!m->vmk && manager_ensure_vmk(m, /* create= */ false) < 0) {
-                        log_warning("The in-place encryption of %s waits for the VMK.", device);
+                /* The one unseal of the boot may not have happened yet (every volume here was busy):
+                 * it runs off the loop, and this comes back when it is done. */
+                if (!m->vmk) {
+                        need_vmk = true;
                         continue;
                 }
                 log_info("Resuming the in-place encryption of %s.", device);
@@ -757,6 +769,12 @@ void manager_resume_in_place(Manager *m) {
                         log_error_errno(r, "Failed to resume the in-place encryption of %s: %m", device);
         }
         closedir(d);
+        if (need_vmk && !manager_vmk_operation(m)) {
+                int r = manager_vmk_unseal_start(m, NULL, resume_after_vmk, NULL, NULL);
+
+                if (r < 0)
+                        log_warning_errno(r, "In-place encryptions wait for the VMK, whose unseal cannot start: %m");
+        }
 }
 
 void manager_stop_jobs(Manager *m) {
