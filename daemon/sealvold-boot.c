@@ -356,7 +356,6 @@ static int consider_device(Manager *m, const char *device, const char *uuid, boo
                         return log_error_errno(r, "Failed to track volume %s: %m", uuid);
                 v = TAKE_PTR(n);
                 log_info("Found volume %s of this server on %s.", v->uuid, device);
-                (void) volume_bus_emit_added(v);
         }
         r = registry_add(m, v->uuid, device);
         if (r < 0)

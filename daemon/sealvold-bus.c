@@ -255,6 +255,18 @@ int append_escrow_records(sd_bus_message *reply, const EscrowRecord *records, si
         return r;
 }
 
+static void emit_volume_added(ManagedVolume *v) {
+        (void) volume_bus_emit_added(v);
+}
+
+static void emit_volume_changed(ManagedVolume *v) {
+        (void) volume_bus_emit_changed(v);
+}
+
+static void emit_volume_removed(ManagedVolume *v) {
+        (void) volume_bus_emit_removed(v);
+}
+
 int manager_bus_setup(Manager *m) {
         int r;
 
@@ -266,6 +278,10 @@ int manager_bus_setup(Manager *m) {
                 r = volume_bus_add(m);
         if (r < 0)
                 return r;
+        /* From here the core's changes are signals. */
+        m->hooks.volume_added = emit_volume_added;
+        m->hooks.volume_changed = emit_volume_changed;
+        m->hooks.volume_removed = emit_volume_removed;
         r = sd_bus_add_object_manager(m->bus, NULL, SEALVOL_MANAGER_PATH);
         if (r < 0)
                 return log_error_errno(r, "Failed to add the object manager: %m");

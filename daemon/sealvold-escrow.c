@@ -35,11 +35,6 @@ static uint64_t now_usec(clockid_t clock) {
         return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000u;
 }
 
-void escrow_errors_done(char *errors[static _ESCROW_TARGET_MAX]) {
-        for (size_t t = 0; t < _ESCROW_TARGET_MAX; t++)
-                errors[t] = mfree(errors[t]);
-}
-
 static int set_error(char **field, const char *format, ...) _printf_(2, 3);
 static int set_error(char **field, const char *format, ...) {
         va_list ap;

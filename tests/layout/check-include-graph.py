@@ -8,7 +8,11 @@ Fails, naming the file and the line, when:
   - a file in lib/<layer>/ includes a project header of a layer above its own, or one from daemon/
     or cli/ (lib/ knows nothing of its users);
   - a project header includes one that cannot be found (a stale path after a move);
-  - the headers include each other in a circle (daemon/, cli/ and lib/ together).
+  - the headers include each other in a circle (daemon/, cli/ and lib/ together);
+  - daemon/'s core (sealvold-core.c and .h) includes a daemon header other than its own: the core
+    calls nothing above it (the operations, the bus, the unlock pass) and reports through hooks;
+  - a file other than the bus files (daemon/*-bus.c) includes daemon/sealvold-bus.h;
+  - cli/ includes a daemon header (the CLI knows the daemon through the bus and lib/shared/ only).
 """
 import os
 import re
@@ -16,6 +20,7 @@ import sys
 
 LAYERS = ["basic", "crypto", "tpm", "luks", "escrow", "shared"]
 GENERATED = {"build-config.h"}
+CORE = "sealvold-core"
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
@@ -72,6 +77,16 @@ def main():
             target = found[0]
             if rel.endswith(".h"):
                 graph.setdefault(rel, set()).add(target)
+            if target.startswith("daemon" + os.sep):
+                name = os.path.basename(rel)
+                if rel.startswith("cli" + os.sep):
+                    errors.append(f"{rel}:{number}: cli/ includes {target}: the CLI knows the daemon through the "
+                                  f"bus and lib/shared/ only")
+                if name.startswith(CORE) and target != os.path.join("daemon", CORE + ".h"):
+                    errors.append(f"{rel}:{number}: the daemon's core includes {target}, a layer above it "
+                                  f"(report through ManagerHooks instead)")
+                if target == os.path.join("daemon", "sealvold-bus.h") and not name.endswith("-bus.c"):
+                    errors.append(f"{rel}:{number}: includes {target}, which only the bus files (*-bus.c) see")
             if mine is None:
                 continue
             theirs = layer_of(target)
