@@ -593,6 +593,19 @@ typedef struct ServerUnlockData {
         unsigned bad_block;
 } ServerUnlockData;
 
+/* The front of a call proven with the server recovery password: the password read (refused before
+ * polkit when it is too long to be one), polkit asked for action, the server idle. 1 to go on, 0 when
+ * polkit calls again, or -errno. */
+static int read_server_password(Manager *m, sd_bus_message *message, const char *action, const char **ret_password,
+                                sd_bus_error *error) {
+        int r;
+
+        r = read_password_and_flags(message, ret_password, error);
+        if (r < 0)
+                return r;
+        return polkit_check_alone(m, message, action, /* all= */ true, error);
+}
+
 static int server_unlock_data_init(Manager *m, ServerUnlockData *d, const char *password) {
         d->password = secure_memdup(password, strlen(password) + 1);
         if (!d->password)
@@ -645,10 +658,7 @@ static int method_unlock_server_password(sd_bus_message *message, void *userdata
         const char *password;
         int r;
 
-        r = read_password_and_flags(message, &password, error);
-        if (r < 0)
-                return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.recover", true, error);
+        r = read_server_password(m, message, "org.sealvol1.recover", &password, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -832,10 +842,7 @@ static int method_replace_tpm_server_password(sd_bus_message *message, void *use
         const char *password;
         int r;
 
-        r = read_password_and_flags(message, &password, error);
-        if (r < 0)
-                return r;
-        r = polkit_check_alone(m, message, "org.sealvol1.manage-tpm", true, error);
+        r = read_server_password(m, message, "org.sealvol1.manage-tpm", &password, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
